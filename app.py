@@ -1,0 +1,18 @@
+"""LLM OS: the Streamlit entry. Frames and routes; every page lives in pages/."""
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._shared import draw_sidebar
+
+st.set_page_config(page_title="LLM OS", page_icon=":material/memory:", layout="wide")
+
+# Explicit entries, never folder auto-discovery: the order here is the order in the sidebar.
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
+]
+
+page = st.navigation(PAGES)
+draw_sidebar()
+page.run()

@@ -1,0 +1,38 @@
+"""The CLI: python -m llmos_core <command> ... Everything the UI does, scripts can do here."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import LLMOSError
+
+# Each command lives in llmos_core/cli/<name>.py with `register(subparsers)`.
+COMMANDS = ["models", "serve"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m llmos_core",
+                                     description="LLM OS: run, train and watch language models on this machine.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"llmos_core.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LLMOSError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

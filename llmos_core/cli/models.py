@@ -1,0 +1,138 @@
+"""`models`: list the catalog, pull (download or convert), load, unload, ps.
+
+load/unload/ps act on the engine that holds models (the web app's, or `serve`). With none running,
+`load` starts a background engine that exits once it has been idle for the keep-alive.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from .. import control
+from ..engine import Engine
+from ..errors import LLMOSError, format_bytes
+from ..models import fetch
+from ..settings import Settings
+from . import print_json, progress_printer, table
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="the model catalog and the models in memory")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("list", help="every model in the catalog")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("pull", help="download a hub id, or convert a GGUF/embedded model, and register it")
+    p.add_argument("ref", help="catalog name, Hugging Face id (owner/name), local folder or .gguf file")
+    p.add_argument("--name", help="catalog name to register it under")
+    p.add_argument("--task", choices=["causal-lm", "seq2seq"])
+    p.add_argument("--trust-remote-code", action="store_true", help="run the model's own code (only if you trust it)")
+    p.add_argument("--json", action="store_true")
+    for action, text in (("load", "load a model into the engine"), ("unload", "unload a model from the engine")):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("name")
+        p.add_argument("--backend", default=None, help="transformers (default) or llamacpp")
+        p.add_argument("--json", action="store_true")
+    p = sub.add_parser("ps", help="models in memory, with estimated and measured bytes")
+    p.add_argument("--json", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    settings = Settings.from_env()
+    return {"list": _list, "pull": _pull, "load": _load, "unload": _unload, "ps": _ps}[args.action](args, settings)
+
+
+def _socket(settings: Settings):
+    return settings.home / "engine.sock"
+
+
+def _list(args, settings: Settings) -> int:
+    engine = Engine(settings, primary=False, start_threads=False)
+    rows = []
+    for spec in engine.catalog.list():
+        rows.append({"name": spec.name, "source": spec.source, "task": spec.task, "chat": spec.chat,
+                     "ready": fetch.is_ready(spec, settings), "location": spec.location,
+                     "description": spec.description})
+    engine.close()
+    if args.json:
+        print_json(rows)
+    else:
+        print(table(rows, ["name", "source", "task", "chat", "ready", "location"]))
+    return 0
+
+
+def _pull(args, settings: Settings) -> int:
+    engine = Engine(settings, primary=False, start_threads=False)
+    try:
+        spec = engine.catalog.resolve(args.ref, task=args.task, trust_remote_code=args.trust_remote_code)
+        if args.name:
+            spec.name = args.name
+        folder = fetch.model_folder(spec, settings, progress_printer(f"{spec.name} "))
+        if not spec.is_embedded:
+            existing = {s.name for s in engine.catalog.list()}
+            if spec.name not in existing:
+                engine.catalog.register(spec)
+        result = {"name": spec.name, "folder": str(folder), "source": spec.source}
+    finally:
+        engine.close()
+    print_json(result) if args.json else print(f"{result['name']}: ready in {result['folder']}")
+    return 0
+
+
+def ensure_server(settings: Settings, timeout: float = 30.0) -> None:
+    """Start a background engine for this data folder if none answers."""
+    path = _socket(settings)
+    if control.is_up(path):
+        return
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log = open(settings.home / "engine.log", "ab")
+    subprocess.Popen([sys.executable, "-m", "llmos_core", "serve", "--idle-exit", str(settings.keep_alive_s)],
+                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                     env={**os.environ, "LLMOS_HOME": str(settings.home)})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if control.is_up(path):
+            return
+        time.sleep(0.2)
+    raise LLMOSError("the background engine did not start", f"see {settings.home / 'engine.log'}")
+
+
+def _load(args, settings: Settings) -> int:
+    ensure_server(settings)
+    status = control.call(_socket(settings), "load", progress=None if args.json else progress_printer(f"{args.name} "),
+                          name=args.name, backend=args.backend or "transformers")
+    if args.json:
+        print_json(status)
+    else:
+        print(f"\n{status['name']} loaded ({status['backend']}): measured {format_bytes(status['measured_bytes'])}, "
+              f"estimated {format_bytes(status['estimated_bytes'])}, in {status['load_seconds']} s")
+    return 0
+
+
+def _unload(args, settings: Settings) -> int:
+    try:
+        result = control.call(_socket(settings), "unload", name=args.name, backend=args.backend)
+    except ConnectionError:
+        raise LLMOSError("no LLM OS engine is running, so nothing is loaded",
+                         "start the app or `python -m llmos_core serve`")
+    print_json(result) if args.json else print(f"unloaded {args.name}")
+    return 0
+
+
+def _ps(args, settings: Settings) -> int:
+    try:
+        rows = control.call(_socket(settings), "ps", timeout=10)
+    except (ConnectionError, OSError):
+        rows = []
+        if not args.json:
+            print("no LLM OS engine is running (start the app or `python -m llmos_core serve`)", file=sys.stderr)
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            row["measured"] = format_bytes(row["measured_bytes"])
+            row["estimated"] = format_bytes(row["estimated_bytes"])
+        print(table(rows, ["name", "backend", "measured", "estimated", "in_use", "unloads_in_s", "device"]))
+    return 0

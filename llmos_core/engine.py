@@ -1,0 +1,118 @@
+"""The process-wide Engine: one per data folder per process, owning the store, catalog and memory manager.
+
+The first engine to take `engine.lock` in a data folder is the primary: it serves the control
+socket (so the CLI reaches the models it holds) and runs the job scheduler. Others still work
+(their own models, the same database) and say who the primary is.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+from . import control
+from .device import DeviceChoice, choose_device
+from .errors import LLMOSError
+from .models.backends import TransformersBackend
+from .models.catalog import Catalog
+from .models.manager import ModelManager
+from .settings import Settings
+from .store import Store
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None, *, primary: bool = True, start_threads: bool = True):
+        self.settings = settings or Settings.from_env()
+        self.home = self.settings.home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.settings.db_path)
+        self.catalog = Catalog(self.store)
+        self.device: DeviceChoice = choose_device(self.settings.device, self.settings.dtype)
+        self.backends = {"transformers": TransformersBackend(self.settings, self.device, self.catalog)}
+        self.models = ModelManager(self.settings, self.store, self.catalog, self.device, self.backends)
+        self.started_at = time.time()
+        self._lock_handle = None
+        self.control = control.ControlServer(self.socket_path)
+        self.is_primary = primary and self._take_lock()
+        if self.is_primary:
+            self._register_control()
+            self.control.start()
+        if start_threads:
+            self.models.start_reaper()
+
+    @property
+    def socket_path(self) -> Path:
+        return self.home / "engine.sock"
+
+    def _take_lock(self) -> bool:
+        handle = open(self.home / "engine.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_handle = handle
+        return True
+
+    def primary_pid(self) -> int | None:
+        try:
+            return int((self.home / "engine.lock").read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def _register_control(self) -> None:
+        c = self.control
+        c.register("ping", lambda progress: {"pid": os.getpid(), "started": self.started_at})
+        c.register("ps", lambda progress: self.models.resident())
+        c.register("status", lambda progress: self.status())
+
+        def load(progress, name: str, backend: str = "transformers"):
+            model = self.models.load(name, backend, progress)
+            return model.status(self.models.clock())
+
+        def unload(progress, name: str, backend: str | None = None):
+            if not self.models.unload(name, backend):
+                raise LLMOSError(f"{name} is not loaded", "see `python -m llmos_core models ps`")
+            return {"unloaded": name}
+
+        c.register("load", load)
+        c.register("unload", unload)
+
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "primary": self.is_primary, "home": str(self.home),
+                "device": {"kind": self.device.kind, "name": self.device.name, "dtype": self.device.dtype,
+                           "reason": self.device.reason},
+                "budget_bytes": self.models.budget, "reserved_bytes": self.models.reserved_bytes(),
+                "room_bytes": self.models.room(), "resident": self.models.resident()}
+
+    def is_idle(self) -> bool:
+        """Nothing resident and nothing running: an auto-started server may exit."""
+        return not self.models.resident()
+
+    def close(self) -> None:
+        self.control.stop()
+        self.models.close()
+        self.store.close()
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+
+_engines: dict[Path, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    """The engine of this process for the settings' data folder, created once."""
+    settings = settings or Settings.from_env()
+    with _engines_lock:
+        engine = _engines.get(settings.home)
+        if engine is None:
+            engine = _engines[settings.home] = Engine(settings)
+        return engine

@@ -1,0 +1,1 @@
+"""Models: the catalog (what exists), fetch (getting files ready), manager (what is in memory)."""

@@ -1,0 +1,110 @@
+"""One Settings dataclass: where data lives, how much memory models may take, how long idle ones stay.
+
+Every field can be overridden by an environment variable (LLMOS_<FIELD>, upper case); the help text
+in each field's metadata is reused by the CLI and the UI.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import SettingsError
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """'4GB', '512m', '1.5 GiB', '1000' -> bytes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise SettingsError(f"cannot read {text!r} as a size", "write it like 4GB, 512MB or 1000000")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").lower()[:1]])
+
+
+@dataclass
+class Settings:
+    home: Path = field(default_factory=lambda: Path.home() / ".llmos",
+                       metadata={"help": "data folder: database, models, jobs, logs (LLMOS_HOME)"})
+    memory_budget: int | None = field(default=None, metadata={
+        "help": "bytes that resident models may take; default: 60% of the memory free at start (LLMOS_MEMORY_BUDGET, e.g. 8GB)"})
+    keep_alive_s: float = field(default=600.0, metadata={
+        "help": "seconds an idle model stays loaded before it is unloaded (LLMOS_KEEP_ALIVE_S)"})
+    device: str = field(default="auto", metadata={
+        "help": "auto, cpu, cuda, cuda:N or mps (LLMOS_DEVICE)"})
+    dtype: str = field(default="auto", metadata={
+        "help": "auto, float32, bfloat16 or float16 (LLMOS_DTYPE)"})
+    offline: bool = field(default=False, metadata={
+        "help": "never contact the Hugging Face hub (LLMOS_OFFLINE, also HF_HUB_OFFLINE)"})
+    max_upload_mb: int = field(default=200, metadata={"help": "largest upload accepted, in MB (LLMOS_MAX_UPLOAD_MB)"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (LLMOS_THREADS); default: all cores"})
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser()
+        if self.memory_budget is not None and int(self.memory_budget) <= 0:
+            raise SettingsError(f"memory budget must be positive, got {self.memory_budget}")
+        if self.keep_alive_s < 0:
+            raise SettingsError(f"keep-alive must be 0 or more seconds, got {self.keep_alive_s}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise SettingsError(f"unknown device {self.device!r}", "use auto, cpu, cuda, cuda:N or mps")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise SettingsError(f"unknown dtype {self.dtype!r}", "use auto, float32, bfloat16 or float16")
+        if self.max_upload_mb <= 0:
+            raise SettingsError("max upload must be positive")
+        if self.threads is not None and self.threads <= 0:
+            raise SettingsError("threads must be positive")
+
+    # Folders under home; created on first use by whoever writes there.
+    @property
+    def db_path(self) -> Path:
+        return self.home / "llmos.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        values: dict = {}
+        for f in fields(cls):
+            raw = env.get(f"LLMOS_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, raw)
+        if "offline" not in values and env.get("HF_HUB_OFFLINE", "") in ("1", "true", "True"):
+            values["offline"] = True
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @staticmethod
+    def help(name: str) -> str:
+        return next(f.metadata.get("help", "") for f in fields(Settings) if f.name == name)
+
+
+def _convert(name: str, raw: str):
+    try:
+        if name == "home":
+            return Path(raw)
+        if name == "memory_budget":
+            return parse_size(raw)
+        if name in ("keep_alive_s",):
+            return float(raw)
+        if name in ("max_upload_mb", "threads"):
+            return int(raw)
+        if name == "offline":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return raw.strip()
+    except ValueError as exc:
+        raise SettingsError(f"LLMOS_{name.upper()}={raw!r} is not valid: {exc}") from exc

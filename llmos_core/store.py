@@ -1,0 +1,158 @@
+"""SQLite (WAL) access shared by the server, the CLI and job workers.
+
+One connection per thread (sqlite3 connections must not cross threads); WAL lets readers and one
+writer work at once, and busy_timeout makes a writer wait for a lock instead of failing.
+Domain modules (conversations, jobs, monitor) keep their own queries; this module owns the schema,
+the connections and the event log.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,          -- load, unload, evict, refuse, job_start, job_end, ...
+    subject TEXT NOT NULL,       -- a model name, a job id
+    message TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+
+-- Models registered by the user (pulled hub ids, local folders, GGUF files, trained results).
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY,
+    source TEXT NOT NULL,        -- hub | local | gguf | trained
+    location TEXT NOT NULL,      -- hub id, folder or file
+    task TEXT NOT NULL DEFAULT 'causal-lm',
+    description TEXT NOT NULL DEFAULT '',
+    data TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    model TEXT NOT NULL,
+    settings TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    stats TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, id);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    priority INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'queued',
+    device TEXT NOT NULL DEFAULT 'cpu',
+    est_memory INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    progress REAL NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL DEFAULT '{}',
+    exit_code INTEGER,
+    pid INTEGER,
+    pid_started REAL,
+    log_path TEXT,
+    resumable INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority, created);
+
+CREATE TABLE IF NOT EXISTS job_metrics (
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_metrics_job ON job_metrics(job_id, step);
+
+-- Downsampled monitor history: resolution 10 (a day) and 60 (a week) seconds.
+CREATE TABLE IF NOT EXISTS monitor_samples (
+    resolution INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (resolution, ts)
+);
+"""
+
+
+class Store:
+    """Thread-safe handle on the database file. Cheap to create; connections open lazily per thread."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.connection().executescript(SCHEMA)   # idempotent: CREATE ... IF NOT EXISTS
+
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE takes the write lock up front, so read-then-write cannot deadlock."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        return self.connection().execute(sql, params)
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.connection().execute(sql, params).fetchall()]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---- events: the log that monitor charts draw as markers ----
+    def add_event(self, kind: str, subject: str, message: str, **data: Any) -> None:
+        self.execute("INSERT INTO events (ts, kind, subject, message, data) VALUES (?, ?, ?, ?, ?)",
+                     (time.time(), kind, subject, message, json.dumps(data, default=str)))
+
+    def events(self, since: float = 0.0, kinds: tuple[str, ...] | None = None, limit: int = 200) -> list[dict]:
+        sql = "SELECT * FROM events WHERE ts >= ?"
+        params: list = [since]
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            params += list(kinds)
+        rows = self.query(sql + " ORDER BY ts DESC LIMIT ?", (*params, limit))
+        for row in rows:
+            row["data"] = json.loads(row["data"])
+        return rows

@@ -1,0 +1,25 @@
+"""Home: one screen that says what this machine is doing and where to go."""
+from __future__ import annotations
+
+import streamlit as st
+
+from llmos_core.errors import format_bytes
+from llmos_core.models.catalog import DEFAULT_CHAT_MODEL
+from pages._shared import engine
+
+eng = engine()
+st.title(":material/memory: LLM OS")
+st.write("Chat with language models, translate documents, fine-tune on your own data, and watch what the "
+         "machine is doing, all on this computer.")
+
+status = eng.status()
+cols = st.columns(4)
+cols[0].metric("Device", eng.device.kind.upper(), help=eng.device.reason)
+cols[1].metric("Models in memory", len(status["resident"]))
+cols[2].metric("Memory budget", format_bytes(status["budget_bytes"]))
+cols[3].metric("Room for models", format_bytes(status["room_bytes"]))
+
+st.subheader("Go to")
+links = st.columns(3)
+links[0].page_link("pages/models.py", label="Models: catalog, load, memory", icon=":material/deployed_code:")
+st.caption(f"The embedded chat model, {DEFAULT_CHAT_MODEL}, works offline; it is converted once on first use.")

@@ -1,0 +1,94 @@
+"""Models: the catalog, pull (download or convert) with progress, load/unload, memory per model."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from llmos_core.errors import format_bytes
+from llmos_core.models import fetch
+from pages._shared import engine, error_boundary
+
+eng = engine()
+st.title(":material/deployed_code: Models")
+
+# ---- memory ----
+resident = eng.models.resident()
+budget = eng.models.budget
+used = sum(max(m["measured_bytes"], m["estimated_bytes"]) for m in resident)
+st.subheader("In memory")
+st.progress(min(used / budget, 1.0) if budget else 0.0,
+            text=f"{format_bytes(used)} of {format_bytes(budget)} budget · room now {format_bytes(eng.models.room())}")
+if not resident:
+    st.info("No model is loaded. Load one below, or just open Chat: it loads its model on first use.",
+            icon=":material/info:")
+for m in resident:
+    with st.container(border=True):
+        left, right = st.columns([4, 1])
+        share = m["measured_bytes"] / budget if budget else 0.0
+        left.markdown(f"**{m['name']}** · {m['backend']} · {m.get('device', '')} {m.get('dtype', '')}")
+        left.progress(min(share, 1.0), text=f"measured {format_bytes(m['measured_bytes'])} "
+                                            f"(estimated {format_bytes(m['estimated_bytes'])})")
+        if m["in_use"]:
+            left.caption(f"in use by {m['in_use']} request(s)")
+        else:
+            left.caption(f"idle {m['idle_s']:.0f} s · unloads in {m['unloads_in_s']:.0f} s")
+        if right.button("Unload", key=f"models_unload_{m['name']}_{m['backend']}", icon=":material/eject:",
+                        disabled=bool(m["in_use"])):
+            with error_boundary("Unloading"):
+                eng.models.unload(m["name"], m["backend"])
+                st.rerun()
+
+# ---- catalog ----
+st.subheader("Catalog")
+specs = eng.catalog.list()
+rows = [{"name": s.name, "source": s.source, "task": s.task, "chat template": s.chat,
+         "ready on disk": fetch.is_ready(s, eng.settings), "loaded": eng.models.is_resident(s.name),
+         "description": s.description} for s in specs]
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+choice = st.selectbox("Model", [s.name for s in specs], key="models_choice")
+col_load, col_unload, _ = st.columns([1, 1, 3])
+if col_load.button("Load", key="models_load", icon=":material/play_arrow:", type="primary"):
+    bar = st.progress(0.0, text=f"Loading {choice}...")
+    with error_boundary("Loading"):
+        model = eng.models.load(choice, progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+        bar.progress(1.0, text=f"{choice} loaded in {model.load_seconds:.1f} s: "
+                               f"{format_bytes(model.measured_bytes)} measured")
+        st.rerun()
+if col_unload.button("Unload", key="models_unload", icon=":material/eject:"):
+    with error_boundary("Unloading"):
+        if not eng.models.unload(choice):
+            st.info(f"{choice} is not loaded.")
+        else:
+            st.rerun()
+
+# ---- add a model ----
+with st.expander("Add a model: Hugging Face id, local folder or .gguf file", icon=":material/add:"):
+    ref = st.text_input("Hugging Face id, folder or file", key="models_ref",
+                        placeholder="Helsinki-NLP/opus-mt-en-de  or  /path/to/folder  or  /path/model.gguf")
+    name = st.text_input("Name in the catalog (optional)", key="models_name")
+    task = st.radio("Kind", ["causal-lm", "seq2seq"], horizontal=True, key="models_task",
+                    help="seq2seq: encoder-decoder models such as Marian/opus-mt, NLLB or M2M100 (translation)")
+    trust = st.checkbox("Trust remote code", key="models_trust",
+                        help="runs Python code shipped with the model; tick only for models you trust")
+    if st.button("Pull", key="models_pull", icon=":material/download:", disabled=not ref.strip()):
+        bar = st.progress(0.0, text="Starting...")
+        with error_boundary("Pulling"):
+            spec = eng.catalog.resolve(ref, task=task, trust_remote_code=trust)
+            if name.strip():
+                spec.name = name.strip()
+            fetch.model_folder(spec, eng.settings, lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+            eng.catalog.register(spec)
+            st.success(f"{spec.name} is in the catalog.")
+
+# ---- refusals and events ----
+if eng.models.refusals:
+    st.subheader("Refused loads")
+    for r in list(eng.models.refusals):
+        st.warning(r["reason"], icon=":material/block:")
+events = eng.store.events(kinds=("load", "unload", "evict", "idle_unload", "refuse", "load_failed"), limit=20)
+if events:
+    with st.expander("Recent model events"):
+        st.dataframe(pd.DataFrame([{"time": pd.to_datetime(e["ts"], unit="s"), "event": e["kind"],
+                                    "model": e["subject"], "message": e["message"]} for e in events]),
+                     hide_index=True, width="stretch")
