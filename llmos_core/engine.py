@@ -17,7 +17,9 @@ from .device import DeviceChoice, choose_device
 from .errors import LLMOSError
 from .models.backends import TransformersBackend
 from .models.catalog import Catalog
+from .models.llamacpp import LlamaCppBackend, availability as llamacpp_availability
 from .models.manager import ModelManager
+from .monitor import Sampler
 from .settings import Settings
 from .store import Store
 
@@ -31,6 +33,10 @@ class Engine:
         self.catalog = Catalog(self.store)
         self.device: DeviceChoice = choose_device(self.settings.device, self.settings.dtype)
         self.backends = {"transformers": TransformersBackend(self.settings, self.device, self.catalog)}
+        # llama.cpp only where its binding imports; the Models page shows the reason when it does not.
+        self.llamacpp_available, self.llamacpp_reason = llamacpp_availability()
+        if self.llamacpp_available:
+            self.backends["llamacpp"] = LlamaCppBackend(self.settings)
         self.models = ModelManager(self.settings, self.store, self.catalog, self.device, self.backends)
         self.started_at = time.time()
         self._lock_handle = None
@@ -39,8 +45,12 @@ class Engine:
         if self.is_primary:
             self._register_control()
             self.control.start()
+        # One sampler per engine (never per browser session); only the primary writes the history.
+        self.sampler = Sampler(self.store, server_pid=os.getpid(), resident=self.models.resident,
+                               primary_pid=self.primary_pid, persist=self.is_primary)
         if start_threads:
             self.models.start_reaper()
+            self.sampler.start()
 
     @property
     def socket_path(self) -> Path:
@@ -71,6 +81,7 @@ class Engine:
         c.register("ping", lambda progress: {"pid": os.getpid(), "started": self.started_at})
         c.register("ps", lambda progress: self.models.resident())
         c.register("status", lambda progress: self.status())
+        c.register("monitor", lambda progress: self.sampler.latest())
 
         def load(progress, name: str, backend: str = "transformers"):
             model = self.models.load(name, backend, progress)
@@ -89,13 +100,15 @@ class Engine:
                 "device": {"kind": self.device.kind, "name": self.device.name, "dtype": self.device.dtype,
                            "reason": self.device.reason},
                 "budget_bytes": self.models.budget, "reserved_bytes": self.models.reserved_bytes(),
-                "room_bytes": self.models.room(), "resident": self.models.resident()}
+                "room_bytes": self.models.room(), "resident": self.models.resident(),
+                "monitor": self.sampler.status()}
 
     def is_idle(self) -> bool:
         """Nothing resident and nothing running: an auto-started server may exit."""
         return not self.models.resident()
 
     def close(self) -> None:
+        self.sampler.stop()
         self.control.stop()
         self.models.close()
         self.store.close()
