@@ -6,7 +6,6 @@ socket (so the CLI reaches the models it holds) and runs the job scheduler. Othe
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 from . import control
 from .device import DeviceChoice, choose_device
 from .errors import LLMOSError
+from .jobs.scheduler import JobScheduler
+from .locks import take_lock
 from .models.backends import TransformersBackend
 from .models.catalog import Catalog
 from .models.llamacpp import LlamaCppBackend, availability as llamacpp_availability
@@ -48,8 +49,13 @@ class Engine:
         # One sampler per engine (never per browser session); only the primary writes the history.
         self.sampler = Sampler(self.store, server_pid=os.getpid(), resident=self.models.resident,
                                primary_pid=self.primary_pid, persist=self.is_primary)
+        # Every engine can submit/cancel/list jobs through the store; only the primary runs the loop.
+        self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
+                                      cuda_available=self.device.kind == "cuda")
         if start_threads:
             self.models.start_reaper()
+            if self.is_primary:
+                self.scheduler.start()
             self.sampler.start()
 
     @property
@@ -57,18 +63,8 @@ class Engine:
         return self.home / "engine.sock"
 
     def _take_lock(self) -> bool:
-        handle = open(self.home / "engine.lock", "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_handle = handle
-        return True
+        self._lock_handle = take_lock(self.home / "engine.lock")
+        return self._lock_handle is not None
 
     def primary_pid(self) -> int | None:
         try:
@@ -105,9 +101,10 @@ class Engine:
 
     def is_idle(self) -> bool:
         """Nothing resident and nothing running: an auto-started server may exit."""
-        return not self.models.resident()
+        return not self.models.resident() and not self.scheduler.busy()
 
     def close(self) -> None:
+        self.scheduler.stop()   # running jobs go on; the next scheduler reattaches them
         self.sampler.stop()
         self.control.stop()
         self.models.close()

@@ -73,9 +73,29 @@ CREATE TABLE IF NOT EXISTS jobs (
     pid INTEGER,
     pid_started REAL,
     log_path TEXT,
-    resumable INTEGER NOT NULL DEFAULT 0
+    resumable INTEGER NOT NULL DEFAULT 0,
+    description TEXT NOT NULL DEFAULT '',
+    est_seconds REAL,
+    waiting TEXT,                         -- why a queued job has not started, written by the scheduler
+    cancel_requested INTEGER NOT NULL DEFAULT 0,   -- set by any process; the scheduler acts on it
+    resume INTEGER NOT NULL DEFAULT 0,    -- the next run continues from the last checkpoint
+    runs INTEGER NOT NULL DEFAULT 0,
+    peak_memory INTEGER,
+    freed_memory INTEGER,                 -- measured free after the end minus before it
+    rerun_of INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority, created);
+
+-- A running job's process tree, sampled by the scheduler every few seconds.
+CREATE TABLE IF NOT EXISTS job_usage (
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    ts REAL NOT NULL,
+    rss_bytes INTEGER NOT NULL,
+    cpu_percent REAL NOT NULL,
+    gpu_bytes INTEGER,
+    processes INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_usage_job ON job_usage(job_id, ts);
 
 CREATE TABLE IF NOT EXISTS job_metrics (
     job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,

@@ -5,6 +5,7 @@ Each kind module provides:
     estimate(params: dict, settings) -> dict        {"memory_bytes": int, "device": "cpu"|"cuda", "seconds": float|None}
     run(ctx: JobContext) -> dict                    do the work in the worker process; returns the result
     describe(params: dict) -> str                   one line for tables: "LoRA on gemma-3-270m"
+and may set RESUMABLE = True when run() continues from ctx.checkpoint_dir if ctx.resume is True.
 """
 from __future__ import annotations
 
@@ -23,4 +24,15 @@ KINDS: dict[str, str] = {
 def kind_module(kind: str) -> ModuleType:
     if kind not in KINDS:
         raise InvalidInput(f"unknown job kind {kind!r}", f"kinds: {', '.join(sorted(KINDS))}")
-    return importlib.import_module(KINDS[kind])
+    try:
+        return importlib.import_module(KINDS[kind])
+    except ImportError as exc:   # a kind whose module or dependencies are missing on this install
+        raise InvalidInput(f"job kind {kind!r} cannot be loaded: {exc}", "check the installation") from exc
+
+
+def is_resumable(kind: str) -> bool:
+    """A kind that sets RESUMABLE = True can continue a cancelled, interrupted or failed run (ctx.resume)."""
+    try:
+        return bool(getattr(kind_module(kind), "RESUMABLE", False))
+    except InvalidInput:   # unknown or not loadable: nothing to resume with
+        return False
