@@ -9,12 +9,17 @@ import streamlit as st
 
 from llmos_core.engine import Engine, get_engine
 from llmos_core.errors import LLMOSError, format_bytes
+from llmos_core.settings import Settings
 
 
 @st.cache_resource(show_spinner="Starting the LLM OS engine...")
+def _engine_for(home: str) -> Engine:
+    return get_engine(Settings.from_env(home=home))
+
+
 def engine() -> Engine:
-    """One engine per server process, shared by every browser session (its methods are thread-safe)."""
-    return get_engine()
+    """One engine per server process and data folder, shared by every browser session (thread-safe)."""
+    return _engine_for(str(Settings.from_env().home))
 
 
 @contextmanager

@@ -1,0 +1,58 @@
+"""AppTest of the Home and Models pages, with a tiny model through the real load path."""
+import pytest
+
+from llmos_core.engine import get_engine
+from llmos_core.settings import Settings
+
+
+@pytest.fixture
+def app(new_app):
+    return new_app()
+
+
+def test_home_shows_the_machine_and_links(app):
+    assert app.title[0].value.endswith("LLM OS")
+    labels = [m.label for m in app.metric]
+    assert {"Device", "Models in memory", "Memory budget"} <= set(labels)
+    assert app.metric[0].value == "CPU"
+
+
+def test_models_page_lists_the_catalog(app):
+    app.switch_page("pages/models.py").run()
+    assert not app.exception
+    frame = app.dataframe[0].value
+    assert list(frame["name"][:2]) == ["smollm2-135m-instruct", "gemma-3-270m"]
+    assert any("No model is loaded" in i.value for i in app.info)
+
+
+def test_load_and_unload_from_the_page(app, tiny_causal):
+    engine = get_engine(Settings.from_env())
+    name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
+    app.switch_page("pages/models.py").run()
+    app.selectbox(key="models_choice").set_value(name).run()
+    app.button(key="models_load").click().run()
+    assert not app.exception and not app.error
+    assert engine.models.is_resident(name)
+    assert any(name in m.value for m in app.markdown)          # its card under "In memory"
+    app.button(key=f"models_unload_{name}_transformers").click().run()
+    assert not engine.models.is_resident(name)
+
+
+def test_a_bad_pull_shows_a_message_not_a_traceback(app):
+    app.switch_page("pages/models.py").run()
+    app.text_input(key="models_ref").set_value("/no/such/folder").run()
+    app.button(key="models_pull").click().run()
+    assert not app.exception
+    assert app.error and "not a catalog name" in app.error[0].value
+
+
+def test_a_refused_load_shows_the_figures(new_app, monkeypatch, tiny_causal):
+    monkeypatch.setenv("LLMOS_MEMORY_BUDGET", "1MB")
+    at = new_app()
+    engine = get_engine(Settings.from_env())
+    name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
+    at.switch_page("pages/models.py").run()
+    at.selectbox(key="models_choice").set_value(name).run()
+    at.button(key="models_load").click().run()
+    assert at.error and "needs" in at.error[0].value and "budget" in at.error[0].value
+    assert at.warning and "needs" in at.warning[0].value   # the refusals list
