@@ -11,6 +11,7 @@ st.set_page_config(page_title="LLM OS", page_icon=":material/memory:", layout="w
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
+    st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
 ]
 
 page = st.navigation(PAGES)

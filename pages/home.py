@@ -5,6 +5,7 @@ import streamlit as st
 
 from llmos_core.errors import format_bytes
 from llmos_core.models.catalog import DEFAULT_CHAT_MODEL
+from pages import _monitor_view as monitor_view
 from pages._shared import engine
 
 eng = engine()
@@ -22,4 +23,16 @@ cols[3].metric("Room for models", format_bytes(status["room_bytes"]))
 st.subheader("Go to")
 links = st.columns(3)
 links[0].page_link("pages/models.py", label="Models: catalog, load, memory", icon=":material/deployed_code:")
+links[2].page_link("pages/monitor.py", label="Monitor: CPU, memory, GPUs, jobs", icon=":material/monitoring:")
 st.caption(f"The embedded chat model, {DEFAULT_CHAT_MODEL}, works offline; it is converted once on first use.")
+
+# ---- the machine now: the monitor's compact view, redrawn every 2 s ----
+st.subheader("This machine now")
+
+
+@st.fragment(run_every=2.0)
+def machine_now() -> None:
+    monitor_view.compact(eng.sampler)
+
+
+machine_now()

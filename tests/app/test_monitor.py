@@ -1,0 +1,133 @@
+"""The Monitor page and Home's compact view in AppTest, on a sampler fed fake psutil and a fake two-GPU NVML.
+
+The engine of the test's data folder is made here first (AppTest runs the app in this process, so the
+page finds the same engine); its real sampler is stopped and replaced by one reading the fakes.
+Fragment timers never fire in AppTest: a plain rerun draws what the fragment draws.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from llmos_core import engine as engine_module
+from llmos_core.gpu import GpuReader
+from llmos_core.host import HostReader
+from llmos_core.monitor import Sampler
+from monitor_fakes import FakeClock, FakeNVML, FakePsutil, two_gpu_machine
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+JOB = 4242
+
+
+@pytest.fixture
+def fake_engine(home):
+    """The test's engine, with a sampler on a fake 4-core machine running LLM OS and one training job."""
+    st.cache_resource.clear()             # an engine cached by an earlier test belongs to another data folder
+    eng = engine_module.get_engine()
+
+    def install(nvml) -> Sampler:
+        eng.sampler.stop()
+        ps = FakePsutil(cores=4)
+        server = os.getpid()
+        ps.add_process(server, "python", cmdline=["python", "-m", "streamlit", "run", "app.py"])
+        ps.add_process(JOB, "python", ppid=server, cmdline=["python", "-m", "llmos_core.jobs.worker", "12"])
+        ps.add_process(4300, "firefox", rss=3 * 1024**3)
+        eng.store.execute("INSERT INTO jobs (id, kind, params, state, created, pid) VALUES (12, 'train', ?, 'running', ?, ?)",
+                          (json.dumps({"method": "lora", "model": "gemma-270m"}), time.time(), JOB))
+        eng.store.add_event("job_start", "12", "training job 12 started")
+        wall, mono = FakeClock(time.time() - 30), FakeClock(100.0)
+        sampler = Sampler(eng.store, host=HostReader(ps, clock=mono), gpu=GpuReader(nvml, clock=mono),
+                          server_pid=server, resident=eng.models.resident, wall=wall, mono=mono)
+        for i in range(31):               # 30 s of history, the job busy for the last 10
+            ps.advance(1.0, busy=[1.0, 1.0, 0.1, 0.0] if i > 20 else [0.1] * 4, proc_cpu={JOB: 2.0} if i > 20 else {})
+            wall.now, mono.now = wall.now + 1, mono.now + 1
+            sampler.sample_once()
+        eng.sampler = sampler
+        return sampler
+
+    yield install
+    eng.close()
+    engine_module._engines.pop(eng.home, None)
+    st.cache_resource.clear()
+
+
+def open_monitor() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/monitor.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    out = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        out[spec["layout"]["title"]["text"]] = spec
+    return out
+
+
+def test_monitor_page_on_a_two_gpu_machine(fake_engine):
+    fake_engine(two_gpu_machine(os.getpid(), JOB))
+    at = open_monitor()
+    figures = charts(at)
+    assert {"CPU", "Memory", "GPU 0: Fake H100 A", "GPU 1: Fake H100 B", "LLM OS: CPU per part"} <= set(figures)
+    cpu = figures["CPU"]
+    total = next(t for t in cpu["data"] if t["name"] == "total")
+    assert total["y"][-1] == pytest.approx(52.5) and len([t for t in cpu["data"] if t["name"].startswith("core")]) == 4
+    assert any(t["name"] == "events" and "job_start" in t["text"][0] for t in cpu["data"])   # the job's start marker
+    gpu1 = next(t for t in figures["GPU 1: Fake H100 B"]["data"] if t["name"] == "utilization %")
+    assert gpu1["y"][-1] == 90
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["CPU"] == "52%" and metrics["GPU 1"] == "90%" and metrics["GPU 0 memory"] == "8.0 GB"
+    table = at.dataframe[0].value
+    job_row = table[table.pid == JOB].iloc[0]
+    assert job_row["what"].startswith("training job 12 (") and "gemma-270m" in job_row["what"]
+    assert job_row["GPU memory (MB)"] == 21 * 1024
+    assert table.iloc[0]["pid"] == JOB                       # sorted by CPU: the busy job first
+    assert not any("No GPU found" in c.value for c in at.caption)
+
+    at.selectbox(key="monitor_sort").set_value("GPU memory").run()
+    table = at.dataframe[0].value
+    assert list(table["GPU memory (MB)"][:2]) == [21 * 1024, 6 * 1024]
+    at.selectbox(key="monitor_sort").set_value("RAM").run()
+    assert at.dataframe[0].value.iloc[0]["pid"] == 4300
+
+
+def test_monitor_page_without_gpu_says_so_once(fake_engine):
+    fake_engine(FakeNVML([], init_error=12))
+    at = open_monitor()
+    notes = [c.value for c in at.caption if "No GPU found" in c.value]
+    assert len(notes) == 1
+    assert not [t for t in charts(at) if t.startswith("GPU")]
+    assert "GPU memory (MB)" not in at.dataframe[0].value.columns
+
+
+def test_window_selector_reads_the_history(fake_engine):
+    sampler = fake_engine(FakeNVML([], init_error=12))
+    day_old = sampler._wall.now - 3 * 86400
+    sampler.store.execute("INSERT INTO monitor_samples VALUES (60, ?, ?)",
+                          (day_old, json.dumps({**sampler.history(10)[-1], "ts": day_old})))
+    at = open_monitor()
+    assert len(charts(at)["CPU"]["data"][-1]["x"]) <= 31
+    at.radio(key="monitor_window").set_value("1 week").run()
+    assert not at.exception
+    xs = next(t for t in charts(at)["CPU"]["data"] if t["name"] == "total")["x"]
+    # The stored minute of three days ago (a restart ago), then this run's minutes and ring buffer.
+    assert xs[0].startswith(datetime.fromtimestamp(day_old).strftime("%Y-%m-%dT%H:%M")) and len(xs) >= 32
+
+
+def test_home_shows_the_compact_view_and_links_to_the_monitor(fake_engine):
+    fake_engine(two_gpu_machine(os.getpid(), JOB))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["CPU"] == "52%" and metrics["GPUs (2)"] == "90%"
+    assert any("training job 12" in c.value for c in at.caption)
+    assert [c for c in at.get("plotly_chart")]
