@@ -1,0 +1,72 @@
+"""`translate`: a document in, the translated document out, in the same format (a PDF as .docx or .txt).
+
+    python -m llmos_core translate report.docx --to de [--from en] [--model NAME] [--glossary FILE] -o out.docx
+
+Runs in this process with its own engine (the model is loaded here, then freed); the output file is
+written only once the whole document is translated.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..engine import Engine
+from ..errors import InvalidInput
+from ..models.catalog import DEFAULT_BASE_MODEL, SEQ2SEQ
+from ..settings import Settings
+from ..translation import documents, open_engine, parse_glossary
+from ..translation.translator import LANGUAGES, Translator
+from . import print_json, progress_printer
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("translate", help="translate a document (.txt .md .docx .pdf .srt .html), keeping its format")
+    p.add_argument("input", help="the document to translate")
+    p.add_argument("--to", dest="target", required=True, help="target language code: " + " ".join(sorted(LANGUAGES)))
+    p.add_argument("--from", dest="source", default="auto", help="source language code (default: detected)")
+    p.add_argument("--model", help="catalog name; default: the first seq2seq model, else the embedded "
+                                    f"{DEFAULT_BASE_MODEL} (prompted; a translation model translates better)")
+    p.add_argument("--glossary", help="file of term pairs, one a line: term = translation")
+    p.add_argument("--pdf-as", choices=["docx", "txt"], default="docx", help="output format for a PDF (default docx)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("-o", "--output", help="output file (default: NAME.<lang>.<ext> beside the input)")
+    p.add_argument("--json", action="store_true", help="print the output path and figures as JSON")
+    p.set_defaults(func=run)
+
+
+def default_model(engine: Engine) -> str:
+    seq2seq = engine.catalog.names(SEQ2SEQ)
+    return seq2seq[0] if seq2seq else DEFAULT_BASE_MODEL
+
+
+def run(args) -> int:
+    settings = Settings.from_env()
+    path = Path(args.input)
+    if not path.is_file():
+        raise InvalidInput(f"{path} does not exist or is not a file")
+    glossary = parse_glossary(Path(args.glossary).read_text(encoding="utf-8")) if args.glossary else {}
+    doc = documents.parse(path.read_bytes(), path.name, settings.max_upload_mb * 1024**2, args.pdf_as)
+    output = Path(args.output) if args.output else path.with_name(f"{path.stem}.{args.target}.{doc.output_format}")
+    engine = Engine(settings, primary=False, start_threads=False)
+    try:
+        model_name = args.model or default_model(engine)
+        report = progress_printer("")
+        with open_engine(engine, model_name, progress=None if args.json else progress_printer(f"{model_name} ")) as model:
+            translator = Translator(model, args.target, args.source, glossary, batch_size=args.batch_size)
+            texts = translator.translate(
+                doc.texts(), None if args.json else
+                lambda done, total, eta: report(done / max(total, 1), f"{done}/{total} segments"
+                                                + (f", {eta:.0f} s left" if eta is not None else "")))
+    finally:
+        engine.close()
+    documents.write_output(output, doc.render(texts))
+    result = {"output": str(output), "model": model_name, "format": doc.format, "output_format": doc.output_format,
+              "notes": doc.notes + translator.stats.notes, **translator.stats.to_dict()}
+    if args.json:
+        print_json(result)
+    else:
+        for note in result["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        print(f"{output} ({len(texts)} segments from {translator.stats.source} in {translator.stats.seconds:.1f} s; "
+              f"{translator.stats.cached} from the cache)")
+    return 0
