@@ -1,0 +1,177 @@
+"""The "train" job kind: the contract of llmos_core/jobs/kinds.py.
+
+validate() runs in the app or the CLI before anything is queued (bad data, bad knobs, a name taken, a
+model that cannot fit); estimate() gives the scheduler the memory to admit on and the page the time
+and cost; run() does the work in the worker process; describe() names the job in tables.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..device import free_memory
+from ..errors import InsufficientMemory, InvalidInput, format_bytes
+from ..models import fetch
+from ..models.catalog import EMBEDDED, Catalog
+from ..settings import Settings
+from ..store import Store
+from . import data as datalib
+from . import estimate as est
+from .params import TrainParams
+from .trainer import base_folder, choose_placement, load_tokenizer, model_facts, trained_dir
+
+
+def price_per_hour() -> float:
+    """Money per hour of this machine, for the cost estimate (LLMOS_PRICE_PER_HOUR; 0 = not shown)."""
+    try:
+        return max(0.0, float(os.environ.get("LLMOS_PRICE_PER_HOUR", "0") or 0))
+    except ValueError:
+        return 0.0
+
+
+@dataclass
+class Plan:
+    """What the data gives once tokenized for a model: the figures shown before launch."""
+    rows: int
+    shape: str
+    tokens: int
+    train_blocks: int
+    validation_blocks: int
+    trained_tokens: int
+    dropped: int
+
+    @property
+    def tokens_per_block(self) -> float:
+        return self.trained_tokens / max(self.train_blocks, 1)
+
+
+_plans: dict[tuple, Plan] = {}
+_plans_lock = threading.Lock()
+
+
+def plan(params: TrainParams, settings: Settings, catalog: Catalog) -> Plan | None:
+    """Tokenize the data with the model's tokenizer (cached per file, model and knobs). None when the model
+    is not downloaded or converted yet: the run checks the data again once it has the tokenizer."""
+    spec = catalog.get(params.model)
+    root = spec
+    while root.data.get("adapter"):
+        root = catalog.get(root.data["base_model"])
+    if not fetch.is_ready(root, settings):
+        return None
+    path = Path(params.data)
+    key = (str(path), path.stat().st_mtime, root.name, root.location, params.block_size,
+           params.validation_fraction, params.seed, tuple(sorted(params.mapping.items())))
+    with _plans_lock:
+        if key in _plans:
+            return _plans[key]
+    dataset = datalib.load(path, params.mapping)
+    tokens = datalib.tokenize(dataset, load_tokenizer(base_folder(spec, settings, catalog)), params.block_size,
+                              params.validation_fraction, params.seed)
+    result = Plan(dataset.rows, dataset.shape, tokens.tokens, len(tokens.train), len(tokens.validation),
+                  tokens.trained_tokens, tokens.dropped)
+    with _plans_lock:
+        _plans[key] = result
+    return result
+
+
+def _catalog(settings: Settings) -> Catalog:
+    return Catalog(Store(settings.db_path))
+
+
+# ---------------------------------------------------------------- the contract
+
+def validate(params: dict, settings: Settings) -> dict:
+    """Clean params, or InvalidInput / ModelNotFound / InsufficientMemory with what to do."""
+    clean = TrainParams.from_dict(dict(params))
+    catalog = _catalog(settings)
+    catalog.get(clean.model)   # ModelNotFound names the catalog
+    data_path = Path(clean.data).expanduser()
+    if not data_path.is_file():
+        raise InvalidInput(f"the data file {clean.data} does not exist", "upload it or give an existing file")
+    # The job must not depend on a file the user may move: keep a copy under the data folder.
+    if datalib.datasets_dir(settings).resolve() not in data_path.resolve().parents:
+        datalib.load(data_path, clean.mapping)   # check before copying
+        data_path = datalib.save_upload(settings, data_path.name, data_path.read_bytes())
+    clean.data = str(data_path.resolve())
+    datalib.load(data_path, clean.mapping)
+    clean.name = clean.name or clean.default_name()
+    if clean.name in EMBEDDED or clean.name in catalog.names() or (trained_dir(settings) / clean.name).exists():
+        raise InvalidInput(f"a model named {clean.name!r} already exists", "give the result another name")
+    plan(clean, settings, catalog)   # data shorter than one block, prompts that fill it: said now
+    figures = estimate(clean.to_dict(), settings)
+    total = free_memory(choose_device_for(figures["device"]))[1]
+    if figures["memory_bytes"] > total:
+        hint = "lower the batch size or the block length"
+        if clean.method == "full":
+            lora = estimate({**clean.to_dict(), "method": "lora"}, settings)["memory_bytes"]
+            hint = f"use LoRA instead: it needs about {format_bytes(lora)}"
+        raise InsufficientMemory(f"{clean.describe()} (estimated)", figures["memory_bytes"], total, total, hint)
+    return clean.to_dict()
+
+
+def choose_device_for(kind: str):
+    from ..device import choose_device
+
+    return choose_device("cuda" if kind == "cuda" else "cpu")
+
+
+def estimate(params: dict, settings: Settings) -> dict:
+    """{"memory_bytes", "device", "seconds"} for the scheduler, plus the figures behind them for the page."""
+    p = TrainParams.from_dict(dict(params))
+    catalog = _catalog(settings)
+    spec = catalog.get(p.model)
+    placement = choose_placement(p, settings)
+    facts = model_facts(spec, settings, catalog)
+    the_plan = plan(p, settings, catalog)
+    out = {"device": placement.device, "precision": placement.precision, "world": placement.world,
+           "memory_bytes": 0, "seconds": None, "plan": the_plan.__dict__ if the_plan else None}
+    if facts is None:
+        return out
+    compute_bytes = 4 if placement.precision == "fp32" else 2
+    out["memory_bytes"] = est.memory_bytes(facts, p.method, p.optimizer, p.batch_size, p.block_size, p.lora_r,
+                                           placement.weight_bytes, compute_bytes)
+    out["parameters"] = facts.parameters
+    if the_plan is not None:
+        steps = est.plan_steps(the_plan.train_blocks, p.batch_size, p.grad_accum, placement.world, p.max_steps,
+                               p.epochs)
+        per_step = int(p.batch_size * p.grad_accum * placement.world * the_plan.tokens_per_block)
+        timing = est.estimate_time(settings, spec.name, p.method, placement.device, facts.parameters, steps, per_step)
+        out.update(seconds=timing.seconds, time=timing.to_dict(), cost=timing.cost(price_per_hour()),
+                   price_per_hour=price_per_hour() or None)
+    return out
+
+
+def describe(params: dict) -> str:
+    what = "LoRA" if params.get("method", "lora") == "lora" else "Full fine-tune"
+    return f"{what} on {params.get('model', '?')}" + (f" -> {params['name']}" if params.get("name") else "")
+
+
+def run(ctx) -> dict:
+    """In the worker: train, then record how the estimate compared, and teach the time estimate."""
+    from .trainer import train
+
+    settings = ctx.settings
+    catalog = Catalog(ctx.store)
+    params = TrainParams.from_dict(ctx.params)
+    placement = choose_placement(params, settings)
+    before = estimate(ctx.params, settings)
+    if placement.world > 1 and "RANK" not in os.environ:
+        from .distributed import launch
+
+        result = launch(ctx, placement)
+    else:
+        result = train(ctx, catalog, placement)
+    result["estimate"] = {"seconds": before.get("seconds"), "memory_bytes": before.get("memory_bytes"),
+                          "cost": before.get("cost"), "source": (before.get("time") or {}).get("source")}
+    result["actual"] = {"seconds": result.get("train_seconds"), "memory_bytes": result.get("peak_memory_bytes"),
+                        "cost": (result["train_seconds"] / 3600 * price_per_hour()) if price_per_hour() else None}
+    fresh_steps = result["steps"] - (result.get("resumed_from_step") or 0)
+    if not result.get("stopped") and fresh_steps > 0 and result.get("tokens_seen") and result.get("parameters"):
+        flops = est.FLOPS_PER_PARAM_TOKEN * result["parameters"] * result["tokens_seen"]
+        est.record_run(settings, params.model, params.method, placement.device, flops, result["train_seconds"],
+                       fresh_steps)
+    ctx.progress(1.0, "stopped; Resume continues from the checkpoint" if result.get("stopped")
+                 else f"done: {result['model']} is in the catalog")
+    return result
