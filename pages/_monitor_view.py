@@ -128,11 +128,16 @@ def metrics(snap: dict) -> None:
     cpu, mem, io = snap["cpu"], snap["mem"], snap["io"]
     cols = st.columns(6)
     cols[0].metric("CPU", _pct(cpu["total"]), help=f"{cpu['cores']} cores, busy share of all of them")
-    cols[1].metric("Load (1/5/15 min)", " / ".join(f"{x:.1f}" for x in cpu["load"]) if cpu["load"] else "N/A")
+    load = cpu["load"]
+    cols[1].metric("Load (1 min)", "N/A" if not load else f"{load[0]:.1f}",
+                   help=None if not load else f"1, 5, 15 minutes: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
     cols[2].metric("RAM used", format_bytes(mem["used"]), help=f"{mem['percent']:.0f}% of {format_bytes(mem['total'])}")
-    cols[3].metric("Swap used", format_bytes(mem["swap_used"]) if mem["swap_total"] else "no swap")
-    cols[4].metric("Disk read / write", f"{_rate(io['disk_read_bps'])} / {_rate(io['disk_write_bps'])}")
-    cols[5].metric("Network in / out", f"{_rate(io['net_recv_bps'])} / {_rate(io['net_sent_bps'])}")
+    cols[3].metric("Swap used", format_bytes(mem["swap_used"]) if mem["swap_total"] else "none",
+                   help=f"of {format_bytes(mem['swap_total'])}" if mem["swap_total"] else "this machine has no swap")
+    cols[4].metric("Disk I/O", _rate(_sum(io["disk_read_bps"], io["disk_write_bps"])),
+                   help=f"read {_rate(io['disk_read_bps'])}, write {_rate(io['disk_write_bps'])}")
+    cols[5].metric("Network", _rate(_sum(io["net_recv_bps"], io["net_sent_bps"])),
+                   help=f"in {_rate(io['net_recv_bps'])}, out {_rate(io['net_sent_bps'])}")
     if snap["gpus"] is None:
         status = snap["gpu_status"]
         st.caption(f":material/info: {status[:1].upper()}{status[1:]}. CPU and memory are shown.")
@@ -198,6 +203,10 @@ def compact(sampler: Sampler) -> None:
                              mode="lines", fill="tozeroy", name="CPU"))
     fig.update_layout(showlegend=False, title=None, margin={"l": 30, "r": 10, "t": 10, "b": 20})
     st.plotly_chart(fig, key="home_monitor_cpu", config={"displayModeBar": False})
+
+
+def _sum(a, b):
+    return None if a is None or b is None else a + b
 
 
 def _pct(value) -> str:
