@@ -23,7 +23,9 @@ cols[3].metric("Room for models", format_bytes(status["room_bytes"]))
 st.subheader("Go to")
 links = st.columns(3)
 links[0].page_link("pages/models.py", label="Models: catalog, load, memory", icon=":material/deployed_code:")
+links[1].page_link("pages/jobs.py", label="Jobs: training and translation runs, queue", icon=":material/work_history:")
 links[2].page_link("pages/monitor.py", label="Monitor: CPU, memory, GPUs, jobs", icon=":material/monitoring:")
+links[0].page_link("pages/translate.py", label="Translate: documents in their own format", icon=":material/translate:")
 st.caption(f"The embedded chat model, {DEFAULT_CHAT_MODEL}, works offline; it is converted once on first use.")
 
 # ---- the machine now: the monitor's compact view, redrawn every 2 s ----

@@ -402,8 +402,8 @@ class JobScheduler:
     def _adopt_strays(self) -> None:
         """Running rows this loop does not watch: left by an earlier scheduler. Alive: reattach; else interrupted."""
         for job in self.list(states=["running"]):
-            if job["id"] in self._running:
-                continue
+            if job["id"] in self._running or job["started"] is None:
+                continue   # watched already, or not launched by any scheduler (a row written by hand)
             proc = resources.process_if_same(job["pid"], job["pid_started"])
             if proc is not None:
                 self._running[job["id"]] = self._watch(job, proc, None)
