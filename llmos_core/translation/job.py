@@ -9,6 +9,7 @@ renders again after the user edits a segment. Both are written whole or not at a
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +19,15 @@ from . import documents
 from .translator import Translator, check_language, language_name, open_engine
 
 SEGMENTS_FILE = "segments.json"
+
+
+def job_threshold() -> int:
+    """Documents with more segments than this run as a job, not in the page (about a minute or more on
+    a CPU with a small model). LLMOS_TRANSLATE_JOB_SEGMENTS overrides it."""
+    try:
+        return max(0, int(os.environ.get("LLMOS_TRANSLATE_JOB_SEGMENTS", "150")))
+    except ValueError:
+        return 150
 
 
 def validate(params: dict, settings: Settings) -> dict:

@@ -1,0 +1,87 @@
+"""AppTest of the Translate page: upload, translate with a tiny seq2seq model, edit a segment, download;
+a bad file's message; a long document as a job that the page reattaches to from the URL."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import translation_samples as samples
+from llmos_core.engine import get_engine
+from llmos_core.settings import Settings
+
+
+@pytest.fixture
+def app(new_app, tiny_seq2seq):
+    engine = get_engine(Settings.from_env())
+    spec = engine.catalog.resolve(str(tiny_seq2seq))
+    spec.name = "tiny-mt"
+    engine.catalog.register(spec)
+    at = new_app()
+    at.switch_page("pages/translate.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _upload(at, name: str, data: bytes, mime: str = "application/octet-stream"):
+    at.file_uploader(key="translate_upload").set_value((name, data, mime)).run()
+    assert not at.exception, at.exception
+
+
+def test_upload_translate_edit_download(app):
+    assert app.selectbox(key="translate_model").options[0].startswith("tiny-mt")
+    _upload(app, "film.srt", samples.SRT.encode())
+    assert any("SRT · 3 segments (3 subtitle)" in c.value for c in app.caption)
+    app.selectbox(key="translate_source").set_value("en")
+    app.selectbox(key="translate_target").set_value("fr")
+    app.button(key="translate_run").click().run(timeout=120)
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    result = app.session_state["translate_result"]
+    assert len(result["translations"]) == 3 and result["target"] == "fr"
+    frame = app.dataframe[0].value   # the side-by-side editor
+    assert list(frame.columns) == ["source", "translation"] and len(frame) == 3
+    assert frame["source"][0] == "⟦0⟧Hello there,⟦1⟧ my friend. How are you today?"
+    buttons = app.get("download_button")
+    assert buttons and "film.srt" in buttons[0].proto.label
+
+
+def test_bad_file_gets_a_clear_message(app):
+    _upload(app, "report.docx", b"this is plain text pretending to be Word")
+    assert any("not a real DOCX" in e.value for e in app.error)
+    assert app.button(key="translate_run").disabled
+
+
+def test_pasted_text_with_the_cache(app):
+    app.radio(key="translate_mode").set_value("Paste text").run()
+    app.text_area(key="translate_paste").set_value("Hello world.\nHello world.\nGood night.").run()
+    app.selectbox(key="translate_source").set_value("en")
+    app.button(key="translate_run").click().run(timeout=120)
+    assert not app.exception and not app.error
+    stats = app.session_state["translate_result"]["stats"]
+    assert stats["segments"] == 3 and stats["unique"] == 2 and stats["cached"] == 1
+
+
+def test_long_document_runs_as_a_job_and_reattaches(app, monkeypatch, new_app):
+    monkeypatch.setenv("LLMOS_TRANSLATE_JOB_SEGMENTS", "1")
+    _upload(app, "film.srt", samples.SRT.encode())
+    app.selectbox(key="translate_source").set_value("en")
+    app.button(key="translate_run").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    job_id = int(app.query_params["translate_job"][0] if isinstance(app.query_params["translate_job"], list)
+                 else app.query_params["translate_job"])
+    engine = get_engine(Settings.from_env())
+    deadline = time.monotonic() + 180
+    while engine.scheduler.get(job_id)["state"] not in ("succeeded", "failed", "interrupted", "cancelled"):
+        assert time.monotonic() < deadline, engine.scheduler.get(job_id)
+        time.sleep(1)
+    assert engine.scheduler.get(job_id)["state"] == "succeeded", engine.scheduler.log_tail(job_id)
+    # A "refreshed" page: a new session with only the URL's query parameter.
+    fresh = new_app()
+    fresh.query_params["translate_job"] = str(job_id)
+    fresh.switch_page("pages/translate.py").run()
+    fresh.run()
+    assert not fresh.exception, fresh.exception
+    result = fresh.session_state["translate_result"]
+    assert result["job"] == job_id and len(result["translations"]) == 3
+    assert "film.srt" in fresh.get("download_button")[0].proto.label
