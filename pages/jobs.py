@@ -56,6 +56,13 @@ def live() -> None:
                f"reserved, {format_bytes(cap['reserve_bytes'])} kept for the system)")
 
     running = [with_eta(j) for j in sched.list(states=["running"])]
+    queued = sched.queue()
+    # A job started or ended since the last redraw: redraw the whole page, so history and details follow.
+    live_ids = (tuple(j["id"] for j in running), tuple(j["id"] for j in queued))
+    previous = st.session_state.get("jobs_live_ids")
+    st.session_state["jobs_live_ids"] = live_ids
+    if previous is not None and previous != live_ids:
+        st.rerun()
     st.subheader(f"Running ({len(running)})")
     if not running:
         st.caption("Nothing is running.")
@@ -73,10 +80,9 @@ def live() -> None:
                              disabled=job["cancel_requested"]):
                 with error_boundary("Cancelling"):
                     sched.cancel(job["id"])
-                    st.rerun(scope="fragment")
+                    st.rerun()
             st.code(sched.log_tail(job["id"], 12) or "(no log yet)", language=None)
 
-    queued = sched.queue()
     st.subheader(f"Queue ({len(queued)})")
     if not queued:
         st.caption("Nothing is waiting.")

@@ -5,28 +5,16 @@ fire in AppTest, so each check does a plain rerun.
 """
 from __future__ import annotations
 
-import signal
-import time
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from job_helpers import kill_jobs, wait_for
 from streamlit.testing.v1 import AppTest
 
 from llmos_core import engine as engine_module
-from llmos_core.jobs import resources
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def wait_for(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture
@@ -34,11 +22,7 @@ def eng(home):
     st.cache_resource.clear()   # an engine cached by an earlier test belongs to another data folder
     engine = engine_module.get_engine()
     yield engine
-    for job in engine.scheduler.list():
-        if job["pid"]:
-            members = resources.group_members(job["pid"])
-            resources.signal_all(members, signal.SIGKILL)
-            resources.wait_gone(members, 5)
+    kill_jobs(engine.scheduler)
     engine.close()
     engine_module._engines.pop(engine.home, None)
     st.cache_resource.clear()

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 
-import psutil
 import pytest
 
 from llmos_core.errors import InsufficientMemory, InvalidInput, JobError
@@ -22,19 +21,10 @@ from llmos_core.jobs.scheduler import FINISHED, JobScheduler, parse_limits
 from llmos_core.settings import Settings
 from llmos_core.store import Store
 from llmos_core.cli.jobs import parse_params
+from job_helpers import kill_jobs, wait_for
 
 MB = 1024**2
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ended(sched: JobScheduler, job_id: int) -> dict | None:
@@ -67,11 +57,7 @@ def schedulers(home):
     for sched in made:
         sched.stop()
     if made:
-        for job in made[0].list():
-            if job["pid"]:
-                members = resources.group_members(job["pid"])
-                resources.signal_all(members, signal.SIGKILL)
-                resources.wait_gone(members, 5)
+        kill_jobs(made[0])
 
 
 def fixed_free(free_bytes: int):
