@@ -4,12 +4,12 @@ strings, sampling controls and cancellation.
 Tests that need the binding skip on a developer machine where it did not build, but FAIL in CI (CI=true):
 there, a missing binding is a broken install, not a reason to test less.
 """
-import os
 import sys
 import threading
 import time
 
 import pytest
+from llamacpp_required import binding  # noqa: F401 (a fixture)
 
 from llmos_core.engine import Engine
 from llmos_core.errors import InvalidInput, ModelNotFound
@@ -18,15 +18,6 @@ from llmos_core.models.catalog import ModelSpec
 from llmos_core.settings import Settings
 
 CHAT = "smollm2-135m-instruct"   # 93 MB GGUF in its package: loads in under a second, no conversion
-
-
-@pytest.fixture
-def binding():
-    ok, why = llamacpp.availability()
-    if not ok:
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"llama-cpp-python must import in CI: {why}")
-        pytest.skip(why)
 
 
 @pytest.fixture

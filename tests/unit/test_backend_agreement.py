@@ -1,0 +1,36 @@
+"""Both backends on each embedded model compute the same model: perplexity of a fixed text within 5%,
+and the memory manager counts the two resident forms of one model separately, each as measured."""
+
+import pytest
+from llamacpp_required import binding  # noqa: F401 (a fixture)
+
+from llmos_core.engine import Engine
+from llmos_core.models.catalog import EMBEDDED
+from llmos_core.models.perplexity import FIXED_TEXT, perplexity
+from llmos_core.settings import Settings
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EMBEDDED))
+def test_backends_agree_on_perplexity_and_both_forms_are_counted(binding, embedded_home, name):
+    engine = Engine(Settings(home=embedded_home, threads=1), primary=False, start_threads=False)
+    try:
+        figures = {}
+        for backend in ("llamacpp", "transformers"):
+            model = engine.models.load(name, backend)
+            figures[backend] = perplexity(backend, model.model, model.tokenizer, FIXED_TEXT)
+        (ppl_cpp, n_cpp), (ppl_hf, n_hf) = figures["llamacpp"], figures["transformers"]
+        assert n_cpp == n_hf > 50   # the same text, the same GGUF vocabulary
+        assert 1.0 < ppl_hf < 200   # a real language model, not noise (a random one scores ~vocab size)
+        assert abs(ppl_cpp - ppl_hf) / ppl_hf < 0.05, figures
+
+        resident = {m["backend"]: m for m in engine.models.resident() if m["name"] == name}
+        assert set(resident) == {"llamacpp", "transformers"}
+        assert resident["llamacpp"]["form"].startswith("GGUF Q4")
+        # fp32 weights take several times the 4-bit file; each form is counted on its own.
+        assert resident["transformers"]["measured_bytes"] > 2 * resident["llamacpp"]["measured_bytes"] > 0
+        assert engine.models.reserved_bytes() >= sum(m["measured_bytes"] for m in resident.values())
+        assert engine.models.unload(name, "llamacpp")
+        assert [m["backend"] for m in engine.models.resident()] == ["transformers"]
+    finally:
+        engine.close()
