@@ -23,6 +23,10 @@ from .params import TrainParams
 from .trainer import base_folder, choose_placement, load_tokenizer, model_facts, trained_dir
 
 
+# Stop saves a checkpoint; Resume (ctx.resume) continues from the last finished one.
+RESUMABLE = True
+
+
 def price_per_hour() -> float:
     """Money per hour of this machine, for the cost estimate (LLMOS_PRICE_PER_HOUR; 0 = not shown)."""
     try:

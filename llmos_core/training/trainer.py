@@ -206,7 +206,7 @@ def make_callback(ctx, run: RunState, is_main: bool, stop_file: Path | None = No
                 run.nan_step = state.global_step
                 control.should_save = False         # never checkpoint NaN weights over good ones
                 control.should_training_stop = True
-            if not is_main or not run.training or "train_runtime" in logs:
+            if not is_main or not run.training or "train_loss" in logs:   # train_loss: the end-of-run summary
                 return
             now, seen = time.time(), state.num_input_tokens_seen
             values = {k: float(logs[k]) for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
