@@ -232,8 +232,8 @@ class Sampler:
         table = []
         for row in rows:
             if row["pid"] in chosen:
-                command = self.host.cmdline(row)
-                table.append({k: v for k, v in row.items() if k != "_key"} | {"command": command})
+                user, command = self.host.details(row)
+                table.append({k: v for k, v in row.items() if k != "_key"} | {"user": user, "command": command})
         table.sort(key=lambda r: r["cpu"] or 0, reverse=True)
         return table
 

@@ -33,9 +33,12 @@ class FakeProcess:
     @property
     def info(self) -> dict:
         p = self.machine.procs[self.pid]
-        return {"pid": self.pid, "ppid": p["ppid"], "name": p["name"], "username": "tester",
+        return {"pid": self.pid, "ppid": p["ppid"], "name": p["name"],
                 "cpu_times": ProcTimes(p["cpu_s"], 0.0), "memory_info": MemInfo(p["rss"], p["rss"] * 2),
                 "create_time": p["created"]}
+
+    def username(self) -> str:
+        return "tester"
 
     def cmdline(self) -> list[str]:
         if self.pid in self.machine.vanish_on_read or self.pid not in self.machine.procs:

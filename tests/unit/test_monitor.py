@@ -92,8 +92,31 @@ def test_host_process_cpu_and_a_process_that_vanishes(machine):
     rows = {r["pid"]: r for r in host.processes()}
     assert rows[JOB]["cpu"] == pytest.approx(150.0) and rows[SERVER]["cpu"] == 0.0
     machine.vanish_on_read.add(OTHER)
-    assert host.cmdline(rows[OTHER]) == "" and host.vanished == 1
-    assert host.cmdline(rows[JOB]) == "python -m llmos_core.jobs.worker 12"
+    assert host.details(rows[OTHER]) == (None, "") and host.vanished == 1
+    assert host.details(rows[JOB]) == ("tester", "python -m llmos_core.jobs.worker 12")
+
+
+def test_the_proc_fast_path_agrees_with_psutil():
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50_000_000); time.sleep(30)"])
+    try:
+        time.sleep(1.0)
+        host = HostReader()
+        assert host._fast
+        rows = {r["pid"]: r for r in host.processes()}
+        me, real = rows[child.pid], psutil.Process(child.pid)
+        assert me["ppid"] == os.getpid() and me["name"] == real.name()
+        assert me["rss"] == pytest.approx(real.memory_info().rss, rel=0.05) and me["rss"] > 50_000_000
+        assert me["created"] == pytest.approx(real.create_time(), abs=0.05)
+        assert host.details(me)[1].endswith("time.sleep(30)")
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ---- GPUs ----

@@ -10,7 +10,6 @@ import json
 import os
 import time
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -22,7 +21,6 @@ from llmos_core.host import HostReader
 from llmos_core.monitor import Sampler
 from monitor_fakes import FakeClock, FakeNVML, FakePsutil, two_gpu_machine
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 JOB = 4242
 
 
@@ -58,8 +56,8 @@ def fake_engine(home):
     st.cache_resource.clear()
 
 
-def open_monitor() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def open_monitor(new_app) -> AppTest:
+    at = new_app()
     at.switch_page("pages/monitor.py").run()
     assert not at.exception, at.exception
     return at
@@ -73,9 +71,9 @@ def charts(at: AppTest) -> dict[str, dict]:
     return out
 
 
-def test_monitor_page_on_a_two_gpu_machine(fake_engine):
+def test_monitor_page_on_a_two_gpu_machine(fake_engine, new_app):
     fake_engine(two_gpu_machine(os.getpid(), JOB))
-    at = open_monitor()
+    at = open_monitor(new_app)
     figures = charts(at)
     assert {"CPU", "Memory", "GPU 0: Fake H100 A", "GPU 1: Fake H100 B", "LLM OS: CPU per part"} <= set(figures)
     cpu = figures["CPU"]
@@ -100,21 +98,21 @@ def test_monitor_page_on_a_two_gpu_machine(fake_engine):
     assert at.dataframe[0].value.iloc[0]["pid"] == 4300
 
 
-def test_monitor_page_without_gpu_says_so_once(fake_engine):
+def test_monitor_page_without_gpu_says_so_once(fake_engine, new_app):
     fake_engine(FakeNVML([], init_error=12))
-    at = open_monitor()
+    at = open_monitor(new_app)
     notes = [c.value for c in at.caption if "No GPU found" in c.value]
     assert len(notes) == 1
     assert not [t for t in charts(at) if t.startswith("GPU")]
     assert "GPU memory (MB)" not in at.dataframe[0].value.columns
 
 
-def test_window_selector_reads_the_history(fake_engine):
+def test_window_selector_reads_the_history(fake_engine, new_app):
     sampler = fake_engine(FakeNVML([], init_error=12))
     day_old = sampler._wall.now - 3 * 86400
     sampler.store.execute("INSERT INTO monitor_samples VALUES (60, ?, ?)",
                           (day_old, json.dumps({**sampler.history(10)[-1], "ts": day_old})))
-    at = open_monitor()
+    at = open_monitor(new_app)
     assert len(charts(at)["CPU"]["data"][-1]["x"]) <= 31
     at.radio(key="monitor_window").set_value("1 week").run()
     assert not at.exception
@@ -123,10 +121,9 @@ def test_window_selector_reads_the_history(fake_engine):
     assert xs[0].startswith(datetime.fromtimestamp(day_old).strftime("%Y-%m-%dT%H:%M")) and len(xs) >= 32
 
 
-def test_home_shows_the_compact_view_and_links_to_the_monitor(fake_engine):
+def test_home_shows_the_compact_view_and_links_to_the_monitor(fake_engine, new_app):
     fake_engine(two_gpu_machine(os.getpid(), JOB))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception, at.exception
+    at = new_app()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["CPU"] == "52%" and metrics["GPUs (2)"] == "90%"
     assert any("training job 12" in c.value for c in at.caption)
