@@ -262,6 +262,7 @@ class TranslationStats:
     cached: int = 0             # pieces answered from the cache
     batches: int = 0
     repaired: int = 0           # placeholders the model lost or repeated, put right
+    empty: int = 0              # sentences the model answered with nothing: kept in the source language
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -377,6 +378,9 @@ class Translator:
                 continue
             translated = self.cache.get(piece.masked.text, piece.masked.text) \
                 if _needs_model(piece.masked.text) else piece.masked.text
+            if not translated.strip():   # the model gave nothing: the source text beats a hole in the document
+                self.stats.empty += 1
+                translated = piece.masked.text
             text, repaired = seg.unmask(translated, piece.masked)
             self.stats.repaired += repaired
             out.append(text + piece.space)

@@ -317,3 +317,13 @@ def test_output_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         documents.write_output(tmp_path / "half.docx", b"x" * 1000)
     assert not (tmp_path / "half.docx").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_an_empty_answer_keeps_the_source_sentence():
+    class Silent(UpperEngine):
+        def translate_batch(self, texts, source, target):
+            return ["" for _ in texts]
+
+    translator = Translator(Silent(), "de", "en")
+    assert translator.translate(["Hello world. Second one."]) == ["Hello world. Second one."]
+    assert translator.stats.empty == 2
