@@ -11,6 +11,7 @@ st.set_page_config(page_title="LLM OS", page_icon=":material/memory:", layout="w
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/translate.py", title="Translate", icon=":material/translate:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/jobs.py", title="Jobs", icon=":material/work_history:"),
     st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
     st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),

@@ -26,6 +26,7 @@ links[0].page_link("pages/models.py", label="Models: catalog, load, memory", ico
 links[1].page_link("pages/jobs.py", label="Jobs: training and translation runs, queue", icon=":material/work_history:")
 links[2].page_link("pages/monitor.py", label="Monitor: CPU, memory, GPUs, jobs", icon=":material/monitoring:")
 links[0].page_link("pages/translate.py", label="Translate: documents in their own format", icon=":material/translate:")
+links[1].page_link("pages/train.py", label="Train: fine-tune a model on your data", icon=":material/model_training:")
 st.caption(f"The embedded chat model, {DEFAULT_CHAT_MODEL}, works offline; it is converted once on first use.")
 
 # ---- the machine now: the monitor's compact view, redrawn every 2 s ----

@@ -122,6 +122,23 @@ def load(path: Path | str, mapping: dict | None = None) -> Dataset:
     return _load_csv(path, text, mapping)
 
 
+def load_columns(path: Path | str) -> list[str]:
+    """The column names of a CSV, or the keys of a JSONL's first objects, for the mapping widgets."""
+    path = Path(path)
+    text = read_text(path)
+    if path.suffix.lower() == ".csv":
+        return [h for h in next(csv.reader(io.StringIO(text)), []) if h]
+    keys: list[str] = []
+    for line in text.splitlines()[:50]:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            keys += [k for k in record if k not in keys]
+    return keys
+
+
 def split_documents(text: str) -> list[str]:
     """Paragraphs (blank-line separated) as documents; one long paragraph is split into lines instead,
     so that even a single block of text can give a validation part."""

@@ -1,0 +1,274 @@
+"""Train: upload data, pick a model and a preset, see the estimate, launch; watch loss, rate, tokens/s
+and the job's load live; compare before and after; the result goes to the catalog (Chat, Translate).
+
+The run is a scheduler job: it lives on after the browser closes. This page only reads the store
+(metrics, usage, log) and calls engine.scheduler; the live part is a fragment that redraws every 2 s.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from llmos_core.errors import format_bytes
+from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
+from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_BASE_MODEL
+from llmos_core.training import data as datalib
+from llmos_core.training import job as train_job
+from llmos_core.training.estimate import format_seconds
+from llmos_core.training.params import METHODS, OPTIMIZERS, PRESETS, SCHEDULES, TrainParams, help_text
+from pages._shared import engine, error_boundary
+
+eng = engine()
+sched = eng.scheduler
+st.title(":material/model_training: Train")
+st.write("Fine-tune a model on your own text. The run is a job: it goes on if you close the page, and "
+         "Stop keeps a checkpoint that Resume continues from.")
+
+# ================================================================ 1. data
+st.subheader("1. Data")
+upload = st.file_uploader("Plain text, JSONL (text, prompt/response, or chat messages) or CSV",
+                          type=[s.lstrip(".") for s in datalib.SUFFIXES], key="train_upload")
+if upload is not None and st.session_state.get("train_uploaded") != (upload.name, upload.size):
+    with error_boundary("Saving the upload"):
+        path = datalib.save_upload(eng.settings, upload.name, upload.getvalue())
+        st.session_state["train_uploaded"] = (upload.name, upload.size)
+        st.session_state["train_dataset"] = path.name   # select what was just uploaded
+
+folder = datalib.datasets_dir(eng.settings)
+saved = sorted((p.name for p in folder.glob("*") if p.suffix in datalib.SUFFIXES), key=str.lower) \
+    if folder.is_dir() else []
+if not saved:
+    st.info("Upload a data file to begin. Text is packed into blocks; prompt/response pairs train only on "
+            "the response.", icon=":material/upload_file:")
+    st.stop()
+if st.session_state.get("train_dataset") not in saved:
+    st.session_state["train_dataset"] = saved[-1]
+data_name = st.selectbox("Data file (uploads are kept in the data folder)", saved, key="train_dataset")
+data_path = folder / data_name
+
+mapping: dict = {}
+if data_path.suffix in (".csv", ".jsonl"):
+    columns: list[str] = []
+    with error_boundary("Reading the columns"):
+        columns = datalib.load_columns(data_path)
+    if columns:
+        cols = st.columns(3)
+        for col, role in zip(cols, ("text", "prompt", "response")):
+            picked = col.selectbox(f"{role} column", ["(auto)"] + columns, key=f"train_map_{role}",
+                                   help="which field holds this; (auto) finds the usual names")
+            if picked != "(auto)":
+                mapping[role] = picked
+dataset = None
+with error_boundary("Reading the data"):
+    dataset = datalib.load(data_path, mapping)
+if dataset is None:
+    st.stop()
+st.caption(f"**{dataset.rows}** rows of **{dataset.shape.replace('_', '/')}** examples")
+st.dataframe(pd.DataFrame(dataset.preview()), hide_index=True, width="stretch", key="train_preview")
+
+# ================================================================ 2. model and settings
+st.subheader("2. Model and settings")
+models = [s.name for s in eng.catalog.list() if s.task == CAUSAL_LM]
+top = st.columns([2, 2, 2])
+model = top[0].selectbox("Start from", models, index=models.index(DEFAULT_BASE_MODEL) if DEFAULT_BASE_MODEL in models else 0,
+                         key="train_model", help=help_text("model"))
+preset_name = top[1].radio("Preset", list(PRESETS), key="train_preset", horizontal=True)
+name = top[2].text_input("Name of the result", key="train_name", placeholder="default: <model>-<method>-<time>",
+                         help=help_text("name"))
+preset = PRESETS[preset_name]
+defaults = TrainParams(model=model, data=str(data_path), **preset)
+
+with st.expander("Settings", icon=":material/tune:"):
+    k = st.columns(4)
+    method = k[0].selectbox("Method", METHODS, index=METHODS.index(defaults.method), key=f"train_method_{preset_name}",
+                            help=help_text("method"))
+    steps = k[1].number_input("Max steps (0 = epochs)", 0, 1_000_000, defaults.max_steps,
+                              key=f"train_steps_{preset_name}", help=help_text("max_steps"))
+    epochs = k[2].number_input("Epochs", 0.0, 1000.0, float(defaults.epochs), 0.5, key=f"train_epochs_{preset_name}",
+                               help=help_text("epochs"))
+    lr = k[3].number_input("Learning rate", 0.0, 1.0, float(defaults.learning_rate), format="%.6f",
+                           key=f"train_lr_{preset_name}", help=help_text("learning_rate"))
+    k = st.columns(4)
+    schedule = k[0].selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(defaults.schedule),
+                              key=f"train_schedule_{preset_name}", help=help_text("schedule"))
+    warmup = k[1].number_input("Warmup share", 0.0, 0.5, float(defaults.warmup_ratio), 0.01,
+                               key=f"train_warmup_{preset_name}", help=help_text("warmup_ratio"))
+    optimizer = k[2].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer),
+                               key=f"train_optimizer_{preset_name}", help=help_text("optimizer"))
+    seed = k[3].number_input("Seed", 0, 2**31 - 1, defaults.seed, key="train_seed", help=help_text("seed"))
+    k = st.columns(4)
+    batch = k[0].number_input("Batch size", 1, 4096, defaults.batch_size, key=f"train_batch_{preset_name}",
+                              help=help_text("batch_size"))
+    accum = k[1].number_input("Gradient accumulation", 1, 1024, defaults.grad_accum, key=f"train_accum_{preset_name}",
+                              help=help_text("grad_accum"))
+    block = k[2].number_input("Block length (tokens)", 8, 131072, defaults.block_size, key=f"train_block_{preset_name}",
+                              help=help_text("block_size"))
+    validation = k[3].number_input("Validation share", 0.0, 0.5, float(defaults.validation_fraction), 0.05,
+                                   key="train_validation", help=help_text("validation_fraction"))
+    k = st.columns(4)
+    lora_r = k[0].number_input("LoRA rank", 1, 1024, defaults.lora_r, key="train_lora_r", help=help_text("lora_r"),
+                               disabled=method != "lora")
+    lora_alpha = k[1].number_input("LoRA alpha", 1, 4096, defaults.lora_alpha, key="train_lora_alpha",
+                                   help=help_text("lora_alpha"), disabled=method != "lora")
+    merge = k[2].toggle("Save merged", key="train_merge", help=help_text("merge"), disabled=method != "lora")
+    price = k[3].number_input("Price per hour (for the cost)", 0.0, 10_000.0, train_job.price_per_hour(), 0.1,
+                              key="train_price", help="what an hour of this machine costs you; 0 hides the cost")
+
+params = {"model": model, "data": str(data_path), "name": name.strip(), "method": method, "mapping": mapping,
+          "max_steps": int(steps), "epochs": float(epochs), "learning_rate": float(lr), "schedule": schedule,
+          "warmup_ratio": float(warmup), "optimizer": optimizer, "seed": int(seed), "batch_size": int(batch),
+          "grad_accum": int(accum), "block_size": int(block), "validation_fraction": float(validation),
+          "lora_r": int(lora_r), "lora_alpha": int(lora_alpha), "merge": bool(merge)}
+
+# ================================================================ 3. estimate and launch
+st.subheader("3. Estimate and launch")
+figures = clean = None
+with error_boundary("Checking the run"):
+    with st.spinner("Checking the data with the model's tokenizer..."):
+        clean = train_job.validate(params, eng.settings)
+        figures = train_job.estimate(clean, eng.settings)
+if figures:
+    plan = figures.get("plan") or {}
+    timing = figures.get("time") or {}
+    m = st.columns(5)
+    m[0].metric("Tokens", f"{plan['tokens']:,}" if plan else "N/A",
+                help="after the model is downloaded or converted" if not plan else None)
+    m[1].metric("Blocks (train / val)", f"{plan['train_blocks']} / {plan['validation_blocks']}" if plan else "N/A")
+    m[2].metric("Steps", timing.get("steps", "N/A"))
+    m[3].metric("Memory", format_bytes(figures["memory_bytes"]) if figures["memory_bytes"] else "N/A",
+                help=f"on {figures['device'].upper()} in {figures['precision']}; the scheduler admits the job on it")
+    m[4].metric("Time", format_seconds(figures.get("seconds")), help=timing.get("source"))
+    if timing and price:
+        st.caption(f"Cost: about **{timing['seconds'] / 3600 * price:.2f}** at {price:g} an hour.")
+    if timing:
+        st.caption(f"FLOPs 6 x {figures['parameters'] / 1e6:.0f}M parameters x {timing['tokens']:,} tokens = "
+                   f"{timing['flops'] / 1e12:.2f} TFLOP at {timing['flops_per_s'] / 1e9:.0f} GFLOP/s "
+                   f"({timing['source']}).")
+    if plan and plan.get("dropped"):
+        st.warning(f"{plan['dropped']} examples have prompts longer than the block and are left out.",
+                   icon=":material/warning:")
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start"):
+        with error_boundary("Starting the job"):
+            job_id = sched.submit("train", clean)
+            st.session_state["train_job"] = job_id
+            st.toast(f"Job {job_id} queued", icon=":material/check_circle:")
+
+# ================================================================ 4. runs
+st.subheader("4. Runs")
+jobs = sched.list(kind="train")
+if not jobs:
+    st.caption("No training job yet.")
+    st.stop()
+labels = {j["id"]: f"Job {j['id']} · {j['description']} · {j['state']}" for j in jobs}
+if st.session_state.get("train_job") not in labels:
+    st.session_state["train_job"] = jobs[0]["id"]
+job_id = st.selectbox("Run", list(labels), format_func=labels.get, key="train_job")
+
+
+def curve_figure(metrics: list[dict]) -> go.Figure:
+    frame = pd.DataFrame(metrics)
+    figure = go.Figure()
+    for column, label in (("loss", "training loss"), ("eval_loss", "validation loss")):
+        if column in frame:
+            rows = frame.dropna(subset=[column])
+            figure.add_scatter(x=rows["step"], y=rows[column], name=label,
+                               mode="lines" if column == "loss" else "lines+markers")
+    if "learning_rate" in frame:
+        rows = frame.dropna(subset=["learning_rate"])
+        figure.add_scatter(x=rows["step"], y=rows["learning_rate"], name="learning rate", yaxis="y2",
+                           line=dict(dash="dot"))
+    figure.update_layout(height=320, margin=dict(t=30, b=20), xaxis=dict(title="step"), yaxis=dict(title="loss"),
+                         yaxis2=dict(title="learning rate", overlaying="y", side="right", showgrid=False),
+                         legend=dict(orientation="h"))
+    return figure
+
+
+def load_figure(usage: list[dict]) -> go.Figure:
+    frame = pd.DataFrame(usage)
+    frame["time"] = pd.to_datetime(frame["ts"], unit="s")
+    figure = go.Figure()
+    figure.add_scatter(x=frame["time"], y=frame["cpu_percent"], name="CPU (% of a core)")
+    figure.add_scatter(x=frame["time"], y=frame["rss_bytes"] / 1024**3, name="RAM (GB)", yaxis="y2")
+    if frame["gpu_bytes"].notna().any():
+        figure.add_scatter(x=frame["time"], y=frame["gpu_bytes"] / 1024**3, name="GPU memory (GB)", yaxis="y2")
+    figure.update_layout(height=240, margin=dict(t=30, b=20), yaxis=dict(title="%"),
+                         yaxis2=dict(title="GB", overlaying="y", side="right", showgrid=False),
+                         legend=dict(orientation="h"))
+    return figure
+
+
+@st.fragment(run_every=2.0)
+def live(job_id: int) -> None:
+    job = with_eta(sched.get(job_id))
+    previous = st.session_state.get("train_live_state")
+    st.session_state["train_live_state"] = (job_id, job["state"])
+    if previous and previous[0] == job_id and previous[1] != job["state"] and job["state"] in FINISHED:
+        st.rerun()   # the result section below needs a full redraw
+    metrics = sched.metrics(job_id)
+    losses = [r for r in metrics if "loss" in r]
+    last = losses[-1] if losses else {}
+    st.progress(min(max(job["progress"], 0.0), 1.0), text=f"{job['state']} · {job['message'] or ''}")
+    m = st.columns(5)
+    m[0].metric("Step", last.get("step", 0))
+    m[1].metric("Loss", f"{last['loss']:.4f}" if "loss" in last else "N/A")
+    evals = [r for r in metrics if "eval_loss" in r]
+    m[2].metric("Validation loss", f"{evals[-1]['eval_loss']:.4f}" if evals else "N/A")
+    m[3].metric("Tokens/s", f"{last['tokens_per_s']:.0f}" if last.get("tokens_per_s") else "N/A")
+    m[4].metric("ETA", format_seconds(last.get("eta_s")) if job["state"] == "running" else "-")
+    if metrics:
+        st.plotly_chart(curve_figure(metrics), key="train_curve_chart")
+    else:
+        st.caption("The curve appears with the first step." if job["state"] in ("queued", "running") else "No steps.")
+    if job["state"] == "queued":
+        st.info(sched.waiting_reason(job_id) or "about to start", icon=":material/hourglass_top:")
+    usage = sched.usage(job_id)
+    if usage:
+        st.plotly_chart(load_figure(usage), key="train_load_chart")
+    with st.expander("Log", expanded=job["state"] == "failed"):
+        st.code(sched.log_tail(job_id, 20) or "(no log yet)", language=None)
+
+
+with error_boundary("Showing the run"):
+    job = sched.get(job_id)
+    actions = (("Stop", "train_stop", ":material/stop_circle:", job["state"] in ("queued", "running"),
+                "saves a checkpoint, then stops", sched.cancel),
+               ("Resume", "train_resume", ":material/resume:",
+                job["state"] in RESUMABLE_STATES and bool(job["resumable"]), "continue from the last checkpoint",
+                sched.resume))
+    for column, (label, key, icon, enabled, tip, act) in zip(st.columns([1, 1, 6]), actions):
+        if column.button(label, key=key, icon=icon, disabled=not enabled, help=tip):
+            with error_boundary(label):
+                act(job_id)
+                st.rerun()
+    if job["state"] == "failed":
+        st.error(job["message"], icon=":material/error:")
+    live(job_id)
+
+    result = job.get("result") or {}
+    if job["state"] == "succeeded" and result.get("after"):
+        st.subheader("Result")
+        before, after = result["before"], result["after"]
+        st.success(f"**{result['model']}** is in the catalog: pick it in Chat or Translate.",
+                   icon=":material/check_circle:")
+        if before.get("loss") is not None:
+            st.dataframe(pd.DataFrame([
+                {"": "validation loss", "before": round(before["loss"], 4), "after": round(after["loss"], 4)},
+                {"": "perplexity", "before": round(before["perplexity"], 2), "after": round(after["perplexity"], 2)}]),
+                hide_index=True, key="train_result_table")
+        estimate, actual = result.get("estimate", {}), result.get("actual", {})
+        st.dataframe(pd.DataFrame([
+            {"": "time", "estimated": format_seconds(estimate.get("seconds")), "actual": format_seconds(actual.get("seconds"))},
+            {"": "memory", "estimated": format_bytes(estimate.get("memory_bytes")),
+             "actual": format_bytes(actual.get("memory_bytes"))},
+            {"": "cost", "estimated": "N/A" if estimate.get("cost") is None else f"{estimate['cost']:.2f}",
+             "actual": "N/A" if actual.get("cost") is None else f"{actual['cost']:.2f}"}]),
+            hide_index=True, key="train_estimate_table")
+        samples = [{"prompt": p, "before": b, "after": a}
+                   for p, b, a in zip(result.get("prompts", []), before.get("samples", []), after.get("samples", []))]
+        if samples:
+            st.markdown("**Samples on validation prompts** (greedy, before and after)")
+            st.dataframe(pd.DataFrame(samples), hide_index=True, width="stretch", key="train_samples_table")
+    elif result.get("stopped"):
+        st.info(f"Stopped at step {result.get('steps')}; checkpoint {result.get('checkpoint')} is kept. "
+                "Resume continues from it.", icon=":material/pause_circle:")
