@@ -316,3 +316,28 @@ def test_a_snapshot_without_gpu_has_the_gpu_figures_absent(machine):
 
 def test_windows_cover_the_issue():
     assert list(monitor.WINDOWS) == ["5 min", "1 h", "1 day", "1 week"]
+
+
+# ---- the CLI ----
+@pytest.mark.parametrize("nvidia_library", [True, False])
+def test_cli_snapshot_without_gpu_has_gpu_figures_absent(home, capsys, monkeypatch, nvidia_library):
+    from llmos_core.__main__ import main
+
+    if not nvidia_library:
+        monkeypatch.setitem(__import__("sys").modules, "pynvml", None)   # `import pynvml` raises ImportError
+    assert main(["monitor", "--once", "--json"]) == 0
+    snap = json.loads(capsys.readouterr().out)
+    if nvidia_library and snap["gpus"] is not None:   # a CI machine with a GPU: its figures are there
+        assert snap["gpus"][0]["mem_total"] > 0
+    else:
+        assert snap["gpus"] is None and snap["gpu_status"].startswith("no GPU found")
+    assert 0 <= snap["cpu"]["total"] <= 100 and snap["mem"]["total"] > 0 and snap["processes"]
+    assert not (home / "llmos.db").exists()          # a snapshot creates no database
+
+
+def test_cli_watch_prints_a_line_per_sample(home, capsys):
+    from llmos_core.__main__ import main
+
+    assert main(["monitor", "--watch", "--count", "2", "--interval", "0.2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(" cpu " in line and " ram " in line for line in lines)
