@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidInput
+from ..generation import render_plain   # Chat's format for models without a template: train on what Chat sends
 from ..settings import Settings
 
 TEXT, PAIRS, CHAT = "text", "prompt_response", "chat"
@@ -30,8 +31,6 @@ SUFFIXES = TEXT_SUFFIXES + (".jsonl", ".csv")
 # Field names accepted without a mapping, first match wins.
 PROMPT_FIELDS = ("prompt", "instruction", "question", "input")
 RESPONSE_FIELDS = ("response", "completion", "output", "answer")
-# Models without a chat template get this plain format, in training and in Chat alike.
-PLAIN_USER, PLAIN_ASSISTANT = "User: ", "\nAssistant: "
 IGNORE = -100   # labels with this value do not count in the loss (PyTorch cross-entropy's ignore_index)
 
 
@@ -249,18 +248,10 @@ def _check_messages(messages, where: str) -> list[dict]:
 # ---------------------------------------------------------------- prompts
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The text the model sees before it answers: its chat template, or the plain format."""
+    """The text the model sees before it answers: its chat template, or Chat's plain User:/Assistant: format."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    turns = []
-    for m in messages:
-        if m["role"] == "system":
-            turns.append(m["content"] + "\n")
-        elif m["role"] == "assistant":
-            turns.append(PLAIN_ASSISTANT + m["content"] + "\n")
-        else:
-            turns.append(PLAIN_USER + m["content"])
-    return "".join(turns).lstrip("\n") + PLAIN_ASSISTANT
+    return render_plain(messages)
 
 
 def to_prompt_response(tokenizer, example: dict) -> tuple[str, str, bool]:
@@ -278,7 +269,7 @@ def to_prompt_response(tokenizer, example: dict) -> tuple[str, str, bool]:
         if full.startswith(prompt):
             return prompt, full[len(prompt):], True
         return prompt, answer, True
-    return prompt, answer, False
+    return prompt, " " + answer.strip(), False   # the plain prompt ends "Assistant:"; the answer starts with a space
 
 
 # ---------------------------------------------------------------- tokens
