@@ -80,8 +80,10 @@ def _parse_txt(text: str) -> list[Segment]:
 
 def _txt_block(block: list[tuple[int, str, str]]) -> list[Segment]:
     widths = [len(body.rstrip()) for _, body, _ in block]
+    # Wrapped prose: long lines of similar width, most of them ending mid-sentence, no bullets.
+    ends = sum(1 for _, body, _ in block[:-1] if body.rstrip().endswith((".", "!", "?", ":", ";")))
     wrapped = (len(block) > 1 and max(widths) >= 40 and all(w >= 0.6 * max(widths) for w in widths[:-1])
-               and not any(_BULLET.match(body) for _, body, _ in block[1:]))
+               and ends < (len(block) - 1) / 2 and not any(_BULLET.match(body) for _, body, _ in block[1:]))
     if wrapped:   # prose wrapped at a width: translate it whole, wrap the translation the same way
         first, body, _ = block[0]
         indent = body[:len(body) - len(body.lstrip())]
