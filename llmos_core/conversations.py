@@ -1,0 +1,174 @@
+"""Saved conversations: create, list, rename, delete, messages, export (Markdown and JSON), in SQLite.
+
+Each conversation records the model and the sampling settings it used. Writes that extend a
+conversation say which message they expect to be the last; if another tab changed it meanwhile, the
+write is refused with Conflict, and while one reply is being written the conversation is claimed
+(`answering`), so two tabs never interleave their turns.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from .errors import Busy, InvalidInput, LLMOSError
+from .store import Store
+
+TITLE_LENGTH = 60
+
+
+class Conflict(LLMOSError):
+    hint = "the conversation was changed in another tab or window; it has been reloaded, send your message again"
+
+
+class ConversationNotFound(InvalidInput):
+    hint = "it may have been deleted in another tab; pick another conversation or start a new one"
+
+
+def title_from(text: str) -> str:
+    """The first line of the first message, shortened."""
+    line = " ".join(text.strip().split())
+    return (line[: TITLE_LENGTH - 1] + "…") if len(line) > TITLE_LENGTH else (line or "New chat")
+
+
+class Conversations:
+    def __init__(self, store: Store):
+        self.store = store
+        self._answering: set[int] = set()     # conversations with a reply being written (this process)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def answering(self, conversation_id: int) -> Iterator[None]:
+        """Claim a conversation for one reply, so a second tab cannot add turns in the middle of it."""
+        with self._lock:
+            if conversation_id in self._answering:
+                raise Busy("a reply in this conversation is being written in another tab",
+                           "wait for it to finish (or stop it there), then send again")
+            self._answering.add(conversation_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._answering.discard(conversation_id)
+
+    def is_answering(self, conversation_id: int) -> bool:
+        with self._lock:
+            return conversation_id in self._answering
+
+    # ---- conversations ----
+    def create(self, model: str, settings: dict | None = None, title: str = "New chat") -> int:
+        now = time.time()
+        cursor = self.store.execute(
+            "INSERT INTO conversations (title, model, settings, created, updated) VALUES (?, ?, ?, ?, ?)",
+            (title.strip() or "New chat", model, json.dumps(settings or {}), now, now))
+        return int(cursor.lastrowid)
+
+    def list(self, limit: int = 200) -> list[dict]:
+        rows = self.store.query(
+            "SELECT c.id, c.title, c.model, c.created, c.updated, COUNT(m.id) AS messages FROM conversations c "
+            "LEFT JOIN messages m ON m.conversation_id = c.id GROUP BY c.id ORDER BY c.updated DESC, c.id DESC "
+            "LIMIT ?", (limit,))
+        return rows
+
+    def get(self, conversation_id: int) -> dict:
+        rows = self.store.query("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        if not rows:
+            raise ConversationNotFound(f"conversation {conversation_id} does not exist")
+        conversation = rows[0]
+        conversation["settings"] = json.loads(conversation["settings"])
+        conversation["messages"] = self.messages(conversation_id)
+        return conversation
+
+    def messages(self, conversation_id: int) -> list[dict]:
+        rows = self.store.query("SELECT id, role, content, stats, created FROM messages WHERE conversation_id = ? "
+                                "ORDER BY id", (conversation_id,))
+        for row in rows:
+            row["stats"] = json.loads(row["stats"])
+        return rows
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        title = title.strip()
+        if not title:
+            raise InvalidInput("a conversation needs a title", "type a title")
+        self._touch(conversation_id, title=title[:200])
+
+    def set_settings(self, conversation_id: int, model: str, settings: dict) -> None:
+        self._touch(conversation_id, model=model, settings=json.dumps(settings))
+
+    def delete(self, conversation_id: int) -> None:
+        self.store.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))   # messages cascade
+
+    def _touch(self, conversation_id: int, **columns: Any) -> None:
+        sets = "".join(f", {name} = ?" for name in columns)
+        cursor = self.store.execute(f"UPDATE conversations SET updated = ?{sets} WHERE id = ?",
+                                    (time.time(), *columns.values(), conversation_id))
+        if cursor.rowcount == 0:
+            raise ConversationNotFound(f"conversation {conversation_id} does not exist")
+
+    # ---- messages ----
+    def last_message_id(self, conversation_id: int) -> int | None:
+        rows = self.store.query("SELECT MAX(id) AS id FROM messages WHERE conversation_id = ?", (conversation_id,))
+        return rows[0]["id"]
+
+    def append(self, conversation_id: int, role: str, content: str, stats: dict | None = None,
+               expect_last: int | None | str = "any") -> int:
+        """Add a message. `expect_last`: the id the caller believes is last (None: no messages yet)."""
+        if role not in ("system", "user", "assistant"):
+            raise InvalidInput(f"unknown role {role!r}")
+        with self.store.transaction() as conn:
+            exists = conn.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if exists is None:
+                raise ConversationNotFound(f"conversation {conversation_id} does not exist")
+            last = conn.execute("SELECT MAX(id) FROM messages WHERE conversation_id = ?",
+                                (conversation_id,)).fetchone()[0]
+            if expect_last != "any" and last != expect_last:
+                raise Conflict("this conversation changed in another tab")
+            now = time.time()
+            cursor = conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, stats, created) VALUES (?, ?, ?, ?, ?)",
+                (conversation_id, role, content, json.dumps(stats or {}), now))
+            if last is None and role == "user" and exists["title"] == "New chat":
+                conn.execute("UPDATE conversations SET title = ? WHERE id = ?", (title_from(content), conversation_id))
+            conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+            return int(cursor.lastrowid)
+
+    def update_message(self, message_id: int, content: str, stats: dict | None = None) -> None:
+        """Continue writes the longer reply over the old one."""
+        self.store.execute("UPDATE messages SET content = ?, stats = ? WHERE id = ?",
+                           (content, json.dumps(stats or {}), message_id))
+
+    def delete_message(self, conversation_id: int, message_id: int) -> None:
+        """Regenerate removes the last reply before writing a new one; only the last message may go."""
+        with self.store.transaction() as conn:
+            last = conn.execute("SELECT MAX(id) FROM messages WHERE conversation_id = ?",
+                                (conversation_id,)).fetchone()[0]
+            if last != message_id:
+                raise Conflict("this conversation changed in another tab")
+            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    # ---- export ----
+    def export_json(self, conversation_id: int) -> str:
+        c = self.get(conversation_id)
+        data = {"id": c["id"], "title": c["title"], "model": c["model"], "settings": c["settings"],
+                "created": c["created"], "updated": c["updated"],
+                "messages": [{"role": m["role"], "content": m["content"], "stats": m["stats"], "created": m["created"]}
+                             for m in c["messages"]]}
+        return json.dumps(data, indent=2, ensure_ascii=False)
+
+    def export_markdown(self, conversation_id: int) -> str:
+        c = self.get(conversation_id)
+        settings = ", ".join(f"{k}={v}" for k, v in c["settings"].items() if k != "system")
+        lines = [f"# {c['title']}", "", f"- Model: `{c['model']}`", f"- Settings: {settings or 'defaults'}",
+                 f"- Created: {time.strftime('%Y-%m-%d %H:%M', time.localtime(c['created']))}", ""]
+        system = c["settings"].get("system")
+        if system:
+            lines += ["## System", "", system, ""]
+        for m in c["messages"]:
+            lines += [f"## {m['role'].capitalize()}", "", m["content"], ""]
+            stats = m["stats"]
+            if m["role"] == "assistant" and stats.get("tokens"):
+                lines += [f"*{stats['tokens']} tokens, first token {stats.get('ttft_s')} s, "
+                          f"{stats.get('tokens_per_s')} tokens/s*", ""]
+        return "\n".join(lines)
