@@ -14,6 +14,8 @@ from pathlib import Path
 from . import control
 from .device import DeviceChoice, choose_device
 from .errors import LLMOSError
+from .conversations import Conversations
+from .generation import GenerationService
 from .jobs.scheduler import JobScheduler
 from .locks import take_lock
 from .models.backends import TransformersBackend
@@ -39,6 +41,8 @@ class Engine:
         if self.llamacpp_available:
             self.backends["llamacpp"] = LlamaCppBackend(self.settings)
         self.models = ModelManager(self.settings, self.store, self.catalog, self.device, self.backends)
+        self.chat = GenerationService(self.models)   # chat replies: queue, batching, streaming
+        self.conversations = Conversations(self.store)
         self.started_at = time.time()
         self._lock_handle = None
         self.control = control.ControlServer(self.socket_path)
@@ -88,6 +92,7 @@ class Engine:
                 raise LLMOSError(f"{name} is not loaded", "see `python -m llmos_core models ps`")
             return {"unloaded": name}
 
+        c.register("chat", self.chat.serve_control)   # `python -m llmos_core chat` streams through here
         c.register("load", load)
         c.register("unload", unload)
 
@@ -107,6 +112,7 @@ class Engine:
         self.scheduler.stop()   # running jobs go on; the next scheduler reattaches them
         self.sampler.stop()
         self.control.stop()
+        self.chat.close()
         self.models.close()
         self.store.close()
         if self._lock_handle is not None:

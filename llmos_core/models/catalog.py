@@ -122,7 +122,7 @@ class Catalog:
                                    "give a folder saved with save_pretrained, or a .gguf file")
             return ModelSpec(name=_slug(path.name), source="local", location=str(path),
                              task=task or detect_task(path), description=f"local folder {path}",
-                             trust_remote_code=trust_remote_code)
+                             trust_remote_code=trust_remote_code, chat=has_chat_template(path))
         if HUB_ID.match(ref):
             return ModelSpec(name=_slug(ref.split("/")[-1]), source="hub", location=ref, task=task or CAUSAL_LM,
                              description=f"Hugging Face {ref}", trust_remote_code=trust_remote_code)
@@ -160,6 +160,16 @@ def detect_task(folder: Path) -> str:
     if config.get("is_encoder_decoder"):
         return SEQ2SEQ
     return CAUSAL_LM
+
+
+def has_chat_template(folder: Path) -> bool:
+    """The tokenizer ships a chat template (as its own file, or inside tokenizer_config.json)."""
+    if (folder / "chat_template.jinja").exists() or (folder / "chat_template.json").exists():
+        return True
+    try:
+        return bool(json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template"))
+    except (OSError, ValueError):
+        return False
 
 
 def _slug(text: str) -> str:
