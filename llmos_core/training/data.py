@@ -281,13 +281,14 @@ class Tokenized:
     validation: list[dict]
     tokens: int                  # tokens in all examples (before dropping what does not fit a block)
     trained_tokens: int          # tokens that count in the loss, train split
+    input_tokens: int = 0        # tokens fed in, train split (prompts too: they cost compute)
     dropped: int = 0             # pair examples whose prompt alone fills the block
     prompts: list[str] = field(default_factory=list)   # validation prompts for sample generations
     references: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {"train_blocks": len(self.train), "validation_blocks": len(self.validation), "tokens": self.tokens,
-                "trained_tokens": self.trained_tokens, "dropped": self.dropped}
+                "trained_tokens": self.trained_tokens, "input_tokens": self.input_tokens, "dropped": self.dropped}
 
 
 def tokenize(dataset: Dataset, tokenizer, block_size: int, validation_fraction: float = 0.1,
@@ -315,8 +316,8 @@ def tokenize(dataset: Dataset, tokenizer, block_size: int, validation_fraction: 
             cut = start + max(4, min(16, block_size // 4))
             prompts.append(tokenizer.decode(ids[start:cut], skip_special_tokens=True))
             references.append(tokenizer.decode(ids[cut:cut + 48], skip_special_tokens=True))
-        return Tokenized(train, validation, total, sum(len(b["input_ids"]) for b in train),
-                         prompts=prompts, references=references)
+        fed = sum(len(b["input_ids"]) for b in train)
+        return Tokenized(train, validation, total, fed, fed, prompts=prompts, references=references)
 
     order = list(range(dataset.rows))
     rng.shuffle(order)
@@ -342,7 +343,8 @@ def tokenize(dataset: Dataset, tokenizer, block_size: int, validation_fraction: 
         raise InvalidInput(f"no example of {dataset.path.name} fits a block of {block_size} tokens with room for "
                            "its response", "raise the block length or shorten the prompts")
     trained = sum(sum(1 for label in b["labels"] if label != IGNORE) for b in train)
-    return Tokenized(train, validation, total, trained, dropped, prompts, references)
+    return Tokenized(train, validation, total, trained, sum(len(b["input_ids"]) for b in train), dropped, prompts,
+                     references)
 
 
 def _validation_count(n: int, fraction: float) -> int:

@@ -44,11 +44,13 @@ class Plan:
     train_blocks: int
     validation_blocks: int
     trained_tokens: int
+    input_tokens: int
     dropped: int
 
     @property
     def tokens_per_block(self) -> float:
-        return self.trained_tokens / max(self.train_blocks, 1)
+        """Tokens fed in per block: what compute (and tokens/s) counts, prompts included."""
+        return self.input_tokens / max(self.train_blocks, 1)
 
 
 _plans: dict[tuple, Plan] = {}
@@ -74,7 +76,7 @@ def plan(params: TrainParams, settings: Settings, catalog: Catalog) -> Plan | No
     tokens = datalib.tokenize(dataset, load_tokenizer(base_folder(spec, settings, catalog)), params.block_size,
                               params.validation_fraction, params.seed)
     result = Plan(dataset.rows, dataset.shape, tokens.tokens, len(tokens.train), len(tokens.validation),
-                  tokens.trained_tokens, tokens.dropped)
+                  tokens.trained_tokens, tokens.input_tokens, tokens.dropped)
     with _plans_lock:
         _plans[key] = result
     return result
