@@ -1,0 +1,287 @@
+"""Chat: streaming replies from any causal LM in the catalog, full sampling control, saved conversations.
+
+The engine's generation service makes the replies (shared by every session, batched per model);
+conversations live in SQLite, so they survive a refresh and a restart. A Stop press, or leaving the
+page, interrupts this script run; the stream's `finally` then cancels the generation, and ours saves
+what was written.
+"""
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from llmos_core.conversations import Conflict
+from llmos_core.errors import LLMOSError
+from llmos_core.generation import PLAIN_NOTE, SamplingParams, TokenEvent
+from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
+from pages._shared import engine, error_boundary
+
+eng = engine()
+state = st.session_state
+SAMPLING_KEYS = {"temperature": 0.7, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
+
+
+# ---------------------------------------------------------------- settings <-> widgets
+
+
+def apply_model_defaults() -> None:
+    """A newly picked model brings its recommended sampling (ModelSpec.sampling)."""
+    spec = eng.catalog.get(state["chat_model"])
+    params = SamplingParams.for_model(spec.sampling)
+    state["chat_mode"] = "Sampling" if params.do_sample else "Greedy"
+    for key in SAMPLING_KEYS:
+        state[f"chat_{key}"] = getattr(params, key)
+
+
+def apply_settings(model: str, settings: dict) -> None:
+    """Put a saved conversation's model and settings back into the widgets."""
+    if model in models:
+        state["chat_model"] = model
+        apply_model_defaults()
+    if "do_sample" in settings:
+        state["chat_mode"] = "Sampling" if settings["do_sample"] else "Greedy"
+    for key in SAMPLING_KEYS:
+        if key in settings:
+            state[f"chat_{key}"] = settings[key]
+    for key in ("max_new_tokens", "seed", "system"):
+        if key in settings:
+            state[f"chat_{key}"] = settings[key]
+    if "stop" in settings:
+        state["chat_stop"] = "\n".join(settings["stop"])
+
+
+def current_params() -> SamplingParams:
+    stop = [s.replace("\\n", "\n") for s in state["chat_stop"].splitlines() if s]
+    return SamplingParams(do_sample=state["chat_mode"] == "Sampling", temperature=state["chat_temperature"],
+                          top_p=state["chat_top_p"], top_k=state["chat_top_k"],
+                          repetition_penalty=state["chat_repetition_penalty"],
+                          max_new_tokens=state["chat_max_new_tokens"], seed=state["chat_seed"], stop=stop)
+
+
+def open_conversation(conversation_id: int | None) -> None:
+    state["chat_conversation"] = conversation_id
+    state["chat_seen_last"] = None
+    if conversation_id is not None:
+        conversation = eng.conversations.get(conversation_id)
+        apply_settings(conversation["model"], conversation["settings"])
+        state["chat_title"] = conversation["title"]
+
+
+def figures(stats: dict) -> str:
+    parts = [f"{stats.get('tokens', 0)} tokens"]
+    if stats.get("ttft_s") is not None:
+        parts.append(f"first token {stats['ttft_s']:.2f} s")
+    if stats.get("tokens_per_s") is not None:
+        parts.append(f"{stats['tokens_per_s']:.1f} tokens/s")
+    if stats.get("model"):
+        parts.append(stats["model"])
+    reason = stats.get("finish_reason")
+    if reason == "cancelled":
+        parts.append("stopped")
+    elif reason == "length":
+        parts.append("hit max new tokens")
+    return " · ".join(parts)
+
+
+# ---------------------------------------------------------------- state
+
+models = eng.catalog.names(task=CAUSAL_LM)
+state.setdefault("chat_conversation", None)
+state.setdefault("chat_seen_last", None)
+state.setdefault("chat_notice", None)
+if "chat_model" not in state or state["chat_model"] not in models:
+    state["chat_model"] = DEFAULT_CHAT_MODEL if DEFAULT_CHAT_MODEL in models else models[0]
+    apply_model_defaults()
+state.setdefault("chat_system", "You are a helpful assistant.")
+state.setdefault("chat_max_new_tokens", 256)
+state.setdefault("chat_seed", None)
+state.setdefault("chat_stop", "")
+
+conversation = None
+if state["chat_conversation"] is not None:
+    try:
+        conversation = eng.conversations.get(state["chat_conversation"])
+    except LLMOSError:
+        state["chat_notice"] = "That conversation was deleted (perhaps in another tab)."
+        state["chat_conversation"] = None
+
+# ---------------------------------------------------------------- sidebar: conversations
+
+with st.sidebar:
+    st.subheader("Conversations")
+    if st.button("New chat", key="chat_new", icon=":material/add:", width="stretch"):
+        open_conversation(None)
+        st.rerun()
+    for row in eng.conversations.list():
+        current = conversation is not None and row["id"] == conversation["id"]
+        if st.button(row["title"], key=f"chat_open_{row['id']}", width="stretch",
+                     type="primary" if current else "secondary", help=f"{row['model']} · {row['messages']} messages"):
+            open_conversation(row["id"])
+            st.rerun()
+    if conversation is not None:
+        with st.expander("This conversation", icon=":material/settings:"):
+            title = st.text_input("Title", key="chat_title")
+            if st.button("Rename", key="chat_rename", icon=":material/edit:"):
+                with error_boundary("Renaming"):
+                    eng.conversations.rename(conversation["id"], title)
+                    st.rerun()
+            st.download_button("Export Markdown", eng.conversations.export_markdown(conversation["id"]),
+                               file_name=f"conversation-{conversation['id']}.md", mime="text/markdown",
+                               key="chat_export_md", icon=":material/download:")
+            st.download_button("Export JSON", eng.conversations.export_json(conversation["id"]),
+                               file_name=f"conversation-{conversation['id']}.json", mime="application/json",
+                               key="chat_export_json", icon=":material/data_object:")
+            if st.button("Delete", key="chat_delete", icon=":material/delete:", type="primary"):
+                with error_boundary("Deleting"):
+                    eng.conversations.delete(conversation["id"])
+                    open_conversation(None)
+                    st.rerun()
+
+# ---------------------------------------------------------------- main: settings
+
+st.title(":material/chat: Chat")
+model_col, system_col = st.columns([1, 2])
+model_col.selectbox("Model", models, key="chat_model", on_change=apply_model_defaults,
+                    help="Any causal language model in the catalog; it loads on first use.")
+system_col.text_input("System prompt", key="chat_system")
+spec = eng.catalog.get(state["chat_model"])
+with st.expander("Sampling", icon=":material/tune:"):
+    cols = st.columns(4)
+    cols[0].radio("Decoding", ["Sampling", "Greedy"], key="chat_mode", horizontal=True,
+                  help="Greedy always takes the likeliest token; small models then tend to repeat themselves.")
+    sampling = state["chat_mode"] == "Sampling"
+    cols[1].slider("Temperature", 0.05, 2.0, key="chat_temperature", step=0.05, disabled=not sampling)
+    cols[2].slider("Top-p", 0.05, 1.0, key="chat_top_p", step=0.05, disabled=not sampling)
+    cols[3].number_input("Top-k (0: off)", 0, 1000, key="chat_top_k", disabled=not sampling)
+    cols = st.columns(4)
+    cols[0].slider("Repetition penalty", 1.0, 2.0, key="chat_repetition_penalty", step=0.05)
+    cols[1].number_input("Max new tokens", 1, 4096, key="chat_max_new_tokens")
+    cols[2].number_input("Seed (empty: random)", 0, 2**31 - 1, key="chat_seed")
+    cols[3].text_area("Stop sequences, one a line", key="chat_stop", height=68)
+    if spec.sampling:
+        st.caption("Defaults: " + ", ".join(f"{k} {v}" for k, v in spec.sampling.items() if k != "do_sample")
+                   + f" (recommended for {spec.name}).")
+if not spec.chat:
+    st.info(PLAIN_NOTE.format(name=spec.name), icon=":material/info:")
+
+if state["chat_notice"]:
+    st.warning(state["chat_notice"], icon=":material/sync_problem:")
+    state["chat_notice"] = None
+
+# ---------------------------------------------------------------- the conversation so far
+
+history = conversation["messages"] if conversation else []
+for message in history:
+    with st.chat_message(message["role"]):
+        st.markdown(message["content"])
+        if message["role"] == "assistant" and message["stats"]:
+            st.caption(figures(message["stats"]))
+            dropped = message["stats"].get("dropped_messages")
+            if dropped:
+                st.caption(f":material/content_cut: The conversation outgrew the context: the {dropped} oldest "
+                           "messages were left out of this reply (the system prompt was kept).")
+if not history:
+    st.caption("Ask anything. Replies stream as they are written; Stop keeps what was written so far.")
+
+
+def reply(messages: list[dict], continue_from: dict | None = None) -> None:
+    """Stream one reply into the conversation and save it (all of it, or what was written before a Stop)."""
+    params = current_params()
+    name = state["chat_model"]
+    cid = state["chat_conversation"]
+    eng.conversations.set_settings(cid, name, {**params.to_dict(), "system": state["chat_system"]})
+    if not eng.models.is_resident(name):
+        with st.spinner(f"Loading {name} (it was not in memory)..."):
+            eng.models.load(name)
+    cancel = threading.Event()
+    stream = eng.chat.stream(name, messages, params, cancel=cancel, continue_final=continue_from is not None)
+    written: list[str] = []
+    last = TokenEvent()
+    expect_last = eng.conversations.last_message_id(cid)
+    with eng.conversations.answering(cid), st.chat_message("assistant"):
+        if continue_from is not None:
+            st.markdown(continue_from["content"])
+        status = st.empty()
+        st.button("Stop", key="chat_stop_button", icon=":material/stop_circle:")   # its click interrupts this run
+
+        def text():
+            nonlocal last
+            for event in stream:
+                last = event
+                if event.queued is not None:
+                    status.caption(f":material/hourglass_top: Waiting for {name}: {event.queued} ahead of you")
+                    continue
+                if event.text:
+                    status.empty()
+                    written.append(event.text)
+                    yield event.text
+
+        try:
+            st.write_stream(text())
+        finally:
+            stream.close()          # sets the cancel event: the generation stops now, its slot is freed
+            stats = {**last.stats(), "model": name}
+            if not last.done:
+                stats["finish_reason"] = "cancelled"
+            reply_text = "".join(written)
+            if continue_from is not None:
+                eng.conversations.update_message(continue_from["id"], continue_from["content"] + reply_text, stats)
+            elif reply_text or last.done:
+                eng.conversations.append(cid, "assistant", reply_text, stats, expect_last=expect_last)
+
+
+def run_turn(kind: str, prompt: str = "") -> None:
+    """kind: send (a new user message), regenerate (the last reply), continue (the last reply)."""
+    system = [{"role": "system", "content": state["chat_system"]}] if state["chat_system"].strip() else []
+    if kind == "send":
+        if not prompt.strip():
+            raise LLMOSError("the message is empty", "type something first")
+        if state["chat_conversation"] is None:
+            state["chat_conversation"] = eng.conversations.create(state["chat_model"])
+        cid = state["chat_conversation"]
+        if eng.conversations.is_answering(cid):
+            raise LLMOSError("a reply in this conversation is being written in another tab",
+                             "wait for it to finish (or stop it there), then send again")
+        eng.conversations.append(cid, "user", prompt, expect_last=state["chat_seen_last"])
+        with st.chat_message("user"):
+            st.markdown(prompt)
+    cid = state["chat_conversation"]
+    messages = eng.conversations.messages(cid)
+    continue_from = None
+    if kind == "regenerate" and messages and messages[-1]["role"] == "assistant":
+        eng.conversations.delete_message(cid, messages[-1]["id"])
+        messages = messages[:-1]
+    if kind == "continue":
+        continue_from = messages[-1]
+    turns = system + [{"role": m["role"], "content": m["content"]} for m in messages]
+    reply(turns, continue_from)
+
+
+prompt = st.chat_input("Message " + state["chat_model"], key="chat_input")
+action = None
+if history:
+    last_role = history[-1]["role"]
+    cols = st.columns([1, 1, 6])
+    if cols[0].button("Regenerate" if last_role == "assistant" else "Answer", key="chat_regenerate",
+                      icon=":material/refresh:"):
+        action = "regenerate"
+    if last_role == "assistant" and cols[1].button("Continue", key="chat_continue", icon=":material/fast_forward:"):
+        action = "continue"
+
+if prompt is not None or action:
+    finished = False
+    with error_boundary("Chatting"):
+        try:
+            run_turn("send" if prompt is not None else action, prompt or "")
+            finished = True
+        except Conflict as exc:
+            state["chat_notice"] = (f"{exc.message}: it was reloaded, and your message was not sent"
+                                    + (f": “{prompt}”" if prompt else "") + ". Send it again if you still want to.")
+            finished = True
+    cid = state["chat_conversation"]
+    state["chat_seen_last"] = eng.conversations.last_message_id(cid) if cid is not None else None
+    if finished:
+        st.rerun()
+else:
+    state["chat_seen_last"] = history[-1]["id"] if history else None
