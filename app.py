@@ -10,6 +10,7 @@ st.set_page_config(page_title="LLM OS", page_icon=":material/memory:", layout="w
 # Explicit entries, never folder auto-discovery: the order here is the order in the sidebar.
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/chat.py", title="Chat", icon=":material/chat:"),
     st.Page("pages/translate.py", title="Translate", icon=":material/translate:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/jobs.py", title="Jobs", icon=":material/work_history:"),
