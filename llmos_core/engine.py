@@ -40,6 +40,10 @@ class Engine:
         self.llamacpp_available, self.llamacpp_reason = llamacpp_availability()
         if self.llamacpp_available:
             self.backends["llamacpp"] = LlamaCppBackend(self.settings)
+        if self.device.kind == "cpu":   # int8 weights for batching on the CPU (models/int8.py says why)
+            from .models.int8 import Int8TransformersBackend, int8_supported
+            if int8_supported():
+                self.backends["transformers-int8"] = Int8TransformersBackend(self.settings, self.device, self.catalog)
         self.models = ModelManager(self.settings, self.store, self.catalog, self.device, self.backends)
         self.chat = GenerationService(self.models)   # chat replies: queue, batching, streaming
         self.conversations = Conversations(self.store)

@@ -48,7 +48,9 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .backend_choice import BackendChoice, SpeedBook, choose_backend
 from .errors import Busy, InvalidInput, LLMOSError
+from .models import llamacpp
 from .models.catalog import CAUSAL_LM
 
 if TYPE_CHECKING:
@@ -116,6 +118,8 @@ class TokenEvent:
     done: bool = False
     finish_reason: str | None = None   # stop | length | cancelled
     dropped_messages: int = 0       # oldest messages left out to fit the context
+    backend: str = ""               # the backend that served it, and why (backend_choice.py)
+    backend_reason: str = ""
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -129,7 +133,8 @@ class TokenEvent:
                 "ttft_s": None if self.ttft_s is None else round(self.ttft_s, 3),
                 "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 2),
                 "elapsed_s": round(self.elapsed_s, 3), "finish_reason": self.finish_reason,
-                "dropped_messages": self.dropped_messages}
+                "dropped_messages": self.dropped_messages, "backend": self.backend,
+                "backend_reason": self.backend_reason}
 
 
 @dataclass
@@ -573,7 +578,8 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 
 # Backend name -> runner class. Another backend registers here (see the module docstring).
-RUNNERS: dict[str, Callable[..., Any]] = {"transformers": TransformersRunner}
+RUNNERS: dict[str, Callable[..., Any]] = {"transformers": TransformersRunner, "transformers-int8": TransformersRunner,
+                                          "llamacpp": llamacpp.LlamaCppRunner}
 
 
 # ---------------------------------------------------------------- the service
@@ -597,6 +603,7 @@ class GenerationService:
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._runners: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self.speeds = SpeedBook()   # single-stream speeds per backend, quoted in the auto choice's reason
 
     # ---- admission ----
     def _lane(self, key) -> _Lane:
@@ -650,6 +657,18 @@ class GenerationService:
         with lane.cond:
             return {"running": lane.active, "waiting": len(lane.waiting)}
 
+    def choose_backend(self, name: str, requested: str = "auto") -> BackendChoice:
+        """The backend a new request on `name` gets now, and why (see backend_choice.py)."""
+        with self._lock:
+            lanes = [(backend, lane) for (model, backend), lane in self._lanes.items() if model == name]
+        in_flight = {}
+        for backend, lane in lanes:
+            with lane.cond:
+                in_flight[backend] = lane.active + len(lane.waiting)
+        return choose_backend(self.models.catalog.get(name), requested, device_kind=self.models.device.kind,
+                              backends=self.models.backends, llamacpp_reason=llamacpp.availability()[1],
+                              in_flight=in_flight, speeds=self.speeds)
+
     # ---- runners ----
     def runner(self, resident: "ResidentModel"):
         key = (resident.name, resident.backend)
@@ -667,7 +686,7 @@ class GenerationService:
             return runner
 
     # ---- requests ----
-    def stream(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "transformers",
+    def stream(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "auto",
                cancel: threading.Event | None = None, continue_final: bool = False) -> Iterator[TokenEvent]:
         """Yield TokenEvents for one reply; the last has done=True. Closing the generator cancels the reply."""
         cancel = cancel or threading.Event()
@@ -677,6 +696,8 @@ class GenerationService:
             raise InvalidInput(f"{name} is a {spec.task} model, not a causal language model",
                                "chat needs a causal LM; translation models belong on the Translate page")
         check_messages(messages, continue_final)
+        choice = self.choose_backend(name, backend)
+        backend = choice.backend
         lane = self._lane((name, backend))
         admitted = False
         try:
@@ -688,7 +709,8 @@ class GenerationService:
                 runner = self.runner(resident)
                 plan = build_prompt(runner, messages, params.max_new_tokens, continue_final)
                 scanner = StopScanner(list(params.stop) + plan.stop)
-                event = TokenEvent(prompt_tokens=len(plan.input_ids), dropped_messages=plan.dropped)
+                event = TokenEvent(prompt_tokens=len(plan.input_ids), dropped_messages=plan.dropped,
+                                   backend=backend, backend_reason=choice.reason)
                 reason = None
                 for delta, count in runner.stream(plan.input_ids, params, cancel):
                     now = time.perf_counter() - started
@@ -706,6 +728,7 @@ class GenerationService:
                     reason = ("cancelled" if cancel.is_set() else
                               "length" if event.tokens >= params.max_new_tokens else "stop")
                 tail = scanner.flush()     # empty after a stop string; held-back text otherwise
+                self.speeds.record(name, backend, event.tokens_per_s, lane.active)
                 yield _next(event, text=tail, done=True, finish_reason=reason,
                             elapsed_s=time.perf_counter() - started)
         finally:
@@ -713,7 +736,7 @@ class GenerationService:
             if admitted:
                 self._release(lane)
 
-    def generate(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "transformers",
+    def generate(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "auto",
                  cancel: threading.Event | None = None, continue_final: bool = False,
                  on_text: Callable[[str], None] | None = None) -> ChatResult:
         """The whole reply at once (CLI --json, tests, benchmarks); `on_text` sees each piece as it comes."""
@@ -728,7 +751,7 @@ class GenerationService:
         return ChatResult("".join(parts), last.stats())
 
     def serve_control(self, progress, model: str, messages: list[dict], params: dict,
-                      backend: str = "transformers", continue_final: bool = False) -> dict:
+                      backend: str = "auto", continue_final: bool = False) -> dict:
         """The control socket's `chat` command: each event goes to the client as a progress line
         (message = JSON of text/tokens/queued); a client that hangs up makes `progress` raise, which
         closes the stream and cancels the generation."""

@@ -162,6 +162,8 @@ with st.expander("Sampling", icon=":material/tune:"):
     if spec.sampling:
         st.caption("Defaults: " + ", ".join(f"{k} {v}" for k, v in spec.sampling.items() if k != "do_sample")
                    + f" (recommended for {spec.name}).")
+with error_boundary("Choosing a backend"):
+    st.caption(f":material/memory: {eng.chat.choose_backend(spec.name).reason}")   # what auto picks now, and why
 if not spec.chat:
     st.info(PLAIN_NOTE.format(name=spec.name), icon=":material/info:")
 

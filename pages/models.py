@@ -38,6 +38,14 @@ for m in resident:
                 eng.models.unload(m["name"], m["backend"])
                 st.rerun()
 
+# ---- backends ----
+if eng.llamacpp_available:
+    st.caption(f":material/bolt: llama.cpp backend available ({eng.llamacpp_reason}): chat with a GGUF model "
+               "on the CPU runs through it, 2.5-3.5x faster than fp32 transformers for one user.")
+else:
+    st.warning(f"llama.cpp backend unavailable: {eng.llamacpp_reason}. Everything runs through transformers "
+               "(slower on the CPU); pip install llama-cpp-python to get it back.", icon=":material/warning:")
+
 # ---- catalog ----
 st.subheader("Catalog")
 specs = eng.catalog.list()

@@ -30,7 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    p.add_argument("--backend", default="transformers", help="transformers (default)")
+    p.add_argument("--backend", default="auto", choices=["auto", "transformers", "transformers-int8", "llamacpp"],
+                   help="auto (default: llama.cpp for one user of a GGUF model on the CPU, transformers' batching "
+                        "under load or on a GPU; the reason is printed), or force one")
     p.add_argument("--json", action="store_true", help="print the whole reply and its figures as JSON")
     p.set_defaults(func=run)
 
@@ -82,4 +84,6 @@ def run(args) -> int:
         sys.stdout.write("\n")
         print(f"[{stats['tokens']} tokens, first token {stats['ttft_s']} s, {stats['tokens_per_s']} tokens/s, "
               f"{stats['finish_reason']}]", file=sys.stderr)
+        if stats.get("backend_reason"):
+            print(f"[backend {stats['backend_reason']}]", file=sys.stderr)
     return 0

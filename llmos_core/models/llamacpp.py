@@ -201,12 +201,19 @@ class LlamaCppBackend:
         loaded.tokenizer = None
 
 
-def stream_completion(model: LlamaCppModel, prompt: str | list[int], *, max_new_tokens: int = 256,
-                      temperature: float = 0.7, top_p: float = 1.0, top_k: int = 0,
-                      repetition_penalty: float = 1.0, do_sample: bool = True, seed: int | None = None,
-                      stop: list[str] | tuple[str, ...] = (), cancel: threading.Event | None = None,
-                      stats: dict | None = None) -> Iterator[str]:
-    """Yield the reply's text piece by piece; stops at `stop` strings (never yielded), EOS, `max_new_tokens`,
+def stream_completion(model: LlamaCppModel, prompt: str | list[int], **kwargs) -> Iterator[str]:
+    """The reply's text piece by piece (see stream_tokens for the arguments)."""
+    for text, _ in stream_tokens(model, prompt, **kwargs):
+        if text:
+            yield text
+
+
+def stream_tokens(model: LlamaCppModel, prompt: str | list[int], *, max_new_tokens: int = 256,
+                  temperature: float = 0.7, top_p: float = 1.0, top_k: int = 0,
+                  repetition_penalty: float = 1.0, do_sample: bool = True, seed: int | None = None,
+                  stop: list[str] | tuple[str, ...] = (), cancel: threading.Event | None = None,
+                  stats: dict | None = None) -> Iterator[tuple[str, int]]:
+    """Yield (text, tokens so far) per generated token (text may be empty: half a character); stops at `stop` strings (never yielded), EOS, `max_new_tokens`,
     or at once when `cancel` is set (checked before each token and while waiting for the model).
 
     The sampling controls mean what they mean in transformers: do_sample False (or temperature 0) is greedy;
@@ -245,9 +252,7 @@ def stream_completion(model: LlamaCppModel, prompt: str | list[int], *, max_new_
                 new_tokens += 1
             if first is None:
                 first = time.perf_counter() - started
-            text = choice["text"]
-            if text:
-                yield text
+            yield choice["text"], new_tokens
         if stats is not None:
             stats.update(prompt_tokens=len(tokens), new_tokens=new_tokens, first_token_s=first,
                          seconds=time.perf_counter() - started)
@@ -255,3 +260,42 @@ def stream_completion(model: LlamaCppModel, prompt: str | list[int], *, max_new_
         if pieces is not None:
             pieces.close()   # ends llama-cpp-python's generator now, not at garbage collection
         model.lock.release()
+
+
+class LlamaCppRunner:
+    """The chat service's runner for llama.cpp (the interface is in generation.py's docstring): one request
+    at a time per model, the service queues the rest; the prompt prefix already in the KV cache (the
+    conversation so far) is not evaluated again."""
+
+    max_active = 1
+
+    def __init__(self, resident, service=None):
+        self.resident, self.loaded = resident, resident.loaded
+        self.model: LlamaCppModel = resident.model
+        self.tokenizer: GGUFTokenizer = resident.tokenizer
+        self.chat_template = self.tokenizer.chat_template
+        self.context_tokens = self.model.n_ctx
+
+    def encode(self, text: str) -> list[int]:
+        return self.model.tokenize(text)
+
+    def render_chat(self, messages: list[dict], continue_final: bool) -> str:
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=not continue_final)
+        if continue_final:   # carry on inside the last reply: cut the end-of-turn the template wrote after it
+            last = messages[-1]["content"]
+            end = text.rfind(last)
+            text = text[:end + len(last)] if end >= 0 else text
+        return text
+
+    def stream(self, input_ids: list[int], params, cancel: threading.Event) -> Iterator[tuple[str, int]]:
+        # Stop strings stay with the service (the same for every backend); llama.cpp stops at EOS itself.
+        yield from stream_tokens(self.model, input_ids, max_new_tokens=params.max_new_tokens,
+                                 temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+                                 repetition_penalty=params.repetition_penalty, do_sample=params.do_sample,
+                                 seed=params.seed, cancel=cancel)
+
+    def alive(self) -> bool:
+        return self.loaded.model is not None
+
+    def close(self) -> None:
+        self.model = None

@@ -34,3 +34,32 @@ def test_backends_agree_on_perplexity_and_both_forms_are_counted(binding, embedd
         assert [m["backend"] for m in engine.models.resident()] == ["transformers"]
     finally:
         engine.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["llamacpp", "transformers"])
+def test_stop_strings_and_cancel_through_the_chat_service(binding, embedded_home, backend):
+    from llmos_core.generation import SamplingParams
+    import threading
+
+    engine = Engine(Settings(home=embedded_home, threads=1), primary=False, start_threads=False)
+    name, messages = "smollm2-135m-instruct", [{"role": "user", "content": "Count from one to ten in words."}]
+    try:
+        full = engine.chat.generate(name, messages, SamplingParams(do_sample=False, max_new_tokens=16), backend)
+        assert full.stats["backend"] == backend and full.stats["tokens"] == 16 and len(full.text) > 6
+        stop = full.text[len(full.text) // 2:len(full.text) // 2 + 2]
+        cut = engine.chat.generate(name, messages, SamplingParams(do_sample=False, max_new_tokens=16, stop=[stop]),
+                                   backend)
+        assert cut.text == full.text[:full.text.index(stop)] and cut.stats["finish_reason"] == "stop"
+
+        cancel = threading.Event()
+        events = []
+        for event in engine.chat.stream(name, messages, SamplingParams(do_sample=False, max_new_tokens=200),
+                                        backend, cancel=cancel):
+            events.append(event)
+            if event.tokens >= 2:
+                cancel.set()
+        assert events[-1].finish_reason == "cancelled" and events[-1].tokens < 10
+        assert engine.chat.queue_depth(name, backend) == {"running": 0, "waiting": 0}
+    finally:
+        engine.close()
