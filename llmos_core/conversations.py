@@ -38,6 +38,7 @@ class Conversations:
         self.store = store
         self._answering: set[int] = set()     # conversations with a reply being written (this process)
         self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)
 
     @contextmanager
     def answering(self, conversation_id: int) -> Iterator[None]:
@@ -52,10 +53,16 @@ class Conversations:
         finally:
             with self._lock:
                 self._answering.discard(conversation_id)
+                self._released.notify_all()
 
     def is_answering(self, conversation_id: int) -> bool:
         with self._lock:
             return conversation_id in self._answering
+
+    def wait_until_idle(self, conversation_id: int, timeout: float) -> bool:
+        """Wait (up to `timeout` s) until no reply is being written to it; True if none is."""
+        with self._lock:
+            return self._released.wait_for(lambda: conversation_id not in self._answering, timeout)
 
     # ---- conversations ----
     def create(self, model: str, settings: dict | None = None, title: str = "New chat") -> int:

@@ -75,7 +75,7 @@ def figures(stats: dict) -> str:
     if stats.get("tokens_per_s") is not None:
         parts.append(f"{stats['tokens_per_s']:.1f} tokens/s")
     if stats.get("model"):
-        parts.append(stats["model"])
+        parts.append(stats["model"] + (f" ({stats['backend']})" if stats.get("backend") else ""))
     reason = stats.get("finish_reason")
     if reason == "cancelled":
         parts.append("stopped")
@@ -100,6 +100,8 @@ state.setdefault("chat_stop", "")
 
 conversation = None
 if state["chat_conversation"] is not None:
+    # A Stop press starts this run while the stopped one is still saving its partial reply: wait for it.
+    eng.conversations.wait_until_idle(state["chat_conversation"], timeout=5.0)
     try:
         conversation = eng.conversations.get(state["chat_conversation"])
     except LLMOSError:
