@@ -142,7 +142,7 @@ if figures:
     if timing and price:
         st.caption(f"Cost: about **{timing['seconds'] / 3600 * price:.2f}** at {price:g} an hour.")
     if timing:
-        st.caption(f"FLOPs 6 x {figures['parameters'] / 1e6:.0f}M parameters x {timing['tokens']:,} tokens = "
+        st.caption(f"FLOPs 6 x {figures['parameters'] / 1e6:.1f}M parameters x {timing['tokens']:,} tokens = "
                    f"{timing['flops'] / 1e12:.2f} TFLOP at {timing['flops_per_s'] / 1e9:.0f} GFLOP/s "
                    f"({timing['source']}).")
     if plan and plan.get("dropped"):
