@@ -4,7 +4,8 @@
     target >= 0.95x its tokens/s, time to first token within 1.2x;
 (2) four concurrent chats through the service vs the same four served one after another:
     target >= 1.6x the aggregate tokens/s.
-Runs alternate between the two sides and take medians, so machine load hits both alike.
+Runs alternate between the two sides and take medians, so machine load hits both alike. The service is
+asked for the transformers backend (continuous batching), the one raw generate() is compared with.
 Usage: python bench/chat.py [--model smollm2-135m-instruct] [--tokens 64] [--repeats 3] [--markdown]
 The data folder defaults to the one the slow tests share (~/.cache/llmos-test-embedded), converted once.
 """
@@ -55,7 +56,7 @@ def raw_generate(resident, input_ids: list[int], params) -> dict:
 
 
 def service_one(engine, name: str, messages, params) -> dict:
-    result = engine.chat.generate(name, messages, params)
+    result = engine.chat.generate(name, messages, params, backend="transformers")
     return {"tokens": result.stats["tokens"], "ttft_s": result.stats["ttft_s"],
             "tokens_per_s": result.stats["tokens_per_s"]}
 
@@ -64,7 +65,7 @@ def concurrent(engine, name: str, messages, params, n: int) -> dict:
     results: list = [None] * n
 
     def one(i: int) -> None:
-        results[i] = engine.chat.generate(name, messages, params)
+        results[i] = engine.chat.generate(name, messages, params, backend="transformers")
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     started = time.perf_counter()
@@ -79,7 +80,8 @@ def concurrent(engine, name: str, messages, params, n: int) -> dict:
 
 def sequential(engine, name: str, messages, params, n: int) -> dict:
     started = time.perf_counter()
-    tokens = sum(engine.chat.generate(name, messages, params).stats["tokens"] for _ in range(n))
+    tokens = sum(engine.chat.generate(name, messages, params, backend="transformers").stats["tokens"]
+                 for _ in range(n))
     wall = time.perf_counter() - started
     return {"tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall}
 

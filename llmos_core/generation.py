@@ -711,6 +711,7 @@ class GenerationService:
                 scanner = StopScanner(list(params.stop) + plan.stop)
                 event = TokenEvent(prompt_tokens=len(plan.input_ids), dropped_messages=plan.dropped,
                                    backend=backend, backend_reason=choice.reason)
+                yield event         # the prompt fits: callers learn of early errors before any token
                 reason = None
                 for delta, count in runner.stream(plan.input_ids, params, cancel):
                     now = time.perf_counter() - started

@@ -7,13 +7,14 @@ what was written.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 
 import streamlit as st
 
 from llmos_core.conversations import Conflict
 from llmos_core.errors import LLMOSError
-from llmos_core.generation import PLAIN_NOTE, SamplingParams, TokenEvent
+from llmos_core.generation import PLAIN_NOTE, SamplingParams
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
 from pages._shared import engine, error_boundary
 
@@ -195,13 +196,15 @@ def reply(messages: list[dict], continue_from: dict | None = None) -> None:
     name = state["chat_model"]
     cid = state["chat_conversation"]
     eng.conversations.set_settings(cid, name, {**params.to_dict(), "system": state["chat_system"]})
-    if not eng.models.is_resident(name):
-        with st.spinner(f"Loading {name} (it was not in memory)..."):
-            eng.models.load(name)
+    backend = eng.chat.choose_backend(name).backend      # decided now, so the spinner loads the right copy
+    if not eng.models.is_resident(name, backend):
+        with st.spinner(f"Loading {name} ({backend}; it was not in memory)..."):
+            eng.models.load(name, backend)
     cancel = threading.Event()
-    stream = eng.chat.stream(name, messages, params, cancel=cancel, continue_final=continue_from is not None)
+    stream = eng.chat.stream(name, messages, params, backend=backend, cancel=cancel,
+                             continue_final=continue_from is not None)
     written: list[str] = []
-    last = TokenEvent()
+    last = next(stream)     # busy, too long, not a chat model: raised here, before a reply bubble is drawn
     expect_last = eng.conversations.last_message_id(cid)
     with eng.conversations.answering(cid), st.chat_message("assistant"):
         if continue_from is not None:
@@ -211,7 +214,7 @@ def reply(messages: list[dict], continue_from: dict | None = None) -> None:
 
         def text():
             nonlocal last
-            for event in stream:
+            for event in itertools.chain([last], stream):
                 last = event
                 if event.queued is not None:
                     status.caption(f":material/hourglass_top: Waiting for {name}: {event.queued} ahead of you")

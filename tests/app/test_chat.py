@@ -112,3 +112,14 @@ def test_two_tabs_on_one_conversation_lose_nothing(chat_app, engine):
     assert contents[0] == "from tab A" and contents[2] == "from tab B" and len(contents) == 4
     assert "tab A again, unaware of B" not in contents
     assert roles(tab_a) == ["user", "assistant", "user", "assistant"]   # A was reloaded
+
+
+def test_too_long_a_prompt_and_an_evicted_model(chat_app, engine):
+    at = send(chat_app(), "fox " * 400)
+    assert any("too long" in e.value for e in at.error)
+    assert roles(at) == ["user"]                                 # kept; "Answer" retries it
+    name = at.selectbox(key="chat_model").value
+    engine.models.unload(name)                                   # evicted between two turns
+    send(at, "hello again")
+    assert not at.error and roles(at)[-1] == "assistant"
+    assert engine.models.is_resident(name)
