@@ -397,12 +397,11 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
         result.update(stopped=True, checkpoint=done[-1].name if done else None)
         ctx.log.info("stopped at step %s; checkpoint %s kept", trainer.state.global_step, result["checkpoint"])
         return result
+    ctx.progress(0.92, "measuring the model after training")
+    after = evaluate(trainer, bool(validation))   # every rank: evaluation is collective under torchrun
     if not is_main:
         return result
-
-    ctx.progress(0.92, "measuring the model after training")
-    result["after"] = {**evaluate(trainer, bool(validation)),
-                       "samples": generate_samples(trainer.model, tokenizer, tokens.prompts, device)}
+    result["after"] = {**after, "samples": generate_samples(trainer.model, tokenizer, tokens.prompts, device)}
     result["prompts"], result["references"] = tokens.prompts, tokens.references
     result["peak_memory_bytes"] = peak_memory(placement.device)
     ctx.progress(0.96, f"saving {name}")
