@@ -427,8 +427,28 @@ class TransformersRunner:
         processors.logits_processor.append(PerRequestSampler())
         processors.tensors_required += 1
         processors.do_processing = True
+        self._route_outputs_directly(manager)
         manager.start()
         return manager
+
+    def _route_outputs_directly(self, manager) -> None:
+        """Hand each output to its request's queue from the batching thread itself: one thread hop fewer
+        before the first token (each hop can wait out the GIL's 5 ms switch interval). Outputs of no
+        known request (cancelled ones) still go to the shared queue, which the dispatcher drains."""
+        router = getattr(manager, "output_router", None)
+        if router is None or not hasattr(router, "deliver_batch") or not hasattr(router, "deliver"):
+            return   # another transformers version: the dispatcher routes everything
+        requests, shared = self._requests, router.deliver
+
+        def deliver(output) -> None:
+            request = requests.get(output.request_id)
+            if request is not None:
+                request.outputs.put(output)
+            else:
+                shared(output)
+
+        router.deliver = deliver
+        router.deliver_batch = lambda outputs: [deliver(output) for output in outputs]
 
     def _dispatch(self) -> None:
         """Routes the manager's outputs to each request's queue; stops the manager once the model is unloaded."""
@@ -467,7 +487,11 @@ class TransformersRunner:
         self.model = None
 
     def close(self) -> None:
+        """Stop batching and wait for it: a batching thread still running at interpreter exit crashes it."""
         self._closed.set()
+        dispatcher = getattr(self, "_dispatcher", None)
+        if dispatcher is not None and dispatcher is not threading.current_thread():
+            dispatcher.join(timeout=15)
         if self._manager is None:
             self.model = None
 

@@ -200,60 +200,63 @@ def reply(messages: list[dict], continue_from: dict | None = None) -> None:
     if not eng.models.is_resident(name, backend):
         with st.spinner(f"Loading {name} ({backend}; it was not in memory)..."):
             eng.models.load(name, backend)
-    cancel = threading.Event()
-    stream = eng.chat.stream(name, messages, params, backend=backend, cancel=cancel,
-                             continue_final=continue_from is not None)
-    written: list[str] = []
-    last = next(stream)     # busy, too long, not a chat model: raised here, before a reply bubble is drawn
-    expect_last = eng.conversations.last_message_id(cid)
-    with eng.conversations.answering(cid), st.chat_message("assistant"):
-        if continue_from is not None:
-            st.markdown(continue_from["content"])
-        status = st.empty()
-        st.button("Stop", key="chat_stop_button", icon=":material/stop_circle:")   # its click interrupts this run
-
-        def text():
-            nonlocal last
-            for event in itertools.chain([last], stream):
-                last = event
-                if event.queued is not None:
-                    status.caption(f":material/hourglass_top: Waiting for {name}: {event.queued} ahead of you")
-                    continue
-                if event.text:
-                    status.empty()
-                    written.append(event.text)
-                    yield event.text
-
-        try:
-            st.write_stream(text())
-        finally:
-            stream.close()          # sets the cancel event: the generation stops now, its slot is freed
-            stats = {**last.stats(), "model": name}
-            if not last.done:
-                stats["finish_reason"] = "cancelled"
-            reply_text = "".join(written)
+    with eng.conversations.answering(cid):   # claimed first: a second tab gets "busy" before any work starts
+        stream = eng.chat.stream(name, messages, params, backend=backend, cancel=threading.Event(),
+                                 continue_final=continue_from is not None)
+        last = next(stream)     # busy, too long, not a chat model: raised here, before a reply bubble is drawn
+        expect_last = eng.conversations.last_message_id(cid)
+        written: list[str] = []
+        with st.chat_message("assistant"):
             if continue_from is not None:
-                eng.conversations.update_message(continue_from["id"], continue_from["content"] + reply_text, stats)
-            elif reply_text or last.done:
-                eng.conversations.append(cid, "assistant", reply_text, stats, expect_last=expect_last)
+                st.markdown(continue_from["content"])
+            status = st.empty()
+            st.button("Stop", key="chat_stop_button", icon=":material/stop_circle:")   # a click interrupts this run
+
+            def text():
+                nonlocal last
+                for event in itertools.chain([last], stream):
+                    last = event
+                    if event.queued is not None:
+                        status.caption(f":material/hourglass_top: Waiting for {name}: {event.queued} ahead of you")
+                        continue
+                    if event.text:
+                        status.empty()
+                        written.append(event.text)
+                        yield event.text
+
+            try:
+                st.write_stream(text())
+            finally:
+                stream.close()          # sets the cancel event: the generation stops now, its slot is freed
+                save_reply(cid, "".join(written), {**last.stats(), "model": name}, last.done, continue_from,
+                           expect_last)
+
+
+def save_reply(cid: int, text: str, stats: dict, done: bool, continue_from: dict | None, expect_last) -> None:
+    """The whole reply, or what was written before a Stop (marked cancelled)."""
+    if not done:
+        stats["finish_reason"] = "cancelled"
+    if continue_from is not None:
+        eng.conversations.update_message(continue_from["id"], continue_from["content"] + text, stats)
+    elif text or done:
+        eng.conversations.append(cid, "assistant", text, stats, expect_last=expect_last)
 
 
 def run_turn(kind: str, prompt: str = "") -> None:
     """kind: send (a new user message), regenerate (the last reply), continue (the last reply)."""
     system = [{"role": "system", "content": state["chat_system"]}] if state["chat_system"].strip() else []
+    if kind == "send" and not prompt.strip():
+        raise LLMOSError("the message is empty", "type something first")
+    if state["chat_conversation"] is None:
+        state["chat_conversation"] = eng.conversations.create(state["chat_model"])
+    cid = state["chat_conversation"]
+    if eng.conversations.is_answering(cid):   # before any change: another tab's reply is still being written
+        raise LLMOSError("a reply in this conversation is being written in another tab",
+                         "wait for it to finish (or stop it there), then try again")
     if kind == "send":
-        if not prompt.strip():
-            raise LLMOSError("the message is empty", "type something first")
-        if state["chat_conversation"] is None:
-            state["chat_conversation"] = eng.conversations.create(state["chat_model"])
-        cid = state["chat_conversation"]
-        if eng.conversations.is_answering(cid):
-            raise LLMOSError("a reply in this conversation is being written in another tab",
-                             "wait for it to finish (or stop it there), then send again")
         eng.conversations.append(cid, "user", prompt, expect_last=state["chat_seen_last"])
         with st.chat_message("user"):
             st.markdown(prompt)
-    cid = state["chat_conversation"]
     messages = eng.conversations.messages(cid)
     continue_from = None
     if kind == "regenerate" and messages and messages[-1]["role"] == "assistant":
