@@ -7,6 +7,7 @@
 Runs alternate between the two sides and take medians, so machine load hits both alike. The service is
 asked for the transformers backend (continuous batching), the one raw generate() is compared with.
 Usage: python bench/chat.py [--model smollm2-135m-instruct] [--tokens 64] [--repeats 3] [--markdown]
+       python bench/chat.py --cli     # four `python -m llmos_core chat` processes at once vs one after another
 The data folder defaults to the one the slow tests share (~/.cache/llmos-test-embedded), converted once.
 """
 from __future__ import annotations
@@ -86,6 +87,58 @@ def sequential(engine, name: str, messages, params, n: int) -> dict:
     return {"tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall}
 
 
+def cli_check(model: str, tokens: int, embedded_home: Path) -> None:
+    """Four `python -m llmos_core chat` processes at once against four one after another, all served by one
+    background engine (`serve`) in a fresh data folder that borrows the converted embedded model."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    from llmos_core import control
+
+    home = Path(tempfile.mkdtemp(prefix="llmos-bench-chat-"))
+    (home / "models").mkdir()
+    for folder in (embedded_home / "models").iterdir():
+        if folder.is_dir():
+            (home / "models" / folder.name).symlink_to(folder)
+    env = {**os.environ, "LLMOS_HOME": str(home)}
+    server = subprocess.Popen([sys.executable, "-m", "llmos_core", "serve"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [sys.executable, "-m", "llmos_core", "chat", "--model", model, "--backend", "transformers",
+               "--max-new-tokens", str(tokens), "--seed", "1234", "--json", PROMPT]
+
+    def chats(n: int, at_once: bool) -> dict:
+        started = time.perf_counter()
+        if at_once:
+            procs = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                     for _ in range(n)]
+            outs = [json.loads(p.communicate()[0]) for p in procs]
+        else:
+            outs = [json.loads(subprocess.run(command, env=env, cwd=ROOT, capture_output=True, check=True).stdout)
+                    for _ in range(n)]
+        wall = time.perf_counter() - started
+        total = sum(o["stats"]["tokens"] for o in outs)
+        return {"tokens": total, "wall_s": wall, "tokens_per_s": total / wall}
+
+    try:
+        deadline = time.monotonic() + 60
+        while not control.is_up(home / "engine.sock") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        subprocess.run(command, env=env, cwd=ROOT, capture_output=True, check=True)   # load + warm-up
+        seq = chats(4, at_once=False)
+        conc = chats(4, at_once=True)
+        gain = conc["tokens_per_s"] / seq["tokens_per_s"]
+        print(f"CLI: 4 at once {conc['tokens']} tokens in {conc['wall_s']:.1f} s ({conc['tokens_per_s']:.1f} tok/s) "
+              f"vs 4 one after another {seq['tokens']} tokens in {seq['wall_s']:.1f} s ({seq['tokens_per_s']:.1f} "
+              f"tok/s) = {gain:.2f}x (target >= 1.6x; wall clock, process start-up included) "
+              f"{'PASS' if gain >= 1.6 else 'MISS'}", flush=True)
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -94,7 +147,11 @@ def main() -> int:
     parser.add_argument("--home", default=os.environ.get("LLMOS_TEST_EMBEDDED_HOME",
                                                          str(Path.home() / ".cache" / "llmos-test-embedded")))
     parser.add_argument("--markdown", action="store_true", help="print a table for docs/BENCHMARKS.md")
+    parser.add_argument("--cli", action="store_true", help="only the check of four CLI chats at once (see cli_check)")
     args = parser.parse_args()
+    if args.cli:
+        cli_check(args.model, args.tokens, Path(args.home))
+        return 0
 
     from llmos_core.engine import Engine
     from llmos_core.generation import SamplingParams, build_prompt
