@@ -50,7 +50,7 @@ def test_submit_watch_and_cancel(app_server, page):
         card.wait_for(state="detached", timeout=15_000)
         wait_idle(page)
         page.get_by_text("Running (0)").wait_for(timeout=15_000)
-        assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=15_000)   # the history table
         screenshot(page, "jobs-cancelled")
     finally:
         kill_jobs(sched)
