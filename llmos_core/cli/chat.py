@@ -11,8 +11,9 @@ import sys
 
 from .. import control
 from ..generation import SamplingParams
-from ..models.catalog import DEFAULT_CHAT_MODEL
+from ..models.catalog import DEFAULT_CHAT_MODEL, Catalog
 from ..settings import Settings
+from ..store import Store
 from . import print_json
 from .models import ensure_server
 
@@ -46,14 +47,10 @@ def params_from_args(args, sampling: dict) -> SamplingParams:
 
 
 def run(args) -> int:
-    from ..engine import Engine
-
     settings = Settings.from_env()
-    lookup = Engine(settings, primary=False, start_threads=False)   # the catalog only, for the defaults
-    try:
-        spec = lookup.catalog.get(args.model)
-    finally:
-        lookup.close()
+    # The catalog only, for the model's defaults: no Engine here, so a client starts in well under a second
+    # and four at once do not fight the engine's generation for the CPU while they import.
+    spec = Catalog(Store(settings.db_path)).get(args.model)
     params = params_from_args(args, spec.sampling)
     messages = ([{"role": "system", "content": args.system}] if args.system.strip() else [])
     messages.append({"role": "user", "content": args.prompt})
