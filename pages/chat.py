@@ -272,7 +272,7 @@ prompt = st.chat_input("Message " + state["chat_model"], key="chat_input")
 action = None
 if history:
     last_role = history[-1]["role"]
-    cols = st.columns([1, 1, 6])
+    cols = st.columns([1.5, 1.3, 5])   # wide enough for "Regenerate"
     if cols[0].button("Regenerate" if last_role == "assistant" else "Answer", key="chat_regenerate",
                       icon=":material/refresh:"):
         action = "regenerate"
