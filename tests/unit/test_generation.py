@@ -244,3 +244,25 @@ def test_an_evicted_model_is_reloaded_for_the_next_reply(engine, chat):
     assert old._manager is None and not old.alive()
     result = engine.chat.generate(chat, USER, sampling())
     assert result.stats["tokens"] > 0 and runner_of(engine, chat) is not old
+
+
+def test_without_continuous_batching_generate_serves_and_cancels(engine, chat, monkeypatch):
+    from llmos_core.generation import TransformersRunner
+
+    def refuse(self, max_active):
+        raise RuntimeError("no paged attention for this architecture")
+
+    monkeypatch.setattr(TransformersRunner, "_start_manager", refuse)
+    service = GenerationService(engine.models)
+    runner = service.runner(engine.models.load(chat))
+    assert not runner.batching
+    assert service.generate(chat, USER, sampling()).text == engine.chat.generate(chat, USER, sampling()).text
+    cancel = threading.Event()
+    stream = service.stream(chat, USER, sampling(max_new_tokens=200, temperature=1.5), cancel=cancel)
+    next(stream), next(stream)
+    cancel.set()
+    started = time.monotonic()
+    rest = list(stream)
+    assert time.monotonic() - started < 1.0 and rest[-1].finish_reason == "cancelled"
+    assert not runner._fallback.locked()                # the generate() thread has ended
+    service.close()
