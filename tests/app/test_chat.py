@@ -17,7 +17,7 @@ def chat_app(new_app, engine, tiny_causal):
 
     def make():
         at = new_app()
-        at.switch_page("pages/chat.py").run()
+        at.switch_page("app_pages/chat.py").run()
         assert not at.exception, at.exception
         at.selectbox(key="chat_model").set_value(name).run()
         at.number_input(key="chat_max_new_tokens").set_value(8).run()
@@ -38,7 +38,7 @@ def roles(at):
 
 def test_page_opens_with_the_embedded_chat_model_and_its_sampling(new_app):
     at = new_app()
-    at.switch_page("pages/chat.py").run()
+    at.switch_page("app_pages/chat.py").run()
     assert not at.exception
     assert at.selectbox(key="chat_model").value == "smollm2-135m-instruct"
     assert at.slider(key="chat_temperature").value == 0.2

@@ -18,7 +18,7 @@ def test_home_shows_the_machine_and_links(app):
 
 
 def test_models_page_lists_the_catalog(app):
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     assert not app.exception
     frame = app.dataframe[0].value
     assert list(frame["name"][:2]) == ["smollm2-135m-instruct", "gemma-3-270m"]
@@ -28,7 +28,7 @@ def test_models_page_lists_the_catalog(app):
 def test_load_and_unload_from_the_page(app, tiny_causal):
     engine = get_engine(Settings.from_env())
     name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     app.selectbox(key="models_choice").set_value(name).run()
     app.button(key="models_load").click().run()
     assert not app.exception and not app.error
@@ -39,7 +39,7 @@ def test_load_and_unload_from_the_page(app, tiny_causal):
 
 
 def test_a_bad_pull_shows_a_message_not_a_traceback(app):
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     app.text_input(key="models_ref").set_value("/no/such/folder").run()
     app.button(key="models_pull").click().run()
     assert not app.exception
@@ -51,7 +51,7 @@ def test_a_refused_load_shows_the_figures(new_app, monkeypatch, tiny_causal):
     at = new_app()
     engine = get_engine(Settings.from_env())
     name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
-    at.switch_page("pages/models.py").run()
+    at.switch_page("app_pages/models.py").run()
     at.selectbox(key="models_choice").set_value(name).run()
     at.button(key="models_load").click().run()
     assert at.error and "needs" in at.error[0].value and "budget" in at.error[0].value

@@ -30,7 +30,7 @@ def eng(home):
 
 def jobs_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/jobs.py").run()
+    at.switch_page("app_pages/jobs.py").run()
     assert not at.exception, at.exception
     return at
 

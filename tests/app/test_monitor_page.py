@@ -58,7 +58,7 @@ def fake_engine(home):
 
 def open_monitor(new_app) -> AppTest:
     at = new_app()
-    at.switch_page("pages/monitor.py").run()
+    at.switch_page("app_pages/monitor.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -34,7 +34,7 @@ def eng(home, monkeypatch, tiny_base):
 def train_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.session_state["train_model"] = "tiny"   # before the first estimate: no embedded model is touched
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception, at.exception
     return at
 

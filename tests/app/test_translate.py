@@ -18,7 +18,7 @@ def app(new_app, tiny_seq2seq):
     spec.name = "tiny-mt"
     engine.catalog.register(spec)
     at = new_app()
-    at.switch_page("pages/translate.py").run()
+    at.switch_page("app_pages/translate.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -79,7 +79,7 @@ def test_long_document_runs_as_a_job_and_reattaches(app, monkeypatch, new_app):
     # A "refreshed" page: a new session with only the URL's query parameter.
     fresh = new_app()
     fresh.query_params["translate_job"] = str(job_id)
-    fresh.switch_page("pages/translate.py").run()
+    fresh.switch_page("app_pages/translate.py").run()
     fresh.run()
     assert not fresh.exception, fresh.exception
     result = fresh.session_state["translate_result"]

@@ -23,3 +23,16 @@ def test_every_page_opens_without_an_error(app_server, page):
         assert page.locator('[data-testid="stException"]').count() == 0, f"{title} shows an exception"
         assert page.locator("h1").count() >= 1, f"{title} has no title"
         screenshot(page, f"page-{i:02d}-{title.lower().replace(' ', '-')}")
+
+
+@pytest.mark.e2e
+def test_a_page_url_opened_directly_gets_the_whole_app(app_server, page):
+    """Opening /jobs directly must run app.py (navigation titles, sidebar), not the page file alone."""
+    server = app_server()
+    page.goto(f"{server.url}/jobs")
+    page.wait_for_selector('h1:has-text("Jobs")', timeout=60_000)
+    wait_idle(page)
+    links = page.locator('[data-testid="stSidebarNavLink"]')
+    titles = [links.nth(i).inner_text().strip().splitlines()[-1] for i in range(links.count())]
+    assert titles == ["Home", "Chat", "Translate", "Train", "Jobs", "Models", "Monitor"]
+    assert page.get_by_text("CPU (").count() >= 1   # the device caption drawn by app.py's sidebar

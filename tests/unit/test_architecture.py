@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ROOT / "pages"
+# Not "pages/": Streamlit treats a folder of that name as the old auto-discovered multipage app when a
+# page URL is opened directly, and then runs the page without app.py (no sidebar, file names as titles).
+PAGES = ROOT / "app_pages"
 # The UI libraries, the engine, the pages' own shared modules, and Python's standard library.
 PAGE_IMPORTS = {"streamlit", "plotly", "pandas", "llmos_core", PAGES.name} | set(sys.stdlib_module_names)
 
@@ -28,6 +30,10 @@ def test_pages_import_only_the_ui_libraries_and_the_engine():
 def test_the_engine_never_imports_streamlit():
     for module in sorted((ROOT / "llmos_core").rglob("*.py")):
         assert "streamlit" not in imported_roots(module), f"{module.relative_to(ROOT)} imports streamlit"
+
+
+def test_no_pages_folder_for_streamlit_to_auto_discover():
+    assert not (ROOT / "pages").exists()
 
 
 def test_every_page_file_is_in_the_navigation():

@@ -5,8 +5,8 @@ import streamlit as st
 
 from llmos_core.errors import format_bytes
 from llmos_core.models.catalog import DEFAULT_CHAT_MODEL
-from pages import _monitor_view as monitor_view
-from pages._shared import engine
+from app_pages import _monitor_view as monitor_view
+from app_pages._shared import engine
 
 eng = engine()
 st.title(":material/memory: LLM OS")
@@ -22,12 +22,12 @@ cols[3].metric("Room for models", format_bytes(status["room_bytes"]))
 
 st.subheader("Go to")
 links = st.columns(3)
-links[0].page_link("pages/models.py", label="Models: catalog, load, memory", icon=":material/deployed_code:")
-links[1].page_link("pages/jobs.py", label="Jobs: training and translation runs, queue", icon=":material/work_history:")
-links[2].page_link("pages/monitor.py", label="Monitor: CPU, memory, GPUs, jobs", icon=":material/monitoring:")
-links[2].page_link("pages/chat.py", label="Chat: talk to a model, saved conversations", icon=":material/chat:")
-links[0].page_link("pages/translate.py", label="Translate: documents in their own format", icon=":material/translate:")
-links[1].page_link("pages/train.py", label="Train: fine-tune a model on your data", icon=":material/model_training:")
+links[0].page_link("app_pages/models.py", label="Models: catalog, load, memory", icon=":material/deployed_code:")
+links[1].page_link("app_pages/jobs.py", label="Jobs: training and translation runs, queue", icon=":material/work_history:")
+links[2].page_link("app_pages/monitor.py", label="Monitor: CPU, memory, GPUs, jobs", icon=":material/monitoring:")
+links[2].page_link("app_pages/chat.py", label="Chat: talk to a model, saved conversations", icon=":material/chat:")
+links[0].page_link("app_pages/translate.py", label="Translate: documents in their own format", icon=":material/translate:")
+links[1].page_link("app_pages/train.py", label="Train: fine-tune a model on your data", icon=":material/model_training:")
 st.caption(f"The embedded chat model, {DEFAULT_CHAT_MODEL}, works offline; it is converted once on first use.")
 
 # ---- the machine now: the monitor's compact view, redrawn every 2 s ----

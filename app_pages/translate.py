@@ -19,7 +19,7 @@ from llmos_core.translation import documents, open_engine, parse_glossary
 from llmos_core.translation.job import job_threshold
 from llmos_core.translation.segment import from_display, to_display
 from llmos_core.translation.translator import LANGUAGES, Translator, language_name
-from pages._shared import engine, error_boundary
+from app_pages._shared import engine, error_boundary
 
 FILE_TYPES = ["txt", "md", "markdown", "docx", "pdf", "srt", "html", "htm"]
 

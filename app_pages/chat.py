@@ -16,7 +16,7 @@ from llmos_core.conversations import Conflict
 from llmos_core.errors import LLMOSError
 from llmos_core.generation import PLAIN_NOTE, SamplingParams
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
-from pages._shared import engine, error_boundary
+from app_pages._shared import engine, error_boundary
 
 eng = engine()
 state = st.session_state

@@ -9,8 +9,8 @@ import streamlit as st
 
 from llmos_core.errors import format_bytes
 from llmos_core.monitor import WINDOWS
-from pages import _monitor_view as view
-from pages._shared import engine, error_boundary
+from app_pages import _monitor_view as view
+from app_pages._shared import engine, error_boundary
 
 # Seconds between redraws per window: a week of minutes need not be redrawn every second.
 REFRESH_S = {"5 min": 1.0, "1 h": 5.0, "1 day": 30.0, "1 week": 60.0}

@@ -17,7 +17,7 @@ from llmos_core.training import data as datalib
 from llmos_core.training import job as train_job
 from llmos_core.training.estimate import format_seconds
 from llmos_core.training.params import METHODS, OPTIMIZERS, PRESETS, SCHEDULES, TrainParams, help_text
-from pages._shared import engine, error_boundary
+from app_pages._shared import engine, error_boundary
 
 eng = engine()
 sched = eng.scheduler

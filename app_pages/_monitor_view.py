@@ -1,6 +1,6 @@
 """Drawing the monitor's samples: plotly charts, st.metric rows, the process table, the Home summary.
 
-Shared by pages/monitor.py and pages/home.py. Reads only what llmos_core.monitor.Sampler returns
+Shared by app_pages/monitor.py and app_pages/home.py. Reads only what llmos_core.monitor.Sampler returns
 (snapshots and compact samples); never samples anything itself.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ import streamlit as st
 
 from llmos_core.errors import format_bytes
 from llmos_core.models import fetch
-from pages._shared import engine, error_boundary
+from app_pages._shared import engine, error_boundary
 
 eng = engine()
 st.title(":material/deployed_code: Models")

@@ -15,7 +15,7 @@ import streamlit as st
 from llmos_core.errors import InvalidInput, format_bytes
 from llmos_core.jobs.kinds import KINDS
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
-from pages._shared import engine, error_boundary
+from app_pages._shared import engine, error_boundary
 
 eng = engine()
 sched = eng.scheduler
