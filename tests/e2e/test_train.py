@@ -71,7 +71,12 @@ def test_launch_lora_watch_the_curve_grow_stop_and_resume(app_server, page, tmp_
     stopped_at = chart_points(page)
 
     page.get_by_role("button", name="Resume").click()
-    page.get_by_text("is in the catalog").wait_for(timeout=240_000)
+    try:
+        page.get_by_text("is in the catalog").wait_for(timeout=240_000)
+    except Exception:   # say where the run stood, for the log
+        screenshot(page, "train-resume-timeout")
+        jobs = Engine(Settings(home=home), primary=False, start_threads=False).scheduler.list()
+        raise AssertionError(f"the resumed run did not finish on the page; jobs: {jobs}")
     wait_idle(page)
     assert chart_points(page) == 1500 and stopped_at < 1500
     assert page.get_by_text("Samples on validation prompts").count() == 1

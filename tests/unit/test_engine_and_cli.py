@@ -1,6 +1,5 @@
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -79,6 +78,16 @@ def test_cli_load_starts_a_background_engine_that_ps_sees(home, tiny_causal):
             time.sleep(0.5)
         assert not control.is_up(home / "engine.sock"), "the idle background engine should have exited"
     finally:
-        pid = (home / "engine.lock").read_text().strip() if (home / "engine.lock").exists() else ""
-        if pid and control.is_up(home / "engine.sock"):
-            os.kill(int(pid), signal.SIGTERM)
+        cli("serve", "--stop", env=env)
+
+
+def test_serve_stop_ends_a_background_engine(home, tiny_causal):
+    assert "no LLM OS engine" in cli("serve", "--stop").stderr
+    engine = Engine(Settings.from_env(), primary=False, start_threads=False)
+    name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
+    engine.close()
+    assert cli("models", "load", name).returncode == 0
+    assert control.is_up(home / "engine.sock")
+    result = cli("serve", "--stop")
+    assert result.returncode == 0 and "stopped the engine" in result.stderr
+    assert not control.is_up(home / "engine.sock")
