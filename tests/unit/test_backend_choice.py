@@ -2,7 +2,7 @@
 non-GGUF models, without the binding, and under load; forced choices are checked; reasons quote speeds."""
 import pytest
 
-from llmos_core.backend_choice import SWITCH_AT, SpeedBook, choose_backend
+from llmos_core.backend_choice import SpeedBook, choose_backend
 from llmos_core.errors import InvalidInput
 from llmos_core.models.catalog import EMBEDDED, ModelSpec
 
@@ -29,9 +29,16 @@ def test_gpu_non_gguf_and_missing_binding_go_to_transformers():
     assert pick(backends={"transformers": 1}, llamacpp_reason="x").backend == "transformers"
 
 
-def test_load_switches_to_batching_and_new_requests_join_it():
-    assert pick(in_flight={"llamacpp": SWITCH_AT - 2}).backend == "llamacpp"
-    busy = pick(in_flight={"llamacpp": SWITCH_AT - 1})
+def test_many_users_queue_on_llamacpp_by_default():
+    # measured on the CPU: 8 chats one after another on llama.cpp out-serve any batching of them
+    queued = pick(in_flight={"llamacpp": 7, "transformers-int8": 2})
+    assert queued.backend == "llamacpp" and "7 chat(s) ahead" in queued.reason
+
+
+def test_with_batch_after_set_load_switches_to_batching_and_new_requests_join_it(monkeypatch):
+    monkeypatch.setenv("LLMOS_BATCH_AFTER", "2")
+    assert pick(in_flight={"llamacpp": 1}).backend == "llamacpp"
+    busy = pick(in_flight={"llamacpp": 2})
     assert busy.backend == "transformers-int8" and "one at a" in busy.reason
     joined = pick(in_flight={"llamacpp": 0, "transformers-int8": 2})
     assert joined.backend == "transformers-int8" and "joins the 2" in joined.reason
