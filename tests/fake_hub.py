@@ -37,13 +37,25 @@ def serve(repos: dict[str, Path]) -> tuple[ThreadingHTTPServer, str]:
             self.end_headers()
             return data
 
+        def _json(self, status: int, obj: dict, error_code: str | None = None):
+            body = json.dumps(obj).encode()
+            self.send_response(status)
+            if error_code:
+                self.send_header("X-Error-Code", error_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _entry_not_found(self):
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.end_headers()
+
         def do_HEAD(self):
             path = self._file()
             if path is None:
-                self.send_response(404)
-                self.send_header("X-Error-Code", "EntryNotFound")
-                self.end_headers()
-                return
+                return self._entry_not_found()
             self._send_file_headers(path)
 
         def do_GET(self):
@@ -51,30 +63,14 @@ def serve(repos: dict[str, Path]) -> tuple[ThreadingHTTPServer, str]:
                 repo = "/".join(self.path.split("?")[0][len("/api/models/"):].split("/")[:2])
                 folder = repos.get(repo)
                 if folder is None:
-                    body = json.dumps({"error": "Repository not found"}).encode()
-                    self.send_response(404)
-                    self.send_header("X-Error-Code", "RepoNotFound")
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
+                    return self._json(404, {"error": "Repository not found"}, "RepoNotFound")
                 siblings = [{"rfilename": p.name, "size": p.stat().st_size} for p in sorted(folder.iterdir())
                             if p.is_file()]
-                body = json.dumps({"id": repo, "modelId": repo, "sha": COMMIT, "siblings": siblings,
-                                   "private": False, "tags": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
+                return self._json(200, {"id": repo, "modelId": repo, "sha": COMMIT, "siblings": siblings,
+                                        "private": False, "tags": []})
             path = self._file()
             if path is None:
-                self.send_response(404)
-                self.send_header("X-Error-Code", "EntryNotFound")
-                self.end_headers()
-                return
+                return self._entry_not_found()
             self.wfile.write(self._send_file_headers(path))
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
