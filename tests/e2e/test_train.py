@@ -70,7 +70,17 @@ def test_launch_lora_watch_the_curve_grow_stop_and_resume(app_server, page, tmp_
     page.get_by_text("Resume continues from it").wait_for(timeout=60_000)   # "Stopped at step N; checkpoint-N is kept"
     stopped_at = chart_points(page)
 
-    page.get_by_role("button", name="Resume").click()
+    # The stop's result shows before the scheduler has reaped the worker; Resume is enabled only then,
+    # and a click that lands while the page reruns is lost: click when idle, until the job is queued again.
+    scheduler = Engine(Settings(home=home), primary=False, start_threads=False).scheduler
+    job_id = scheduler.list()[0]["id"]
+    deadline = time.monotonic() + 60
+    while scheduler.get(job_id)["runs"] < 2 and not scheduler.get(job_id)["resume"]:
+        assert time.monotonic() < deadline, f"Resume never took: {scheduler.get(job_id)}"
+        page.wait_for_selector('button:has-text("Resume"):not([disabled])', timeout=60_000)
+        wait_idle(page)
+        page.get_by_role("button", name="Resume").click()
+        page.wait_for_timeout(2000)
     try:
         page.get_by_text("is in the catalog").wait_for(timeout=240_000)
     except Exception:   # say where the run stood, for the log
