@@ -31,6 +31,9 @@ def wait_points(page, more_than: int, timeout: float = 90.0) -> int:
 
 
 @pytest.mark.e2e
+# The longest browser flow (about 90 s: launch, watch, stop, resume, result), and the one that has failed
+# now and then in full-suite runs at different steps; a failure saves a screenshot (test-artifacts/failed-*).
+@pytest.mark.flaky(reruns=2)
 def test_launch_lora_watch_the_curve_grow_stop_and_resume(app_server, page, tmp_path, tiny_base):
     home = tmp_path / "home"
     engine = Engine(Settings(home=home), primary=False, start_threads=False)
