@@ -65,7 +65,9 @@ def test_cli_load_starts_a_background_engine_that_ps_sees(home, tiny_causal):
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
     name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
     engine.close()
-    env = {"LLMOS_KEEP_ALIVE_S": "3"}   # the background engine exits 3 s after it is idle
+    # Idle models unload, and the idle background engine exits, after the keep-alive: long enough that the
+    # `ps` below (a new Python process) sees the model on a loaded machine, short enough to watch the exit.
+    env = {"LLMOS_KEEP_ALIVE_S": "12"}
     try:
         result = cli("models", "load", name, "--json", env=env)
         assert result.returncode == 0, result.stderr
@@ -73,7 +75,7 @@ def test_cli_load_starts_a_background_engine_that_ps_sees(home, tiny_causal):
         ps = json.loads(cli("models", "ps", "--json", env=env).stdout)
         assert [m["name"] for m in ps] == [name] and ps[0]["measured_bytes"] > 0
         assert cli("models", "unload", name, env=env).returncode == 0
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while control.is_up(home / "engine.sock") and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not control.is_up(home / "engine.sock"), "the idle background engine should have exited"
