@@ -2,7 +2,11 @@
 from pathlib import Path
 
 import pytest
+import streamlit as st
+from job_helpers import kill_jobs
 from streamlit.testing.v1 import AppTest
+
+from llmos_core import engine as engine_module
 
 APP_FILE = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -16,3 +20,16 @@ def new_app(home):
         assert not at.exception, at.exception
         return at
     return make
+
+
+@pytest.fixture
+def app_engine(home):
+    """The engine the app will find (made here, in this process), with its jobs killed and its cache cleared after.
+    A test that needs environment set before the engine exists requests that fixture before this one."""
+    st.cache_resource.clear()   # an engine cached by an earlier test belongs to another data folder
+    engine = engine_module.get_engine()
+    yield engine
+    kill_jobs(engine.scheduler)
+    engine.close()
+    engine_module._engines.pop(engine.home, None)
+    st.cache_resource.clear()

@@ -8,24 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from job_helpers import kill_jobs, wait_for
+from job_helpers import wait_for
 from streamlit.testing.v1 import AppTest
 
-from llmos_core import engine as engine_module
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture
-def eng(home):
-    st.cache_resource.clear()   # an engine cached by an earlier test belongs to another data folder
-    engine = engine_module.get_engine()
-    yield engine
-    kill_jobs(engine.scheduler)
-    engine.close()
-    engine_module._engines.pop(engine.home, None)
-    st.cache_resource.clear()
+def eng(app_engine):
+    return app_engine
 
 
 def jobs_page() -> AppTest:

@@ -6,29 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from job_helpers import kill_jobs, wait_for
+from job_helpers import wait_for
 from streamlit.testing.v1 import AppTest
 
-from llmos_core import engine as engine_module
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 FOX = "The quick brown fox jumps over the lazy dog."
 
 
 @pytest.fixture
-def eng(home, monkeypatch, tiny_base):
+def one_thread(home, monkeypatch):
     monkeypatch.setenv("LLMOS_THREADS", "1")   # tiny tensors on a busy 2-core machine: one thread is faster
-    st.cache_resource.clear()
-    engine = engine_module.get_engine()
-    spec = engine.catalog.resolve(str(tiny_base))
+
+
+@pytest.fixture
+def eng(one_thread, app_engine, tiny_base):   # one_thread first: the engine reads LLMOS_THREADS when made
+    spec = app_engine.catalog.resolve(str(tiny_base))
     spec.name = "tiny"
-    engine.catalog.register(spec)
-    yield engine
-    kill_jobs(engine.scheduler)
-    engine.close()
-    engine_module._engines.pop(engine.home, None)
-    st.cache_resource.clear()
+    app_engine.catalog.register(spec)
+    return app_engine
 
 
 def train_page() -> AppTest:
