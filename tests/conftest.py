@@ -26,6 +26,22 @@ def home(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture
+def matmul_benchmarks(monkeypatch) -> list[str]:
+    """The devices the training estimate's matmul benchmark really measured, in order (it still runs)."""
+    from llmos_core.training import estimate
+
+    measured: list[str] = []
+    measure = estimate._measure_matmul
+
+    def counted(device: str) -> float:
+        measured.append(device)
+        return measure(device)
+
+    monkeypatch.setattr(estimate, "_measure_matmul", counted)
+    return measured
+
+
 @pytest.fixture(scope="session")
 def tiny_causal(tmp_path_factory) -> Path:
     return tiny_models.make_causal_lm(tmp_path_factory.mktemp("tiny-causal"), chat_template=True)

@@ -1,7 +1,10 @@
 """The estimate (memory, time, steps) and the training knobs' checks."""
 from __future__ import annotations
 
+import json
 import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -55,6 +58,37 @@ def test_time_uses_the_matmul_benchmark_then_learns_from_runs(tmp_path):
     other = est.estimate_time(settings, "other", "lora", "cpu", parameters=1_000_000, steps=10, tokens_per_step=512)
     assert "lora runs on cpu" in other.source
     assert second.cost(3.6) == pytest.approx(second.seconds / 1000) and second.cost(0) is None
+
+
+def test_the_matmul_benchmark_is_short_and_measured_once_per_data_folder(tmp_path, matmul_benchmarks):
+    args = dict(model="m", method="lora", device="cpu", parameters=1_000_000, steps=10, tokens_per_step=512)
+    started = time.perf_counter()
+    first = est.estimate_time(Settings(home=tmp_path / "a"), **args)
+    assert time.perf_counter() - started < 5   # a quarter of a second timed; more only on a crowded machine
+    assert "matmul benchmark" in first.source and first.flops_per_s > 1e9
+    # Another Settings on the folder is what another engine or process has: it reads the figure back.
+    again = est.estimate_time(Settings(home=tmp_path / "a"), **args)
+    assert matmul_benchmarks == ["cpu"] and again.flops_per_s == first.flops_per_s
+    cached = json.loads((tmp_path / "a" / "training" / "throughput.json").read_text())
+    assert cached == {est.matmul_key("cpu"): pytest.approx(first.flops_per_s / est.DEFAULT_EFFICIENCY["lora"])}
+    assert "float32" in est.matmul_key("cpu")
+    est.estimate_time(Settings(home=tmp_path / "b"), **args)   # another data folder measures for itself
+    assert matmul_benchmarks == ["cpu", "cpu"]
+
+
+def test_a_figure_from_another_machine_or_the_old_benchmark_is_measured_again(tmp_path, matmul_benchmarks):
+    settings = Settings(home=tmp_path)
+    est._write_calibration(settings, {"matmul_cpu": 1.0, "matmul cpu float32 elsewhere 64 cores": 2.0})
+    assert est.matmul_flops("cpu", settings) > 1e9
+    assert matmul_benchmarks == ["cpu"]
+    assert est.matmul_flops("cpu", settings, refresh=True) > 1e9 and len(matmul_benchmarks) == 2
+
+
+def test_sessions_asking_at_once_share_one_measurement(tmp_path, matmul_benchmarks):
+    settings = Settings(home=tmp_path)   # concurrent runs would each measure half the machine, and stick
+    with ThreadPoolExecutor(4) as pool:
+        figures = list(pool.map(lambda _: est.matmul_flops("cpu", settings), range(4)))
+    assert matmul_benchmarks == ["cpu"] and len(set(figures)) == 1
 
 
 def test_format_seconds():

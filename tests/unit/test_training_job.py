@@ -86,6 +86,19 @@ def test_full_run_memorizes_and_the_registered_model_generates_it(lab):
         lab.params()   # the name is taken now
 
 
+def test_the_first_estimate_measures_the_machine_once_for_every_engine_on_the_folder(lab, matmul_benchmarks):
+    raw = {"model": "tiny-base", "data": str(lab.text), "max_steps": 8, "block_size": 32}
+    for _ in range(2):   # as two app processes on one data folder would: each its own Engine and Settings
+        engine = Engine(Settings(home=lab.settings.home, threads=1), primary=False, start_threads=False)
+        try:
+            params = job.validate(raw, engine.settings)        # the Train page's check estimates once,
+            figures = job.estimate(params, engine.settings)    # then the page asks for the figures
+        finally:
+            engine.close()
+        assert "matmul benchmark" in figures["time"]["source"] and figures["seconds"] > 0
+    assert len(matmul_benchmarks) == 1
+
+
 def test_lora_adapter_is_registered_and_merged_at_load(lab):
     result = job.run(lab.context(lab.params(method="lora", learning_rate=5e-2, max_steps=12, name="fox-lora")))
     assert result["after"]["loss"] < result["before"]["loss"]
