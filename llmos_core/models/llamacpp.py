@@ -1,21 +1,21 @@
-"""The llama.cpp backend: GGUF models on the CPU through llama-cpp-python, and its token stream.
+"""The llama.cpp backend: GGUF models on the CPU through llama-cpp-python, and its chat runner.
 
 On a CPU, decoding is bound by the bytes read per token: the 4-bit GGUF weights that llama.cpp
 reads as they are go 2.5-3.5x faster than the fp32 weights transformers de-quantizes them into.
 The binding is optional: `availability()` says whether it imports and, if not, why; the engine
 registers this backend only when it does, and everything else keeps working through transformers.
 
-A loaded model is a `LlamaCppModel`: the `Llama` instance plus a lock, because one llama.cpp
-context holds one sequence's KV cache and is not thread-safe; requests on it take turns.
+A loaded model is a `LlamaCppModel`: the weights and vocabulary, one context whose KV cache up to
+PARALLEL chats share, and the BatchDecoder that decodes them together (llamacpp_batch.py).
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
-import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import psutil
 
@@ -24,11 +24,16 @@ from ..settings import Settings
 from . import fetch
 from .backends import Loaded
 from .catalog import CAUSAL_LM, ModelSpec
+from .llamacpp_batch import N_BATCH, PARALLEL, BatchDecoder, stream
 
-# Context length a chat gets: long enough for a conversation, short enough that the KV cache stays
+# Context length one chat gets: long enough for a conversation, short enough that the KV cache stays
 # a few tens of MB on the embedded models (Gemma 270M: 18 KB a token, SmolLM2: 23 KB a token).
 N_CTX = 4096
-# Compute buffers and the logits row, measured at 35-45 MB on the embedded models with n_batch 512.
+# The KV cache the PARALLEL chats share holds this many chats' full contexts: one long conversation
+# always fits, and several short ones run together; more would cost memory a CPU demo rarely uses.
+SHARED_CONTEXTS = 2
+# Compute buffers and the logits rows (PARALLEL x n_vocab floats), measured at 35-45 MB on the
+# embedded models with n_batch 512.
 COMPUTE_FIXED = 48 * 1024**2
 # llama.cpp's names for general.file_type, for the Models page ("Q4_K_M" says more than "15").
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
@@ -53,20 +58,98 @@ def availability() -> tuple[bool, str]:
     return _availability
 
 
-@dataclass
+def new_context(weights, *, n_ctx: int, threads: int, sequences: int = 1, outputs: int = 1,
+                n_batch: int = N_BATCH):
+    """A llama.cpp context on loaded weights. `outputs`: logits rows one decode may return; llama.cpp sizes
+    its compute buffer for that many (n_batch rows of 262k floats would be 512 MB on Gemma)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
+    params.n_seq_max, params.n_outputs_max = sequences, outputs
+    params.n_outputs_max_per_seq = outputs if sequences == 1 else 1
+    params.n_threads = params.n_threads_batch = threads
+    params.kv_unified = True   # the sequences share one pool of cells, taken as each needs them
+    params.swa_full = True     # sliding-window layers keep every position: a cached prefix can be cut anywhere
+    with _quiet_llama_log():   # it warns that swa_full costs memory: known, and counted in the estimate
+        ctx = llama_cpp.llama_init_from_model(weights.model, params)
+    if ctx is None:
+        raise ModelLoadError(f"llama.cpp could not create a context of {n_ctx} tokens",
+                             "free some memory, or lower the context")
+    return ctx
+
+
+@contextmanager
+def _quiet_llama_log():
+    from llama_cpp._logger import logger
+
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class LlamaCppModel:
-    """What the manager holds for a llama.cpp model: the Llama instance and the lock its users take turns on."""
-    llama: Any
-    path: Path
-    n_ctx: int
-    threads: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    """What the manager holds for a llama.cpp model: weights and vocabulary (llama-cpp-python's LlamaModel),
+    one context shared by up to PARALLEL sequences, and the decoder that serves them."""
+
+    def __init__(self, path: Path, n_ctx: int, threads: int):
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)   # llama.cpp logs every tensor and buffer to stderr otherwise
+        self.path, self.n_ctx, self.threads = path, n_ctx, threads
+        self.kv_cells = n_ctx * SHARED_CONTEXTS
+        self.weights = LlamaModel(path_model=str(path), params=llama_cpp.llama_model_default_params(),
+                                  verbose=False)
+        self.vocab = self.weights.vocab
+        self.n_vocab = self.weights.n_vocab()
+        self.metadata = self.weights.metadata()
+        try:
+            self.ctx = new_context(self.weights, n_ctx=self.kv_cells, threads=threads, sequences=PARALLEL,
+                                   outputs=PARALLEL)
+        except BaseException:
+            self.weights.close()
+            raise
+        self.decoder = BatchDecoder(self.ctx, self.vocab, self.n_vocab, self.kv_cells)
+
+    def warm_up(self) -> None:
+        """One token through the network maps every weight page in, so the RSS measured after is the real
+        footprint (mmapped weights count once touched) and the first reply does not pay for it."""
+        import llama_cpp
+
+        batch = llama_cpp.llama_batch_get_one((llama_cpp.llama_token * 1)(self.token_bos()), 1)
+        if llama_cpp.llama_decode(self.ctx, batch) != 0:
+            raise ModelLoadError(f"llama.cpp could not evaluate a token of {self.path.name}")
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
+
+    def token_bos(self) -> int:
+        return self.weights.token_bos()
+
+    def token_eos(self) -> int:
+        return self.weights.token_eos()
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         # special=True: chat templates write <|im_start|> and friends as text; they must become their tokens.
-        bos = self.llama.detokenize([self.llama.token_bos()], special=True).decode("utf-8", "ignore")
-        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos and not (bos and text.startswith(bos)),
-                                   special=True)
+        bos = self.detokenize([self.token_bos()], special=True)
+        return self.weights.tokenize(text.encode("utf-8"), add_bos=add_bos and not (bos and text.startswith(bos)),
+                                     special=True)
+
+    def detokenize(self, ids, special: bool = False) -> str:
+        return self.weights.detokenize(list(ids), special=special).decode("utf-8", "replace")
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self.weights is None:
+            return
+        self.decoder.close()   # ends running requests first: never free the context under a decode
+        llama_cpp.llama_free(self.ctx)
+        self.weights.close()
+        self.ctx = self.weights = None
 
 
 class GGUFTokenizer:
@@ -75,19 +158,17 @@ class GGUFTokenizer:
 
     def __init__(self, model: LlamaCppModel):
         self._model = model
-        llama = model.llama
-        self.eos_token_id = llama.token_eos()
-        self.bos_token_id = llama.token_bos()
-        self.chat_template = llama.metadata.get("tokenizer.chat_template") or None
-        self.eos_token = llama.detokenize([self.eos_token_id], special=True).decode("utf-8", "ignore")
-        self.bos_token = llama.detokenize([self.bos_token_id], special=True).decode("utf-8", "ignore")
+        self.eos_token_id = model.token_eos()
+        self.bos_token_id = model.token_bos()
+        self.chat_template = model.metadata.get("tokenizer.chat_template") or None
+        self.eos_token = model.detokenize([self.eos_token_id], special=True)
+        self.bos_token = model.detokenize([self.bos_token_id], special=True)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self._model.tokenize(text, add_bos=add_special_tokens)
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        text = self._model.llama.detokenize(list(ids), special=not skip_special_tokens)
-        return text.decode("utf-8", "replace")
+        return self._model.detokenize(ids, special=not skip_special_tokens)
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True,
                             tokenize: bool = False, **_) -> str | list[int]:
@@ -102,17 +183,22 @@ class GGUFTokenizer:
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    """The GGUF's key-value header through llama.cpp's own reader (vocab only: 0.3-0.6 s, no weights)."""
+    """The GGUF's key-value header through llama.cpp's own reader (vocab only: no weights, no context)."""
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _metadata_cache:
-        from llama_cpp import Llama
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+        from llama_cpp._logger import set_verbose
 
+        set_verbose(False)
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
         try:
-            llama = Llama(str(path), vocab_only=True, verbose=False)
+            header = LlamaModel(path_model=str(path), params=params, verbose=False)
         except Exception as exc:   # ValueError "Failed to load model from file" on a bad file
             raise ModelLoadError(f"llama.cpp cannot read {path.name}: {exc}") from exc
-        _metadata_cache[key] = dict(llama.metadata)
-        llama.close()
+        _metadata_cache[key] = header.metadata()
+        header.close()
     return _metadata_cache[key]
 
 
@@ -160,116 +246,52 @@ class LlamaCppBackend:
         return fetch.gguf_path(spec, self.settings)
 
     def estimate(self, spec: ModelSpec) -> int:
-        """GGUF file size (the weights are read as stored) + the KV cache for the context + compute buffers."""
+        """GGUF file size (the weights are read as stored) + the shared KV cache + compute buffers."""
         path = self._gguf(spec)
         metadata = read_metadata(path)
-        return path.stat().st_size + kv_cache_bytes(metadata, context_length(metadata)) + COMPUTE_FIXED
+        kv_cells = context_length(metadata) * SHARED_CONTEXTS
+        return path.stat().st_size + kv_cache_bytes(metadata, kv_cells) + COMPUTE_FIXED
 
     def load(self, spec: ModelSpec, progress: fetch.Progress, cancel: threading.Event | None = None) -> Loaded:
-        from llama_cpp import Llama
-
         path = self._gguf(spec)
         if cancel is not None and cancel.is_set():
             raise LoadCancelled("the load was cancelled")
         metadata = read_metadata(path)
         n_ctx = context_length(metadata)
-        progress(0.5, f"loading {path.name} into llama.cpp ({self.threads} threads, context {n_ctx})")
+        progress(0.5, f"loading {path.name} into llama.cpp ({self.threads} threads, context {n_ctx}, "
+                      f"{PARALLEL} chats at once)")
         before = process_rss()
+        model = None
         try:
-            llama = Llama(str(path), n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.threads,
-                          verbose=False)
-            # One token through the network maps every weight page in, so the RSS below is the real
-            # footprint (mmapped weights count once touched) and the first reply does not pay for it.
-            llama.eval([llama.token_bos()])
-            llama.reset()
+            model = LlamaCppModel(path, n_ctx, self.threads)
+            model.warm_up()
         except Exception as exc:
+            if model is not None:
+                model.close()
+            if isinstance(exc, ModelLoadError):
+                raise
             raise ModelLoadError(f"llama.cpp could not load {path.name}: {type(exc).__name__}: {exc}") from exc
         measured = process_rss() - before
-        model = LlamaCppModel(llama, path, n_ctx, self.threads)
         file_type = FILE_TYPES.get(int(metadata.get("general.file_type", -1)), "GGUF")
         return Loaded(model, GGUFTokenizer(model), max(measured, 0), {
             "gguf": str(path), "device": "cpu", "dtype": file_type, "form": f"GGUF {file_type} via llama.cpp",
-            "n_ctx": n_ctx, "threads": self.threads, "file_bytes": path.stat().st_size,
-            "kv_bytes": kv_cache_bytes(metadata, n_ctx)})
+            "n_ctx": n_ctx, "parallel": PARALLEL, "kv_cells": model.kv_cells, "threads": self.threads,
+            "file_bytes": path.stat().st_size, "kv_bytes": kv_cache_bytes(metadata, model.kv_cells)})
 
     def unload(self, loaded: Loaded) -> None:
         model: LlamaCppModel | None = loaded.model
         if model is not None:
-            with model.lock:   # never free the context under a running generation
-                model.llama.close()
+            model.close()
         loaded.model = None
         loaded.tokenizer = None
 
 
-def stream_completion(model: LlamaCppModel, prompt: str | list[int], **kwargs) -> Iterator[str]:
-    """The reply's text piece by piece (see stream_tokens for the arguments)."""
-    for text, _ in stream_tokens(model, prompt, **kwargs):
-        if text:
-            yield text
-
-
-def stream_tokens(model: LlamaCppModel, prompt: str | list[int], *, max_new_tokens: int = 256,
-                  temperature: float = 0.7, top_p: float = 1.0, top_k: int = 0,
-                  repetition_penalty: float = 1.0, do_sample: bool = True, seed: int | None = None,
-                  stop: list[str] | tuple[str, ...] = (), cancel: threading.Event | None = None,
-                  stats: dict | None = None) -> Iterator[tuple[str, int]]:
-    """Yield (text, tokens so far) per generated token (text may be empty: half a character); stops at `stop` strings (never yielded), EOS, `max_new_tokens`,
-    or at once when `cancel` is set (checked before each token and while waiting for the model).
-
-    The sampling controls mean what they mean in transformers: do_sample False (or temperature 0) is greedy;
-    top_k 0 and top_p 1 switch those filters off; min_p is off (llama-cpp-python defaults it to 0.05).
-    One difference: llama.cpp's repetition penalty looks back over the last 64 tokens, not the whole text.
-    The prompt's longest prefix already in the KV cache (the conversation so far) is not evaluated again,
-    except with a seed, which promises a repeatable reply.
-    `stats`, if given, receives prompt_tokens, new_tokens, first_token_s and seconds.
-    """
-    started = time.perf_counter()
-    # One sequence per context: wait our turn. Wake 4 times a second to see a cancel: queued requests
-    # polling faster stole measurable time (the GIL) from the one that is decoding.
-    while not model.lock.acquire(timeout=0.25):
-        if cancel is not None and cancel.is_set():
-            return
-    pieces = None
-    try:
-        tokens = model.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-        if len(tokens) >= model.n_ctx:
-            raise InvalidInput(f"the prompt is {len(tokens)} tokens; this model's context holds {model.n_ctx}",
-                               "start a new conversation or shorten the message")
-        greedy = not do_sample or temperature <= 0
-        if seed is not None and not greedy:
-            # Re-using a cached prompt prefix re-evaluates its last token alone, whose logits differ in the
-            # last bits from the batched prefill's; a seed promises the same reply, so evaluate it afresh.
-            model.llama.reset()
-        pieces = model.llama.create_completion(
-            tokens, max_tokens=max(1, int(max_new_tokens)), stream=True, stop=list(stop) or [],
-            temperature=0.0 if greedy else float(temperature), top_p=float(top_p) if top_p else 1.0,
-            top_k=int(top_k or 0), min_p=0.0, repeat_penalty=float(repetition_penalty or 1.0),
-            seed=seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
-        new_tokens, first = 0, None
-        for chunk in pieces:
-            if cancel is not None and cancel.is_set():
-                break
-            choice = chunk["choices"][0]
-            if choice["finish_reason"] is None:   # the closing chunk carries only the reason
-                new_tokens += 1
-            if first is None:
-                first = time.perf_counter() - started
-            yield choice["text"], new_tokens
-        if stats is not None:
-            stats.update(prompt_tokens=len(tokens), new_tokens=new_tokens, first_token_s=first,
-                         seconds=time.perf_counter() - started)
-    finally:
-        if pieces is not None:
-            pieces.close()   # ends llama-cpp-python's generator now, not at garbage collection
-        model.lock.release()
-
-
 class LlamaCppRunner:
-    """The chat service's runner for llama.cpp (the interface is in generation.py's docstring): one request
-    at a time per model, the service queues the rest; the prompt prefix already in the KV cache (the
-    conversation so far) is not evaluated again."""
+    """The chat service's runner for llama.cpp (the interface is in generation.py's docstring): up to
+    PARALLEL requests decode together in the model's BatchDecoder; the prompt prefix a slot already holds
+    (the conversation so far) is not evaluated again."""
 
-    max_active = 1
+    max_active = PARALLEL
 
     def __init__(self, resident, service=None):
         self.resident, self.loaded = resident, resident.loaded
@@ -290,11 +312,11 @@ class LlamaCppRunner:
         return text
 
     def stream(self, input_ids: list[int], params, cancel: threading.Event) -> Iterator[tuple[str, int]]:
-        # Stop strings stay with the service (the same for every backend); llama.cpp stops at EOS itself.
-        yield from stream_tokens(self.model, input_ids, max_new_tokens=params.max_new_tokens,
-                                 temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                                 repetition_penalty=params.repetition_penalty, do_sample=params.do_sample,
-                                 seed=params.seed, cancel=cancel)
+        # Stop strings stay with the service (the same for every backend); the decoder stops at EOS itself.
+        if len(input_ids) >= self.model.n_ctx:
+            raise InvalidInput(f"the prompt is {len(input_ids)} tokens; this model's context holds "
+                               f"{self.model.n_ctx}", "start a new conversation or shorten the message")
+        yield from stream(self.model.decoder, input_ids, params, cancel)
 
     def alive(self) -> bool:
         return self.loaded.model is not None

@@ -42,31 +42,39 @@ def perplexity_transformers(model, tokenizer, text: str) -> tuple[float, int]:
 
 
 def perplexity_llamacpp(model, text: str) -> tuple[float, int]:
-    """Scores every position in one pass per chunk, through llama.cpp's own batch (logits for all tokens)."""
-    llama = model.llama
+    """Scores every position, a chunk per decode, in a context of its own (the chat context returns one
+    logits row per sequence; this one returns every row of a chunk), on the same weights."""
+    import llama_cpp
+
+    from .llamacpp import new_context
+
     tokens = model.tokenize(text)
     if len(tokens) >= model.n_ctx:
         raise ValueError(f"the text is {len(tokens)} tokens, the context {model.n_ctx}")
-    n_vocab = llama.n_vocab()
+    n_vocab = model.n_vocab
     nll = 0.0
-    with model.lock:
-        llama.reset()   # forget the cached prompt: the next completion re-evaluates from position 0
-        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
-        try:
-            for start in range(0, len(tokens), LLAMACPP_CHUNK):
-                chunk = tokens[start:start + LLAMACPP_CHUNK]
-                llama._batch.set_batch(batch=chunk, n_past=start, logits_all=True)
-                llama._ctx.decode(llama._batch)
-                logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(len(chunk) * n_vocab,))
-                logits = logits.reshape(len(chunk), n_vocab).astype(np.float64)
-                for i in range(len(chunk)):
-                    target = start + i + 1
-                    if target >= len(tokens):
-                        break
-                    row = logits[i]
-                    top = row.max()
-                    nll += top + math.log(np.exp(row - top).sum()) - row[tokens[target]]
-        finally:
-            llama.reset()
-            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+    ctx = new_context(model.weights, n_ctx=len(tokens) + LLAMACPP_CHUNK, threads=model.threads,
+                      outputs=LLAMACPP_CHUNK, n_batch=LLAMACPP_CHUNK)
+    batch = llama_cpp.llama_batch_init(LLAMACPP_CHUNK, 0, 1)
+    try:
+        for start in range(0, len(tokens), LLAMACPP_CHUNK):
+            chunk = tokens[start:start + LLAMACPP_CHUNK]
+            for i, token in enumerate(chunk):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, start + i, 1, True
+                batch.seq_id[i][0] = 0
+            batch.n_tokens = len(chunk)
+            if llama_cpp.llama_decode(ctx, batch) != 0:
+                raise RuntimeError("llama.cpp could not decode the text")
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx), shape=(len(chunk) * n_vocab,))
+            logits = logits.reshape(len(chunk), n_vocab).astype(np.float64)
+            for i in range(len(chunk)):
+                target = start + i + 1
+                if target >= len(tokens):
+                    break
+                row = logits[i]
+                top = row.max()
+                nll += top + math.log(np.exp(row - top).sum()) - row[tokens[target]]
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
     return math.exp(nll / (len(tokens) - 1)), len(tokens) - 1

@@ -1,5 +1,6 @@
 """The llama.cpp backend: availability and fallback, estimates, load/measure/unload, streaming with stop
-strings, sampling controls and cancellation.
+strings, sampling controls and cancellation, and the batch decoder: requests decoding together, each
+with its own settings, cached prefixes, room in the shared cache, unload under a running reply.
 
 Tests that need the binding skip on a developer machine where it did not build, but FAIL in CI (CI=true):
 there, a missing binding is a broken install, not a reason to test less.
@@ -12,8 +13,9 @@ import pytest
 from llamacpp_required import binding  # noqa: F401 (a fixture)
 
 from llmos_core.engine import Engine
-from llmos_core.errors import InvalidInput, ModelNotFound
-from llmos_core.models import llamacpp
+from llmos_core.errors import InvalidInput, ModelLoadError, ModelNotFound
+from llmos_core.generation import SamplingParams
+from llmos_core.models import llamacpp, llamacpp_batch
 from llmos_core.models.catalog import ModelSpec
 from llmos_core.settings import Settings
 
@@ -76,79 +78,175 @@ def chat_model(binding, embedded_home):
         engine.close()
 
 
-def _prompt(resident, text="Name three colours."):
-    return resident.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)
+def _prompt_ids(resident, text="Name three colours."):
+    return resident.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                  tokenize=True)
+
+
+def _reply(decoder, ids, cancel=None, **params) -> str:
+    params.setdefault("do_sample", False)
+    return "".join(text for text, _ in llamacpp_batch.stream(decoder, ids, SamplingParams(**params),
+                                                       cancel or threading.Event()))
+
+
+def _at_once(jobs):
+    """Run each job in its own thread, all at once; their results in order."""
+    results = [None] * len(jobs)
+
+    def run(i):
+        results[i] = jobs[i]()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
 
 
 @pytest.mark.slow
 def test_load_measures_memory_and_unload_closes(chat_model):
     engine, resident = chat_model
     details = resident.loaded.details
-    assert details["dtype"] == "Q4_1" and details["threads"] == 1
+    assert details["dtype"] == "Q4_1" and details["threads"] == 1 and details["parallel"] == llamacpp.PARALLEL
     file_bytes = details["file_bytes"]
-    # The weights are touched at load (one token is evaluated), so RSS grew by at least most of the file.
-    assert 0.8 * file_bytes < resident.measured_bytes < 3 * resident.estimated_bytes
+    # The weights are touched at load (one token is evaluated) and the KV cache is cleared: both are resident.
+    assert 0.8 * (file_bytes + details["kv_bytes"]) < resident.measured_bytes < 3 * resident.estimated_bytes
     assert resident.estimated_bytes == file_bytes + details["kv_bytes"] + llamacpp.COMPUTE_FIXED
     assert [m["backend"] for m in engine.models.resident()] == ["llamacpp"]
-    llama = resident.model.llama
+    model = resident.model
     assert engine.models.unload(CHAT, "llamacpp")
-    assert llama._ctx is None or getattr(llama._ctx, "ctx", None) is None   # llama.cpp's context freed
+    assert model.ctx is None and model.weights is None   # llama.cpp's context and weights freed
 
 
 @pytest.mark.slow
-def test_stream_is_greedy_repeatable_and_stops_at_stop_strings(chat_model):
-    _, resident = chat_model
-    prompt = _prompt(resident)
-    stats = {}
-    full = "".join(llamacpp.stream_completion(resident.model, prompt, max_new_tokens=16, do_sample=False,
-                                              stats=stats))
-    assert full and stats["new_tokens"] == 16 and stats["prompt_tokens"] > 10
-    again = "".join(llamacpp.stream_completion(resident.model, prompt, max_new_tokens=16, temperature=0.0))
-    assert again == full   # greedy: the same text, with the prompt cached from the first call or not
-    stop = full[len(full) // 2:len(full) // 2 + 3]
-    cut = "".join(llamacpp.stream_completion(resident.model, prompt, max_new_tokens=16, do_sample=False,
-                                             stop=[stop]))
-    assert cut == full[:full.index(stop)]
+def test_replies_are_greedy_repeatable_and_stop_at_stop_strings(chat_model):
+    engine, _ = chat_model
+    messages = [{"role": "user", "content": "Name three colours."}]
+    first = engine.chat.generate(CHAT, messages, SamplingParams(do_sample=False, max_new_tokens=16), "llamacpp")
+    assert first.text and first.stats["tokens"] == 16 and first.stats["prompt_tokens"] > 10
+    # Greedy: the same text again, now with the prompt found in the slot's cache.
+    again = engine.chat.generate(CHAT, messages, SamplingParams(do_sample=False, max_new_tokens=16), "llamacpp")
+    assert again.text == first.text
+    stop = first.text[len(first.text) // 2:len(first.text) // 2 + 3]
+    cut = engine.chat.generate(CHAT, messages, SamplingParams(do_sample=False, max_new_tokens=16, stop=[stop]),
+                               "llamacpp")
+    assert cut.text == first.text[:first.text.index(stop)] and cut.stats["finish_reason"] == "stop"
 
 
 @pytest.mark.slow
 def test_seeded_sampling_repeats_and_seeds_differ(chat_model):
     _, resident = chat_model
-    prompt = _prompt(resident, "Write a word.")
+    ids = _prompt_ids(resident, "Write a word.")
 
     def sample(seed):
-        return "".join(llamacpp.stream_completion(resident.model, prompt, max_new_tokens=6, temperature=1.5,
-                                                  top_p=1.0, top_k=0, seed=seed))
+        return _reply(resident.model.decoder, ids, do_sample=True, temperature=1.5, max_new_tokens=6, seed=seed)
     first = sample(7)
     assert sample(7) == first
     assert any(sample(seed) != first for seed in (8, 9))
 
 
 @pytest.mark.slow
-def test_cancel_stops_between_tokens_and_while_waiting(chat_model):
+def test_concurrent_requests_decode_together_each_with_its_own_settings(chat_model):
     _, resident = chat_model
-    cancel = threading.Event()
-    pieces = []
-    for piece in llamacpp.stream_completion(resident.model, _prompt(resident), max_new_tokens=200,
-                                            do_sample=False, cancel=cancel):
+    decoder = resident.model.decoder
+    ids = _prompt_ids(resident, "Tell me a story.")
+    lengths = [24, 24, 8, 16]
+    steps = decoder.steps
+    replies = _at_once([lambda n=n, i=i: list(llamacpp_batch.stream(
+        decoder, ids, SamplingParams(do_sample=i % 2 == 1, temperature=1.2, seed=i, max_new_tokens=n),
+        threading.Event())) for i, n in enumerate(lengths)])
+    # Each reply got its own token budget (none of them ends early on EOS this soon) ...
+    assert [pieces[-1][1] for pieces in replies] == lengths
+    # ... and they were decoded in shared steps: one after another would take sum(lengths) = 72 steps.
+    assert decoder.steps - steps < 24 + 10
+    assert decoder.stats()["running"] == 0
+
+
+@pytest.mark.slow
+def test_the_next_turn_reads_only_what_the_cache_does_not_hold(chat_model):
+    _, resident = chat_model
+    decoder = resident.model.decoder
+    ids = _prompt_ids(resident)
+    first = decoder.submit(ids, SamplingParams(do_sample=False, max_new_tokens=8), threading.Event())
+    while first.out.get() is not llamacpp_batch._END:
+        pass
+    follow_up = ids + resident.model.tokenize(" Thanks. And three more?", add_bos=False)
+    second = decoder.submit(follow_up, SamplingParams(do_sample=False, max_new_tokens=4), threading.Event())
+    while second.out.get() is not llamacpp_batch._END:
+        pass
+    assert second.reused == len(ids)   # the first prompt was not evaluated again
+
+
+@pytest.mark.slow
+def test_requests_wait_for_room_in_the_shared_cache(chat_model, monkeypatch):
+    _, resident = chat_model
+    decoder = resident.model.decoder
+    ids = _prompt_ids(resident)
+    # Room for one prompt and its reply, not two: the second waits until the first is done.
+    monkeypatch.setattr(decoder, "kv_cells", len(ids) + 20)
+    steps = decoder.steps
+    replies = _at_once([lambda: _reply(decoder, ids, max_new_tokens=12)] * 2)
+    assert replies[0] == replies[1] and replies[0]
+    assert decoder.steps - steps >= 2 * 12 - 2   # served one after the other
+    with pytest.raises(InvalidInput, match="do not fit"):
+        _reply(decoder, ids, max_new_tokens=40)
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_running_and_a_waiting_request(chat_model, monkeypatch):
+    _, resident = chat_model
+    decoder = resident.model.decoder
+    ids = _prompt_ids(resident)
+    cancel, pieces = threading.Event(), []
+    for piece, _ in llamacpp_batch.stream(decoder, ids, SamplingParams(do_sample=False, max_new_tokens=200), cancel):
         pieces.append(piece)
         if len(pieces) == 3:
             cancel.set()
-    assert len(pieces) == 3
-    assert not resident.model.lock.locked()   # the next request can run
-    # While another request holds the model, a cancelled one returns at once instead of queueing.
-    waiting = threading.Event()
-    with resident.model.lock:
-        waiting.set()
+    assert len(pieces) <= 4 and decoder.stats()["running"] == 0
+    # A request waiting for room returns at once when cancelled, and leaves the line.
+    monkeypatch.setattr(decoder, "kv_cells", len(ids) + 250)
+    holder = threading.Event()
+    runner = threading.Thread(target=_reply, args=(decoder, ids, holder), kwargs={"max_new_tokens": 200})
+    runner.start()
+    try:
+        while decoder.stats()["running"] == 0:
+            time.sleep(0.01)
+        waiting = threading.Event()
+        request = decoder.submit(ids, SamplingParams(do_sample=False, max_new_tokens=200), waiting)
+        assert decoder.stats()["waiting"] == 1
         started = time.perf_counter()
-        assert list(llamacpp.stream_completion(resident.model, "hi", cancel=waiting)) == []
-        assert time.perf_counter() - started < 1.0
+        waiting.set()
+        assert request.out.get(timeout=5) is llamacpp_batch._END and time.perf_counter() - started < 1.0
+        assert decoder.stats()["waiting"] == 0
+    finally:
+        holder.set()
+        runner.join()
+
+
+@pytest.mark.slow
+def test_unloading_ends_running_replies_with_a_clear_error(chat_model):
+    engine, resident = chat_model
+    decoder, ids = resident.model.decoder, _prompt_ids(resident)
+    errors = []
+
+    def long_reply():
+        try:
+            _reply(decoder, ids, max_new_tokens=2000)
+        except Exception as exc:
+            errors.append(exc)
+    thread = threading.Thread(target=long_reply)
+    thread.start()
+    while decoder.stats()["running"] == 0:
+        time.sleep(0.01)
+    resident.model.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], ModelLoadError) and "unloaded" in str(errors[0])
 
 
 @pytest.mark.slow
 def test_a_prompt_longer_than_the_context_is_refused(chat_model):
-    _, resident = chat_model
+    engine, resident = chat_model
+    runner = engine.chat.runner(resident)
     with pytest.raises(InvalidInput, match="context"):
-        list(llamacpp.stream_completion(resident.model, "word " * (resident.model.n_ctx + 10)))
-    assert not resident.model.lock.locked()
-
+        list(runner.stream(list(range(resident.model.n_ctx + 10)), SamplingParams(), threading.Event()))
