@@ -29,7 +29,7 @@ links[2].page_link("app_pages/chat.py", label="Chat: talk to a model, saved conv
 links[0].page_link("app_pages/translate.py", label="Translate: documents in their own format", icon=":material/translate:")
 links[1].page_link("app_pages/train.py", label="Train: fine-tune a model on your data", icon=":material/model_training:")
 st.caption(f"The embedded chat model, {DEFAULT_CHAT_MODEL}, works offline: Chat runs its GGUF through llama.cpp "
-           "where that is installed; the transformers form (training, batching) is converted once on first use.")
+           "where that is installed; the transformers form (training, translation) is converted once on first use.")
 
 # ---- the machine now: the monitor's compact view, redrawn every 2 s ----
 st.subheader("This machine now")

@@ -41,7 +41,8 @@ for m in resident:
 # ---- backends ----
 if eng.llamacpp_available:
     st.caption(f":material/bolt: llama.cpp backend available ({eng.llamacpp_reason}): chat with a GGUF model "
-               "on the CPU runs through it, 2.5-3.5x faster than fp32 transformers for one user.")
+               "on the CPU runs through it, several times faster than fp32 transformers, and up to 8 chats on one "
+               "model are decoded together.")
 else:
     st.warning(f"llama.cpp backend unavailable: {eng.llamacpp_reason}. Everything runs through transformers "
                "(slower on the CPU); pip install llama-cpp-python to get it back.", icon=":material/warning:")

@@ -5,38 +5,25 @@ auto, in order:
   - a model that is not a GGUF file (hub id, folder, trained adapter): transformers, as it is;
   - llama.cpp not importable: transformers (int8 for a GGUF model on the CPU, see below);
   - a GGUF model on the CPU: llama.cpp, whose 4-bit weights are read as stored (fewer bytes per token
-    than fp32, about 8x faster here), serving one request at a time. Several users queue on it: measured
-    on this 2-core CPU (docs/BENCHMARKS.md), 8 chats served one after another through llama.cpp make
-    53 tokens/s in total, while transformers' continuous batching of the same 8 makes 30 (int8) and a mix
-    of both 43, since the two fight for the same cores;
-  - only where batching serves several users better (more cores, a bigger model: set LLMOS_BATCH_AFTER=N
-    after measuring with bench/backends.py): once llama.cpp holds N requests, or transformers is already
-    batching this model, new requests go to transformers' continuous batching, in its int8 form where that
-    backend is registered (CPU). Int8 only for GGUF models: their weights were 4-bit already, so int8 rows
-    of the de-quantized weights lose nothing measurable (perplexity within 1% here); other models' weights
-    stay as their authors shipped them.
+    than fp32, about 7x faster here), for one user and for many: up to llamacpp_batch.PARALLEL chats
+    decode together in one batch (measured on this 2-core CPU, docs/BENCHMARKS.md: 8 together make
+    about 2.4x the tokens/s of one; transformers' continuous batching of the same 8, int8, made 30
+    tokens/s against llama.cpp's 180), and the rest wait in line.
+Int8 only for GGUF models: their weights were 4-bit already, so int8 rows of the de-quantized weights lose
+nothing measurable (perplexity within 1% here); other models' weights stay as their authors shipped them.
 The reason is a sentence for the UI and the CLI; it quotes the speeds measured in this process when
 both backends have served this model, so "2.6x faster here" is a figure, not a promise.
 """
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 
 from .errors import InvalidInput
 from .models.catalog import CAUSAL_LM, ModelSpec
+from .models.llamacpp_batch import PARALLEL
 
 BACKENDS = ("auto", "transformers", "transformers-int8", "llamacpp")
-
-
-def batch_after() -> int:
-    """Concurrent llama.cpp requests after which auto sends new ones to batching; 0: never (the default,
-    measured here). LLMOS_BATCH_AFTER overrides."""
-    try:
-        return max(0, int(os.environ.get("LLMOS_BATCH_AFTER", "0")))
-    except ValueError:
-        return 0
 
 
 @dataclass(frozen=True)
@@ -70,8 +57,7 @@ def batching_backend(backends) -> str:
 
 
 def choose_backend(spec: ModelSpec, requested: str, *, device_kind: str, backends, llamacpp_reason: str = "",
-                   in_flight: dict[str, int] | None = None, speeds: SpeedBook | None = None,
-                   switch_after: int | None = None) -> BackendChoice:
+                   in_flight: dict[str, int] | None = None, speeds: SpeedBook | None = None) -> BackendChoice:
     """The backend for one new request. `in_flight`: running + waiting requests of this model per backend."""
     requested = (requested or "auto").strip().lower()
     if requested not in BACKENDS:
@@ -93,19 +79,10 @@ def choose_backend(spec: ModelSpec, requested: str, *, device_kind: str, backend
         return BackendChoice("transformers", f"transformers: {spec.name} is not a GGUF file (llama.cpp runs GGUF only)")
     if "llamacpp" not in backends:
         return BackendChoice(batch, f"{batch}: llama.cpp is not available ({llamacpp_reason or 'not installed'})")
-    in_flight = in_flight or {}
-    on_llamacpp = in_flight.get("llamacpp", 0)
-    switch_after = batch_after() if switch_after is None else switch_after
-    if switch_after:
-        batching_now = sum(n for b, n in in_flight.items() if b != "llamacpp")
-        if batching_now:
-            return BackendChoice(batch, f"{batch}: joins the {batching_now} chat(s) batched on this model now")
-        if on_llamacpp >= switch_after:
-            return BackendChoice(batch, f"{batch}: {on_llamacpp} chats already on llama.cpp, which serves one at "
-                                        "a time; continuous batching serves this one at once")
+    on_llamacpp = (in_flight or {}).get("llamacpp", 0)
     if on_llamacpp:
-        return BackendChoice("llamacpp", f"llama.cpp: {on_llamacpp} chat(s) ahead, served one at a time; on this "
-                                         "CPU that is still faster in total than batching")
+        return BackendChoice("llamacpp", f"llama.cpp: joins the {on_llamacpp} chat(s) on this model, decoded "
+                                         f"together (up to {PARALLEL} at once, the rest wait in line)")
     return BackendChoice("llamacpp", "llama.cpp: " + _speedup(spec.name, speeds, batch))
 
 

@@ -1,5 +1,5 @@
 """The auto backend choice: llama.cpp for one user of a GGUF model on the CPU, transformers on a GPU, for
-non-GGUF models, without the binding, and under load; forced choices are checked; reasons quote speeds."""
+non-GGUF models, without the binding; many users join llama.cpp's batch; forced choices are checked; reasons quote speeds."""
 import pytest
 
 from llmos_core.backend_choice import SpeedBook, choose_backend
@@ -29,19 +29,10 @@ def test_gpu_non_gguf_and_missing_binding_go_to_transformers():
     assert pick(backends={"transformers": 1}, llamacpp_reason="x").backend == "transformers"
 
 
-def test_many_users_queue_on_llamacpp_by_default():
-    # measured on the CPU: 8 chats one after another on llama.cpp out-serve any batching of them
-    queued = pick(in_flight={"llamacpp": 7, "transformers-int8": 2})
-    assert queued.backend == "llamacpp" and "7 chat(s) ahead" in queued.reason
-
-
-def test_with_batch_after_set_load_switches_to_batching_and_new_requests_join_it(monkeypatch):
-    monkeypatch.setenv("LLMOS_BATCH_AFTER", "2")
-    assert pick(in_flight={"llamacpp": 1}).backend == "llamacpp"
-    busy = pick(in_flight={"llamacpp": 2})
-    assert busy.backend == "transformers-int8" and "one at a" in busy.reason
-    joined = pick(in_flight={"llamacpp": 0, "transformers-int8": 2})
-    assert joined.backend == "transformers-int8" and "joins the 2" in joined.reason
+def test_many_users_of_a_gguf_model_join_the_llamacpp_batch():
+    # measured on the CPU: llama.cpp decoding 8 chats together out-serves transformers batching them
+    joined = pick(in_flight={"llamacpp": 7, "transformers-int8": 2})
+    assert joined.backend == "llamacpp" and "joins the 7 chat(s)" in joined.reason and "together" in joined.reason
 
 
 def test_forced_backends_are_checked():
