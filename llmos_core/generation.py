@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -52,6 +51,7 @@ from .backend_choice import BackendChoice, SpeedBook, choose_backend
 from .errors import Busy, InvalidInput, LLMOSError
 from .models import llamacpp
 from .models.catalog import CAUSAL_LM
+from .sampling import RequestSampler
 
 if TYPE_CHECKING:
     from .models.manager import ModelManager, ResidentModel
@@ -252,64 +252,12 @@ class StopScanner:
         return out
 
 
-# ---------------------------------------------------------------- sampling
-
-
-def sample_next(scores, history, params: SamplingParams, generator):
-    """One token id from a row of logits (V,), with `history` (token ids so far, a LongTensor) for the penalty.
-
-    The same per-request sampling generate() would do: repetition penalty, then greedy or temperature,
-    top-k and top-p. Top-p looks only at the top candidates, widened until they hold top_p of the mass,
-    so a 262k vocabulary is never fully sorted.
-    """
-    import torch
-
-    scores = scores.float()
-    if params.repetition_penalty != 1.0 and history.numel():
-        seen = scores.gather(0, history)
-        scores = scores.scatter(0, history, torch.where(seen < 0, seen * params.repetition_penalty,
-                                                        seen / params.repetition_penalty))
-    if not params.do_sample:
-        return int(torch.argmax(scores))
-    probs = torch.softmax(scores / params.temperature, dim=-1)
-    vocab = probs.numel()
-    k = params.top_k if 0 < params.top_k < vocab else vocab
-    if params.top_p < 1.0:
-        k_try = min(k, 64)
-        while True:
-            top, idx = torch.topk(probs, k_try)
-            if k_try >= k or float(top.sum()) >= params.top_p:
-                break
-            k_try = min(k, k_try * 4)
-        cumulative = torch.cumsum(top, 0)
-        keep = int((cumulative < params.top_p).sum()) + 1   # the smallest set reaching top_p
-        top, idx = top[:keep], idx[:keep]
-    elif k < vocab:
-        top, idx = torch.topk(probs, k)
-    else:
-        return int(torch.multinomial(probs, 1, generator=generator))
-    return int(idx[torch.multinomial(top / top.sum(), 1, generator=generator)])
-
-
-class _Request:
-    """What the sampler needs to know of one request; `history` grows as it samples."""
+class _Request(RequestSampler):
+    """A request of the transformers runner: its sampler, and the queue its outputs arrive on."""
 
     def __init__(self, input_ids: list[int], params: SamplingParams):
-        import torch
-
-        self.params = params
-        self.history = torch.tensor(sorted(set(input_ids)), dtype=torch.long)
-        self.generator = torch.Generator().manual_seed(params.seed if params.seed is not None
-                                                       else random.randrange(2**63))
+        super().__init__(input_ids, params)
         self.outputs: queue.Queue = queue.Queue()
-
-    def sample(self, scores) -> int:
-        import torch
-
-        token = sample_next(scores, self.history, self.params, self.generator)
-        if self.params.repetition_penalty != 1.0:
-            self.history = torch.cat([self.history, torch.tensor([token])]).unique()
-        return token
 
 
 # ---------------------------------------------------------------- the transformers runner

@@ -15,15 +15,15 @@ How (one thread per loaded model runs `_loop`):
   - One step is one llama_decode of one batch: the last sampled token of every sequence that is writing,
     then pieces of prompts being read (up to n_batch tokens in all). Logits are asked only where a next
     token is due: at the end of a prompt and after each sampled token.
-  - Each request samples with its own llama.cpp sampler chain (repetition penalty, then greedy, or
-    temperature, top-k, top-p and a seeded draw), so requests keep their own settings inside one batch.
+  - Each request samples its row of logits with its own RequestSampler (sampling.py, the same code as
+    the transformers runner: repetition penalty, then greedy, or temperature, top-k, top-p and a draw
+    from its own seeded generator), so requests keep their own settings inside one batch.
   - A cancelled request leaves at the next step and its slot is free at once; closing the decoder (the
     model is unloaded) ends every request with an error that says so.
 """
 from __future__ import annotations
 
 import codecs
-import os
 import queue
 import threading
 import time
@@ -31,13 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..errors import InvalidInput, ModelLoadError
+from ..sampling import RequestSampler
 
 # Sequences decoded together; also llama.cpp's n_seq_max for the context.
 PARALLEL = 8
 # Tokens one llama_decode may carry: the writing sequences' tokens plus pieces of prompts being read.
 N_BATCH = 512
-# How far back the repetition penalty looks, as llama.cpp's own default (transformers looks at everything).
-PENALTY_WINDOW = 64
 
 _END = object()   # put on a request's queue when it is finished
 
@@ -53,7 +52,7 @@ class _Slot:
 class _Request:
     """One reply being made: the prompt still to read, the sampler, and the queue its tokens go out on."""
 
-    def __init__(self, prompt: list[int], params: Any, cancel: threading.Event, vocab, n_vocab: int):
+    def __init__(self, prompt: list[int], params: Any, cancel: threading.Event, vocab):
         self.prompt, self.params, self.cancel = prompt, params, cancel
         self.reserve = len(prompt) + params.max_new_tokens   # KV cells it may come to hold
         self.out: queue.SimpleQueue = queue.SimpleQueue()
@@ -64,7 +63,7 @@ class _Request:
         self.slot: _Slot | None = None
         self.finished = False
         self._text = codecs.getincrementaldecoder("utf-8")("replace")   # half a character waits for its rest
-        self._vocab, self.sampler = vocab, _sampler_chain(params, n_vocab)
+        self._vocab, self.sampler = vocab, RequestSampler(prompt, params)
 
     def piece(self, token: int) -> str:
         import ctypes
@@ -76,37 +75,9 @@ class _Request:
         return self._text.decode(buffer.raw[:max(n, 0)])
 
     def finish(self, outcome: object = _END) -> None:
-        import llama_cpp
-
-        if self.finished:
-            return
-        self.finished = True
-        if self.sampler is not None:
-            llama_cpp.llama_sampler_free(self.sampler)
-            self.sampler = None
-        self.out.put(outcome)
-
-
-def _sampler_chain(params: Any, n_vocab: int):
-    """The request's sampling as a llama.cpp sampler chain, in transformers' order: penalty, temperature,
-    top-k, top-p, draw. do_sample False (or temperature 0) is greedy; top_k 0 and top_p 1 are off."""
-    import llama_cpp as L
-
-    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-    if params.repetition_penalty != 1.0:
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_penalties(
-            n_vocab, PENALTY_WINDOW, float(params.repetition_penalty), 0.0, 0.0))
-    if not params.do_sample or params.temperature <= 0:
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
-        return chain
-    L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(float(params.temperature)))
-    if params.top_k and params.top_k > 0:
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(int(params.top_k)))
-    if params.top_p < 1.0:
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(float(params.top_p), 1))
-    seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little")
-    L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-    return chain
+        if not self.finished:
+            self.finished = True
+            self.out.put(outcome)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -142,7 +113,7 @@ class BatchDecoder:
         if len(prompt) + params.max_new_tokens > self.kv_cells:
             raise InvalidInput(f"the prompt ({len(prompt)} tokens) and reply ({params.max_new_tokens}) do not fit "
                                f"this model's {self.kv_cells}-token cache", "shorten the message or the reply")
-        request = _Request(list(prompt), params, cancel, self.vocab, self.n_vocab)
+        request = _Request(list(prompt), params, cancel, self.vocab)
         with self._cond:
             if self._closed:
                 request.finish(ModelLoadError("the model was unloaded", "load it again"))
@@ -260,12 +231,12 @@ class BatchDecoder:
                 victim.tokens = []
             request.slot, slot.request = slot, request
             request.todo, request.reused = request.prompt[keep:], keep
-            for token in request.prompt[-PENALTY_WINDOW:]:   # the penalty looks back into the prompt too
-                llama_cpp.llama_sampler_accept(request.sampler, token)
 
     def _step(self) -> None:
         """One llama_decode over every running request, then one sampled token for each that asked."""
         import llama_cpp
+        import numpy as np
+        import torch
 
         batch, n = self.batch, 0
         fed: list[tuple[_Request, list[int]]] = []
@@ -309,7 +280,8 @@ class BatchDecoder:
             if request.todo:
                 request.todo = request.todo[len(tokens):]
         for request, index in wants_token:
-            token = llama_cpp.llama_sampler_sample(request.sampler, self.ctx, index)
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+            token = request.sampler.sample(torch.from_numpy(logits))   # a view: read before the next decode
             request.next_token = None
             if llama_cpp.llama_vocab_is_eog(self.vocab, token):
                 self._release(request)

@@ -86,3 +86,26 @@ def test_base_model_chats_in_the_plain_format(app_server, page, embedded_home):
     wait_idle(page)
     assert "User:" not in replies(page).nth(1).inner_text()
     screenshot(page, "chat-base-model")
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_two_visitors_chat_at_once_and_both_replies_complete(app_server, browser, page, embedded_home):
+    """Two browser sessions send at the same moment: llama.cpp decodes both replies together."""
+    server = app_server(embedded_home)
+    other = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    try:
+        for visitor in (page, other):
+            open_chat(visitor, server)
+            set_number(visitor, "Max new tokens", 48)
+        send(page, "Tell me about the sea.")
+        send(other, "Tell me about the mountains.")
+        for visitor in (page, other):
+            visitor.wait_for_selector('[data-testid="stChatMessage"] >> text=/\\d+ tokens · first token/',
+                                      timeout=180_000)
+            wait_idle(visitor)
+            assert replies(visitor).count() == 2
+            assert replies(visitor).nth(1).locator('[data-testid="stMarkdownContainer"]').first.inner_text().strip()
+        screenshot(other, "chat-two-visitors")
+    finally:
+        other.context.close()

@@ -11,7 +11,8 @@ import torch
 from llmos_core.engine import Engine
 from llmos_core.errors import Busy, InvalidInput
 from llmos_core.generation import (PLAIN_STOP, GenerationService, SamplingParams, StopScanner, build_prompt,
-                                   render_plain, sample_next)
+                                   render_plain)
+from llmos_core.sampling import draw, sample_next
 from llmos_core.settings import Settings
 
 USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, how are you today?"}]
@@ -132,6 +133,23 @@ def test_sample_next_honours_each_setting():
     draws = lambda seed: [sample_next(scores, empty, SamplingParams(temperature=2.0),  # noqa: E731
                                       torch.Generator().manual_seed(seed)) for _ in range(1)]
     assert draws(3) == draws(3)
+
+
+def test_draw_follows_the_weights_exactly_and_never_picks_a_zero():
+    # A vocabulary that is not a multiple of the block, with the mass at both ends and inside one block.
+    weights = torch.zeros(5000)
+    weights[0], weights[1500], weights[4999] = 1.0, 2.0, 1.0
+    g = torch.Generator().manual_seed(0)
+    counts = {0: 0, 1500: 0, 4999: 0}
+    for _ in range(4000):
+        counts[draw(weights, g)] += 1   # a KeyError here: a zero-weight token was drawn
+    assert abs(counts[1500] / 4000 - 0.5) < 0.04 and abs(counts[0] / 4000 - 0.25) < 0.04
+    # Against torch.multinomial on a real-sized, peaked distribution: the same frequencies.
+    probs = torch.softmax(torch.randn(262_144, generator=torch.Generator().manual_seed(1)) * 4, 0)
+    ours = torch.bincount(torch.tensor([draw(probs, g) for _ in range(3000)]), minlength=262_144)
+    top = torch.topk(probs, 3).indices
+    for index in top:
+        assert abs(float(ours[index]) / 3000 - float(probs[index])) < 0.03
 
 
 # ---------------------------------------------------------------- the service
