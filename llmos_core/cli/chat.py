@@ -32,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
     p.add_argument("--backend", default="auto", choices=["auto", "transformers", "transformers-int8", "llamacpp"],
-                   help="auto (default: llama.cpp for one user of a GGUF model on the CPU, transformers' batching "
-                        "under load or on a GPU; the reason is printed), or force one")
+                   help="auto (default: llama.cpp for a GGUF model on the CPU, up to 8 chats decoded together; "
+                        "transformers on a GPU or for other models; the reason is printed), or force one")
     p.add_argument("--json", action="store_true", help="print the whole reply and its figures as JSON")
     p.set_defaults(func=run)
 
