@@ -56,3 +56,19 @@ def test_a_refused_load_shows_the_figures(new_app, monkeypatch, tiny_causal):
     at.button(key="models_load").click().run()
     assert at.error and "needs" in at.error[0].value and "budget" in at.error[0].value
     assert at.warning and "needs" in at.warning[0].value   # the refusals list
+
+
+def test_without_llamacpp_the_pages_say_why_and_chat_falls_back(new_app, monkeypatch):
+    from llmos_core.models import llamacpp
+
+    monkeypatch.setenv("LLMOS_DISABLE_LLAMACPP", "1")      # as on a machine where the binding did not build
+    monkeypatch.setattr(llamacpp, "_availability", None)
+    at = new_app()
+    at.switch_page("app_pages/models.py").run()
+    assert not at.exception
+    assert any("llama.cpp backend unavailable" in w.value and "LLMOS_DISABLE_LLAMACPP" in w.value
+               for w in at.warning)
+    at.switch_page("app_pages/chat.py").run()
+    assert not at.exception
+    # The embedded GGUF chat model is served by transformers (int8 on the CPU), and the page says why.
+    assert any("llama.cpp is not available" in c.value for c in at.caption)
