@@ -100,5 +100,8 @@ def page(browser, request):
     yield page
     if getattr(request.node, "call_failed", False):   # what the page showed when the test failed
         ARTIFACTS.mkdir(exist_ok=True)
+        # Streamlit scrolls inside its main container, so full_page alone shows one screen: make it tall.
+        page.set_viewport_size({"width": 1400, "height": 4000})
+        page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"), full_page=True)
     context.close()
