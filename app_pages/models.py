@@ -14,7 +14,7 @@ st.title(":material/deployed_code: Models")
 # ---- memory ----
 resident = eng.models.resident()
 budget = eng.models.budget
-used = sum(max(m["measured_bytes"], m["estimated_bytes"]) for m in resident)
+used = eng.models.reserved_bytes()
 st.subheader("In memory")
 st.progress(min(used / budget, 1.0) if budget else 0.0,
             text=f"{format_bytes(used)} of {format_bytes(budget)} budget · room now {format_bytes(eng.models.room())}")
@@ -26,8 +26,9 @@ for m in resident:
         left, right = st.columns([4, 1])
         share = m["measured_bytes"] / budget if budget else 0.0
         left.markdown(f"**{m['name']}** · {m['backend']} · {m.get('device', '')} {m.get('dtype', '')}")
+        working = (f" + {format_bytes(m['working_bytes'])} batching cache" if m.get("working_bytes") else "")
         left.progress(min(share, 1.0), text=f"measured {format_bytes(m['measured_bytes'])} "
-                                            f"(estimated {format_bytes(m['estimated_bytes'])})")
+                                            f"(estimated {format_bytes(m['estimated_bytes'])}){working}")
         if m["in_use"]:
             left.caption(f"in use by {m['in_use']} request(s)")
         else:

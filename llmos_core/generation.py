@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 # A CPU demo never needs 32k tokens of context, and the KV cache for four of them would not fit.
 CONTEXT_CAP = 2048
+# Tokens per page of the continuous-batching KV cache.
+CACHE_PAGE = 256
 PLAIN_STOP = ["\nUser:", "\nuser:", "\nUSER:"]
 PLAIN_NOTE = ("{name} is a base model (no chat template): it is prompted as a plain 'User:/Assistant:' "
               "dialogue and stopped before it writes the user's next turn. Replies may wander.")
@@ -298,9 +300,14 @@ class TransformersRunner:
         self._manager = None
         self._fallback = threading.Lock()     # used only when continuous batching is unavailable
         self.peak_batch = 0                   # most requests sampled in one step (tests, the page's figures)
+        self.cache_pages = math.ceil(service.max_active * self.context_tokens / CACHE_PAGE) + 2
         try:
+            # The batching KV cache is allocated up front: counted with the model, or refused when it
+            # does not fit (the model then serves one request at a time through generate()).
+            service.models.set_working_memory(resident, self.cache_pages * CACHE_PAGE * kv_bytes_per_token(
+                config, self.model.dtype), "continuous-batching KV cache")
             self._manager = self._start_manager(service.max_active)
-        except Exception as exc:   # an architecture CB cannot serve: say so in the log, use generate()
+        except Exception as exc:   # no room, or an architecture CB cannot serve: say so in the log, use generate()
             log.warning("continuous batching unavailable for %s (%s); using generate() per request",
                         resident.name, exc)
         if self._manager is not None:
@@ -368,8 +375,8 @@ class TransformersRunner:
 
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos[0]
         gen_config = GenerationConfig(do_sample=False, max_new_tokens=256, eos_token_id=self.eos, pad_token_id=pad)
-        pages = math.ceil(max_active * self.context_tokens / 256) + 2     # KV cache: 256 tokens a page
-        cb_config = ContinuousBatchingConfig(num_blocks=pages, max_batch_tokens=512, use_async_batching=False)
+        cb_config = ContinuousBatchingConfig(num_blocks=self.cache_pages, page_size=CACHE_PAGE, max_batch_tokens=512,
+                                             use_async_batching=False)
         manager = self.model.init_continuous_batching(generation_config=gen_config, continuous_batching_config=cb_config)
         processors = manager.logit_processor
         processors.logits_processor.append(PerRequestSampler())
@@ -539,6 +546,17 @@ class TransformersRunner:
             thread.join(timeout=5)
         if errors:
             raise LLMOSError(f"generation failed: {errors[0]}")
+
+
+def kv_bytes_per_token(config, dtype) -> int:
+    """K and V of every layer for one token: 2 x layers x kv_heads x head_dim x element size."""
+    import torch
+
+    heads = getattr(config, "num_attention_heads", 1) or 1
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    element = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * element
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

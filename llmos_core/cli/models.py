@@ -134,5 +134,6 @@ def _ps(args, settings: Settings) -> int:
         for row in rows:
             row["measured"] = format_bytes(row["measured_bytes"])
             row["estimated"] = format_bytes(row["estimated_bytes"])
-        print(table(rows, ["name", "backend", "measured", "estimated", "in_use", "unloads_in_s", "device"]))
+            row["cache"] = format_bytes(row.get("working_bytes") or 0)
+        print(table(rows, ["name", "backend", "measured", "estimated", "cache", "in_use", "unloads_in_s", "device"]))
     return 0

@@ -39,6 +39,9 @@ class ResidentModel:
     last_used: float
     pins: int = 0
     keep_alive_s: float = 600.0
+    # Memory it takes on after loading, counted with it: the KV cache of transformers' continuous batching
+    # (llama.cpp's shared cache is allocated at load and already in measured_bytes).
+    working_bytes: int = 0
 
     @property
     def model(self):
@@ -56,7 +59,7 @@ class ResidentModel:
         idle = 0.0 if self.pins else now - self.last_used
         return {"name": self.name, "backend": self.backend, "task": self.spec.task,
                 "estimated_bytes": self.estimated_bytes, "measured_bytes": self.measured_bytes,
-                "in_use": self.pins, "idle_s": round(idle, 1),
+                "working_bytes": self.working_bytes, "in_use": self.pins, "idle_s": round(idle, 1),
                 "unloads_in_s": None if self.pins else round(max(self.keep_alive_s - idle, 0.0), 1),
                 "load_seconds": round(self.load_seconds, 2), **self.loaded.details}
 
@@ -92,7 +95,7 @@ class ModelManager:
 
     def reserved_bytes(self) -> int:
         with self._lock:
-            return (sum(max(m.measured_bytes, m.estimated_bytes) for m in self._resident.values())
+            return (sum(max(m.measured_bytes, m.estimated_bytes) + m.working_bytes for m in self._resident.values())
                     + sum(p.reserved for p in self._pending.values()))
 
     def is_resident(self, name: str, backend: str = "transformers") -> bool:
@@ -173,6 +176,21 @@ class ModelManager:
             with self._lock:
                 model.pins -= 1
                 model.last_used = self.clock()
+
+    def set_working_memory(self, model: ResidentModel, nbytes: int, what: str) -> None:
+        """Count `nbytes` of working memory for a resident model that is in use (pinned), making room for
+        what it adds by evicting idle models, or raising InsufficientMemory with the figures."""
+        with self._lock:
+            more = nbytes - model.working_bytes
+            if more > 0:
+                model.pins += 1   # never evict the model we are making room for
+                try:
+                    self._make_room(f"{model.name} ({what})", more)
+                finally:
+                    model.pins -= 1
+            model.working_bytes = nbytes
+        self.store.add_event("working_memory", model.name, f"{model.name} ({model.backend}): {what}, "
+                             f"{nbytes / 1024**2:.0f} MB counted", backend=model.backend, working_bytes=nbytes)
 
     def unload(self, name: str, backend: str | None = None, reason: str = "unload") -> bool:
         """Unload one model (every backend's copy when `backend` is None). Pinned models are refused."""

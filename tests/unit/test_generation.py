@@ -284,3 +284,25 @@ def test_without_continuous_batching_generate_serves_and_cancels(engine, chat, m
     assert time.monotonic() - started < 1.0 and rest[-1].finish_reason == "cancelled"
     assert not runner._fallback.locked()                # the generate() thread has ended
     service.close()
+
+
+def test_the_batching_cache_is_counted_with_the_model_or_refused_for_one_at_a_time(tmp_path, tiny_causal):
+    eng = Engine(Settings(home=tmp_path / "home"), primary=False, start_threads=False)
+    try:
+        name = eng.catalog.register(eng.catalog.resolve(str(tiny_causal))).name
+        resident = eng.models.load(name)
+        runner = runner_of(eng, name)
+        assert runner.batching and resident.working_bytes > 0
+        assert eng.models.resident()[0]["working_bytes"] == resident.working_bytes
+        assert eng.models.reserved_bytes() >= resident.measured_bytes + resident.working_bytes
+        # A budget that holds the model but not its cache: the runner serves one request at a time.
+        eng.models.unload(name)
+        eng.models.budget = eng.models.estimate(name) + resident.working_bytes // 2
+        resident = eng.models.load(name)
+        runner = runner_of(eng, name)
+        assert not runner.batching and resident.working_bytes == 0
+        reply = eng.chat.generate(name, USER, sampling(max_new_tokens=4), "transformers")
+        assert reply.stats["tokens"] > 0
+        assert any("continuous-batching KV cache" in r["reason"] for r in eng.models.refusals)
+    finally:
+        eng.close()
