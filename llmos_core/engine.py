@@ -60,6 +60,7 @@ class Engine:
         # Every engine can submit/cancel/list jobs through the store; only the primary runs the loop.
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")
+        self.models.reserved_elsewhere = lambda: self.scheduler.reserved_by_jobs(self.device.kind)
         if start_threads:
             self.models.start_reaper()
             if self.is_primary:

@@ -268,11 +268,21 @@ class JobScheduler:
 
     def capacity(self, device: str = "cpu") -> dict:
         """What admission sees now on `device`: measured free, reservations, what a new job may take."""
+        return self._capacity(device, self._used_now())
+
+    def reserved_by_jobs(self, device: str = "cpu") -> int:
+        """Memory running jobs have reserved on `device` and not taken yet (a job starting up holds its whole
+        estimate): the model manager keeps it out of the room it gives models."""
+        return self._jobs_reserved(device, self._used_now())
+
+    def _used_now(self) -> dict[int, int]:
         if self._thread is not None and threading.current_thread() is self._thread:
-            used = {r.job_id: self._used(r) for r in self._running.values()}
-        else:
-            used = {j["id"]: _tree_used(j) for j in self.list(states=["running"])}
-        return self._capacity(device, used)
+            return {r.job_id: self._used(r) for r in self._running.values()}
+        return {j["id"]: _tree_used(j) for j in self.list(states=["running"])}
+
+    def _jobs_reserved(self, device: str, used: dict[int, int]) -> int:
+        running = self.list(states=["running"])
+        return sum(max(0, j["est_memory"] - used.get(j["id"], 0)) for j in running if j["device"] == device)
 
     def is_alive(self) -> bool:
         if self._thread is not None:
@@ -449,14 +459,11 @@ class JobScheduler:
     # ---- admission ----
     def _capacity(self, device: str, used: dict[int, int]) -> dict:
         free, total = self.measure(device)
-        running = self.list(states=["running"])
-        jobs_reserved = sum(max(0, j["est_memory"] - used.get(j["id"], 0)) for j in running if j["device"] == device)
+        jobs_reserved = self._jobs_reserved(device, used)
         models_held = models_pending = 0
         if self.models is not None and self.model_device == device:
-            resident = self.models.resident()
-            models_held = sum(m["measured_bytes"] for m in resident)
-            models_pending = max(0, self.models.reserved_bytes() - sum(max(m["measured_bytes"], m["estimated_bytes"])
-                                                                        for m in resident))
+            models_held = sum(m["measured_bytes"] for m in self.models.resident())
+            models_pending = self.models.pending_bytes()
         available = free - FREE_MEMORY_RESERVE - jobs_reserved - models_pending
         return {"device": device, "free_bytes": free, "total_bytes": total, "reserve_bytes": FREE_MEMORY_RESERVE,
                 "jobs_reserved_bytes": jobs_reserved, "jobs_used_bytes": sum(used.values()),

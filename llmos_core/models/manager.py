@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ..device import DeviceChoice, free_memory, release_memory
-from ..errors import InsufficientMemory, LLMOSError, ModelNotFound
+from ..errors import InsufficientMemory, LLMOSError, ModelNotFound, format_bytes
 from ..settings import Settings
 from ..store import Store
 from .backends import Backend, Loaded
@@ -86,12 +86,19 @@ class ModelManager:
         self.refusals: deque[dict] = deque(maxlen=20)
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
+        # Memory others have reserved and not taken yet (the scheduler's starting jobs); the engine sets it.
+        self.reserved_elsewhere: Callable[[], int] = lambda: 0
 
     # ---- what is resident ----
     def resident(self) -> list[dict]:
         now = self.clock()
         with self._lock:
             return [m.status(now) for m in sorted(self._resident.values(), key=lambda m: m.loaded_at)]
+
+    def pending_bytes(self) -> int:
+        """What the models being loaded now have reserved and not yet taken."""
+        with self._lock:
+            return sum(p.reserved for p in self._pending.values())
 
     def reserved_bytes(self) -> int:
         with self._lock:
@@ -106,9 +113,11 @@ class ModelManager:
         return self._backend(backend).estimate(self.catalog.get(name))
 
     def room(self) -> int:
-        """Bytes a new model may take now: min(budget left, measured free minus a reserve)."""
+        """Bytes a new model may take now: min(budget left, measured free minus a reserve and minus what
+        starting jobs have reserved but not yet taken)."""
         with self._lock:
-            return max(0, min(self.budget - self.reserved_bytes(), self._measure_free() - FREE_MEMORY_RESERVE))
+            return max(0, min(self.budget - self.reserved_bytes(),
+                              self._measure_free() - FREE_MEMORY_RESERVE - self.reserved_elsewhere()))
 
     # ---- load / use / unload ----
     def load(self, name: str, backend: str = "transformers", progress: Progress | None = None,
@@ -237,7 +246,11 @@ class ModelManager:
             self._release(victim, "evict")
         if needed > self.room():
             in_use = [m.name for m in self._resident.values() if m.pins]
-            self._refuse(name, needed, self.room(), f"models in use: {', '.join(in_use) or 'none'}")
+            why = f"models in use: {', '.join(in_use) or 'none'}"
+            jobs = self.reserved_elsewhere()
+            if jobs:
+                why += f"; running jobs have {format_bytes(jobs)} reserved and not yet taken"
+            self._refuse(name, needed, self.room(), why)
 
     def _refuse(self, name: str, needed: int, free: int, why: str) -> None:
         error = InsufficientMemory(name, needed, free, self.budget,

@@ -13,7 +13,7 @@ from llmos_core.engine import Engine
 from llmos_core.errors import InsufficientMemory, LoadCancelled, ModelLoadError
 from llmos_core.models.backends import Loaded
 from llmos_core.models.catalog import Catalog, ModelSpec
-from llmos_core.models.manager import ModelManager
+from llmos_core.models.manager import FREE_MEMORY_RESERVE, ModelManager
 from llmos_core.settings import Settings
 from llmos_core.store import Store
 
@@ -88,6 +88,30 @@ def test_pinned_model_is_never_evicted_and_refusal_has_figures(tmp_path):
     assert store.events(kinds=("refuse",))[0]["subject"] == "b"
     manager.load("b")            # a is idle now: evicted to make room
     assert [m["name"] for m in manager.resident()] == ["b"]
+
+
+def test_memory_reserved_by_starting_jobs_is_kept_from_models(tmp_path):
+    # 100 GB measured free, but a starting training job has reserved all but 300 MB (+ the reserve) of it.
+    manager, _, _, _ = sized_manager(tmp_path, 10 * 1024 * MB, {"a": 200 * MB, "b": 400 * MB})
+    manager.reserved_elsewhere = lambda: 100 * 1024 * MB - FREE_MEMORY_RESERVE - 300 * MB
+    assert manager.room() == 300 * MB
+    manager.load("a")
+    with pytest.raises(InsufficientMemory) as info:
+        manager.load("b")
+    assert "running jobs have" in info.value.hint and "reserved" in info.value.hint
+
+
+def test_working_memory_is_counted_and_makes_room_or_is_refused(tmp_path):
+    manager, _, clock, _ = sized_manager(tmp_path, 300 * MB, {"a": 100 * MB, "b": 100 * MB})
+    manager.load("b")
+    clock.now += 1
+    a = manager.load("a")
+    manager.set_working_memory(a, 150 * MB, "batching cache")   # evicts the idle b, never a itself
+    assert manager.is_resident("a") and not manager.is_resident("b")
+    assert manager.reserved_bytes() == 250 * MB and manager.resident()[0]["working_bytes"] == 150 * MB
+    with pytest.raises(InsufficientMemory, match="batching cache"):
+        manager.set_working_memory(a, 300 * MB, "batching cache")
+    assert a.working_bytes == 150 * MB
 
 
 def test_larger_than_budget_is_refused_without_evicting(tmp_path):

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from llmos_core.engine import Engine
 from llmos_core.errors import InsufficientMemory, InvalidInput, JobError
 from llmos_core.jobs import benchmark, resources
 from llmos_core.jobs.scheduler import FINISHED, JobScheduler, parse_limits
@@ -291,7 +292,7 @@ def test_limit_per_kind_and_device(schedulers):
 
 
 class FakeModels:
-    """The two methods of ModelManager admission uses, plus unload; memory comes back on unload."""
+    """The methods of ModelManager admission uses, plus unload; memory comes back on unload."""
 
     def __init__(self, free: list[int]):
         self.free = free
@@ -302,8 +303,8 @@ class FakeModels:
     def resident(self):
         return list(self.models)
 
-    def reserved_bytes(self):
-        return sum(m["measured_bytes"] for m in self.models)
+    def pending_bytes(self):
+        return 0
 
     def unload(self, name, backend=None, reason="unload"):
         self.models = [m for m in self.models if m["name"] != name]
@@ -378,3 +379,24 @@ def test_cli_params_are_read_as_json_when_they_can_be():
         "a": 5, "b": True, "c": "text", "d": [1, 2], "e": "x=y"}
     with pytest.raises(InvalidInput):
         parse_params(["novalue"])
+
+
+def test_a_running_job_keeps_its_reservation_from_the_models_room(home):
+    """The engine wires the scheduler's reservations into the model manager: a job that declared 2 GB and has
+    taken little of it leaves models about 2 GB less room (measured free memory alone would not know)."""
+    # A budget above free memory, so the room is what is free (else the budget would be the limit).
+    engine = Engine(Settings(home=home, memory_budget=1024**4), primary=True, start_threads=False)
+    try:
+        assert engine.scheduler.start()
+        before = engine.models.room()
+        job = engine.scheduler.submit("benchmark", {"memory_mb": 1, "declare_mb": 2048, "seconds": 20})
+        wait_for(lambda: engine.scheduler.get(job)["state"] == "running", what="the job to start")
+        reserved = engine.scheduler.reserved_by_jobs("cpu")
+        assert 1800 * MB < reserved <= 2048 * MB
+        assert before - engine.models.room() > 1500 * MB   # free memory moves a little on a shared machine
+        engine.scheduler.cancel(job)
+        wait_for(lambda: ended(engine.scheduler, job), what="the job to end")
+        assert engine.scheduler.reserved_by_jobs("cpu") == 0
+    finally:
+        kill_jobs(engine.scheduler)
+        engine.close()
