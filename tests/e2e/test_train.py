@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser_helpers import screenshot, wait_idle
+from browser_helpers import register_model, screenshot, wait_idle
 from playwright.sync_api import expect
 
 from llmos_core.engine import Engine
@@ -39,11 +39,7 @@ def wait_points(page, more_than: int, timeout: float = 90.0) -> int:
 @pytest.mark.flaky(reruns=2)
 def test_launch_lora_watch_the_curve_grow_stop_and_resume(app_server, page, tmp_path, tiny_base):
     home = tmp_path / "home"
-    engine = Engine(Settings(home=home), primary=False, start_threads=False)
-    spec = engine.catalog.resolve(str(tiny_base))
-    spec.name = "tiny"
-    engine.catalog.register(spec)
-    engine.close()
+    register_model(home, tiny_base, "tiny")
     server = app_server(home, env={"LLMOS_THREADS": "1"})
     data = tmp_path / "fox.txt"
     data.write_text("\n\n".join([FOX] * 60))

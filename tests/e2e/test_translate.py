@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from browser_helpers import screenshot, wait_idle
+from browser_helpers import register_model, screenshot, wait_idle
 
 import translation_samples as samples
-from llmos_core.engine import Engine
-from llmos_core.settings import Settings
 
 
 @pytest.mark.e2e
@@ -17,11 +15,7 @@ def test_upload_docx_and_download_the_translation(app_server, page, tmp_path, ti
     from docx import Document
 
     home = tmp_path / "home"
-    engine = Engine(Settings(home=home), primary=False, start_threads=False)
-    spec = engine.catalog.resolve(str(tiny_seq2seq))
-    spec.name = "tiny-mt"
-    engine.catalog.register(spec)
-    engine.close()
+    register_model(home, tiny_seq2seq, "tiny-mt")
     server = app_server(home)
     source = tmp_path / "report.docx"
     source.write_bytes(samples.make_docx())
