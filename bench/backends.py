@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from at_once import run_at_once  # noqa: E402  (bench/ is the script's folder)
 from llmos_core.engine import Engine  # noqa: E402
 from llmos_core.generation import SamplingParams, build_prompt  # noqa: E402
 from llmos_core.models.llamacpp import LlamaCppRunner  # noqa: E402
@@ -64,26 +64,19 @@ def one_stream(engine: Engine, name: str, backend: str, tokens: int) -> dict:
 
 
 def concurrent(engine: Engine, name: str, backend: str, n: int, tokens: int) -> dict:
-    results, errors = [], []
-
     def chat(i):
         try:
             params = SamplingParams(do_sample=True, temperature=0.8, seed=i, max_new_tokens=tokens)
-            results.append(engine.chat.generate(name, PROMPT, params, backend).stats)
+            return engine.chat.generate(name, PROMPT, params, backend).stats
         except Exception as exc:   # a refusal or failure is a figure too: print it
-            errors.append(f"{type(exc).__name__}: {exc}")
+            return f"{type(exc).__name__}: {exc}"
 
-    threads = [threading.Thread(target=chat, args=(i,)) for i in range(n)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    outcomes, elapsed = run_at_once(chat, n)
+    results = [o for o in outcomes if isinstance(o, dict)]
     total = sum(r["tokens"] for r in results)
     used = sorted({r["backend"] for r in results})
     return {"aggregate_tokens_per_s": total / elapsed, "tokens": total, "seconds": elapsed, "backends": used,
-            "errors": errors}
+            "errors": [o for o in outcomes if isinstance(o, str)]}
 
 
 def serial(engine: Engine, name: str, backend: str, n: int, tokens: int) -> dict:

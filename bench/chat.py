@@ -16,12 +16,13 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from at_once import run_at_once  # noqa: E402  (bench/ is the script's folder)
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
 
@@ -63,18 +64,7 @@ def service_one(engine, name: str, messages, params) -> dict:
 
 
 def concurrent(engine, name: str, messages, params, n: int) -> dict:
-    results: list = [None] * n
-
-    def one(i: int) -> None:
-        results[i] = engine.chat.generate(name, messages, params, backend="transformers")
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    results, wall = run_at_once(lambda i: engine.chat.generate(name, messages, params, backend="transformers"), n)
     tokens = sum(r.stats["tokens"] for r in results)
     return {"tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall}
 
