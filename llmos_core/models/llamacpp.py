@@ -108,6 +108,7 @@ class LlamaCppModel:
         self.vocab = self.weights.vocab
         self.n_vocab = self.weights.n_vocab()
         self.metadata = self.weights.metadata()
+        self.bos_text = self.detokenize([self.token_bos()], special=True)   # a template that writes it adds no second
         try:
             self.ctx = new_context(self.weights, n_ctx=self.kv_cells, threads=threads, sequences=PARALLEL,
                                    outputs=PARALLEL)
@@ -134,7 +135,7 @@ class LlamaCppModel:
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         # special=True: chat templates write <|im_start|> and friends as text; they must become their tokens.
-        bos = self.detokenize([self.token_bos()], special=True)
+        bos = self.bos_text
         return self.weights.tokenize(text.encode("utf-8"), add_bos=add_bos and not (bos and text.startswith(bos)),
                                      special=True)
 
@@ -162,7 +163,7 @@ class GGUFTokenizer:
         self.bos_token_id = model.token_bos()
         self.chat_template = model.metadata.get("tokenizer.chat_template") or None
         self.eos_token = model.detokenize([self.eos_token_id], special=True)
-        self.bos_token = model.detokenize([self.bos_token_id], special=True)
+        self.bos_token = model.bos_text
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self._model.tokenize(text, add_bos=add_special_tokens)

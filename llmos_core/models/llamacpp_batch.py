@@ -24,6 +24,7 @@ How (one thread per loaded model runs `_loop`):
 from __future__ import annotations
 
 import codecs
+import ctypes
 import queue
 import threading
 import time
@@ -66,8 +67,6 @@ class _Request:
         self._vocab, self.sampler = vocab, RequestSampler(prompt, params)
 
     def piece(self, token: int) -> str:
-        import ctypes
-
         import llama_cpp
 
         buffer = ctypes.create_string_buffer(64)
