@@ -72,6 +72,15 @@ class JobScheduler:
                                   sample_s=sample_s, evict_priority=evict_priority, max_backoff_s=max_backoff_s,
                                   stale_after_s=stale_after_s)
 
+    @property
+    def limits(self) -> dict:
+        """{(kind or "*", device): how many at once}, from LLMOS_JOB_LIMITS unless given."""
+        return self.loop.limits
+
+    @limits.setter
+    def limits(self, value: dict) -> None:
+        self.loop.limits = value
+
     # ================= the API: any process, any thread =================
     def submit(self, kind: str, params: dict, priority: int = 0, *, rerun_of: int | None = None) -> int:
         module = kind_module(kind)
