@@ -59,6 +59,11 @@ class JobError(LLMOSError):
     hint = "see the job's log on the Jobs page"
 
 
+class ClusterError(LLMOSError):
+    """The Ray cluster named by LLMOS_CLUSTER cannot be used: unreachable, or a node cannot see the data folder."""
+    hint = "check LLMOS_CLUSTER (a Ray dashboard address, http://head:8265) or unset it to run on this machine"
+
+
 def format_bytes(n: float | int | None) -> str:
     """1536 -> '1.5 KB'. Decimal-free for bytes, one decimal above."""
     if n is None:

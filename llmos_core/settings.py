@@ -41,6 +41,9 @@ class Settings:
         "help": "never contact the Hugging Face hub (LLMOS_OFFLINE, also HF_HUB_OFFLINE)"})
     max_upload_mb: int = field(default=200, metadata={"help": "largest upload accepted, in MB (LLMOS_MAX_UPLOAD_MB)"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (LLMOS_THREADS); default: all cores"})
+    cluster: str | None = field(default=None, metadata={
+        "help": "a Ray dashboard address (http://head:8265) to run jobs on that Ray cluster (LLMOS_CLUSTER); "
+                "unset: this machine, no Ray needed"})
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -56,6 +59,9 @@ class Settings:
             raise SettingsError("max upload must be positive")
         if self.threads is not None and self.threads <= 0:
             raise SettingsError("threads must be positive")
+        if self.cluster is not None and not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", self.cluster.strip()):
+            raise SettingsError(f"LLMOS_CLUSTER={self.cluster!r} is not a Ray dashboard address",
+                                "write it like http://head:8265, or unset it to run jobs on this machine")
 
     # Folders under home; created on first use by whoever writes there.
     @property
