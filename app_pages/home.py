@@ -5,6 +5,7 @@ import streamlit as st
 
 from llmos_core.errors import format_bytes
 from llmos_core.models.catalog import DEFAULT_CHAT_MODEL
+from llmos_core.cluster import describe as describe_cluster
 from app_pages import _monitor_view as monitor_view
 from app_pages._shared import engine
 
@@ -19,6 +20,7 @@ cols[0].metric("Device", eng.device.kind.upper(), help=eng.device.reason)
 cols[1].metric("Models in memory", len(status["resident"]))
 cols[2].metric("Memory budget", format_bytes(status["budget_bytes"]))
 cols[3].metric("Room for models", format_bytes(status["room_bytes"]))
+st.caption(f":material/lan: Jobs run on: **{describe_cluster(eng.settings)}**")
 
 st.subheader("Go to")
 links = st.columns(3)

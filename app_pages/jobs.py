@@ -15,6 +15,7 @@ import streamlit as st
 from llmos_core.errors import InvalidInput, format_bytes
 from llmos_core.jobs.kinds import KINDS
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
+from app_pages import _cluster_view as cluster_view
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -54,6 +55,9 @@ def live() -> None:
     st.caption(f"Free for new jobs: **{format_bytes(cap['available_bytes'])}** of RAM (measured free "
                f"{format_bytes(cap['free_bytes'])}, running jobs have {format_bytes(cap['jobs_reserved_bytes'])} more "
                f"reserved, {format_bytes(cap['reserve_bytes'])} kept for the system)")
+    if eng.cluster is not None:   # jobs run on a Ray cluster: its nodes and the jobs on each
+        with error_boundary("Reading the cluster"):
+            cluster_view.draw(eng.cluster, "jobs")
 
     running = [with_eta(j) for j in sched.list(states=["running"])]
     queued = sched.queue()
@@ -75,6 +79,7 @@ def live() -> None:
             head.progress(min(max(job["progress"], 0.0), 1.0), text=job["message"] or "running")
             head.caption(f"started {when(job['started'])} · ETA {duration(job['eta_s'])} · uses "
                          f"{format_bytes(now_rss)} of {format_bytes(job['est_memory'])} estimated · pid {job['pid']}"
+                         + (f" · Ray job {job['ray_job_id']}" if job["ray_job_id"] else "")
                          + (" · cancelling" if job["cancel_requested"] else ""))
             if button.button("Cancel", key=f"jobs_cancel_{job['id']}", icon=":material/stop_circle:",
                              disabled=job["cancel_requested"]):
@@ -119,7 +124,8 @@ history = [j for j in sched.list(states=states or None) if not kinds or j["kind"
 if history:
     st.dataframe(pd.DataFrame([{"id": j["id"], "kind": j["kind"], "state": j["state"], "description": j["description"],
                                 "finished": when(j["finished"]), "exit code": j["exit_code"],
-                                "peak memory": format_bytes(j["peak_memory"]), "message": j["message"]}
+                                "peak memory": format_bytes(j["peak_memory"]), "Ray job": j["ray_job_id"] or "",
+                                "message": j["message"]}
                                for j in history]), hide_index=True, width="stretch", key="jobs_history_table")
 else:
     st.caption("No finished job matches.")

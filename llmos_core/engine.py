@@ -16,6 +16,7 @@ from .device import DeviceChoice, choose_device
 from .errors import LLMOSError
 from .conversations import Conversations
 from .generation import GenerationService
+from .cluster import ClusterMonitor
 from .jobs.scheduler import JobScheduler
 from .locks import take_lock
 from .models.backends import TransformersBackend
@@ -61,6 +62,8 @@ class Engine:
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")
         self.models.reserved_elsewhere = lambda: self.scheduler.reserved_by_jobs(self.device.kind)
+        # With LLMOS_CLUSTER set, the pages' cluster view reads Ray's nodes through this (None: this machine).
+        self.cluster = ClusterMonitor(self.settings.cluster) if self.settings.cluster else None
         if start_threads:
             self.models.start_reaper()
             if self.is_primary:

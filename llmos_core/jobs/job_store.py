@@ -103,6 +103,8 @@ class JobStore:
 
     def update(self, job_id: int, **columns) -> None:
         """Set the given columns (names come from this package's code, never from input)."""
+        if not columns:
+            return
         sets = ", ".join(f"{name} = ?" for name in columns)
         self.store.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*columns.values(), job_id))
 
