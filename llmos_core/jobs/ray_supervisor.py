@@ -41,6 +41,7 @@ STOP_WAIT_S = 30.0          # stop_now: how long Ray may take to report STOPPED 
 class RayWorker:
     """A worker submitted to Ray, known by its submission id."""
     ray_job_id: str
+    log_path: Path
     status: str = "PENDING"
     status_at: float = 0.0
     log_copier: threading.Thread | None = field(default=None, repr=False)
@@ -78,21 +79,18 @@ class RaySupervisor:
         except Exception as exc:   # Ray raises RuntimeError, ValueError, requests errors: all mean "not taken"
             raise JobError(f"the Ray cluster at {self.address} did not take it: {exc}",
                            "see `ray status` on the head node") from exc
-        worker = RayWorker(submission_id)
-        self._copy_log(worker, log_path)
-        return worker
+        return RayWorker(submission_id, log_path)
 
     def reattach(self, job: dict) -> RayWorker | None:
         submission_id = job.get("ray_job_id")
         if not submission_id:
             return None
-        worker = RayWorker(submission_id)
-        if self._status(worker, fresh=True) in TERMINAL + ("UNKNOWN",):
-            return None
-        self._copy_log(worker, Path(job["log_path"]))
-        return worker
+        worker = RayWorker(submission_id, Path(job["log_path"]))
+        return None if self._status(worker, fresh=True) in TERMINAL + ("UNKNOWN",) else worker
 
     def alive(self, handle: RayWorker) -> bool:
+        if handle.log_copier is None:   # only the loop asks: one copier per watched worker, not per reattach()
+            self._copy_log(handle)
         return self._status(handle) not in TERMINAL
 
     def exit_code(self, handle: RayWorker) -> int | None:
@@ -161,9 +159,10 @@ class RaySupervisor:
             raise JobError(f"Ray did not stop job {handle.ray_job_id}: {exc}", "see `ray job list` on the head") from exc
         handle.status_at = 0.0   # read the status afresh next time
 
-    def _copy_log(self, handle: RayWorker, log_path: Path) -> None:
+    def _copy_log(self, handle: RayWorker) -> None:
         """Append the worker's stdout and stderr (tail_job_logs) to the job's log, in a thread of its own.
         How much was copied is kept beside the log, so a scheduler that reattaches copies only the rest."""
+        log_path = handle.log_path
         copied_file = log_path.parent / "ray_log_copied"
 
         async def copy() -> None:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 pytestmark = [pytest.mark.cluster,
@@ -29,7 +27,9 @@ pytestmark = [pytest.mark.cluster,
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).parent))
 
+import loopback_ray  # noqa: E402
 from job_helpers import wait_for  # noqa: E402
 
 from llmos_core import cluster  # noqa: E402
@@ -38,39 +38,19 @@ from llmos_core.jobs.scheduler import JobScheduler  # noqa: E402
 from llmos_core.settings import Settings  # noqa: E402
 from llmos_core.store import Store  # noqa: E402
 
-ADDRESS = "http://127.0.0.1:8265"
+ADDRESS = loopback_ray.ADDRESS
 BIG_MB = 1500          # more than the head's 1 GB: only node2 can take it
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0",
-           # a loaded 2-core machine starts the node agents slowly; Ray's default gives up after 10 s
-           "RAY_agent_register_timeout_ms": "600000", "RAY_worker_register_timeout_seconds": "300"}
-
-
-def _ray(*args: str, prefix: tuple = ()) -> None:
-    command = [*prefix, str(Path(sys.executable).parent / "ray"), *args]
-    done = subprocess.run(command, env={**os.environ, **RAY_ENV}, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-
-
-def _listeners() -> list[str]:
-    return sorted({c.laddr.ip for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN})
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    assert [name for _, name in socket.if_nameindex()] == ["lo"], "not in a loopback-only namespace"
+def ray_cluster():
     base = Path(f"/tmp/llr{os.getpid()}")   # short: Ray's socket paths must fit in 107 bytes
     hidden = base / "hidden"
     hidden.mkdir(parents=True)
-    _ray("start", "--head", "--node-ip-address=127.0.0.1", "--port=6390", "--dashboard-host=127.0.0.1",
-         "--num-cpus=1", "--memory=1000000000", '--resources={"head": 1}', f"--temp-dir={base}/ray",
-         "--disable-usage-stats")
-    node2 = f"mount -t tmpfs tmpfs {hidden} && exec \"$0\" \"$@\""
-    _ray("start", "--address=127.0.0.1:6390", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-         "--memory=3000000000", '--resources={"node2": 1}', "--disable-usage-stats",
-         prefix=("unshare", "--mount", "--propagation", "private", "sh", "-c", node2))
-    nodes = wait_for(lambda: (lambda n: n if len(n) == 2 else None)(cluster.nodes(ADDRESS)), 120, "two nodes")
-    listening = _listeners()
-    assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip in listening), listening
+    loopback_ray.start_head(base, memory=10**9)
+    loopback_ray.start_node(memory=3 * 10**9, hide=hidden)
+    nodes = loopback_ray.wait_nodes(2)
+    loopback_ray.check_listeners()   # before the first job: every Ray listener is on 127.0.0.1
     ids = {("node2" if "node2" in n["custom"] else "head"): n["node_id"] for n in nodes}
     return {"nodes": ids, "hidden": hidden, "client": cluster.connect(ADDRESS)}
 
@@ -120,7 +100,8 @@ def test_two_jobs_run_on_two_nodes_at_once_and_a_cancel_frees_its_node(ray_clust
     scheduler.cancel(first)
     ended = wait_for(lambda: (lambda j: j if j["state"] != "running" else None)(scheduler.get(first)), 90, "cancel")
     assert ended["state"] == "cancelled", ended
-    assert str(ray_cluster["client"].get_job_status(ended["ray_job_id"]).value) == "STOPPED"
+    status = lambda: str(ray_cluster["client"].get_job_status(ended["ray_job_id"]).value)  # noqa: E731
+    wait_for(lambda: status() == "STOPPED", 60, "Ray to report the job STOPPED")   # the worker records first
     done = wait_for(lambda: (lambda j: j if j["state"] not in ("queued", "running") else None)(scheduler.get(third)),
                     120, "the third job to run on the freed node")
     assert done["state"] == "succeeded", done

@@ -1,0 +1,96 @@
+"""A Ray cluster on this machine that can talk to nothing but itself: for the cluster tests and bench/cluster.py.
+
+run_in_namespace(command) makes a network namespace with only `lo` up, runs `command` in it, then kills
+exactly the processes left in that namespace (the Ray nodes it started) and deletes it. Inside,
+start_head() / start_node() run `ray start` on 127.0.0.1; Ray cannot advertise an outward address
+where there is none, and check_loopback_only() proves it before the first job. Needs root (iproute2).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ADDRESS = "http://127.0.0.1:8265"
+GCS = "127.0.0.1:6390"
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0",
+           # a loaded 2-core machine starts the node agents slowly; Ray's default gives up after 10 s
+           "RAY_agent_register_timeout_ms": "600000", "RAY_worker_register_timeout_seconds": "300"}
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+def run_in_namespace(command: list[str], timeout: float, capture: bool = True) -> subprocess.CompletedProcess:
+    namespace = f"llmos-{os.getpid()}"
+    _ip("netns", "add", namespace)
+    try:
+        _ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
+        env = {**os.environ, **RAY_ENV, "LLMOS_TEST_NETNS": namespace}
+        return subprocess.run(["ip", "netns", "exec", namespace, *command], env=env, capture_output=capture,
+                              text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[2])
+    finally:
+        for pid in [int(p) for p in _ip("netns", "pids", namespace, check=False).stdout.split()]:
+            try:   # only processes inside our namespace: the Ray nodes and their workers
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _ip("netns", "del", namespace, check=False)
+
+
+def check_loopback_only() -> None:
+    """Fail unless `lo` is the only interface; then every Ray listener must be on 127.0.0.1 (checked after start)."""
+    names = [name for _, name in socket.if_nameindex()]
+    if names != ["lo"]:
+        raise RuntimeError(f"not in a loopback-only namespace (interfaces: {names})")
+
+
+def check_listeners() -> list[str]:
+    listening = sorted({c.laddr.ip for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN})
+    if not listening or any(ip not in ("127.0.0.1", "::ffff:127.0.0.1") for ip in listening):
+        raise RuntimeError(f"a listener is not on 127.0.0.1: {listening}")
+    return listening
+
+
+def ray(*args: str, prefix: tuple = ()) -> None:
+    command = [*prefix, str(Path(sys.executable).parent / "ray"), *args]
+    done = subprocess.run(command, env={**os.environ, **RAY_ENV}, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+
+def start_head(base: Path, memory: int, resources: str = '{"head": 1}') -> None:
+    """The head: one CPU, `memory` bytes of Ray memory. `base` holds Ray's files (short: socket paths <= 107 bytes)."""
+    check_loopback_only()
+    ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={GCS.split(':')[1]}", "--dashboard-host=127.0.0.1",
+        "--num-cpus=1", f"--memory={memory}", f"--resources={resources}", f"--temp-dir={base}/ray",
+        "--disable-usage-stats")
+
+
+def start_node(memory: int, resources: str = '{"node2": 1}', hide: Path | None = None) -> None:
+    """A second node: one CPU. With `hide`, it runs in a mount namespace where a tmpfs covers that folder."""
+    prefix = ()
+    if hide is not None:
+        prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+                  f"mount -t tmpfs tmpfs {hide} && exec \"$0\" \"$@\"")
+    ray("start", f"--address={GCS}", "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--memory={memory}",
+        f"--resources={resources}", "--disable-usage-stats", prefix=prefix)
+
+
+def wait_nodes(count: int, timeout: float = 120.0) -> list[dict]:
+    from llmos_core import cluster
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nodes = cluster.nodes(ADDRESS)
+        if len(nodes) == count:
+            return nodes
+        time.sleep(0.5)
+    raise RuntimeError(f"the cluster did not reach {count} nodes in {timeout:g} s")
