@@ -59,38 +59,47 @@ def check_listeners() -> list[str]:
     return listening
 
 
-def ray(*args: str, prefix: tuple = ()) -> None:
+def ray(*args: str, prefix: tuple = ()) -> str:
+    """Run `ray ...`; '' when it succeeded, else what it said. `ray start` gives up on a node after a fixed
+    30 s wait for the GCS, which a loaded machine can exceed while the node still comes up: the
+    callers judge by the nodes that appear (wait_nodes), and show this text if none does."""
     command = [*prefix, str(Path(sys.executable).parent / "ray"), *args]
     done = subprocess.run(command, env={**os.environ, **RAY_ENV}, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return "" if done.returncode == 0 else f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
 
 
 def start_head(base: Path, memory: int, resources: str = '{"head": 1}') -> None:
     """The head: one CPU, `memory` bytes of Ray memory. `base` holds Ray's files (short: socket paths <= 107 bytes)."""
     check_loopback_only()
-    ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={GCS.split(':')[1]}", "--dashboard-host=127.0.0.1",
+    said = ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={GCS.split(':')[1]}", "--dashboard-host=127.0.0.1",
         "--num-cpus=1", f"--memory={memory}", f"--resources={resources}", f"--temp-dir={base}/ray",
         "--disable-usage-stats")
+    wait_nodes(1, said=said)
 
 
-def start_node(memory: int, resources: str = '{"node2": 1}', hide: Path | None = None) -> None:
+def start_node(memory: int, resources: str = '{"node2": 1}', hide: Path | None = None, count: int = 2) -> None:
     """A second node: one CPU. With `hide`, it runs in a mount namespace where a tmpfs covers that folder."""
     prefix = ()
     if hide is not None:
         prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
                   f"mount -t tmpfs tmpfs {hide} && exec \"$0\" \"$@\"")
-    ray("start", f"--address={GCS}", "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--memory={memory}",
-        f"--resources={resources}", "--disable-usage-stats", prefix=prefix)
+    said = ray("start", f"--address={GCS}", "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--memory={memory}",
+               f"--resources={resources}", "--disable-usage-stats", prefix=prefix)
+    wait_nodes(count, said=said)
 
 
-def wait_nodes(count: int, timeout: float = 120.0) -> list[dict]:
+def wait_nodes(count: int, timeout: float = 180.0, said: str = "") -> list[dict]:
+    """The alive nodes once there are `count`; RuntimeError with what `ray start` said if they do not come."""
     from llmos_core import cluster
+    from llmos_core.errors import ClusterError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        nodes = cluster.nodes(ADDRESS)
+        try:
+            nodes = cluster.nodes(ADDRESS)
+        except ClusterError:   # the dashboard is not up yet
+            nodes = []
         if len(nodes) == count:
             return nodes
-        time.sleep(0.5)
-    raise RuntimeError(f"the cluster did not reach {count} nodes in {timeout:g} s")
+        time.sleep(1.0)
+    raise RuntimeError(f"the cluster did not reach {count} node(s) in {timeout:g} s\n{said}")
