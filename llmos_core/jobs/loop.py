@@ -164,7 +164,8 @@ class SchedulerLoop:
         for run in self.running.values():
             if run.job_id in wanted and run.cancel_deadline is None:
                 run.cancel_held = self._used(run, fresh=True)
-                run.cancel_free_before = self.capacity.measure(run.device)[0]
+                if getattr(self.supervisor, "frees_memory_here", True):   # else nothing here to measure
+                    run.cancel_free_before = self.capacity.measure(run.device)[0]
                 run.cancel_sent_at = now
                 run.cancel_deadline = now + self.cancel_grace_s
                 self.supervisor.request_stop(run.worker)   # the worker saves and returns

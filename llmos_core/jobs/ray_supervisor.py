@@ -59,6 +59,8 @@ class RayWorker:
 
 
 class RaySupervisor:
+    frees_memory_here = False   # a stopped worker frees a node's memory: the loop measures nothing here
+
     def __init__(self, settings: Settings, client=None):
         self.settings = settings
         self.address = settings.cluster

@@ -15,10 +15,11 @@ still runs, read what it holds, and stop it.
     wind_up(handle) -> None                  after it ended: nothing it started may go on running
     stop_now(handle, grace_s) -> dict        blocking request_stop + kill, for callers with no loop
 
-A handle carries `identity` (here `pid` and `pid_started`), the columns written to the job row so a later scheduler
-can reattach. LocalProcessSupervisor is today's behaviour: child processes of this machine. With
-LLMOS_CLUSTER set, ray_supervisor.RaySupervisor has the same shape over Ray's Jobs API; its handle
-carries the Ray submission id instead (`identity`: the row's columns that find the worker again).
+A handle carries `identity`, the columns written to the job row so a later scheduler can reattach
+(here `pid` and `pid_started`), and `where`, for messages ("pid 123"). LocalProcessSupervisor is
+today's behaviour: child processes of this machine. With LLMOS_CLUSTER set,
+ray_supervisor.RaySupervisor has the same shape over Ray's Jobs API: its handles carry the Ray
+submission id, and its `frees_memory_here = False` tells the loop a cancel frees no memory here.
 """
 from __future__ import annotations
 
