@@ -38,7 +38,7 @@ def draw(monitor, key: str) -> None:
     st.dataframe(pd.DataFrame([{
         "node": _name(n), "CPUs": n["cpus"], "GPUs": n["gpus"], "CPU %": n["cpu_percent"],
         "memory": f"{format_bytes(n['mem_used'])} of {format_bytes(n['mem_total'])}",
-        "GPU %": "no GPU" if n["gpu_percent"] is None else round(n["gpu_percent"], 1),
+        "GPU": "no GPU" if n["gpu_percent"] is None else f"{n['gpu_percent']:.0f}%",   # one type per column
         "LLM OS jobs": ", ".join(f"{j['job_id']} ({j['kind']}, {j['status'].lower()})" for j in n["jobs"]) or "none",
     } for n in nodes]), hide_index=True, width="stretch", key=f"{key}_cluster_nodes")
     for n in nodes:

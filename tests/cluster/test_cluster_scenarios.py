@@ -92,6 +92,12 @@ def test_two_jobs_run_on_two_nodes_at_once_and_a_cancel_frees_its_node(ray_clust
     wait_for(lambda: _holding(scheduler, first) and _holding(scheduler, second), 120, "both jobs to run")
     nodes = {_driver_node(ray_cluster, scheduler, first), _driver_node(ray_cluster, scheduler, second)}
     assert nodes == set(ray_cluster["nodes"].values())
+    # the cluster view (Monitor, Jobs pages) reads the same from Ray: each job on its node, each node's load
+    view = {n["node_id"]: n for n in cluster.ClusterMonitor(ADDRESS).snapshot()}
+    assert [j["job_id"] for j in view[ray_cluster["nodes"]["node2"]]["jobs"]] == [first]
+    assert [j["job_id"] for j in view[ray_cluster["nodes"]["head"]]["jobs"]] == [second]
+    assert all(n["mem_total"] > 0 and n["cpu_percent"] is not None and len(n["history"]) == 1 for n in view.values())
+    assert cluster.describe(scheduler.settings) == "cluster: 2 nodes, 2 CPUs, 0 GPUs"
 
     # node2's CPU is taken: a third job that needs node2 waits (in our queue or PENDING in Ray) until the cancel
     third = scheduler.submit("benchmark", {"memory_mb": 10, "declare_mb": BIG_MB, "seconds": 1})
