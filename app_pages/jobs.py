@@ -51,12 +51,17 @@ def live() -> None:
         st.warning("No scheduler is running for this data folder, so queued jobs wait. It runs inside the app's "
                    "engine; if another process holds the engine, start `python -m llmos_core jobs run` there.",
                    icon=":material/warning:")
-    cap = sched.capacity("cpu")
-    st.caption(f"Free for new jobs: **{format_bytes(cap['available_bytes'])}** of RAM (measured free "
-               f"{format_bytes(cap['free_bytes'])}, running jobs have {format_bytes(cap['jobs_reserved_bytes'])} more "
-               f"reserved, {format_bytes(cap['reserve_bytes'])} kept for the system)")
-    if eng.cluster is not None:   # jobs run on a Ray cluster: its nodes and the jobs on each
+    if eng.cluster is None:
+        cap = sched.capacity("cpu")
+        st.caption(f"Free for new jobs: **{format_bytes(cap['available_bytes'])}** of RAM (measured free "
+                   f"{format_bytes(cap['free_bytes'])}, running jobs have {format_bytes(cap['jobs_reserved_bytes'])} "
+                   f"more reserved, {format_bytes(cap['reserve_bytes'])} kept for the system)")
+    else:   # jobs run on a Ray cluster: Ray places them by the memory they ask for; its nodes and their jobs
         with error_boundary("Reading the cluster"):
+            cap = sched.capacity("cpu")
+            st.caption(f"Free for new jobs on the cluster: **{format_bytes(cap['available_bytes'])}** of the nodes' "
+                       f"{format_bytes(cap['total_bytes'])} of Ray memory (running jobs have "
+                       f"{format_bytes(cap['jobs_reserved_bytes'])} reserved); Ray places each job on a node that has it")
             cluster_view.draw(eng.cluster, "jobs")
 
     running = [with_eta(j) for j in sched.list(states=["running"])]

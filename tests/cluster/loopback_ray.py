@@ -68,12 +68,20 @@ def ray(*args: str, prefix: tuple = ()) -> str:
     return "" if done.returncode == 0 else f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
 
 
+def _agent_ports(first: int) -> list[str]:
+    """Fixed ports for a node's agents (the namespace's own port space: no clash with anything outside). With
+    port 0 the raylet waits for the agents to write their chosen ports to files, and gives up after a fixed
+    time that a loaded machine exceeds; with a port given it does not wait for the file."""
+    names = ("metrics-export-port", "dashboard-agent-grpc-port", "dashboard-agent-listen-port", "runtime-env-agent-port")
+    return [f"--{name}={first + i}" for i, name in enumerate(names)]
+
+
 def start_head(base: Path, memory: int, resources: str = '{"head": 1}') -> None:
     """The head: one CPU, `memory` bytes of Ray memory. `base` holds Ray's files (short: socket paths <= 107 bytes)."""
     check_loopback_only()
     said = ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={GCS.split(':')[1]}", "--dashboard-host=127.0.0.1",
         "--num-cpus=1", f"--memory={memory}", f"--resources={resources}", f"--temp-dir={base}/ray",
-        "--disable-usage-stats")
+        "--disable-usage-stats", *_agent_ports(52000))
     wait_nodes(1, said=said)
 
 
@@ -84,7 +92,7 @@ def start_node(memory: int, resources: str = '{"node2": 1}', hide: Path | None =
         prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
                   f"mount -t tmpfs tmpfs {hide} && exec \"$0\" \"$@\"")
     said = ray("start", f"--address={GCS}", "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--memory={memory}",
-               f"--resources={resources}", "--disable-usage-stats", prefix=prefix)
+               f"--resources={resources}", "--disable-usage-stats", *_agent_ports(52000 + 10 * count), prefix=prefix)
     wait_nodes(count, said=said)
 
 
