@@ -28,7 +28,7 @@ class FakeRunner:
         self.resident, self.budget, self.closed = resident, budget, False
         self.gate = threading.Event()
         self.gate.set()
-        self.cancelled = threading.Event()
+        self.ended = threading.Event()
         FakeRunner.built.append(self)
 
     def encode(self, pieces):
@@ -38,14 +38,15 @@ class FakeRunner:
         raise AssertionError("a base model is never rendered with a template")
 
     def stream(self, input_ids, params, cancel):
-        for count in range(1, params.max_new_tokens + 1):
-            while not self.gate.wait(0.01):
+        try:
+            for count in range(1, params.max_new_tokens + 1):
+                while not self.gate.wait(0.01) and not cancel.is_set():
+                    pass
                 if cancel.is_set():
-                    break
-            if cancel.is_set():
-                self.cancelled.set()
-                return
-            yield self.reply[(count - 1) % len(self.reply)], count
+                    return
+                yield self.reply[(count - 1) % len(self.reply)], count
+        finally:
+            self.ended.set()   # returned, or closed by the service
 
     def alive(self):
         return not self.closed
@@ -161,5 +162,17 @@ def test_cancel_ends_a_running_reply_and_a_waiting_one(service):
     assert list(waiting)[-1].finish_reason == "cancelled"
     cancel.set()
     last = list(stream)[-1]
-    assert last.finish_reason == "cancelled" and last.tokens < 100 and runner.cancelled.is_set()
+    assert last.finish_reason == "cancelled" and last.tokens < 100 and runner.ended.is_set()
     assert service.queue_depth("m") == {"running": 0, "waiting": 0} and service.models.pins == 0
+
+
+def test_runners_never_reach_back_into_the_service():
+    """models/ (runners included) imports nothing of generation/: what a runner needs, it is given."""
+    import ast
+    from pathlib import Path
+
+    import llmos_core.models as models
+    for path in Path(models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:   # ours, not transformers.generation
+                assert not (node.module or "").startswith("generation"), f"{path.name} imports {node.module}"
