@@ -152,7 +152,8 @@ class LlamaCppModel:
 
     @functools.cached_property
     def control_texts(self) -> frozenset[str]:
-        """The texts of the vocabulary's control tokens (one pass over it, about 0.1 s for Gemma's 262k)."""
+        """The texts of the vocabulary's control tokens (one pass over it: 60 ms for SmolLM2's
+        49k tokens, about 0.3 s for Gemma's 262k, so it is done at load)."""
         import llama_cpp
 
         return frozenset(text for text in (
@@ -287,6 +288,7 @@ class LlamaCppBackend:
         try:
             model = LlamaCppModel(path, n_ctx, self.threads)
             model.warm_up()
+            model.control_texts   # read now, with the load, not at the first prompt
         except Exception as exc:
             if model is not None:
                 model.close()
