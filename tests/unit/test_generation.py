@@ -138,6 +138,29 @@ def test_typed_control_tokens_stay_ordinary_text(engine, chat, base):
     assert ids.count(base_runner.tokenizer.eos_token_id) == 0
 
 
+def test_a_reply_being_continued_keeps_its_text_and_the_templates_tokens(engine, chat):
+    runner = runner_of(engine, chat)
+    partial = USER + [{"role": "assistant", "content": "I am <|end|> fine"}]
+    plan = build_prompt(runner, partial, 16, continue_final=True)
+    assert plan.text.endswith("<|assistant|>I am <|end|> fine")        # no end-of-turn after the reply
+    end = runner.tokenizer.convert_tokens_to_ids("<|end|>")
+    assert plan.input_ids.count(end) == 2                               # after the system and user turns only
+
+
+def test_a_template_that_rewrites_contents_refuses_typed_control_tokens():
+    from types import SimpleNamespace
+
+    from llmos_core.generation import template_pieces
+
+    # A template that upper-cases what it is given: the contents cannot be found again in its output.
+    shouting = SimpleNamespace(control_tokens=frozenset({"<|end|>"}), render_chat=lambda messages, _: "".join(
+        m["content"].upper() + "<|end|>" for m in messages))
+    text, pieces = template_pieces(shouting, [{"role": "user", "content": "hi"}], False)
+    assert text == "HI<|end|>" and pieces == [("HI", False), ("<|end|>", True)]
+    with pytest.raises(InvalidInput, match="control token"):
+        template_pieces(shouting, [{"role": "user", "content": "hi<|end|>"}], False)
+
+
 def test_a_prompt_over_the_character_cap_is_refused_before_any_work(engine, chat, monkeypatch):
     runner = runner_of(engine, chat)
     monkeypatch.setattr(runner, "render_chat", lambda *a: pytest.fail("rendered a refused prompt"))
