@@ -103,8 +103,10 @@ class Engine:
             """`python -m llmos_core chat` streams through here: each event goes to the client as a progress
             line (message = JSON of text/queued); a client that hangs up makes `progress` raise, which
             closes the stream and so cancels the generation."""
-            if not isinstance(params, dict):
-                raise InvalidInput("params must be an object of sampling settings")
+            known = set(SamplingParams.__dataclass_fields__)
+            if not isinstance(params, dict) or not set(params) <= known:
+                raise InvalidInput(f"params must be an object of sampling settings, got {params!r}"[:200],
+                                   f"known settings: {', '.join(sorted(known))}")
             parts, last = [], TokenEvent()
             stream = self.chat.stream(model, messages, SamplingParams(**params), backend, None, continue_final)
             try:

@@ -5,7 +5,8 @@ update from output) with the roles in their own modules:
   1. admission: each (model, backend) has a lane with a number of running slots (the runner's own
      `max_active`, else the service's) and a bounded waiting line; a full line raises errors.Busy ("N ahead
      of you") instead of hanging, and a waiting request yields TokenEvent(queued=N) so the page can say
-     where it stands. This is the one queue a request waits in: a runner never gets more than its slots.
+     where it stands. Order and fairness live here only: a runner is never sent more than its slots
+     (inside one, a request may still wait for room in a shared KV cache, see llamacpp_batch.py).
   2. `models.use(name, backend)` pins the model (loading it if it was evicted), and RUNNERS[backend] builds
      its runner once per resident model (models/runner.py: the contract), told its capacity and how to
      reserve working memory.
