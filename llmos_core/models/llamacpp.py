@@ -26,7 +26,7 @@ from . import fetch
 from .backends import Loaded
 from .catalog import CAUSAL_LM, ModelSpec
 from .llamacpp_batch import N_BATCH, PARALLEL, BatchDecoder, stream
-from .runner import Piece, RunnerBudget
+from .runner import Piece, RunnerBudget, strip_beside_controls
 
 # Context length one chat gets: long enough for a conversation, short enough that the KV cache stays
 # a few tens of MB on the embedded models (Gemma 270M: 18 KB a token, SmolLM2: 23 KB a token).
@@ -146,19 +146,34 @@ class LlamaCppModel:
         """A prompt as pieces (runner.py): control pieces read as their token, text pieces as text. Cut at
         control tokens, as llama.cpp cuts a whole string itself, so an ordinary prompt gets the same ids."""
         ids = []
-        for text, control in pieces:
+        for text, control in strip_beside_controls(pieces, *self._control_strips):
             ids += self.tokenize(text, add_bos=add_bos and not ids, special=control)
         return ids
 
     @functools.cached_property
-    def control_texts(self) -> frozenset[str]:
-        """The texts of the vocabulary's control tokens (one pass over it: 60 ms for SmolLM2's
+    def _control_attrs(self) -> dict[str, int]:
+        """Text -> attributes of the vocabulary's control tokens (one pass over it: 60 ms for SmolLM2's
         49k tokens, about 0.3 s for Gemma's 262k, so it is done at load)."""
         import llama_cpp
 
-        return frozenset(text for text in (
-            (llama_cpp.llama_vocab_get_text(self.vocab, token) or b"").decode("utf-8", "replace")
-            for token in range(self.n_vocab) if llama_cpp.llama_vocab_is_control(self.vocab, token)) if text)
+        found = {}
+        for token in range(self.n_vocab):
+            if llama_cpp.llama_vocab_is_control(self.vocab, token):
+                text = (llama_cpp.llama_vocab_get_text(self.vocab, token) or b"").decode("utf-8", "replace")
+                if text:
+                    found[text] = llama_cpp.llama_vocab_get_attr(self.vocab, token)
+        return found
+
+    @functools.cached_property
+    def control_texts(self) -> frozenset[str]:
+        return frozenset(self._control_attrs)
+
+    @functools.cached_property
+    def _control_strips(self) -> tuple[frozenset[str], frozenset[str]]:
+        import llama_cpp
+
+        return tuple(frozenset(text for text, attr in self._control_attrs.items() if attr & flag)
+                     for flag in (llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP, llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP))
 
     def detokenize(self, ids, special: bool = False) -> str:
         return self.weights.detokenize(list(ids), special=special).decode("utf-8", "replace")
@@ -288,7 +303,7 @@ class LlamaCppBackend:
         try:
             model = LlamaCppModel(path, n_ctx, self.threads)
             model.warm_up()
-            model.control_texts   # read now, with the load, not at the first prompt
+            model.control_texts   # read the vocabulary now, with the load, not at the first prompt
         except Exception as exc:
             if model is not None:
                 model.close()

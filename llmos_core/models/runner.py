@@ -60,3 +60,17 @@ class Runner(Protocol):
 
 
 RunnerFactory = Callable[["ResidentModel", RunnerBudget], Runner]
+
+
+def strip_beside_controls(pieces: list[Piece], lstrip: frozenset[str], rstrip: frozenset[str]) -> list[Piece]:
+    """Some control tokens take the whitespace beside them (a tokenizer's lstrip/rstrip flags, e.g. Phi-3's
+    `<|end|>`): tokenizing the whole string drops it, so the pieces drop it too, and keep the same ids."""
+    texts = [text for text, _ in pieces]
+    for i, (text, control) in enumerate(pieces):
+        if not control:
+            continue
+        if text in lstrip and i > 0 and not pieces[i - 1][1]:
+            texts[i - 1] = texts[i - 1].rstrip()
+        if text in rstrip and i + 1 < len(pieces) and not pieces[i + 1][1]:
+            texts[i + 1] = texts[i + 1].lstrip()
+    return [(text, control) for text, (_, control) in zip(texts, pieces) if text]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..errors import LLMOSError
 from ..sampling import RequestSampler
-from .runner import CONTEXT_CAP, Piece, RunnerBudget
+from .runner import CONTEXT_CAP, Piece, RunnerBudget, strip_beside_controls
 
 if TYPE_CHECKING:
     from .manager import ResidentModel
@@ -72,8 +72,10 @@ class TransformersRunner:
         self._manager = None
         self._fallback = threading.Lock()     # used only when continuous batching is unavailable
         self.peak_batch = 0                   # most requests sampled in one step (tests, the page's figures)
-        self.control_tokens = frozenset(token.content for token in self.tokenizer.added_tokens_decoder.values()
-                                        if token.special)
+        specials = [token for token in self.tokenizer.added_tokens_decoder.values() if token.special]
+        self.control_tokens = frozenset(token.content for token in specials)
+        self._lstrip = frozenset(token.content for token in specials if token.lstrip)
+        self._rstrip = frozenset(token.content for token in specials if token.rstrip)
         self.cache_pages = math.ceil(budget.capacity * self.context_tokens / CACHE_PAGE) + 2
         try:
             # The batching KV cache is allocated up front: counted with the model, or refused when it
@@ -97,7 +99,7 @@ class TransformersRunner:
         # A rendered template already holds the special tokens it wants; the plain format gets the tokenizer's.
         # split_special_tokens: a `<|user|>` in the text is read as text, never as the control token.
         ids = []
-        for text, control in pieces:
+        for text, control in strip_beside_controls(pieces, self._lstrip, self._rstrip):
             if control:
                 ids.append(self.tokenizer.convert_tokens_to_ids(text))
             else:

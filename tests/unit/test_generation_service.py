@@ -176,3 +176,12 @@ def test_runners_never_reach_back_into_the_service():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level > 0:   # ours, not transformers.generation
                 assert not (node.module or "").startswith("generation"), f"{path.name} imports {node.module}"
+
+
+def test_control_tokens_that_take_the_whitespace_beside_them_take_it_from_the_pieces():
+    from llmos_core.models.runner import strip_beside_controls
+
+    pieces = [("hi  ", False), ("<|end|>", True), ("\n next", False), ("<|end|>", True)]
+    assert strip_beside_controls(pieces, frozenset({"<|end|>"}), frozenset({"<|end|>"})) == [
+        ("hi", False), ("<|end|>", True), ("next", False), ("<|end|>", True)]
+    assert strip_beside_controls(pieces, frozenset(), frozenset()) == pieces
