@@ -12,7 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from llmos_core.errors import InvalidInput, format_bytes
+from llmos_core.errors import InvalidInput
+from llmos_core.present import format_bytes
 from llmos_core.jobs.kinds import KINDS
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
 from app_pages._shared import engine, error_boundary

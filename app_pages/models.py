@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmos_core.errors import format_bytes
+from llmos_core.present import format_bytes
+from llmos_core.usecases.models import pull_and_register
 from llmos_core.models import fetch
 from app_pages._shared import engine, error_boundary
 
@@ -84,12 +85,10 @@ with st.expander("Add a model: Hugging Face id, local folder or .gguf file", ico
     if st.button("Pull", key="models_pull", icon=":material/download:", disabled=not ref.strip()):
         bar = st.progress(0.0, text="Starting...")
         with error_boundary("Pulling"):
-            spec = eng.catalog.resolve(ref, task=task, trust_remote_code=trust)
-            if name.strip():
-                spec.name = name.strip()
-            fetch.model_folder(spec, eng.settings, lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
-            eng.catalog.register(spec)
-            st.success(f"{spec.name} is in the catalog.")
+            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust,
+                                       progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+            st.success(f"{pulled.name} is in the catalog." if pulled.registered else
+                       f"{pulled.name} was in the catalog already; its files are ready.")
 
 # ---- refusals and events ----
 if eng.models.refusals:
