@@ -19,7 +19,7 @@ from app_pages._shared import engine, error_boundary
 
 eng = engine()
 state = st.session_state
-SAMPLING_KEYS = {"temperature": 0.7, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty")   # the widgets a model's defaults set
 
 
 # ---------------------------------------------------------------- settings <-> widgets
@@ -78,7 +78,7 @@ if "chat_model" not in state or state["chat_model"] not in models:
     state["chat_model"] = DEFAULT_CHAT_MODEL if DEFAULT_CHAT_MODEL in models else models[0]
     apply_model_defaults()
 state.setdefault("chat_system", "You are a helpful assistant.")
-state.setdefault("chat_max_new_tokens", 256)
+state.setdefault("chat_max_new_tokens", SamplingParams().max_new_tokens)
 state.setdefault("chat_seed", None)
 state.setdefault("chat_stop", "")
 

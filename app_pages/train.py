@@ -13,9 +13,9 @@ import streamlit as st
 from llmos_core.present import format_bytes, format_duration
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_BASE_MODEL
-from llmos_core.training import data as datalib
 from llmos_core.training import job as train_job
 from llmos_core.training.params import PRESETS, help_text
+from llmos_core.usecases import datasets
 from llmos_core.usecases import train as train_usecase
 from app_pages._shared import engine, error_boundary
 
@@ -28,40 +28,38 @@ st.write("Fine-tune a model on your own text. The run is a job: it goes on if yo
 # ================================================================ 1. data
 st.subheader("1. Data")
 upload = st.file_uploader("Plain text, JSONL (text, prompt/response, or chat messages) or CSV",
-                          type=[s.lstrip(".") for s in datalib.SUFFIXES], key="train_upload")
+                          type=list(datasets.FILE_TYPES), key="train_upload")
 if upload is not None and st.session_state.get("train_uploaded") != (upload.name, upload.size):
     with error_boundary("Saving the upload"):
-        path = datalib.save_upload(eng.settings, upload.name, upload.getvalue())
+        kept = datasets.upload_dataset(eng.settings, upload.name, upload.getvalue())
         st.session_state["train_uploaded"] = (upload.name, upload.size)
-        st.session_state["train_dataset"] = path.name   # select what was just uploaded
+        st.session_state["train_dataset"] = kept.name   # select what was just uploaded
 
-folder = datalib.datasets_dir(eng.settings)
-saved = sorted((p.name for p in folder.glob("*") if p.suffix in datalib.SUFFIXES), key=str.lower) \
-    if folder.is_dir() else []
+saved = [d.name for d in datasets.list_datasets(eng.settings)]
 if not saved:
     st.info("Upload a data file to begin. Text is packed into blocks; prompt/response pairs train only on "
             "the response.", icon=":material/upload_file:")
     st.stop()
 if st.session_state.get("train_dataset") not in saved:
     st.session_state["train_dataset"] = saved[-1]
-data_name = st.selectbox("Data file (uploads are kept in the data folder)", saved, key="train_dataset")
-data_path = folder / data_name
+data_file = datasets.find_dataset(eng.settings,
+                                  st.selectbox("Data file (uploads are kept in the data folder)", saved,
+                                               key="train_dataset"))
+data_path = data_file.path
 
 mapping: dict = {}
-if data_path.suffix in (".csv", ".jsonl"):
-    columns: list[str] = []
-    with error_boundary("Reading the columns"):
-        columns = datalib.load_columns(data_path)
-    if columns:
-        cols = st.columns(3)
-        for col, role in zip(cols, ("text", "prompt", "response")):
-            picked = col.selectbox(f"{role} column", ["(auto)"] + columns, key=f"train_map_{role}",
-                                   help="which field holds this; (auto) finds the usual names")
-            if picked != "(auto)":
-                mapping[role] = picked
+columns: list[str] = []
+with error_boundary("Reading the columns"):
+    columns = datasets.columns(data_file)
+if columns:
+    for col, role in zip(st.columns(3), train_usecase.ROLES):
+        picked = col.selectbox(f"{role} column", ["(auto)"] + columns, key=f"train_map_{role}",
+                               help="which field holds this; (auto) finds the usual names")
+        if picked != "(auto)":
+            mapping[role] = picked
 dataset = None
 with error_boundary("Reading the data"):
-    dataset = datalib.load(data_path, mapping)
+    dataset = datasets.read_dataset(data_file, mapping)
 if dataset is None:
     st.stop()
 st.caption(f"**{dataset.rows}** rows of **{dataset.shape.replace('_', '/')}** examples")
