@@ -5,8 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from llmos_core.present import format_bytes
-from llmos_core.usecases.models import pull_and_register
-from llmos_core.models import fetch
+from llmos_core.usecases.models import list_catalog, pull_and_register
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -51,13 +50,12 @@ else:
 
 # ---- catalog ----
 st.subheader("Catalog")
-specs = eng.catalog.list()
-rows = [{"name": s.name, "source": s.source, "task": s.task, "chat template": s.chat,
-         "ready on disk": fetch.is_ready(s, eng.settings), "loaded": eng.models.is_resident(s.name),
-         "description": s.description} for s in specs]
+entries = list_catalog(eng)
+rows = [{"name": e.name, "source": e.source, "task": e.task, "chat template": e.chat, "ready on disk": e.ready,
+         "loaded": eng.models.is_resident(e.name), "description": e.description} for e in entries]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
-choice = st.selectbox("Model", [s.name for s in specs], key="models_choice")
+choice = st.selectbox("Model", [e.name for e in entries], key="models_choice")
 col_load, col_unload, _ = st.columns([1, 1, 3])
 if col_load.button("Load", key="models_load", icon=":material/play_arrow:", type="primary"):
     bar = st.progress(0.0, text=f"Loading {choice}...")

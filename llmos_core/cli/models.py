@@ -9,14 +9,14 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 from .. import control
 from ..engine import Engine
 from ..errors import LLMOSError
 from ..present import format_bytes
-from ..models import fetch
 from ..settings import Settings
-from ..usecases.models import pull_and_register
+from ..usecases.models import list_catalog, pull_and_register
 from . import print_json, progress_printer, table
 
 
@@ -52,12 +52,10 @@ def _socket(settings: Settings):
 
 def _list(args, settings: Settings) -> int:
     engine = Engine(settings, primary=False, start_threads=False)
-    rows = []
-    for spec in engine.catalog.list():
-        rows.append({"name": spec.name, "source": spec.source, "task": spec.task, "chat": spec.chat,
-                     "ready": fetch.is_ready(spec, settings), "location": spec.location,
-                     "description": spec.description})
-    engine.close()
+    try:
+        rows = [asdict(entry) for entry in list_catalog(engine)]
+    finally:
+        engine.close()
     if args.json:
         print_json(rows)
     else:

@@ -1,5 +1,5 @@
-"""Pull a model (download a hub id, convert a GGUF or embedded model, check a local folder) and put it in
-the catalog; the Models page and `models pull` both call `pull_and_register`.
+"""The catalog as the Models page and `models list` show it, and pulling a model (download a hub id,
+convert a GGUF or embedded model, check a local folder) into it: both call `pull_and_register`.
 
 Pulling is idempotent: pulling a model that is already in the catalog under that name, from the same
 place, makes sure its files are on disk and changes nothing else. The same name for another model is
@@ -12,6 +12,22 @@ from pathlib import Path
 
 from ..errors import InvalidInput, ModelNotFound
 from ..models import fetch
+
+@dataclass
+class CatalogEntry:
+    name: str
+    source: str             # embedded, hub, local or gguf
+    task: str
+    chat: bool              # has a chat template
+    ready: bool             # its files are on disk
+    location: str
+    description: str
+
+
+def list_catalog(engine) -> list[CatalogEntry]:
+    return [CatalogEntry(s.name, s.source, s.task, s.chat, fetch.is_ready(s, engine.settings), s.location,
+                         s.description) for s in engine.catalog.list()]
+
 
 @dataclass
 class PulledModel:
