@@ -67,7 +67,7 @@ def live() -> None:
             usage = sched.usage(job["id"])
             now_rss = usage[-1]["rss_bytes"] if usage else None
             head.progress(min(max(job["progress"], 0.0), 1.0), text=job["message"] or "running")
-            head.caption(f"started {when(job['started'])} · ETA {format_format_duration(job['eta_s'])} · uses "
+            head.caption(f"started {when(job['started'])} · ETA {format_duration(job['eta_s'])} · uses "
                          f"{format_bytes(now_rss)} of {format_bytes(job['est_memory'])} estimated · pid {job['pid']}"
                          + (" · cancelling" if job["cancel_requested"] else ""))
             if button.button("Cancel", key=f"jobs_cancel_{job['id']}", icon=":material/stop_circle:",
