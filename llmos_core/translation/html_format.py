@@ -12,7 +12,8 @@ import html
 import re
 from html.parser import HTMLParser
 
-from .documents import ParsedDocument, decode_text
+from .formats import Format, register
+from .parsed import ParsedDocument, decode_text
 from .segment import Segment, TaggedText, restore_tags
 
 INLINE = {"a", "abbr", "b", "bdi", "bdo", "br", "cite", "data", "del", "dfn", "em", "font", "i", "img", "ins",
@@ -21,7 +22,7 @@ INLINE = {"a", "abbr", "b", "bdi", "bdo", "br", "cite", "data", "del", "dfn", "e
 VERBATIM = {"script", "style", "pre", "code", "textarea", "noscript", "template", "svg", "math", "kbd", "samp",
             "var"}
 VERBATIM_INLINE = {"code", "kbd", "samp", "var"}
-_CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([\w-]+)", re.IGNORECASE)
+_CHARSET = re.compile(rb"<meta[^<>]+charset=[\"']?([\w-]+)", re.IGNORECASE)
 
 
 class _Events(HTMLParser):
@@ -151,3 +152,6 @@ def render(doc: ParsedDocument, translations: list[str]) -> bytes:
     out.append(text[last:])
     return "".join(out).encode("utf-8")
 
+
+
+register(Format("html", (".html", ".htm"), "text/html", "text", parse, render))

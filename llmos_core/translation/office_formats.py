@@ -19,7 +19,8 @@ import io
 import re
 
 from ..errors import InvalidInput
-from .documents import ParsedDocument
+from .formats import Format, register
+from .parsed import ParsedDocument
 from .segment import TAG_TOKEN, Segment, TaggedText
 
 # ---- docx ----
@@ -193,7 +194,7 @@ def _docx_text_element(p, items: list[dict], current: int | None, base_run, text
 _BULLET = re.compile(r"^\s*(?:[-•*▪◦]|\d+[.)])\s+")
 
 
-def _pdf_pages(data: bytes, name: str) -> list[str]:
+def _pdf_pages(data: bytes, name: str, max_pages: int) -> list[str]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, PdfReadError
 
@@ -208,6 +209,9 @@ def _pdf_pages(data: bytes, name: str) -> list[str]:
             if not opened:
                 raise InvalidInput(f"{name} is password-protected",
                                    "save an unprotected copy of the PDF and upload that")
+        if len(reader.pages) > max_pages:
+            raise InvalidInput(f"{name} has {len(reader.pages):,} pages (the limit is {max_pages:,})",
+                               "split the PDF into smaller files")
         pages = []
         for page in reader.pages:
             try:   # layout mode keeps the blank lines between paragraphs; plain mode drops them
@@ -256,7 +260,7 @@ def pdf_paragraphs(page_text: str) -> list[str]:
 
 
 def _parse_pdf(doc: ParsedDocument) -> None:
-    pages = _pdf_pages(doc.data, doc.name)
+    pages = _pdf_pages(doc.data, doc.name, doc.limits.max_pdf_pages)
     for number, page_text in enumerate(pages):
         for k, paragraph in enumerate(pdf_paragraphs(page_text)):
             doc.segments.append(Segment(paragraph, {"page": number, "para": k}))
@@ -296,3 +300,8 @@ def parse(doc: ParsedDocument) -> None:
 
 def render(doc: ParsedDocument, translations: list[str]) -> bytes:
     return (_render_docx if doc.format == "docx" else _render_pdf)(doc, translations)
+
+
+_DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+register(Format("docx", (".docx",), _DOCX_MIME, "docx", parse, render))
+register(Format("pdf", (".pdf",), "application/pdf", "pdf", parse, render))

@@ -43,12 +43,15 @@ class TaggedText:
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.tags: list[str] = []
+        self.length = 0   # of value(), kept as parts come so that callers need not join to measure
 
     def text(self, value: str) -> None:
         self.parts.append(value)
+        self.length += len(value)
 
     def tag(self, value: str) -> None:
         self.parts.append(tag_token(len(self.tags)))
+        self.length += len(self.parts[-1])
         self.tags.append(value)
 
     def value(self) -> str:
