@@ -15,7 +15,8 @@ from llmos_core.errors import InvalidInput
 from llmos_core.jobs.context import JobContext
 from llmos_core.settings import Settings
 from llmos_core.translation import documents, job, open_engine
-from llmos_core.translation.translator import Seq2SeqEngine, Translator
+from llmos_core.translation.seq2seq_engine import Seq2SeqEngine
+from llmos_core.translation.translator import Translator
 
 
 @pytest.fixture
