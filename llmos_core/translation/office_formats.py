@@ -27,6 +27,8 @@ from .segment import TAG_TOKEN, Segment, TaggedText
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 _RUN_TEXT_ONLY = {f"{W}rPr", f"{W}t", f"{W}lastRenderedPageBreak"}
+# Characters XML 1.0 cannot hold (lxml refuses them): a PDF's text layer or a model's output may have them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _open_docx(data: bytes, name: str):
@@ -124,7 +126,7 @@ def _set_run_text(run, text: str) -> None:
         if child.tag != f"{W}rPr":
             run.remove(child)
     t = run.makeelement(f"{W}t", {})
-    t.text = text
+    t.text = _NOT_XML.sub("", text)
     t.set(XML_SPACE, "preserve")
     run.append(t)
 
@@ -196,7 +198,7 @@ _BULLET = re.compile(r"^\s*(?:[-•*▪◦]|\d+[.)])\s+")
 
 def _pdf_pages(data: bytes, name: str, max_pages: int) -> list[str]:
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PdfReadError
+    from pypdf.errors import DependencyError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -218,11 +220,12 @@ def _pdf_pages(data: bytes, name: str, max_pages: int) -> list[str]:
                 text = page.extract_text(extraction_mode="layout") or ""
             except Exception:   # pypdf's layout mode fails on some fonts; plain text is still better than none
                 text = page.extract_text() or ""
+            text = _NOT_XML.sub("", text)
             pages.append("\n".join(re.sub(r"\s{2,}", " ", line).strip() for line in text.splitlines()))
         return pages
     except InvalidInput:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except Exception as exc:   # pypdf on a damaged file raises many kinds (PdfReadError, LimitReachedError, ...)
         raise InvalidInput(f"{name} is damaged: it cannot be read as a PDF ({type(exc).__name__}: {exc})",
                            "open it in a PDF viewer and save or print it to a new PDF") from exc
 
@@ -286,7 +289,7 @@ def _render_pdf(doc: ParsedDocument, translations: list[str]) -> bytes:
     for n in range(count):
         paragraphs = pages.get(n, [])
         for text in paragraphs:
-            document.add_paragraph(text)
+            document.add_paragraph(_NOT_XML.sub("", text))
         if n < count - 1:
             document.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
     out = io.BytesIO()
