@@ -31,9 +31,9 @@ PIECES = {
 }
 
 
-def documents_of(fmt: str, max_size: int):
+def documents_of(fmt: str, max_size: int, min_size: int = 0):
     atom = st.one_of(st.text(alphabet=MARKUP[fmt], min_size=1, max_size=8), st.sampled_from(PIECES[fmt]))
-    return st.lists(atom, max_size=max_size).map("".join)
+    return st.lists(atom, min_size=min_size, max_size=max_size).map("".join)
 
 
 def check(fmt: str, text: str) -> None:
