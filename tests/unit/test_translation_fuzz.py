@@ -8,6 +8,7 @@ import io
 import zipfile
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import translation_samples as samples
@@ -55,28 +56,11 @@ def check(fmt: str, text: str) -> None:
 FUZZ = settings(max_examples=60, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.parametrize("fmt", list(MARKUP))
 @FUZZ
-@given(documents_of("md", 200))
-def test_markdown_fuzz(text):
-    check("md", text)
-
-
-@FUZZ
-@given(documents_of("txt", 200))
-def test_text_fuzz(text):
-    check("txt", text)
-
-
-@FUZZ
-@given(documents_of("srt", 200))
-def test_subtitle_fuzz(text):
-    check("srt", text)
-
-
-@FUZZ
-@given(documents_of("html", 200))
-def test_html_fuzz(text):
-    check("html", text)
+@given(data=st.data())
+def test_parser_fuzz(fmt, data):
+    check(fmt, data.draw(documents_of(fmt, 200)))
 
 
 @FUZZ
