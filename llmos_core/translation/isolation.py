@@ -6,8 +6,9 @@ The parsers are linear and capped, but they stand on libraries (lxml through pyt
 stdlib HTML parser) whose worst cases are not ours to bound. In the server a parse holds the GIL: a
 hostile file would freeze every page, the scheduler and the monitor. In a child it costs one process:
 the child sets RLIMIT_CPU and RLIMIT_AS on itself before it reads a byte of the file, and the parent
-waits with a wall-clock timeout as well. The child answers in JSON (never pickle: nothing the child
-writes can run code in the parent); the parent rebuilds the ParsedDocument around the bytes it holds.
+waits with a wall-clock timeout as well. The child answers in JSON lines, the document then one
+segment a line (never pickle: nothing the child writes can run code in the parent); the parent rebuilds
+the ParsedDocument around the bytes it holds.
 
 Run as `python -m llmos_core.translation.isolation`: a JSON header line on stdin, then the file's bytes.
 """
@@ -31,7 +32,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 BASE_MEMORY = 768 * 1024**2
 MEMORY_PER_BYTE = 24
 BASE_CPU_S = 10
-CPU_S_PER_MB = 3
+CPU_S_PER_MB = 10   # a 14 MB .docx of 384,000 paragraphs took 60-360 s of wall time on a loaded machine
 
 
 def limits_for(size: int) -> tuple[int, int]:
@@ -60,11 +61,14 @@ def parse_in_child(data: bytes, filename: str, max_bytes: int, pdf_output: str =
         raise InvalidInput(f"reading {filename} took too long (over {2 * cpu_s + 30} s) and was stopped",
                            "the file is unusually complex; save it again from the program that made it, "
                            "or split it") from None
-    answer = _read_answer(out)
-    if child.returncode == 0 and answer and "segments" in answer:
-        doc = ParsedDocument(answer["format"], filename, [Segment.from_dict(s) for s in answer["segments"]], data,
-                             output_format=answer["output_format"], notes=answer["notes"], limits=limits)
-        return doc
+    lines = out.split(b"\n")
+    answer = _read_answer(lines[0])
+    if child.returncode == 0 and answer and "format" in answer:
+        # One short json.loads per segment: a single call over a document's worth of JSON would hold the
+        # GIL for a second or more, and every page of the app would wait on it.
+        segments = [Segment.from_dict(json.loads(line)) for line in lines[1:] if line]
+        return ParsedDocument(answer["format"], filename, segments, data, output_format=answer["output_format"],
+                              notes=answer["notes"], limits=limits)
     if answer and "error" in answer:
         raise InvalidInput(answer["error"], answer.get("hint") or None)
     raise InvalidInput(_crash_message(filename, child.returncode, err, cpu_s, memory_bytes),
@@ -106,15 +110,18 @@ def _child() -> int:
     try:
         doc = documents.parse(data, header["filename"], int(header["max_bytes"]), header["pdf_output"],
                               ParseLimits(**header["limits"]))
-        answer = {"format": doc.format, "output_format": doc.output_format, "notes": doc.notes,
-                  "segments": [s.to_dict() for s in doc.segments]}
+        answer = {"format": doc.format, "output_format": doc.output_format, "notes": doc.notes}
     except LLMOSError as exc:
         answer = {"error": exc.message, "hint": exc.hint}
     except MemoryError:
         answer = {"error": f"reading {header['filename']} needed more than its "
                            f"{format_bytes(int(header['memory_bytes']))} of memory and was stopped",
                   "hint": "the file may be built to exhaust a reader; save it again, or split it"}
-    sys.stdout.buffer.write(json.dumps(answer).encode("ascii"))   # ASCII: a lone surrogate survives the trip
+    out = sys.stdout.buffer   # ASCII JSON, a line each: a lone surrogate survives the trip, and no line breaks
+    out.write(json.dumps(answer).encode("ascii") + b"\n")
+    if "format" in answer:
+        for segment in doc.segments:
+            out.write(json.dumps(segment.to_dict()).encode("ascii") + b"\n")
     return 0
 
 
