@@ -17,7 +17,8 @@ from typing import Callable, Iterator, Protocol
 from ..errors import InvalidInput
 from . import segment as seg
 from .causal_engine import CausalLMEngine
-from .languages import check_language, detect_language, language_name
+# LANGUAGES and language_name are imported from here by callers written before languages.py existed.
+from .languages import LANGUAGES, check_language, detect_language, language_name  # noqa: F401
 from .seq2seq_engine import Seq2SeqEngine
 
 
