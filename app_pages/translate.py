@@ -6,13 +6,17 @@ lets the user correct any segment before downloading.
 """
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
 from llmos_core.models.catalog import SEQ2SEQ
+from llmos_core.errors import InvalidInput
 from llmos_core.translation import documents, parse_glossary
+from llmos_core.translation.isolation import parse_in_child
+from llmos_core.translation.languages import LANGUAGES, language_name
 from llmos_core.translation.segment import from_display, to_display
-from llmos_core.translation.translator import LANGUAGES, language_name
 from llmos_core.usecases import translate as translation
 from app_pages._shared import engine, error_boundary
 
@@ -22,6 +26,23 @@ st.caption("Text, Markdown, Word, PDF, subtitles and HTML come back in their own
            "lists, tables, formatting, code and timings in place.")
 state = st.session_state
 state.setdefault("translate_result", None)
+
+
+def parse_once(data: bytes, name: str, pdf_as: str) -> documents.ParsedDocument:
+    """The upload parsed in a child process (a hostile file costs that process, not the server), once:
+    reruns of the page find it by the bytes' hash. The upload and the shown result are kept (two)."""
+    key = (hashlib.sha256(data).hexdigest(), name, pdf_as)
+    parsed = state.setdefault("translate_parsed", {})
+    if key not in parsed:
+        try:
+            parsed[key] = parse_in_child(data, name, eng.settings.max_upload_mb * 1024**2, pdf_as)
+        except InvalidInput as exc:
+            parsed[key] = exc
+        while len(parsed) > 2:
+            parsed.pop(next(iter(parsed)))
+    if isinstance(parsed[key], InvalidInput):
+        raise parsed[key]
+    return parsed[key]
 
 
 def language_label(code: str) -> str:
@@ -70,7 +91,7 @@ with error_boundary("Reading the glossary"):
     glossary = parse_glossary(glossary_text or "")
 if data is not None:
     with error_boundary("Reading the document"):
-        doc = documents.parse(data, name, eng.settings.max_upload_mb * 1024**2, pdf_as)
+        doc = parse_once(data, name, pdf_as)
         kinds = pd.Series([s.kind for s in doc.segments]).value_counts().to_dict()
         st.caption(f"{doc.format.upper()} · {len(doc.segments)} segments ("
                    + ", ".join(f"{v} {k}" for k, v in kinds.items()) + f") → {doc.output_name}")
@@ -154,6 +175,7 @@ if result:
                                            "translation": st.column_config.TextColumn("Translation", width="large")})
     with error_boundary("Building the translated document"):
         texts = [from_display(str(t)) for t in edited["translation"].fillna("")]
-        final = result.render(texts, eng.settings.max_upload_mb * 1024**2)
+        final = result.render(texts, eng.settings.max_upload_mb * 1024**2,
+                              parse_once(result.data, result.name, result.pdf_as))
         st.download_button(f"Download {final.file_name}", final.data, file_name=final.file_name,
                            mime=final.mime, key="translate_download", type="primary", icon=":material/download:")

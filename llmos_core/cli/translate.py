@@ -15,7 +15,8 @@ from ..errors import InvalidInput
 from ..models.catalog import DEFAULT_BASE_MODEL, SEQ2SEQ
 from ..settings import Settings
 from ..translation import documents, parse_glossary
-from ..translation.translator import LANGUAGES
+from ..translation.isolation import parse_in_child
+from ..translation.languages import LANGUAGES
 from ..usecases import translate as translation
 from . import print_json, progress_printer
 
@@ -47,7 +48,7 @@ def run(args) -> int:
     if not path.is_file():
         raise InvalidInput(f"{path} does not exist or is not a file")
     glossary = parse_glossary(Path(args.glossary).read_text(encoding="utf-8")) if args.glossary else {}
-    doc = documents.parse(path.read_bytes(), path.name, settings.max_upload_mb * 1024**2, args.pdf_as)
+    doc = parse_in_child(path.read_bytes(), path.name, settings.max_upload_mb * 1024**2, args.pdf_as)
     output = Path(args.output) if args.output else path.with_name(f"{path.stem}.{args.target}.{doc.output_format}")
     engine = Engine(settings, primary=False, start_threads=False)
     try:

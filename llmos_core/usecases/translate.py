@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InvalidInput, JobError
-from ..translation import documents, open_engine
+from ..translation import documents, formats, open_engine
+from ..translation.isolation import parse_in_child
 from ..translation.documents import ParsedDocument
 from ..translation.job import job_threshold
 from ..translation.translator import Translator
 
 # What the upload accepts, from the formats the documents module reads (".txt" -> "txt").
-FILE_TYPES = tuple(suffix.lstrip(".") for suffix in documents.FORMATS)
+FILE_TYPES = tuple(suffix.lstrip(".") for fmt in formats.all_formats() for suffix in fmt.suffixes)
 
 
 @dataclass
@@ -53,11 +54,12 @@ class TranslationResult:
     stats: dict
     job: int | None = None
 
-    def render(self, translations: list[str] | None = None, max_bytes: int = documents.DEFAULT_MAX_BYTES
-               ) -> TranslatedFile:
-        """The translated document, with `translations` (edited ones) in place of the model's."""
+    def render(self, translations: list[str] | None = None, max_bytes: int = documents.DEFAULT_MAX_BYTES,
+               parsed: documents.ParsedDocument | None = None) -> TranslatedFile:
+        """The translated document, with `translations` (edited ones) in place of the model's. `parsed`: the
+        source as already parsed (the page keeps it per upload); else it is parsed again in a child process."""
         texts = self.translations if translations is None else translations
-        doc = documents.parse(self.data, self.name, max_bytes, self.pdf_as)
+        doc = parsed or parse_in_child(self.data, self.name, max_bytes, self.pdf_as)
         if len(texts) != len(doc.segments):
             raise InvalidInput("the preview lost some rows", "translate the document again")
         return TranslatedFile(doc.render(texts), doc.output_name, doc.mime)

@@ -2,6 +2,7 @@
 a bad file's message; a long document as a job that the page reattaches to from the URL."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -85,3 +86,26 @@ def test_long_document_runs_as_a_job_and_reattaches(app, monkeypatch, new_app):
     result = fresh.session_state["translate_result"]
     assert result.job == job_id and len(result.translations) == 3
     assert "film.srt" in fresh.get("download_button")[0].proto.label
+
+
+def test_hostile_uploads_get_a_message_and_the_page_goes_on(app):
+    for name, data, message in (("bomb.docx", samples.make_zip_bomb(), "zip bomb"),
+                                ("line.txt", b"word " * 420_000, "characters long"),
+                                ("page.html", b"<p>" + b"word " * 420_000, "segment 1 .* characters long")):
+        _upload(app, name, data)
+        assert any(re.search(message, e.value) for e in app.error), (name, [e.value for e in app.error])
+        assert app.button(key="translate_run").disabled
+    _upload(app, "film.srt", samples.SRT.encode())   # the next upload is read as usual
+    assert not app.error and any("3 segments" in c.value for c in app.caption)
+
+
+def test_an_upload_is_parsed_once_not_on_every_rerun(app, monkeypatch):
+    from llmos_core.translation import isolation
+
+    calls = []
+    parse = isolation.parse_in_child
+    monkeypatch.setattr(isolation, "parse_in_child", lambda *a, **k: calls.append(a[1]) or parse(*a, **k))
+    _upload(app, "film.srt", samples.SRT.encode())
+    app.selectbox(key="translate_target").set_value("fr").run()
+    app.selectbox(key="translate_source").set_value("en").run()
+    assert not app.exception and calls == ["film.srt"]
