@@ -215,9 +215,23 @@ def build_prompt(runner, messages: list[dict], max_new_tokens: int, continue_fin
             nxt += 1
         if nxt >= len(turns) or (continue_final and nxt >= len(turns) - 1):
             raise InvalidInput(f"the message is too long: {len(ids)} prompt tokens, but only {budget} fit "
-                               f"({runner.context_tokens} context minus {max_new_tokens} for the reply)",
+                               f"({runner.context_tokens} context minus {max_new_tokens} for the reply; "
+                               f"{len(ids) - budget} too many)",
                                "shorten the message or the system prompt, or lower max new tokens")
         dropped = nxt
+
+
+def build_raw_prompt(runner, prompt: str, max_new_tokens: int) -> PromptPlan:
+    """A prompt taken as it is (the API's /v1/completions, for base models): no template, nothing dropped."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidInput("the prompt is empty", "send some text to complete")
+    ids = runner.encode(prompt)
+    budget = runner.context_tokens - max_new_tokens
+    if len(ids) > budget:
+        raise InvalidInput(f"the prompt is too long: {len(ids)} tokens, but only {budget} fit "
+                           f"({runner.context_tokens} context minus {max_new_tokens} for the reply; "
+                           f"{len(ids) - budget} too many)", "shorten the prompt, or lower max_tokens")
+    return PromptPlan(ids, prompt, 0, False, [])
 
 
 class StopScanner:
@@ -594,6 +608,8 @@ class GenerationService:
         self._runners: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.speeds = SpeedBook()   # single-stream speeds per backend, quoted in the auto choice's reason
+        # Called with (model name, last TokenEvent) when a reply ends, however it ended (the API's metrics).
+        self.observers: list[Callable[[str, TokenEvent], None]] = []
 
     # ---- admission ----
     def _lane(self, key) -> _Lane:
@@ -677,15 +693,19 @@ class GenerationService:
 
     # ---- requests ----
     def stream(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "auto",
-               cancel: threading.Event | None = None, continue_final: bool = False) -> Iterator[TokenEvent]:
-        """Yield TokenEvents for one reply; the last has done=True. Closing the generator cancels the reply."""
+               cancel: threading.Event | None = None, continue_final: bool = False, *,
+               raw_prompt: str | None = None) -> Iterator[TokenEvent]:
+        """Yield TokenEvents for one reply; the last has done=True. Closing the generator cancels the reply.
+
+        With `raw_prompt`, that text is completed as it is (no template; `messages` is ignored)."""
         cancel = cancel or threading.Event()
         started = time.perf_counter()
         spec = self.models.catalog.get(name)
         if spec.task != CAUSAL_LM:
             raise InvalidInput(f"{name} is a {spec.task} model, not a causal language model",
                                "chat needs a causal LM; translation models belong on the Translate page")
-        check_messages(messages, continue_final)
+        if raw_prompt is None:
+            check_messages(messages, continue_final)
         choice = self.choose_backend(name, backend)
         backend = choice.backend
         lane = self._lane((name, backend))
@@ -697,7 +717,8 @@ class GenerationService:
                 return
             with self.models.use(name, backend) as resident:
                 runner = self.runner(resident)
-                plan = build_prompt(runner, messages, params.max_new_tokens, continue_final)
+                plan = (build_raw_prompt(runner, raw_prompt, params.max_new_tokens) if raw_prompt is not None
+                        else build_prompt(runner, messages, params.max_new_tokens, continue_final))
                 scanner = StopScanner(list(params.stop) + plan.stop)
                 event = TokenEvent(prompt_tokens=len(plan.input_ids), dropped_messages=plan.dropped,
                                    backend=backend, backend_reason=choice.reason)
@@ -720,8 +741,10 @@ class GenerationService:
                               "length" if event.tokens >= params.max_new_tokens else "stop")
                 tail = scanner.flush()     # empty after a stop string; held-back text otherwise
                 self.speeds.record(name, backend, event.tokens_per_s, lane.active)
-                yield _next(event, text=tail, done=True, finish_reason=reason,
-                            elapsed_s=time.perf_counter() - started)
+                last = _next(event, text=tail, done=True, finish_reason=reason, elapsed_s=time.perf_counter() - started)
+                for observe in list(self.observers):
+                    observe(name, last)
+                yield last
         finally:
             cancel.set()        # a page that was left, or a Stop: the runner ends the generation now
             if admitted:
