@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import os
 import struct
 import time
 import uuid
@@ -33,6 +34,25 @@ if TYPE_CHECKING:
 OPEN_PATHS = ("/health", "/docs", "/openapi.json", "/docs/oauth2-redirect")
 
 
+class KeyCheck:
+    """Plain ASGI middleware (Starlette's BaseHTTPMiddleware would add a hop to every streamed chunk and
+    wrap `receive`, which the disconnect watch reads): a request without the right key gets a 401."""
+
+    def __init__(self, app, api_key: str):
+        self.app, self.api_key = app, api_key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            scheme, _, token = given.partition(b" ")
+            # constant-time: a wrong key takes as long to refuse whatever prefix it shares with the right one
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
+                status, body, headers = describe(Unauthorized("missing or wrong API key"))
+                await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class ApiError(Exception):
     """Carries an engine error out of a route, with the model and endpoint for the request counter."""
 
@@ -50,15 +70,8 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
             metrics.count_request(model, endpoint, status)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):
-        if api_key and request.url.path not in OPEN_PATHS:
-            given = request.headers.get("authorization", "")
-            scheme, _, token = given.partition(" ")
-            # constant-time: a wrong key takes as long to refuse whatever prefix it shares with the right one
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-                return refuse(Unauthorized("missing or wrong API key"))
-        return await call_next(request)
+    if api_key:
+        app.add_middleware(KeyCheck, api_key=api_key)
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError):
@@ -78,7 +91,7 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "pid": engine.status()["pid"], "primary": engine.is_primary,
+        return {"status": "ok", "pid": os.getpid(), "primary": engine.is_primary,
                 "resident": [m["name"] for m in engine.models.resident()]}
 
     @app.get("/metrics")
@@ -130,8 +143,9 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
         metrics.embedded.labels(body.model).inc(len(texts))
         data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
                 for i, v in enumerate(result.vectors)]
-        return {"object": "list", "data": data, "model": body.model,
-                "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}}
+        # JSONResponse as is: FastAPI's encoder would walk every float of a 1,000 x 384 reply one by one
+        return JSONResponse({"object": "list", "data": data, "model": body.model,
+                             "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}})
 
     async def _generate(request: Request, body: _Sampling, endpoint: str, open_stream):
         """Runs one reply; answers JSON, or server-sent events when body.stream is set."""
@@ -164,7 +178,7 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
             watcher.cancel()
             pump.stop()
         metrics.count_request(body.model, endpoint, 200)
-        return reply.whole()
+        return JSONResponse(reply.whole())
 
     async def _stream(pump: EventPump, watcher: asyncio.Task, reply: "_Reply", include_usage: bool
                       ) -> AsyncIterator[bytes]:

@@ -6,9 +6,9 @@ Two extensions, as vLLM and llama.cpp's server have them: `top_k` and `repetitio
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..errors import InvalidInput
 from ..generation import SamplingParams
@@ -16,6 +16,18 @@ from ..generation import SamplingParams
 MAX_TOKENS = 8192          # SamplingParams' own limit
 MAX_STOP = 4               # as OpenAI
 MAX_EMBED_INPUTS = 2048    # as OpenAI
+
+
+def _utf8(text: str) -> str:
+    """JSON may carry lone surrogates ("\\ud800"); tokenizers cannot take them, so they are a bad request."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("the text is not valid Unicode (a lone surrogate)") from exc
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
 
 
 class _Body(BaseModel):
@@ -28,12 +40,12 @@ class StreamOptions(_Body):
 
 class TextPart(_Body):
     type: Literal["text"] = "text"
-    text: str
+    text: Text
 
 
 class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     def as_dict(self) -> dict:
         """OpenAI's 'developer' is a system prompt; text parts are joined."""
@@ -45,7 +57,7 @@ class ChatMessage(_Body):
 
 class _Sampling(_Body):
     """The sampling fields chat and completions share."""
-    model: str = Field(min_length=1, max_length=200)
+    model: Text = Field(min_length=1, max_length=200)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
@@ -53,7 +65,7 @@ class _Sampling(_Body):
     top_k: int | None = Field(None, ge=0, le=1_000_000)
     repetition_penalty: float | None = Field(None, gt=0, le=10)
     max_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     seed: int | None = None
     n: int | None = Field(None, ge=1, le=128)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
@@ -103,7 +115,7 @@ class ChatRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
+    prompt: Text | list[Text]
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1, le=128)
@@ -124,8 +136,8 @@ class CompletionRequest(_Sampling):
 
 
 class EmbeddingRequest(_Body):
-    model: str = Field(min_length=1, max_length=200)
-    input: str | list[str]
+    model: Text = Field(min_length=1, max_length=200)
+    input: Text | list[Text]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
