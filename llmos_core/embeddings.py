@@ -68,6 +68,8 @@ def encode(resident: "ResidentModel", texts: list[str], batch_size: int = BATCH_
     ids = tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
     limit = max_input_tokens(resident)
     for i, row in enumerate(ids):
+        if not texts[i].strip() or not row:
+            raise InvalidInput(f"input {i} is empty", "send text to embed in every input")
         if len(row) > limit:
             raise InvalidInput(f"input {i} is too long: {len(row)} tokens, {resident.name} reads at most {limit} "
                                f"({len(row) - limit} too many)", "split the text into shorter pieces")
