@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from llmos_core.errors import InvalidInput
-from llmos_core.models.catalog import SEQ2SEQ
+from llmos_core.models.catalog import CAUSAL_LM, SEQ2SEQ
 from llmos_core.translation import documents, open_engine, parse_glossary
 from llmos_core.translation.job import job_threshold
 from llmos_core.translation.segment import from_display, to_display
@@ -51,7 +51,7 @@ else:
 
 # ---- how ----
 seq2seq = eng.catalog.names(SEQ2SEQ)
-causal = [n for n in eng.catalog.names() if n not in seq2seq]
+causal = eng.catalog.names(CAUSAL_LM)   # not the sentence-embedding models
 col_src, col_tgt, col_model = st.columns(3)
 source = col_src.selectbox("From", ["auto", *LANGUAGES], format_func=language_label, key="translate_source")
 codes = list(LANGUAGES)
