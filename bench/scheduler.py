@@ -70,7 +70,7 @@ def bare_job(sched: JobScheduler, params: dict) -> int:
 def bare_popen(sched: JobScheduler, job_id: int) -> subprocess.Popen:
     log = open(sched.settings.jobs_dir / f"bare-{job_id}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "llmos_core.jobs.worker", str(job_id)], stdout=log,
-                            stderr=subprocess.STDOUT, env=sched._worker_env(), start_new_session=True)
+                            stderr=subprocess.STDOUT, env=sched.supervisor._worker_env(), start_new_session=True)
 
 
 def wait_allocated(store: Store, job_id: int) -> None:

@@ -6,6 +6,7 @@ socket (so the CLI reaches the models it holds) and runs the job scheduler. Othe
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -14,10 +15,10 @@ from pathlib import Path
 
 from . import control
 from .device import DeviceChoice, choose_device
-from .errors import LLMOSError
+from .errors import InvalidInput, LLMOSError
 from .conversations import Conversations
 from .embeddings import EmbeddingService
-from .generation import GenerationService
+from .generation import GenerationService, SamplingParams, TokenEvent
 from .jobs.scheduler import JobScheduler
 from .locks import take_lock
 from .models.backends import TransformersBackend
@@ -120,7 +121,28 @@ class Engine:
                 raise LLMOSError(f"{name} is not loaded", "see `python -m llmos_core models ps`")
             return {"unloaded": name}
 
-        c.register("chat", self.chat.serve_control)   # `python -m llmos_core chat` streams through here
+        def chat(progress, model: str, messages: list[dict], params: dict, backend: str = "auto",
+                 continue_final: bool = False):
+            """`python -m llmos_core chat` streams through here: each event goes to the client as a progress
+            line (message = JSON of text/queued); a client that hangs up makes `progress` raise, which
+            closes the stream and so cancels the generation."""
+            known = set(SamplingParams.__dataclass_fields__)
+            if not isinstance(params, dict) or not set(params) <= known:
+                raise InvalidInput(f"params must be an object of sampling settings, got {params!r}"[:200],
+                                   f"known settings: {', '.join(sorted(known))}")
+            parts, last = [], TokenEvent()
+            stream = self.chat.stream(model, messages, SamplingParams(**params), backend, None, continue_final)
+            try:
+                for event in stream:
+                    if event.text or event.queued is not None:
+                        progress(event.tokens, json.dumps({"text": event.text, "queued": event.queued}))
+                    parts.append(event.text)
+                    last = event
+            finally:
+                stream.close()
+            return {"text": "".join(parts), "stats": last.stats(), "model": model, "params": params}
+
+        c.register("chat", chat)
         c.register("load", load)
         c.register("unload", unload)
 

@@ -1,2 +1,3 @@
 """Fine-tuning: data (load, check, tokenize, split), params (the knobs and presets), estimate (memory,
-time, cost), trainer (transformers' Trainer with LoRA or full weights), job (the scheduler's contract)."""
+time, cost), model (device, precision, loading with LoRA), callback (Trainer -> metrics, Stop, NaN),
+checkpoints (which are whole), trainer (one run with transformers' Trainer), job (the scheduler's contract)."""

@@ -46,7 +46,8 @@ def main(argv: list[str]) -> int:
     from ..settings import Settings
     from ..store import Store
     from .params import TrainParams
-    from .trainer import choose_placement, train
+    from .model import choose_placement
+    from .trainer import train
 
     job_id, resume = int(argv[0]), argv[1] == "1"
     settings = Settings.from_env()

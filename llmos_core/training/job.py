@@ -20,7 +20,8 @@ from ..store import Store
 from . import data as datalib
 from . import estimate as est
 from .params import TrainParams
-from .trainer import base_folder, choose_placement, load_tokenizer, model_facts, trained_dir
+from .model import base_folder, choose_placement, load_tokenizer, model_facts
+from .trainer import trained_dir
 
 
 # Stop saves a checkpoint; Resume (ctx.resume) continues from the last finished one.

@@ -1,9 +1,8 @@
 """One training run, in the worker process: load, evaluate, train with transformers' Trainer, evaluate,
 save, register. Used by job.run() (and by each rank under torchrun, see distributed.py).
 
-The Trainer does the loop; a TrainerCallback connects it to LLM OS: every log line becomes a metric
-row (charted live), each step checks for Stop (save a checkpoint, then end), a NaN loss ends the run
-without saving, and each finished checkpoint gets a mark so a half-written one is never resumed from.
+The Trainer does the loop; callback.py connects it to LLM OS (metrics, Stop, NaN, checkpoint marks);
+model.py chooses the device and loads the model; checkpoints.py says which checkpoints are whole.
 """
 from __future__ import annotations
 
@@ -14,240 +13,21 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InsufficientMemory, InvalidInput, JobError, format_bytes
-from ..models import fetch
+from ..errors import InsufficientMemory, JobError
 from ..models.catalog import Catalog, ModelSpec
 from ..settings import Settings
 from . import data as datalib
 from . import estimate as est
+from .callback import RunState, make_callback
+from .checkpoints import complete_checkpoints, remove_incomplete_checkpoints
+from .model import Placement, base_folder, load_model, load_tokenizer
 from .params import TrainParams
 
-CHECKPOINT_MARK = ".llmos-complete"
 SAMPLE_TOKENS = 48
 MAX_EVAL_BLOCKS = 64          # validation is a measurement, not a second training run: keep it short
 
-
-# ---------------------------------------------------------------- model and device
-
-@dataclass
-class Placement:
-    device: str               # "cpu" | "cuda"
-    precision: str            # "fp32" | "bf16" | "fp16"
-    world: int = 1            # processes in data-parallel training
-
-    @property
-    def weight_bytes(self) -> int:
-        return 4 if self.precision == "fp32" else 2
-
-
-def choose_placement(params: TrainParams, settings: Settings) -> Placement:
-    """CUDA with bf16 where supported (else fp16), else the CPU in fp32; the settings' device policy wins."""
-    import torch
-
-    on_cuda = settings.device != "cpu" and not settings.device.startswith("mps") and torch.cuda.is_available()
-    if not on_cuda:
-        if params.precision in ("bf16", "fp16"):
-            raise InvalidInput(f"{params.precision} training needs a CUDA GPU; this run would be on the CPU",
-                               "choose precision auto or fp32")
-        return Placement("cpu", "fp32")
-    precision = params.precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise InvalidInput("this GPU does not support bf16", "choose fp16 or auto")
-    count = torch.cuda.device_count()
-    world = count if params.gpus == 0 else min(params.gpus, count)
-    return Placement("cuda", precision, max(1, world))
-
-
-def base_folder(spec: ModelSpec, settings: Settings, catalog: Catalog, progress=None) -> Path:
-    """The Hugging Face folder a run starts from (an adapter's base for adapter entries)."""
-    if spec.data.get("adapter"):
-        return base_folder(catalog.get(spec.data["base_model"]), settings, catalog, progress)
-    if spec.task != "causal-lm":
-        raise InvalidInput(f"{spec.name} is a {spec.task} model; training supports causal language models",
-                           "choose a causal LM such as gemma-3-270m")
-    return fetch.model_folder(spec, settings, progress)
-
-
-def model_facts(spec: ModelSpec, settings: Settings, catalog: Catalog) -> est.ModelFacts | None:
-    """Parameters and shape, from the converted folder or the GGUF header; None when not downloaded yet."""
-    from ..models.backends import safetensors_parameter_bytes
-
-    if spec.data.get("adapter"):
-        return model_facts(catalog.get(spec.data["base_model"]), settings, catalog)
-    if not fetch.is_ready(spec, settings):
-        if spec.source in ("embedded", "gguf"):
-            return est.ModelFacts(parameters=fetch.read_gguf_summary(fetch.gguf_path(spec, settings))["parameters"])
-        return None
-    folder = fetch.model_folder(spec, settings)
-    n_params = safetensors_parameter_bytes(folder)[0] or sum(p.stat().st_size for p in folder.glob("*.bin")) // 4
-    return est.ModelFacts.from_folder(folder, n_params)
-
-
-def load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if tokenizer.pad_token_id is None:   # batches need a pad; EOS is the usual stand-in (masked anyway)
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_model(spec: ModelSpec, folder: Path, params: TrainParams, placement: Placement, catalog: Catalog):
-    """The model to train: fp32 weights for full fine-tuning (AMP does the low precision), the base in
-    bf16/fp16 under LoRA on a GPU; LoRA adapters added with peft. An adapter entry is merged first."""
-    import torch
-    from transformers import AutoModelForCausalLM, set_seed
-
-    set_seed(params.seed)   # LoRA's A matrices are random: same seed, same start
-    dtype = torch.float32
-    if params.method == "lora" and placement.precision != "fp32":
-        dtype = torch.bfloat16 if placement.precision == "bf16" else torch.float16
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
-    for adapter in _adapter_chain(spec, catalog):
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    if params.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        targets = ([t.strip() for t in params.lora_targets.split(",") if t.strip()]
-                   if params.lora_targets != "auto" else "all-linear")
-        try:
-            model = get_peft_model(model, LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha,
-                                                     lora_dropout=params.lora_dropout, target_modules=targets,
-                                                     task_type="CAUSAL_LM"))
-        except ValueError as exc:   # peft: "Target modules ... not found in the base model"
-            raise InvalidInput(f"LoRA cannot attach to {spec.name}: {exc}",
-                               "use lora_targets auto, or names of its linear layers") from exc
-    model.config.use_cache = False   # the KV cache is for generation; training only wastes memory on it
-    return model
-
-
-def _adapter_chain(spec: ModelSpec, catalog: Catalog) -> list[str]:
-    """Adapter folders from the base upwards (an adapter trained on an adapter merges both)."""
-    chain = []
-    while spec.data.get("adapter"):
-        chain.insert(0, spec.location)
-        spec = catalog.get(spec.data["base_model"])
-    return chain
-
-
-# ---------------------------------------------------------------- checkpoints
-
-def complete_checkpoints(folder: Path) -> list[Path]:
-    """Checkpoints whose save finished (marked by the callback), oldest first."""
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.glob("checkpoint-*") if (p / CHECKPOINT_MARK).exists()
-             and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def remove_incomplete_checkpoints(folder: Path) -> list[str]:
-    """A save cut short (disk full, kill) leaves a folder without the mark: delete it, never resume from it."""
-    removed = []
-    if folder.is_dir():
-        for path in folder.glob("checkpoint-*"):
-            if not (path / CHECKPOINT_MARK).exists():
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path.name)
-    return removed
-
-
-# ---------------------------------------------------------------- the callback
-
-@dataclass
-class RunState:
-    """What the callback saw, read by the run afterwards."""
-    stopped: bool = False
-    nan_step: int | None = None
-    started: float = 0.0
-    start_step: int = 0
-    start_tokens: int = 0
-    training: bool = False
-    last_log: tuple[float, int] = (0.0, 0)
-    history: list[dict] = field(default_factory=list)
-
-
-def make_callback(ctx, run: RunState, is_main: bool, stop_file: Path | None = None):
-    from transformers import TrainerCallback
-
-    class JobCallback(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            run.started = time.time()
-            run.start_step, run.start_tokens = state.global_step, state.num_input_tokens_seen
-            run.last_log = (run.started, state.num_input_tokens_seen)
-            run.training = True
-
-        def on_train_end(self, args, state, control, **kwargs):
-            run.training = False   # evaluations after this are the "after" measurement, not curve points
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if _should_stop(ctx, stop_file):
-                run.stopped = True
-                control.should_save = True          # Stop keeps what was learned so far
-                control.should_training_stop = True
-            if is_main and state.max_steps:
-                done = state.global_step - run.start_step
-                per_step = (time.time() - run.started) / max(done, 1)
-                eta = per_step * (state.max_steps - state.global_step)
-                ctx.progress(0.1 + 0.8 * state.global_step / state.max_steps,
-                             f"step {state.global_step}/{state.max_steps}, ETA {est.format_seconds(eta)}")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            loss = logs.get("loss", logs.get("eval_loss"))
-            if loss is not None and not math.isfinite(loss):
-                run.nan_step = state.global_step
-                control.should_save = False         # never checkpoint NaN weights over good ones
-                control.should_training_stop = True
-            if not is_main or not run.training or "train_loss" in logs:   # train_loss: the end-of-run summary
-                return
-            now, seen = time.time(), state.num_input_tokens_seen
-            values = {k: float(logs[k]) for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
-                      if isinstance(logs.get(k), (int, float))}
-            if "loss" in logs and now > run.last_log[0] and seen > run.last_log[1]:
-                values["tokens_per_s"] = (seen - run.last_log[1]) / (now - run.last_log[0])
-                run.last_log = (now, seen)
-            if state.max_steps:
-                done = state.global_step - run.start_step
-                values["eta_s"] = (now - run.started) / max(done, 1) * (state.max_steps - state.global_step)
-                values["progress"] = state.global_step / state.max_steps
-            if values:
-                ctx.metric(state.global_step, **values)
-                run.history.append({"step": state.global_step, **values})
-
-        def on_save(self, args, state, control, **kwargs):
-            if is_main:
-                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                if folder.is_dir():
-                    (folder / CHECKPOINT_MARK).write_text(json.dumps({"step": state.global_step, "ts": time.time()}))
-                    ctx.log.info("checkpoint saved: %s", folder.name)
-
-    return JobCallback()
-
-
-def _should_stop(ctx, stop_file: Path | None) -> bool:
-    """Stop asked for; under torchrun every rank must agree on the same step, or the others would hang."""
-    local = ctx.cancelled() or (stop_file is not None and stop_file.exists())
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        import torch
-
-        flag = torch.tensor([1.0 if local else 0.0],
-                            device="cuda" if torch.cuda.is_available() and dist.get_backend() == "nccl" else "cpu")
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-    return local
-
-
-# ---------------------------------------------------------------- samples and evaluation
 
 def generate_samples(model, tokenizer, prompts: list[str], device: str) -> list[str]:
     """Greedy continuations: the same prompt before and after shows what training changed."""
@@ -455,4 +235,4 @@ def register_result(catalog: Catalog, base: ModelSpec, params: TrainParams, name
     return catalog.register(spec)
 
 
-__all__ = ["train", "choose_placement", "model_facts", "format_bytes"]
+__all__ = ["train", "save_result", "register_result", "trained_dir"]

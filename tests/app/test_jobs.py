@@ -64,7 +64,7 @@ def test_submit_watch_cancel_resume_from_the_page(eng):
 
 def test_failed_job_rerun_with_edits_delete_and_bad_json(eng):
     failed = eng.scheduler.submit("benchmark", {"memory_mb": 1, "seconds": 5, "crash": "exit", "exit_code": 9})
-    wait_for(lambda: eng.scheduler.get(failed)["state"] == "failed" and failed not in eng.scheduler._running)
+    wait_for(lambda: eng.scheduler.get(failed)["state"] == "failed" and failed not in eng.scheduler.loop.running)
     at = jobs_page()
     assert any("exited with code 9" in e.value and "exit code 9" in e.value for e in at.error)
     assert any("crashing on purpose" in c.value for c in at.code)   # the log on the job's page

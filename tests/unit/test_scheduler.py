@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -400,3 +402,66 @@ def test_a_running_job_keeps_its_reservation_from_the_models_room(home):
     finally:
         kill_jobs(engine.scheduler)
         engine.close()
+
+
+class FlakyStore(Store):
+    """A store whose writes raise sqlite3.OperationalError while `failing` is set, as when another process
+    holds the database lock past the busy timeout or the disk is full. Reads still work."""
+
+    failing = False
+    refused = 0
+
+    def execute(self, sql, params=()):
+        if self.failing and sql.lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.refused += 1
+            raise sqlite3.OperationalError("database is locked")
+        return super().execute(sql, params)
+
+    @contextmanager
+    def transaction(self):
+        if self.failing:
+            self.refused += 1
+            raise sqlite3.OperationalError("database is locked")
+        with super().transaction() as conn:
+            yield conn
+
+
+def test_the_loop_survives_a_failing_store_and_starts_queued_jobs_once_it_recovers(home):
+    settings = Settings(home=home)
+    store = FlakyStore(settings.db_path)
+    sched = JobScheduler(settings, store, poll_s=0.05, sample_s=0.3, cancel_grace_s=2.0, limits="",
+                         max_backoff_s=0.2, stale_after_s=1.0)
+    job_id = sched.submit("benchmark", {"memory_mb": 1, "seconds": 0.2})
+    store.failing = True
+    try:
+        assert sched.start()
+        # Each pass fails at its first write, and so does writing the scheduler_error event about it.
+        wait_for(lambda: store.refused >= 8, what="the loop to go on trying while the store fails")
+        assert sched.get(job_id)["state"] == "queued"
+        health = sched.health()
+        assert health["running_here"] and health["failures"] >= 2 and health["last_step_at"] is None
+        assert health["last_error"] == "OperationalError: database is locked"
+        wait_for(lambda: not sched.is_alive(), what="is_alive to say the loop makes no progress")
+        assert sched.waiting_reason(job_id).startswith("the scheduler is failing (OperationalError: database is locked)")
+        store.failing = False
+        job = wait_for(lambda: ended(sched, job_id), what="the job to run once the store works again")
+        assert job["state"] == "succeeded"
+        health = sched.health()
+        assert health["alive"] and health["failures"] == 0 and health["last_step_at"] > health["last_error_at"]
+        (recovered,) = store.events(kinds=("scheduler_recovered",))   # the event log learns of it afterwards
+        assert "database is locked" in recovered["message"]
+    finally:
+        sched.stop()
+        kill_jobs(sched)
+
+
+def test_health_of_a_loop_here_and_of_none(schedulers):
+    sched = schedulers()
+    assert sched.health() == {"alive": False, "running_here": False, "last_step_at": None, "last_error": None,
+                              "last_error_at": None, "failures": 0}
+    assert sched.start()
+    assert sched.is_alive()   # at once, before its first pass: `jobs run` checks this right after starting
+    wait_for(lambda: sched.health()["last_step_at"], what="a first pass")
+    assert sched.health()["alive"] and sched.health()["last_error"] is None
+    sched.stop()
+    assert not sched.is_alive() and not sched.health()["running_here"]

@@ -16,7 +16,7 @@ from llmos_core.models.catalog import Catalog
 from llmos_core.settings import Settings
 from llmos_core.store import Store
 from llmos_core.training import job, trainer
-from llmos_core.training.trainer import CHECKPOINT_MARK, complete_checkpoints
+from llmos_core.training.checkpoints import CHECKPOINT_MARK, complete_checkpoints
 
 FOX = "The quick brown fox jumps over the lazy dog."
 
