@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from llmos_core.errors import format_bytes
+from llmos_core.present import format_bytes, format_rate
 from llmos_core.monitor import Sampler
 
 MB = 1024**2
@@ -136,10 +136,10 @@ def metrics(snap: dict) -> None:
     cols[2].metric("RAM used", format_bytes(mem["used"]), help=f"{mem['percent']:.0f}% of {format_bytes(mem['total'])}")
     cols[3].metric("Swap used", format_bytes(mem["swap_used"]) if mem["swap_total"] else "none",
                    help=f"of {format_bytes(mem['swap_total'])}" if mem["swap_total"] else "this machine has no swap")
-    cols[4].metric("Disk I/O", _rate(_sum(io["disk_read_bps"], io["disk_write_bps"])),
-                   help=f"read {_rate(io['disk_read_bps'])}, write {_rate(io['disk_write_bps'])}")
-    cols[5].metric("Network", _rate(_sum(io["net_recv_bps"], io["net_sent_bps"])),
-                   help=f"in {_rate(io['net_recv_bps'])}, out {_rate(io['net_sent_bps'])}")
+    cols[4].metric("Disk I/O", format_rate(_sum(io["disk_read_bps"], io["disk_write_bps"])),
+                   help=f"read {format_rate(io['disk_read_bps'])}, write {format_rate(io['disk_write_bps'])}")
+    cols[5].metric("Network", format_rate(_sum(io["net_recv_bps"], io["net_sent_bps"])),
+                   help=f"in {format_rate(io['net_recv_bps'])}, out {format_rate(io['net_sent_bps'])}")
     if snap["gpus"] is None:
         status = snap["gpu_status"]
         st.caption(f":material/info: {status[:1].upper()}{status[1:]}. CPU and memory are shown.")
@@ -213,7 +213,3 @@ def _sum(a, b):
 
 def _pct(value) -> str:
     return "N/A" if value is None else f"{value:.0f}%"
-
-
-def _rate(bps) -> str:
-    return "N/A" if bps is None else f"{format_bytes(bps)}/s"

@@ -8,7 +8,8 @@ from typing import Iterator
 import streamlit as st
 
 from llmos_core.engine import Engine, get_engine
-from llmos_core.errors import LLMOSError, format_bytes
+from llmos_core.errors import LLMOSError
+from llmos_core.present import format_bytes
 from llmos_core.settings import Settings
 
 

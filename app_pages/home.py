@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llmos_core.errors import format_bytes
+from llmos_core.present import format_bytes
 from llmos_core.models.catalog import DEFAULT_CHAT_MODEL
 from app_pages import _monitor_view as monitor_view
 from app_pages._shared import engine

@@ -12,7 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from llmos_core.errors import InvalidInput, format_bytes
+from llmos_core.errors import InvalidInput
+from llmos_core.present import format_bytes, format_duration
 from llmos_core.jobs.kinds import KINDS
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
 from app_pages._shared import engine, error_boundary
@@ -24,13 +25,6 @@ st.title(":material/work_history: Jobs")
 
 def when(ts: float | None) -> str:
     return "-" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
 
 
 def read_params(text: str) -> dict:
@@ -73,7 +67,7 @@ def live() -> None:
             usage = sched.usage(job["id"])
             now_rss = usage[-1]["rss_bytes"] if usage else None
             head.progress(min(max(job["progress"], 0.0), 1.0), text=job["message"] or "running")
-            head.caption(f"started {when(job['started'])} · ETA {duration(job['eta_s'])} · uses "
+            head.caption(f"started {when(job['started'])} · ETA {format_duration(job['eta_s'])} · uses "
                          f"{format_bytes(now_rss)} of {format_bytes(job['est_memory'])} estimated · pid {job['pid']}"
                          + (" · cancelling" if job["cancel_requested"] else ""))
             if button.button("Cancel", key=f"jobs_cancel_{job['id']}", icon=":material/stop_circle:",
@@ -89,7 +83,7 @@ def live() -> None:
         return
     rows = [{"position": j["position"], "id": j["id"], "kind": j["kind"], "description": j["description"],
              "priority": j["priority"], "needs": format_bytes(j["est_memory"]),
-             "starts in about": duration(j["eta_s"]), "waits because": sched.waiting_reason(j["id"])}
+             "starts in about": format_duration(j["eta_s"]), "waits because": sched.waiting_reason(j["id"])}
             for j in queued]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="jobs_queue_table")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmos_core.errors import format_bytes
 from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
-from llmos_core.models import fetch
+from llmos_core.present import format_bytes
+from llmos_core.usecases.models import list_catalog, pull_and_register
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -51,13 +51,12 @@ else:
 
 # ---- catalog ----
 st.subheader("Catalog")
-specs = eng.catalog.list()
-rows = [{"name": s.name, "source": s.source, "task": s.task, "chat template": s.chat,
-         "ready on disk": fetch.is_ready(s, eng.settings), "loaded": eng.models.is_resident(s.name),
-         "description": s.description} for s in specs]
+entries = list_catalog(eng)
+rows = [{"name": e.name, "source": e.source, "task": e.task, "chat template": e.chat, "ready on disk": e.ready,
+         "loaded": eng.models.is_resident(e.name), "description": e.description} for e in entries]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
-choice = st.selectbox("Model", [s.name for s in specs], key="models_choice")
+choice = st.selectbox("Model", [e.name for e in entries], key="models_choice")
 col_load, col_unload, _ = st.columns([1, 1, 3])
 if col_load.button("Load", key="models_load", icon=":material/play_arrow:", type="primary"):
     bar = st.progress(0.0, text=f"Loading {choice}...")
@@ -99,12 +98,10 @@ with st.expander("Add a model: Hugging Face id, local folder or .gguf file", ico
     if st.button("Pull", key="models_pull", icon=":material/download:", disabled=not ref.strip()):
         bar = st.progress(0.0, text="Starting...")
         with error_boundary("Pulling"):
-            spec = eng.catalog.resolve(ref, task=task, trust_remote_code=trust)
-            if name.strip():
-                spec.name = name.strip()
-            fetch.model_folder(spec, eng.settings, lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
-            eng.catalog.register(spec)
-            st.success(f"{spec.name} is in the catalog.")
+            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust,
+                                       progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+            st.success(f"{pulled.name} is in the catalog." if pulled.registered else
+                       f"{pulled.name} was in the catalog already; its files are ready.")
 
 # ---- refusals and events ----
 if eng.models.refusals:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llmos_core.errors import format_bytes
+from llmos_core.present import format_bytes
 from llmos_core.monitor import WINDOWS
 from app_pages import _monitor_view as view
 from app_pages._shared import engine, error_boundary

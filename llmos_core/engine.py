@@ -155,8 +155,9 @@ class Engine:
                 "monitor": self.sampler.status()}
 
     def is_idle(self) -> bool:
-        """Nothing resident and nothing running: an auto-started server may exit."""
-        return not self.models.resident() and not self.scheduler.busy()
+        """Nothing resident, nothing running, no request being answered (a slow load included): an
+        auto-started server may exit."""
+        return not self.models.resident() and not self.scheduler.busy() and not self.control.busy()
 
     def close(self) -> None:
         if self.api is not None:

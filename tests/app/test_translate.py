@@ -38,7 +38,7 @@ def test_upload_translate_edit_download(app):
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
     result = app.session_state["translate_result"]
-    assert len(result["translations"]) == 3 and result["target"] == "fr"
+    assert len(result.translations) == 3 and result.target == "fr"
     frame = app.dataframe[0].value   # the side-by-side editor
     assert list(frame.columns) == ["source", "translation"] and len(frame) == 3
     assert frame["source"][0] == "⟦0⟧Hello there,⟦1⟧ my friend. How are you today?"
@@ -58,7 +58,7 @@ def test_pasted_text_with_the_cache(app):
     app.selectbox(key="translate_source").set_value("en")
     app.button(key="translate_run").click().run(timeout=120)
     assert not app.exception and not app.error
-    stats = app.session_state["translate_result"]["stats"]
+    stats = app.session_state["translate_result"].stats
     assert stats["segments"] == 3 and stats["unique"] == 2 and stats["cached"] == 1
 
 
@@ -83,5 +83,5 @@ def test_long_document_runs_as_a_job_and_reattaches(app, monkeypatch, new_app):
     fresh.run()
     assert not fresh.exception, fresh.exception
     result = fresh.session_state["translate_result"]
-    assert result["job"] == job_id and len(result["translations"]) == 3
+    assert result.job == job_id and len(result.translations) == 3
     assert "film.srt" in fresh.get("download_button")[0].proto.label

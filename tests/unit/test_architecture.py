@@ -41,3 +41,65 @@ def test_every_page_file_is_in_the_navigation():
     for page in PAGES.glob("*.py"):
         if not page.name.startswith("_"):
             assert f'"{PAGES.name}/{page.name}"' in app, f"{page.name} is not listed with st.Page in app.py"
+
+
+# ---------------------------------------------------------------- the engine's own import graph
+
+PACKAGE = ROOT / "llmos_core"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_level_imports(path: Path, modules: set[str]) -> set[str]:
+    """The llmos_core modules a file imports when it is imported (imports inside functions are lazy: a
+    deliberate way to break a cycle, so they are left out)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        found |= {t for t in targets if t in modules and t != name}
+    return found
+
+
+def test_no_import_cycles_in_the_engine():
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {name: module_level_imports(path, set(paths)) for name, path in paths.items()}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycle = trail[trail.index(name):] + [name]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, trail + [name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+# What a page must not do itself: the chat turn's workflow, registering a model, reading a job's files.
+WORKFLOW_IN_PAGES = ("conversations.append(", "conversations.delete_message(", "conversations.update_message(",
+                     "conversations.replace_last(", "catalog.register(", "segments_file")
+
+
+def test_the_operations_live_in_the_use_cases_not_in_the_pages():
+    for page in sorted(PAGES.glob("*.py")):
+        text = page.read_text()
+        for call in WORKFLOW_IN_PAGES:
+            assert call not in text, f"{page.name} does {call!r} itself: call llmos_core.usecases instead"
