@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
 from llmos_core.present import format_bytes
 from llmos_core.usecases.models import list_catalog, pull_and_register
 from app_pages._shared import engine, error_boundary
@@ -71,12 +72,26 @@ if col_unload.button("Unload", key="models_unload", icon=":material/eject:"):
         else:
             st.rerun()
 
+# ---- use from code: the OpenAI-compatible API of this engine ----
+with st.expander("Use from code", icon=":material/code:"):
+    access = api_access(eng)
+    if access.running:
+        st.markdown(f"API at `{access.base_url}` · "
+                    + ("an API key is required (`LLMOS_API_KEY`)" if access.key_required else "no key needed"))
+    else:
+        st.info(access.note, icon=":material/info:")
+    choice_task = eng.catalog.get(choice).task
+    st.code(curl_snippet(access, choice, choice_task), language="bash")
+    st.code(openai_snippet(access, choice, choice_task), language="python")
+    if access.running:
+        st.caption(access.note)
+
 # ---- add a model ----
 with st.expander("Add a model: Hugging Face id, local folder or .gguf file", icon=":material/add:"):
     ref = st.text_input("Hugging Face id, folder or file", key="models_ref",
                         placeholder="Helsinki-NLP/opus-mt-en-de  or  /path/to/folder  or  /path/model.gguf")
     name = st.text_input("Name in the catalog (optional)", key="models_name")
-    task = st.radio("Kind", ["causal-lm", "seq2seq"], horizontal=True, key="models_task",
+    task = st.radio("Kind", ["causal-lm", "seq2seq", "sentence-embedding"], horizontal=True, key="models_task",
                     help="seq2seq: encoder-decoder models such as Marian/opus-mt, NLLB or M2M100 (translation)")
     trust = st.checkbox("Trust remote code", key="models_trust",
                         help="runs Python code shipped with the model; tick only for models you trust")

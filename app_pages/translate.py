@@ -11,8 +11,8 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from llmos_core.models.catalog import SEQ2SEQ
 from llmos_core.errors import InvalidInput
+from llmos_core.models.catalog import CAUSAL_LM, SEQ2SEQ
 from llmos_core.translation import documents, parse_glossary
 from llmos_core.translation.isolation import parse_in_child
 from llmos_core.translation.languages import LANGUAGES, language_name
@@ -66,7 +66,7 @@ else:
 
 # ---- how ----
 seq2seq = eng.catalog.names(SEQ2SEQ)
-causal = [n for n in eng.catalog.names() if n not in seq2seq]
+causal = eng.catalog.names(CAUSAL_LM)   # not the sentence-embedding models
 col_src, col_tgt, col_model = st.columns(3)
 source = col_src.selectbox("From", ["auto", *LANGUAGES], format_func=language_label, key="translate_source")
 codes = list(LANGUAGES)

@@ -7,6 +7,7 @@ socket (so the CLI reaches the models it holds) and runs the job scheduler. Othe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -16,6 +17,7 @@ from . import control
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
 from .conversations import Conversations
+from .embeddings import EmbeddingService
 from .generation import GenerationService, SamplingParams, TokenEvent
 from .jobs.scheduler import JobScheduler
 from .locks import take_lock
@@ -47,7 +49,10 @@ class Engine:
                 self.backends["transformers-int8"] = Int8TransformersBackend(self.settings, self.device, self.catalog)
         self.models = ModelManager(self.settings, self.store, self.catalog, self.device, self.backends)
         self.chat = GenerationService(self.models)   # chat replies: queue, batching, streaming
+        self.embeddings = EmbeddingService(self.models)   # /v1/embeddings, under the same memory manager
         self.conversations = Conversations(self.store)
+        self.api = None          # the HTTP API (llmos_core/api), when asked for
+        self.api_error = ""      # why it is not running, when it was asked for and could not start
         self.started_at = time.time()
         self._lock_handle = None
         self.control = control.ControlServer(self.socket_path)
@@ -67,6 +72,24 @@ class Engine:
             if self.is_primary:
                 self.scheduler.start()
             self.sampler.start()
+            if self.is_primary and self.settings.api_port is not None:
+                try:
+                    self.start_api()
+                except LLMOSError:
+                    pass   # kept in api_error and logged; the pages and the CLI work without it
+
+    def start_api(self, host: str | None = None, port: int | None = None):
+        """Serve the OpenAI-compatible API from this process (LLMOS_API_PORT, or `serve --api`). A web app
+        whose API cannot start still runs; the Models page says why."""
+        from .api.server import start_api
+        try:
+            self.api = start_api(self, host, port)
+            self.api_error = ""
+        except LLMOSError as exc:
+            self.api_error = str(exc)
+            logging.getLogger(__name__).error("API not started: %s", exc)
+            raise
+        return self.api
 
     @property
     def socket_path(self) -> Path:
@@ -137,6 +160,9 @@ class Engine:
         return not self.models.resident() and not self.scheduler.busy() and not self.control.busy()
 
     def close(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
         self.scheduler.stop()   # running jobs go on; the next scheduler reattaches them
         self.sampler.stop()
         self.control.stop()

@@ -31,7 +31,8 @@ WINDOWS: dict[str, int] = {"5 min": 300, "1 h": 3600, "1 day": 86400, "1 week": 
 # (seconds per row, seconds kept): a day at 10 s, a week at 1 min.
 RESOLUTIONS: tuple[tuple[int, int], ...] = ((10, 86400), (60, 7 * 86400))
 # Events drawn as markers on the charts.
-MARKER_KINDS = ("job_start", "job_end", "load", "unload", "evict", "idle_unload", "refuse", "load_failed")
+MARKER_KINDS = ("job_start", "job_end", "load", "unload", "evict", "idle_unload", "refuse", "load_failed",
+                "api_request")
 # Job states after which a pid in the jobs table no longer belongs to the job.
 _JOB_DONE_STATES = ("done", "succeeded", "completed", "failed", "cancelled", "canceled", "interrupted", "error")
 _KIND_NOUN = {"train": "training job", "translate": "translation job", "benchmark": "benchmark job"}

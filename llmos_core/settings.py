@@ -41,6 +41,12 @@ class Settings:
         "help": "never contact the Hugging Face hub (LLMOS_OFFLINE, also HF_HUB_OFFLINE)"})
     max_upload_mb: int = field(default=200, metadata={"help": "largest upload accepted, in MB (LLMOS_MAX_UPLOAD_MB)"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (LLMOS_THREADS); default: all cores"})
+    api_port: int | None = field(default=None, metadata={
+        "help": "serve the OpenAI-compatible API on this port from the engine (LLMOS_API_PORT); default: off"})
+    api_host: str = field(default="127.0.0.1", metadata={
+        "help": "address the API listens on (LLMOS_API_HOST); beyond loopback it needs LLMOS_API_KEY"})
+    api_key: str | None = field(default=None, repr=False, metadata={
+        "help": "the key API clients must send as 'Authorization: Bearer KEY' (LLMOS_API_KEY)"})
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -56,6 +62,8 @@ class Settings:
             raise SettingsError("max upload must be positive")
         if self.threads is not None and self.threads <= 0:
             raise SettingsError("threads must be positive")
+        if self.api_port is not None and not 0 <= self.api_port <= 65535:
+            raise SettingsError(f"API port must be between 0 and 65535, got {self.api_port}")
 
     # Folders under home; created on first use by whoever writes there.
     @property
@@ -101,7 +109,7 @@ def _convert(name: str, raw: str):
             return parse_size(raw)
         if name in ("keep_alive_s",):
             return float(raw)
-        if name in ("max_upload_mb", "threads"):
+        if name in ("max_upload_mb", "threads", "api_port"):
             return int(raw)
         if name == "offline":
             return raw.strip().lower() in ("1", "true", "yes", "on")

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("pull", help="download a hub id, or convert a GGUF/embedded model, and register it")
     p.add_argument("ref", help="catalog name, Hugging Face id (owner/name), local folder or .gguf file")
     p.add_argument("--name", help="catalog name to register it under")
-    p.add_argument("--task", choices=["causal-lm", "seq2seq"])
+    p.add_argument("--task", choices=["causal-lm", "seq2seq", "sentence-embedding"])
     p.add_argument("--trust-remote-code", action="store_true", help="run the model's own code (only if you trust it)")
     p.add_argument("--json", action="store_true")
     for action, text in (("load", "load a model into the engine"), ("unload", "unload a model from the engine")):

