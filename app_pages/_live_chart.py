@@ -1,0 +1,61 @@
+"""The live chart component: the Monitor's charts drawn in the browser by uPlot, fed increments.
+
+The page's fragment calls `draw` every few seconds. The first call of a page run (and after a change
+of window, a new job or GPU, or a reloaded frame) sends the whole window, downsampled; every later call
+sends only the samples since the last one, a few hundred bytes, and the browser appends and redraws.
+The server builds no figure. The component's files (uPlot 1.6.32, MIT, vendored: no CDN) are in
+app_pages/_live_chart/.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+from llmos_core import monitor_series
+from llmos_core.alerts import recent_alerts
+from llmos_core.monitor import Sampler
+
+_component = components.declare_component("live_chart", path=str(Path(__file__).with_suffix("")))
+
+
+def new_epoch(key: str) -> None:
+    """Call on every full run of the page: the chart may be a fresh frame, so the next draw sends it all."""
+    st.session_state[f"{key}_epoch"] = uuid.uuid4().hex[:12]
+
+
+def draw(sampler: Sampler, window_s: float, key: str) -> dict:
+    """Send the chart what it lacks; returns the payload sent (for the tests and the benchmark)."""
+    epoch = st.session_state.setdefault(f"{key}_epoch", uuid.uuid4().hex[:12])
+    sent = st.session_state.setdefault(f"{key}_sent", {})
+    asked = (st.session_state.get(key) or {}).get("need_window")   # the frame lost its data and said so
+    now = time.time()
+    fresh = None
+    if sent.get("epoch") == epoch and sent.get("window_s") == window_s and sent.get("answered") == asked:
+        fresh = [s for s in sampler.history(now - sent["last_ts"] + 2 * sampler.interval_s) if s["ts"] > sent["last_ts"]]
+        if not monitor_series.fits(fresh, sent["charts"]):
+            fresh = None   # a new job or GPU: a new layout, so the whole window again
+    if fresh is None:
+        samples = sampler.history(window_s)
+        payload = monitor_series.window_payload(samples, _markers(sampler, window_s, now), window_s, epoch)
+        sent.update(epoch=epoch, window_s=window_s, answered=asked, charts=payload["charts"])
+    else:
+        samples = fresh
+        bucket_s = window_s / (monitor_series.MAX_POINTS / 2)
+        span = samples[-1]["ts"] - samples[0]["ts"] if samples else 0.0
+        payload = monitor_series.increment_payload(samples, _markers(sampler, now - sent["markers_at"] + 1, now),
+                                                   sent["charts"], epoch, max(2, int(2 * span / bucket_s) + 2))
+    if samples:
+        sent["last_ts"] = samples[-1]["ts"]
+    sent.setdefault("last_ts", now - window_s)
+    sent["markers_at"] = now
+    _component(payload=payload, key=key, default=None)
+    return payload
+
+
+def _markers(sampler: Sampler, window_s: float, now: float) -> list[dict]:
+    """Events (jobs, models) and alerts of the window, oldest first."""
+    return sorted(sampler.markers(window_s) + recent_alerts(sampler.store, now - window_s), key=lambda m: m["ts"])

@@ -1,0 +1,172 @@
+// The Monitor's live charts, drawn in the browser.
+//
+// The page sends a payload (llmos_core/monitor_series.py): with reset, the layout and the whole window;
+// without, only the samples since the last one, which are appended here and the charts redrawn. The
+// server never builds a figure. Speaks Streamlit's component protocol through window.parent.postMessage.
+"use strict";
+
+const CHART_HEIGHT = 240;
+const state = {
+  epoch: null,      // which window the data here belongs to
+  windowS: 300,
+  charts: [],       // layout: [{id, title, unit, y_max, series: [{label, color, width, dash, fill}]}]
+  ts: [],           // shared time axis, seconds
+  values: {},       // chart id -> one array per line, aligned on ts
+  markers: [],      // [{ts, kind, text, alert}]
+  plots: {},        // chart id -> uPlot
+  renders: 0,       // payloads received, for the tests
+  asked: 0,         // times this frame asked the page for the whole window
+};
+window.liveChart = state;
+
+function send(type, extra) {
+  window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, extra || {}), "*");
+}
+
+window.addEventListener("message", function (event) {
+  const data = event.data;
+  if (!data || data.type !== "streamlit:render") return;
+  const payload = data.args && data.args.payload;
+  if (payload) receive(payload);
+});
+
+function receive(p) {
+  state.renders += 1;
+  if (p.reset) {
+    state.epoch = p.epoch;
+    state.windowS = p.window_s;
+    state.charts = p.charts;
+    state.ts = p.ts.slice();
+    state.values = p.values;
+    state.markers = p.markers.slice();
+    build();
+  } else if (p.epoch !== state.epoch) {
+    // Increments for a window this frame never got (it was reloaded): ask the page for the whole window.
+    state.asked += 1;
+    send("streamlit:setComponentValue", { value: { need_window: state.asked }, dataType: "json" });
+    return;
+  } else {
+    append(p);
+  }
+  redraw();
+}
+
+function append(p) {
+  const last = state.ts.length ? state.ts[state.ts.length - 1] : -Infinity;
+  for (let k = 0; k < p.ts.length; k++) {
+    if (p.ts[k] <= last) continue;   // already here (a repeated payload)
+    state.ts.push(p.ts[k]);
+    for (const chart of state.charts) {
+      const columns = state.values[chart.id];
+      const fresh = p.values[chart.id] || [];
+      for (let i = 0; i < columns.length; i++) columns[i].push(fresh[i] ? fresh[i][k] : null);
+    }
+  }
+  for (const m of p.markers) if (!state.markers.some(function (o) { return o.ts === m.ts && o.text === m.text; })) state.markers.push(m);
+  trim();
+}
+
+function trim() {
+  // Keep the window (and a little more): the oldest samples fall off the left edge.
+  if (!state.ts.length) return;
+  const since = state.ts[state.ts.length - 1] - state.windowS * 1.02;
+  let cut = 0;
+  while (cut < state.ts.length && state.ts[cut] < since) cut++;
+  if (cut > 0) {
+    state.ts.splice(0, cut);
+    for (const id in state.values) for (const column of state.values[id]) column.splice(0, cut);
+  }
+  state.markers = state.markers.filter(function (m) { return m.ts >= since; });
+}
+
+function build() {
+  const box = document.getElementById("charts");
+  for (const id in state.plots) state.plots[id].destroy();
+  state.plots = {};
+  box.innerHTML = "";
+  for (const chart of state.charts) {
+    const holder = document.createElement("div");
+    holder.className = "chart";
+    holder.dataset.chart = chart.id;
+    const title = document.createElement("h4");
+    title.textContent = chart.title;
+    holder.appendChild(title);
+    box.appendChild(holder);
+    const series = [{}].concat(chart.series.map(function (line) {
+      return {
+        label: line.label, stroke: line.color, width: line.width,
+        dash: line.dash ? [6, 4] : undefined, fill: line.fill ? line.color + "33" : undefined,
+        value: function (u, v) { return v == null ? "-" : v.toFixed(1) + " " + chart.unit; },
+      };
+    }));
+    const opts = {
+      width: chartWidth(), height: CHART_HEIGHT, series: series,
+      scales: { x: { time: true }, y: chart.y_max ? { range: [0, chart.y_max] } : { auto: true } },
+      axes: [{}, { size: 48 }],
+      legend: { live: true },
+      plugins: [markerPlugin()],
+    };
+    state.plots[chart.id] = new uPlot(opts, dataOf(chart), holder);
+  }
+  resize();
+}
+
+function dataOf(chart) {
+  return [state.ts].concat(state.values[chart.id]);
+}
+
+function redraw() {
+  for (const chart of state.charts) {
+    const plot = state.plots[chart.id];
+    if (!plot) continue;
+    plot.setData(dataOf(chart));
+    const holder = plot.root.parentNode;
+    holder.dataset.points = String(state.ts.length);
+    holder.dataset.max = String(Math.max.apply(null, state.values[chart.id][0].map(function (v) { return v == null ? -Infinity : v; })));
+  }
+  document.body.dataset.renders = String(state.renders);
+  const alerts = state.markers.filter(function (m) { return m.alert; });
+  document.getElementById("note").textContent = alerts.length
+    ? "Alerts in this window: " + alerts.map(function (m) { return new Date(m.ts * 1000).toLocaleTimeString() + " " + m.text; }).join(" · ")
+    : "";
+  send("streamlit:setFrameHeight", { height: document.body.scrollHeight + 8 });
+}
+
+function markerPlugin() {
+  // Events (job start/end, model loads, alerts) as dotted vertical lines; alerts in red.
+  return {
+    hooks: {
+      draw: function (u) {
+        const ctx = u.ctx;
+        const [min, max] = [u.scales.x.min, u.scales.x.max];
+        ctx.save();
+        ctx.lineWidth = 1;
+        for (const m of state.markers) {
+          if (m.ts < min || m.ts > max) continue;
+          const x = Math.round(u.valToPos(m.ts, "x", true));
+          ctx.strokeStyle = m.alert ? "#d62728" : "#888888";
+          ctx.setLineDash(m.alert ? [] : [2, 3]);
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+        }
+        ctx.restore();
+      },
+    },
+  };
+}
+
+function chartWidth() {
+  const width = document.getElementById("charts").clientWidth || window.innerWidth;
+  const perRow = width >= 860 ? 2 : 1;
+  return Math.max(Math.floor((width - 16 * (perRow - 1)) / perRow) - 4, 200);
+}
+
+function resize() {
+  const width = chartWidth();
+  for (const id in state.plots) state.plots[id].setSize({ width: width, height: CHART_HEIGHT });
+}
+
+window.addEventListener("resize", resize);
+send("streamlit:componentReady", { apiVersion: 1 });
