@@ -3,8 +3,9 @@
 1. The sampler's own CPU time per second at 1 Hz, as a share of one core (target: at most 1 %),
    against a baseline measured in the same run: a plain psutil pass over every process
    (cpu_percent, memory_info, cmdline), the way a simple top-like tool samples.
-2. The Streamlit server's CPU with one browser on the Monitor page, against the same server idle
-   with no browser (same run, same machine).
+2. The Streamlit server's CPU with 1 and with 5 browsers on the Monitor page (target: 5 viewers
+   under 10 % of one core in all), against the same server idle with no browser, and the bytes a
+   second the server sends each viewer (websocket frames counted in the browser).
 
     python bench/monitor.py [--seconds 30] [--skip-page]
 """
@@ -80,31 +81,49 @@ def tree_cpu(proc: psutil.Process) -> float:
     return total
 
 
-def server_cpu(seconds: float, with_browser: str | None) -> float:
-    """Share of one core the Streamlit server used over `seconds`, with a browser on a page or none."""
+def server_cpu(seconds: float, viewers: tuple[int, ...]) -> list[tuple[int, float, float]]:
+    """For each number of browsers on the Monitor page: (viewers, share of one core the server used,
+    bytes a second the server sent each viewer). One server for all, so 0 viewers is the baseline."""
     from conftest import CHROMIUM, CHROMIUM_ARGS, AppServer
     from playwright.sync_api import sync_playwright
 
+    results = []
     with tempfile.TemporaryDirectory() as folder:
         server = AppServer(Path(folder) / "home")
         try:
             proc = psutil.Process(server.process.pid)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                page.goto(f"{server.url}/{with_browser or ''}")
-                page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
-                time.sleep(5)    # first draws and imports settle
-                if not with_browser:
-                    page.close()  # the idle baseline: the server with its threads and nobody watching
-                    time.sleep(3)
-                c0, t0 = tree_cpu(proc), time.monotonic()
-                time.sleep(seconds)
-                share = (tree_cpu(proc) - c0) / (time.monotonic() - t0)
+                warm = browser.new_page()            # the engine starts on the first visit: not measured
+                warm.goto(f"{server.url}/monitor")
+                warm.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
+                warm.close()
+                for count in viewers:
+                    received = [0]
+                    pages = [open_viewer(browser, f"{server.url}/monitor", received) for _ in range(count)]
+                    time.sleep(8 if count else 3)    # first draws and imports settle
+                    received[0] = 0
+                    c0, t0 = tree_cpu(proc), time.monotonic()
+                    time.sleep(seconds)
+                    elapsed = time.monotonic() - t0
+                    share = (tree_cpu(proc) - c0) / elapsed
+                    results.append((count, share, received[0] / elapsed / count if count else 0.0))
+                    for page in pages:
+                        page.close()
                 browser.close()
         finally:
             server.stop()
-    return share
+    return results
+
+
+def open_viewer(browser, url: str, received: list[int]):
+    """A browser tab on `url` in a context of its own (its own Streamlit session), counting the bytes it gets."""
+    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.__setitem__(
+        0, received[0] + len(frame if isinstance(frame, (bytes, str)) else b""))))
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
+    return page
 
 
 def main() -> None:
@@ -122,11 +141,13 @@ def main() -> None:
     print(f"  baseline, plain psutil sweep: {naive * 100:.2f} % of one core; ratio sampler/baseline {ours / naive:.2f}")
 
     if not args.skip_page:
-        idle = server_cpu(args.seconds, None)
-        watched = server_cpu(args.seconds, "monitor")
+        results = server_cpu(args.seconds, (0, 1, 5))
+        idle = results[0][1]
         print(f"server CPU, idle app, no browser (baseline): {idle * 100:.1f} % of one core")
-        print(f"server CPU, one browser on Monitor (1 s redraw): {watched * 100:.1f} % of one core; "
-              f"ratio {watched / idle:.1f}x the idle server")
+        for count, share, sent in results[1:]:
+            target = "" if count != 5 else f"; target 5 viewers < 10 %: {'met' if share < 0.10 else 'MISSED'}"
+            print(f"server CPU, {count} browser(s) on Monitor (5 min window): {share * 100:.1f} % of one core, "
+                  f"ratio {share / max(idle, 1e-9):.1f}x the idle server; {sent:.0f} bytes/s sent per viewer{target}")
 
 
 if __name__ == "__main__":

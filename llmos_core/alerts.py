@@ -128,8 +128,9 @@ class AlertTracker:
     """
 
     def __init__(self, store: Store | None, limits: AlertThresholds | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, record: bool = True):
         self.store = store
+        self.record = record      # False: only say what fires (the CLI's --watch; the engine records)
         self.limits = limits or AlertThresholds.from_env()
         self._clock = clock
         self.firing: dict[str, Alert] = {}
@@ -160,7 +161,7 @@ class AlertTracker:
         return {int(r["id"]): r for r in rows}
 
     def _record(self, kind: str, alert: Alert, message: str) -> None:
-        if self.store is None:
+        if self.store is None or not self.record:
             return
         try:
             self.store.add_event(kind, alert.key, message, value=alert.value, threshold=alert.threshold)

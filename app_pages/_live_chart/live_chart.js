@@ -15,6 +15,7 @@ const state = {
   markers: [],      // [{ts, kind, text, alert}]
   plots: {},        // chart id -> uPlot
   renders: 0,       // payloads received, for the tests
+  resets: 0,        // of which whole windows (a full page run, a new window or layout)
   asked: 0,         // times this frame asked the page for the whole window
 };
 window.liveChart = state;
@@ -33,6 +34,7 @@ window.addEventListener("message", function (event) {
 function receive(p) {
   state.renders += 1;
   if (p.reset) {
+    state.resets += 1;
     state.epoch = p.epoch;
     state.windowS = p.window_s;
     state.charts = p.charts;

@@ -145,3 +145,13 @@ def test_the_sampler_calls_the_tracker_after_each_sample(store):
     assert [e["message"][:12] for e in recent_alerts(store, 0)] == ["RAM 94% in u"]
     assert "ZeroDivisionError" in sampler.lost[-1]["message"]
     assert json.loads(json.dumps(recent_alerts(store, 0)))   # plain data for the page
+
+
+def test_cli_watch_prints_an_alert_when_it_starts(home, capsys, monkeypatch):
+    from llmos_core.__main__ import main
+
+    monkeypatch.setenv("LLMOS_ALERT_MEMORY_PERCENT", "0.1")   # any machine uses more than 0.1% of its RAM
+    assert main(["monitor", "--watch", "--count", "2", "--interval", "0.2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    alerts = [line for line in lines if line.startswith("ALERT ")]
+    assert len(lines) == 3 and len(alerts) == 1 and "threshold 0%" in alerts[0] and "RAM" in alerts[0]
