@@ -35,7 +35,7 @@ def draw(sampler: Sampler, window_s: float, key: str) -> dict:
     now = time.time()
     fresh = None
     if sent.get("epoch") == epoch and sent.get("window_s") == window_s and sent.get("answered") == asked:
-        fresh = [s for s in sampler.history(now - sent["last_ts"] + 2 * sampler.interval_s) if s["ts"] > sent["last_ts"]]
+        fresh = [s for s in sampler.history(now - sent["last_ts"] + sampler.interval_s) if s["ts"] > sent["last_ts"]]
         if not monitor_series.fits(fresh, sent["charts"]):
             fresh = None   # a new job or GPU: a new layout, so the whole window again
     if fresh is None:

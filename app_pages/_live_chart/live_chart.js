@@ -104,13 +104,22 @@ function build() {
     const opts = {
       width: chartWidth(), height: CHART_HEIGHT, series: series,
       scales: { x: { time: true }, y: chart.y_max ? { range: [0, chart.y_max] } : { auto: true } },
-      axes: [{}, { size: 48 }],
+      axes: [{ space: 70, values: function (u, splits) { return splits.map(timeLabel); } }, { size: 48 }],
       legend: { live: true },
       plugins: [markerPlugin()],
     };
     state.plots[chart.id] = new uPlot(opts, dataOf(chart), holder);
   }
   resize();
+}
+
+function timeLabel(seconds) {
+  // One line per tick, as short as the window allows: 14:03:20 (5 min), 14:03 (1 h, 1 day), Tue 14:00 (1 week).
+  const d = new Date(seconds * 1000);
+  const clock = d.toTimeString();
+  if (state.windowS <= 600) return clock.slice(0, 8);
+  if (state.windowS <= 86400) return clock.slice(0, 5);
+  return d.toLocaleDateString(undefined, { weekday: "short" }) + " " + clock.slice(0, 5);
 }
 
 function dataOf(chart) {
@@ -129,7 +138,7 @@ function redraw() {
   document.body.dataset.renders = String(state.renders);
   const alerts = state.markers.filter(function (m) { return m.alert; });
   document.getElementById("note").textContent = alerts.length
-    ? "Alerts in this window: " + alerts.map(function (m) { return new Date(m.ts * 1000).toLocaleTimeString() + " " + m.text; }).join(" · ")
+    ? "Alerts in this window: " + alerts.map(function (m) { return new Date(m.ts * 1000).toTimeString().slice(0, 8) + " " + m.text; }).join(" · ")
     : "";
   send("streamlit:setFrameHeight", { height: document.body.scrollHeight + 8 });
 }
