@@ -27,8 +27,10 @@ def new_epoch(key: str) -> None:
     st.session_state[f"{key}_epoch"] = uuid.uuid4().hex[:12]
 
 
-def draw(sampler: Sampler, window_s: float, key: str) -> dict:
-    """Send the chart what it lacks; returns the payload sent (for the tests and the benchmark)."""
+def draw(sampler: Sampler, window_s: float, key: str, only: tuple[str, ...] | None = None,
+         chart_height: int = 240) -> dict:
+    """Send the chart what it lacks; returns the payload sent (for the tests and the benchmark).
+    `only` keeps the charts of those ids ("cpu", "memory", "gpu0", "llmos")."""
     epoch = st.session_state.setdefault(f"{key}_epoch", uuid.uuid4().hex[:12])
     sent = st.session_state.setdefault(f"{key}_sent", {})
     asked = (st.session_state.get(key) or {}).get("need_window")   # the frame lost its data and said so
@@ -36,11 +38,11 @@ def draw(sampler: Sampler, window_s: float, key: str) -> dict:
     fresh = None
     if sent.get("epoch") == epoch and sent.get("window_s") == window_s and sent.get("answered") == asked:
         fresh = [s for s in sampler.history(now - sent["last_ts"] + sampler.interval_s) if s["ts"] > sent["last_ts"]]
-        if not monitor_series.fits(fresh, sent["charts"]):
+        if not monitor_series.fits(fresh, sent["charts"], only):
             fresh = None   # a new job or GPU: a new layout, so the whole window again
     if fresh is None:
         samples = sampler.history(window_s)
-        payload = monitor_series.window_payload(samples, _markers(sampler, window_s, now), window_s, epoch)
+        payload = monitor_series.window_payload(samples, _markers(sampler, window_s, now), window_s, epoch, only=only)
         sent.update(epoch=epoch, window_s=window_s, answered=asked, charts=payload["charts"])
     else:
         samples = fresh
@@ -52,7 +54,7 @@ def draw(sampler: Sampler, window_s: float, key: str) -> dict:
         sent["last_ts"] = samples[-1]["ts"]
     sent.setdefault("last_ts", now - window_s)
     sent["markers_at"] = now
-    _component(payload=payload, key=key, default=None)
+    _component(payload=payload, chart_height=chart_height, key=key, default=None)
     return payload
 
 

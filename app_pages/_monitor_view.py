@@ -10,7 +10,6 @@ import time
 from datetime import datetime
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from llmos_core.alerts import firing_now, recent_alerts
@@ -18,6 +17,7 @@ from llmos_core.errors import format_bytes
 from llmos_core.gpu import attribute_memory
 from llmos_core.monitor import Sampler
 from llmos_core.store import Store
+from app_pages import _live_chart as live_chart
 
 MB = 1024**2
 GB = 1024**3
@@ -123,12 +123,7 @@ def compact(sampler: Sampler) -> None:
     for part in snap["llmos"].values():
         st.caption(f":material/memory: {part['label']} · CPU {part['cpu']:.0f}% · RAM {format_bytes(part['rss'])}")
     firing_alerts(sampler.store)
-    samples = sampler.history(300)
-    fig = go.Figure(go.Scatter(x=[when(s["ts"]) for s in samples], y=[s["cpu"]["total"] for s in samples],
-                               mode="lines", fill="tozeroy", name="CPU"))
-    fig.update_layout(height=160, showlegend=False, margin={"l": 30, "r": 10, "t": 10, "b": 20},
-                      yaxis={"title": "%", "range": [0, 105]}, uirevision="home_cpu")
-    st.plotly_chart(fig, key="home_monitor_cpu", config={"displayModeBar": False})
+    live_chart.draw(sampler, 300, key="home_live", only=("cpu",), chart_height=150)
 
 
 @st.fragment(run_every=ALERT_TOAST_S)

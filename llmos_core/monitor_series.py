@@ -18,8 +18,9 @@ MAX_CORE_LINES = 16          # more cores than this: the total alone (many thin 
 MAX_POINTS = 2000            # per series and window, after downsampling
 
 
-def layout(samples: list[dict]) -> list[dict]:
-    """The charts and their lines for these samples: [{"id", "title", "unit", "y_max", "series": [...]}]."""
+def layout(samples: list[dict], only: tuple[str, ...] | None = None) -> list[dict]:
+    """The charts and their lines for these samples: [{"id", "title", "unit", "y_max", "series": [...]}].
+    `only` keeps the charts of those ids (Home shows the CPU alone)."""
     cores = max((len(s["cpu"].get("per_core") or []) for s in samples), default=0)
     cpu = [_line("total", "#000000", width=2.5)]
     if cores <= MAX_CORE_LINES:
@@ -45,7 +46,7 @@ def layout(samples: list[dict]) -> list[dict]:
     if parts:
         charts.append({"id": "llmos", "title": "LLM OS: CPU per part", "unit": "% of one core", "y_max": None,
                        "series": [_line(label, COLORS[(i + 1) % len(COLORS)]) for i, label in enumerate(parts.values())]})
-    return charts
+    return [c for c in charts if only is None or c["id"] in only]
 
 
 def columns(samples: list[dict], charts: list[dict]) -> dict[str, list[list[float | None]]]:
@@ -60,9 +61,9 @@ def columns(samples: list[dict], charts: list[dict]) -> dict[str, list[list[floa
 
 
 def window_payload(samples: list[dict], markers: list[dict], window_s: float, epoch: str,
-                   max_points: int = MAX_POINTS) -> dict[str, Any]:
+                   max_points: int = MAX_POINTS, only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Everything a fresh chart needs: the layout and the whole window, downsampled to `max_points`."""
-    charts = layout(samples)
+    charts = layout(samples, only)
     ts, values = _downsampled(samples, charts, max_points)
     return {"epoch": epoch, "reset": True, "window_s": window_s, "charts": charts, "ts": ts, "values": values,
             "markers": [_marker(m) for m in markers]}
@@ -75,10 +76,10 @@ def increment_payload(samples: list[dict], markers: list[dict], charts: list[dic
     return {"epoch": epoch, "reset": False, "ts": ts, "values": values, "markers": [_marker(m) for m in markers]}
 
 
-def fits(samples: list[dict], charts: list[dict]) -> bool:
+def fits(samples: list[dict], charts: list[dict], only: tuple[str, ...] | None = None) -> bool:
     """Whether `charts` has a line for everything in `samples` (a new job or GPU needs a new layout)."""
     have = {(c["id"], line["label"]) for c in charts for line in c["series"]}
-    return all((c["id"], line["label"]) in have for c in layout(samples) for line in c["series"])
+    return all((c["id"], line["label"]) in have for c in layout(samples, only) for line in c["series"])
 
 
 # ---- inside ----

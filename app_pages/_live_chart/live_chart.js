@@ -5,7 +5,6 @@
 // server never builds a figure. Speaks Streamlit's component protocol through window.parent.postMessage.
 "use strict";
 
-const CHART_HEIGHT = 240;
 const state = {
   epoch: null,      // which window the data here belongs to
   windowS: 300,
@@ -14,6 +13,7 @@ const state = {
   values: {},       // chart id -> one array per line, aligned on ts
   markers: [],      // [{ts, kind, text, alert}]
   plots: {},        // chart id -> uPlot
+  height: 240,      // of one chart, in pixels (the page says)
   renders: 0,       // payloads received, for the tests
   resets: 0,        // of which whole windows (a full page run, a new window or layout)
   asked: 0,         // times this frame asked the page for the whole window
@@ -28,6 +28,7 @@ window.addEventListener("message", function (event) {
   const data = event.data;
   if (!data || data.type !== "streamlit:render") return;
   const payload = data.args && data.args.payload;
+  if (data.args && data.args.chart_height) state.height = data.args.chart_height;
   if (payload) receive(payload);
 });
 
@@ -102,7 +103,7 @@ function build() {
       };
     }));
     const opts = {
-      width: chartWidth(), height: CHART_HEIGHT, series: series,
+      width: chartWidth(), height: state.height, series: series,
       scales: { x: { time: true }, y: chart.y_max ? { range: [0, chart.y_max] } : { auto: true } },
       axes: [{ space: 70, values: function (u, splits) { return splits.map(timeLabel); } }, { size: 48 }],
       legend: { live: true },
@@ -170,13 +171,13 @@ function markerPlugin() {
 
 function chartWidth() {
   const width = document.getElementById("charts").clientWidth || window.innerWidth;
-  const perRow = width >= 860 ? 2 : 1;
+  const perRow = width >= 860 && state.charts.length > 1 ? 2 : 1;
   return Math.max(Math.floor((width - 16 * (perRow - 1)) / perRow) - 4, 200);
 }
 
 function resize() {
   const width = chartWidth();
-  for (const id in state.plots) state.plots[id].setSize({ width: width, height: CHART_HEIGHT });
+  for (const id in state.plots) state.plots[id].setSize({ width: width, height: state.height });
 }
 
 window.addEventListener("resize", resize);

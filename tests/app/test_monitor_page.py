@@ -152,4 +152,5 @@ def test_home_shows_the_compact_view_and_links_to_the_monitor(fake_engine, new_a
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["CPU"] == "52%" and metrics["GPUs (2)"] == "90%"
     assert any("training job 12" in c.value for c in at.caption)
-    assert [c for c in at.get("plotly_chart")]
+    p = payload(at)                                           # the last five minutes of CPU, drawn in the browser
+    assert [c["id"] for c in p["charts"]] == ["cpu"] and p["window_s"] == 300 and len(p["ts"]) == 31
