@@ -38,8 +38,8 @@ def layout(samples: list[dict], only: tuple[str, ...] | None = None) -> list[dic
 
     names: dict[int, str] = {}
     for s in samples:
-        for g in s.get("gpus") or []:
-            names[g["index"]] = g.get("name") or f"GPU {g['index']}"
+        for g in s.get("gpus") or []:   # int(): averaged history rows hold the index as 0.0
+            names[int(g["index"])] = g.get("name") or f"GPU {int(g['index'])}"
     for index, name in sorted(names.items()):
         charts.append({"id": f"gpu{index}", "title": f"GPU {index}: {name}", "unit": "%", "y_max": 105,
                        "series": [_line("utilization %", "#2ca02c", width=2), _line("memory used %", "#9467bd", fill=True)]})
@@ -113,7 +113,7 @@ def _value(sample: dict, chart: str, label: str, parts_by_label: dict[str, str])
     if chart == "llmos":
         return _round(((sample.get("llmos") or {}).get(parts_by_label.get(label)) or {}).get("cpu"))
     index = int(chart[3:])   # "gpu1"
-    g = next((g for g in sample.get("gpus") or [] if g["index"] == index), None)
+    g = next((g for g in sample.get("gpus") or [] if int(g["index"]) == index), None)
     if g is None:
         return None
     if label == "utilization %":

@@ -64,7 +64,9 @@ def open_monitor(new_app) -> AppTest:
 
 def payload(at: AppTest) -> dict:
     """What the page sent the live chart component on its last run."""
-    [chart] = at.get("component_instance")
+    charts = at.get("component_instance")
+    assert len(charts) == 1, [e.value for e in at.error]
+    chart = charts[0]
     return json.loads(chart.proto.json_args)["payload"]
 
 
@@ -83,7 +85,7 @@ def test_monitor_page_on_a_two_gpu_machine(fake_engine, new_app):
     at = open_monitor(new_app)
     p = payload(at)
     assert p["reset"] and [c["id"] for c in p["charts"]] == ["cpu", "memory", "gpu0", "gpu1", "llmos"]
-    assert last(p, "cpu", "total") == pytest.approx(52.5) and len(p["ts"]) == 31
+    assert last(p, "cpu", "total") == pytest.approx(52.5) and len(p["ts"]) >= 31
     assert len([s for s in p["charts"][0]["series"] if s["label"].startswith("core")]) == 4
     assert any(m["kind"] == "job_start" for m in p["markers"])              # the job's start marker
     assert last(p, "gpu1", "utilization %") == 90
@@ -122,7 +124,7 @@ def test_window_selector_reads_the_history(fake_engine, new_app):
     sampler.store.execute("INSERT INTO monitor_samples VALUES (60, ?, ?)",
                           (day_old, json.dumps({**sampler.history(10)[-1], "ts": day_old})))
     at = open_monitor(new_app)
-    assert len(payload(at)["ts"]) <= 31
+    assert payload(at)["ts"][0] > day_old + 86400                   # 5 min: not the row of three days ago
     at.radio(key="monitor_window").set_value("1 week").run()
     assert not at.exception
     p = payload(at)
@@ -153,4 +155,4 @@ def test_home_shows_the_compact_view_and_links_to_the_monitor(fake_engine, new_a
     assert metrics["CPU"] == "52%" and metrics["GPUs (2)"] == "90%"
     assert any("training job 12" in c.value for c in at.caption)
     p = payload(at)                                           # the last five minutes of CPU, drawn in the browser
-    assert [c["id"] for c in p["charts"]] == ["cpu"] and p["window_s"] == 300 and len(p["ts"]) == 31
+    assert [c["id"] for c in p["charts"]] == ["cpu"] and p["window_s"] == 300 and len(p["ts"]) >= 31
