@@ -22,7 +22,7 @@ def layout(samples: list[dict], only: tuple[str, ...] | None = None) -> list[dic
     """The charts and their lines for these samples: [{"id", "title", "unit", "y_max", "series": [...]}].
     `only` keeps the charts of those ids (Home shows the CPU alone)."""
     cores = max((len(s["cpu"].get("per_core") or []) for s in samples), default=0)
-    cpu = [_line("total", "#000000", width=2.5)]
+    cpu = [_line("total", "", width=2.5)]   # "": the theme's text colour (black on light, white on dark)
     if cores <= MAX_CORE_LINES:
         cpu += [_line(f"core {i}", COLORS[i % len(COLORS)], width=1) for i in range(cores)]
     charts = [{"id": "cpu", "title": "CPU", "unit": "%", "y_max": 105, "series": cpu}]

@@ -14,6 +14,7 @@ const state = {
   markers: [],      // [{ts, kind, text, alert}]
   plots: {},        // chart id -> uPlot
   height: 240,      // of one chart, in pixels (the page says)
+  text: "#31333f",  // the Streamlit theme's text colour: axes, titles, and lines drawn in "text" colour
   renders: 0,       // payloads received, for the tests
   resets: 0,        // of which whole windows (a full page run, a new window or layout)
   asked: 0,         // times this frame asked the page for the whole window
@@ -29,6 +30,7 @@ window.addEventListener("message", function (event) {
   if (!data || data.type !== "streamlit:render") return;
   const payload = data.args && data.args.payload;
   if (data.args && data.args.chart_height) state.height = data.args.chart_height;
+  if (data.theme && data.theme.textColor !== state.text) applyTheme(data.theme);
   if (payload) receive(payload);
 });
 
@@ -52,6 +54,17 @@ function receive(p) {
     append(p);
   }
   redraw();
+}
+
+function faint(alpha) {
+  // The text colour, see-through: grid and ticks. Only a #rrggbb colour takes an alpha suffix.
+  return /^#[0-9a-f]{6}$/i.test(state.text) ? state.text + alpha.toString(16).padStart(2, "0") : "rgba(128,128,128,0.25)";
+}
+
+function applyTheme(theme) {
+  state.text = theme.textColor;
+  document.body.style.color = theme.textColor;
+  if (state.charts.length) build();   // axes take their colours when made
 }
 
 function append(p) {
@@ -97,7 +110,7 @@ function build() {
     box.appendChild(holder);
     const series = [{}].concat(chart.series.map(function (line) {
       return {
-        label: line.label, stroke: line.color, width: line.width,
+        label: line.label, stroke: line.color || state.text, width: line.width, points: { show: false },
         dash: line.dash ? [6, 4] : undefined, fill: line.fill ? line.color + "33" : undefined,
         value: function (u, v) { return v == null ? "-" : v.toFixed(1) + " " + chart.unit; },
       };
@@ -105,7 +118,9 @@ function build() {
     const opts = {
       width: chartWidth(), height: state.height, series: series,
       scales: { x: { time: true }, y: chart.y_max ? { range: [0, chart.y_max] } : { auto: true } },
-      axes: [{ space: 70, values: function (u, splits) { return splits.map(timeLabel); } }, { size: 48 }],
+      axes: [{ space: 70, stroke: state.text, grid: { stroke: faint(0x22) }, ticks: { stroke: faint(0x44) },
+               values: function (u, splits) { return splits.map(timeLabel); } },
+             { size: 48, stroke: state.text, grid: { stroke: faint(0x22) }, ticks: { stroke: faint(0x44) } }],
       legend: { live: true },
       plugins: [markerPlugin()],
     };
