@@ -95,7 +95,7 @@ def server_cpu(seconds: float, viewers: tuple[int, ...]) -> list[tuple[int, floa
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                 warm = browser.new_page()            # the engine starts on the first visit: not measured
-                warm.goto(f"{server.url}/monitor")
+                warm.goto(f"{server.url}/monitor", timeout=180_000, wait_until="commit")
                 warm.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
                 warm.close()
                 for count in viewers:
@@ -121,8 +121,8 @@ def open_viewer(browser, url: str, received: list[int]):
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.__setitem__(
         0, received[0] + len(frame if isinstance(frame, (bytes, str)) else b""))))
-    page.goto(url)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
+    page.goto(url, timeout=180_000, wait_until="commit")   # a loaded 2-core machine: patience
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=180_000)
     return page
 
 
