@@ -96,9 +96,10 @@ def server_cpu(seconds: float, viewers: tuple[int, ...]) -> list[tuple[int, floa
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                 warm = browser.new_page()            # the engine starts on the first visit: not measured
                 warm.goto(f"{server.url}/monitor", timeout=180_000, wait_until="commit")
-                warm.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
+                warm.wait_for_selector('iframe[src*="live_chart"]', timeout=180_000)
                 warm.close()
                 for count in viewers:
+                    print(f"  measuring {count} viewer(s)...", flush=True)
                     received = [0]
                     pages = [open_viewer(browser, f"{server.url}/monitor", received) for _ in range(count)]
                     time.sleep(8 if count else 3)    # first draws and imports settle
@@ -122,7 +123,8 @@ def open_viewer(browser, url: str, received: list[int]):
     page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.__setitem__(
         0, received[0] + len(frame if isinstance(frame, (bytes, str)) else b""))))
     page.goto(url, timeout=180_000, wait_until="commit")   # a loaded 2-core machine: patience
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=180_000)
+    # The live chart's frame, not "script not running": with fragments every second the page is seldom idle.
+    page.wait_for_selector('iframe[src*="live_chart"]', timeout=180_000)
     return page
 
 

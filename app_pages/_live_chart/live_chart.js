@@ -17,7 +17,7 @@ const state = {
   text: "#31333f",  // the Streamlit theme's text colour: axes, titles, and lines drawn in "text" colour
   renders: 0,       // payloads received, for the tests
   resets: 0,        // of which whole windows (a full page run, a new window or layout)
-  asked: 0,         // times this frame asked the page for the whole window
+  acked: null,      // the window this frame told the page it holds
 };
 window.liveChart = state;
 
@@ -45,10 +45,16 @@ function receive(p) {
     state.values = p.values;
     state.markers = p.markers.slice();
     build();
+    if (state.acked !== p.epoch) {   // tell the page this window is here: from now on, increments only
+      state.acked = p.epoch;
+      send("streamlit:setComponentValue", { value: { have: p.epoch }, dataType: "json" });
+    }
   } else if (p.epoch !== state.epoch) {
-    // Increments for a window this frame never got (it was reloaded): ask the page for the whole window.
-    state.asked += 1;
-    send("streamlit:setComponentValue", { value: { need_window: state.asked }, dataType: "json" });
+    // Increments of a window this frame does not hold (it was reloaded): say so, and the page sends it whole.
+    if (state.acked !== "lost " + p.epoch) {
+      state.acked = "lost " + p.epoch;
+      send("streamlit:setComponentValue", { value: { have: state.acked }, dataType: "json" });
+    }
     return;
   } else {
     append(p);
