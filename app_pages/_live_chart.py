@@ -1,9 +1,8 @@
 """The live chart component: the Monitor's charts drawn in the browser by uPlot, fed increments.
 
-The page's fragment calls `draw` every few seconds. The first call of a page run (and after a change
-of window, a new job or GPU) sends the whole window, downsampled, until the frame answers that it holds
-it; every later call sends only the samples since the last one, a few hundred bytes, and the browser
-appends and redraws.
+The page's fragment calls `draw` every few seconds. A new frame (and a change of window, a new job or
+GPU) gets the whole window, downsampled, until the frame answers that it holds it; every later call
+sends only the samples since the last one, a few hundred bytes, and the browser appends and redraws.
 The server builds no figure. The component's files (uPlot 1.6.32, MIT, vendored: no CDN) are in
 app_pages/_live_chart/.
 """
@@ -23,21 +22,16 @@ from llmos_core.monitor import Sampler
 _component = components.declare_component("live_chart", path=str(Path(__file__).with_suffix("")))
 
 
-def new_epoch(key: str) -> None:
-    """Call on every full run of the page: the chart may be a fresh frame, so the next draw sends it all."""
-    st.session_state[f"{key}_epoch"] = uuid.uuid4().hex[:12]
-
-
 def draw(sampler: Sampler, window_s: float, key: str, only: tuple[str, ...] | None = None,
          chart_height: int = 240) -> dict:
     """Send the chart what it lacks; returns the payload sent (for the tests and the benchmark).
     `only` keeps the charts of those ids ("cpu", "memory", "gpu0", "llmos")."""
-    page_run = st.session_state.setdefault(f"{key}_epoch", uuid.uuid4().hex[:12])
     sent = st.session_state.setdefault(f"{key}_sent", {})
     # The frame says which window it holds once it has drawn it; until then it gets the whole window again
-    # (a frame still loading is handed the latest payload only, so an increment would leave it empty).
+    # (a frame still loading is handed the latest payload only, so an increment would leave it empty; a
+    # frame that lost its data says so too). A new page or a new frame starts with no answer at all.
     have = (st.session_state.get(key) or {}).get("have")
-    same_window = sent.get("page_run") == page_run and sent.get("window_s") == window_s
+    same_window = sent.get("window_s") == window_s
     now = time.time()
     fresh = None
     if same_window and have is not None and have == sent.get("epoch"):
@@ -50,7 +44,7 @@ def draw(sampler: Sampler, window_s: float, key: str, only: tuple[str, ...] | No
         if not same_window or payload["charts"] != sent.get("charts") or not sent.get("epoch"):
             sent["epoch"] = uuid.uuid4().hex[:12]   # a new window: the frame must say it has this one
         payload["epoch"] = sent["epoch"]
-        sent.update(page_run=page_run, window_s=window_s, charts=payload["charts"])
+        sent.update(window_s=window_s, charts=payload["charts"])
     else:
         samples = fresh
         bucket_s = window_s / (monitor_series.MAX_POINTS / 2)

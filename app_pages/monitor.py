@@ -29,7 +29,6 @@ window = left.radio("Window", list(WINDOWS), horizontal=True, key="monitor_windo
 sort_by = right.selectbox("Sort processes by", list(view.SORT_KEYS), key="monitor_sort")
 if not sampler.running:
     st.info("The sampler is not running in this engine, so the figures below do not move.", icon=":material/info:")
-live_chart.new_epoch("monitor_live")
 
 
 @st.fragment(run_every=FIGURES_S)
