@@ -7,7 +7,7 @@
    under 10 % of one core in all), against the same server idle with no browser, and the bytes a
    second the server sends each viewer (websocket frames counted in the browser).
 
-    python bench/monitor.py [--seconds 30] [--skip-page]
+    python bench/monitor.py [--seconds 30] [--skip-page] [--skip-sampler] [--viewers 1,5]
 """
 from __future__ import annotations
 
@@ -109,6 +109,8 @@ def server_cpu(seconds: float, viewers: tuple[int, ...]) -> list[tuple[int, floa
                     elapsed = time.monotonic() - t0
                     share = (tree_cpu(proc) - c0) / elapsed
                     results.append((count, share, received[0] / elapsed / count if count else 0.0))
+                    print(f"  {count} viewer(s): {share * 100:.1f} % of one core, "
+                          f"{results[-1][2]:.0f} bytes/s per viewer", flush=True)
                     for page in pages:
                         page.close()
                 browser.close()
@@ -132,24 +134,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--skip-page", action="store_true")
+    parser.add_argument("--skip-sampler", action="store_true")
+    parser.add_argument("--viewers", default="1,5", help="numbers of browsers on the Monitor page, comma-separated")
     args = parser.parse_args()
     print(f"machine: {psutil.cpu_count()} cores, load {psutil.getloadavg()[0]:.1f} at start, "
           f"{len(psutil.pids())} processes")
 
-    naive = naive_sampler_cpu(args.seconds)
-    ours, samples = llmos_sampler_cpu(args.seconds)
+    if not args.skip_sampler:
+        sampler_figures(args.seconds)
+    if not args.skip_page:
+        page_figures(args.seconds, tuple(int(n) for n in args.viewers.split(",")))
+
+
+def sampler_figures(seconds: float) -> None:
+    naive = naive_sampler_cpu(seconds)
+    ours, samples = llmos_sampler_cpu(seconds)
     print(f"sampler CPU at 1 Hz: {ours * 100:.2f} % of one core ({ours * 1000:.1f} ms per second, {samples} samples); "
           f"target <= 1 %: {'met' if ours <= 0.01 else 'MISSED'}")
     print(f"  baseline, plain psutil sweep: {naive * 100:.2f} % of one core; ratio sampler/baseline {ours / naive:.2f}")
 
-    if not args.skip_page:
-        results = server_cpu(args.seconds, (0, 1, 5))
-        idle = results[0][1]
-        print(f"server CPU, idle app, no browser (baseline): {idle * 100:.1f} % of one core")
-        for count, share, sent in results[1:]:
-            target = "" if count != 5 else f"; target 5 viewers < 10 %: {'met' if share < 0.10 else 'MISSED'}"
-            print(f"server CPU, {count} browser(s) on Monitor (5 min window): {share * 100:.1f} % of one core, "
-                  f"ratio {share / max(idle, 1e-9):.1f}x the idle server; {sent:.0f} bytes/s sent per viewer{target}")
+
+def page_figures(seconds: float, viewers: tuple[int, ...]) -> None:
+    results = server_cpu(seconds, (0, *viewers))
+    idle = results[0][1]
+    print(f"server CPU, idle app, no browser (baseline): {idle * 100:.1f} % of one core")
+    for count, share, sent in results[1:]:
+        target = "" if count != 5 else f"; target 5 viewers < 10 %: {'met' if share < 0.10 else 'MISSED'}"
+        print(f"server CPU, {count} browser(s) on Monitor (5 min window): {share * 100:.1f} % of one core, "
+              f"ratio {share / max(idle, 1e-9):.1f}x the idle server; {sent:.0f} bytes/s sent per viewer{target}")
 
 
 if __name__ == "__main__":
