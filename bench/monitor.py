@@ -102,10 +102,12 @@ def server_cpu(seconds: float, viewers: tuple[int, ...]) -> list[tuple[int, floa
                     print(f"  measuring {count} viewer(s)...", flush=True)
                     received = [0]
                     pages = [open_viewer(browser, f"{server.url}/monitor", received) for _ in range(count)]
-                    time.sleep(8 if count else 3)    # first draws and imports settle
+                    # Playwright's sync API hands over websocket events only while it is called: wait through it.
+                    wait = pages[0].wait_for_timeout if pages else (lambda ms: time.sleep(ms / 1000))
+                    wait(8000 if count else 3000)    # first draws and imports settle
                     received[0] = 0
                     c0, t0 = tree_cpu(proc), time.monotonic()
-                    time.sleep(seconds)
+                    wait(seconds * 1000)
                     elapsed = time.monotonic() - t0
                     share = (tree_cpu(proc) - c0) / elapsed
                     results.append((count, share, received[0] / elapsed / count if count else 0.0))
