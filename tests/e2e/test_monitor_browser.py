@@ -93,7 +93,7 @@ def test_a_busy_job_is_named_and_an_alert_fires_past_the_memory_threshold(app_se
         with sqlite3.connect(server.home / "llmos.db") as db:
             db.execute("INSERT INTO jobs (kind, params, state, created, pid) VALUES ('train', ?, 'running', ?, ?)",
                        (json.dumps({"method": "lora", "model": "gemma-270m"}), time.time(), burner.pid))
-        page.get_by_text("training job 1 (", exact=False).first.wait_for(timeout=15_000)
+        page.get_by_text("training job 1 (", exact=False).first.wait_for(timeout=40_000)   # table: every 5 s
         assert "gemma-270m" in page.inner_text("body")
         page.locator('[data-testid="stToast"]').filter(has_text="RAM").first.wait_for(timeout=20_000)
         frame = chart_frame(page)
