@@ -59,7 +59,3 @@ def _extremes(values: Sequence[Number], start: int, end: int) -> list[Number]:
     first, second = sorted((low, high))
     return [values[first], values[second]]
 
-
-def bucket_seconds(window_s: float, max_points: int) -> float:
-    """Width of one bucket when a window of `window_s` seconds is drawn with at most `max_points` points."""
-    return window_s / max(max_points // 2, 1)
