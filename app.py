@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages._shared import draw_sidebar
+from app_pages._monitor_view import alert_toasts
+from app_pages._shared import draw_sidebar, engine
 
 st.set_page_config(page_title="LLM OS", page_icon=":material/memory:", layout="wide")
 
@@ -20,4 +21,5 @@ PAGES = [
 
 page = st.navigation(PAGES)
 draw_sidebar()
+alert_toasts(engine().store)
 page.run()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import control
+from .alerts import AlertTracker
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
 from .conversations import Conversations
@@ -63,6 +64,9 @@ class Engine:
         # One sampler per engine (never per browser session); only the primary writes the history.
         self.sampler = Sampler(self.store, server_pid=os.getpid(), resident=self.models.resident,
                                primary_pid=self.primary_pid, persist=self.is_primary)
+        # Alerts are recorded by the primary only: two engines on one folder would write each one twice.
+        self.alerts = AlertTracker(self.store if self.is_primary else None)
+        self.sampler.listeners.append(self.alerts.check)
         # Every engine can submit/cancel/list jobs through the store; only the primary runs the loop.
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")

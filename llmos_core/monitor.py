@@ -72,6 +72,7 @@ class Sampler:
         self.lost: collections.deque[dict] = collections.deque(maxlen=_LOST_MAX)
         self.samples_taken = 0
         self.cpu_seconds = 0.0                                 # the sampler thread's own CPU time, for the bench
+        self.listeners: list[Callable[[dict], Any]] = []       # called with each snapshot (alerts.AlertTracker.check)
 
     # ---- the thread ----
     def start(self) -> None:
@@ -144,6 +145,11 @@ class Sampler:
         self.samples_taken += 1
         if self.persist:
             self._downsample(sample)
+        for listener in self.listeners:
+            try:
+                listener(snapshot)
+            except Exception as exc:   # a listener's bug must not cost the sample
+                self._note(f"a listener failed: {type(exc).__name__}: {exc}", once=True)
         return snapshot
 
     def latest(self) -> dict | None:
