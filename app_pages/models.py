@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from llmos_core import access
 from llmos_core.present import format_bytes
 from llmos_core.usecases.models import list_catalog, pull_and_register
 from app_pages._shared import engine, error_boundary
@@ -78,12 +79,16 @@ with st.expander("Add a model: Hugging Face id, local folder or .gguf file", ico
     name = st.text_input("Name in the catalog (optional)", key="models_name")
     task = st.radio("Kind", ["causal-lm", "seq2seq"], horizontal=True, key="models_task",
                     help="seq2seq: encoder-decoder models such as Marian/opus-mt, NLLB or M2M100 (translation)")
-    trust = st.checkbox("Trust remote code", key="models_trust",
-                        help="runs Python code shipped with the model; tick only for models you trust")
+    admin = access.admin_enabled()
+    trust = st.checkbox("Trust remote code", key="models_trust", disabled=not admin,
+                        help="runs Python code shipped with the model; tick only for models you trust" if admin
+                        else "off: only when LLM OS runs with LLMOS_ADMIN=1")
+    if not admin:
+        st.caption("Folders and files are taken from the LLM OS data folder only; others need LLMOS_ADMIN=1.")
     if st.button("Pull", key="models_pull", icon=":material/download:", disabled=not ref.strip()):
         bar = st.progress(0.0, text="Starting...")
         with error_boundary("Pulling"):
-            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust,
+            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust, origin="web",
                                        progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
             st.success(f"{pulled.name} is in the catalog." if pulled.registered else
                        f"{pulled.name} was in the catalog already; its files are ready.")

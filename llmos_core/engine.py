@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import control
+from . import control, retention
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
 from .conversations import Conversations
@@ -24,6 +24,7 @@ from .models.catalog import Catalog
 from .models.llamacpp import LlamaCppBackend, availability as llamacpp_availability
 from .models.manager import ModelManager
 from .monitor import Sampler
+from .paths import secure_folder
 from .settings import Settings
 from .store import Store
 
@@ -32,7 +33,7 @@ class Engine:
     def __init__(self, settings: Settings | None = None, *, primary: bool = True, start_threads: bool = True):
         self.settings = settings or Settings.from_env()
         self.home = self.settings.home
-        self.home.mkdir(parents=True, exist_ok=True)
+        secure_folder(self.home)   # 0700, created so or tightened: it holds conversations, uploads, models
         self.store = Store(self.settings.db_path)
         self.catalog = Catalog(self.store)
         self.device: DeviceChoice = choose_device(self.settings.device, self.settings.dtype)
@@ -57,7 +58,8 @@ class Engine:
             self.control.start()
         # One sampler per engine (never per browser session); only the primary writes the history.
         self.sampler = Sampler(self.store, server_pid=os.getpid(), resident=self.models.resident,
-                               primary_pid=self.primary_pid, persist=self.is_primary)
+                               primary_pid=self.primary_pid, persist=self.is_primary,
+                               housekeeping=self._prune if self.is_primary else None)
         # Every engine can submit/cancel/list jobs through the store; only the primary runs the loop.
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")
@@ -130,6 +132,18 @@ class Engine:
                 "budget_bytes": self.models.budget, "reserved_bytes": self.models.reserved_bytes(),
                 "room_bytes": self.models.room(), "resident": self.models.resident(),
                 "monitor": self.sampler.status()}
+
+    def _prune(self) -> dict:
+        """Old events, usage samples and unused uploads go (retention.py); the primary does it hourly."""
+        removed = retention.prune(self.store, self.settings)
+        if any(removed.values()):
+            self.store.add_event("prune", "retention", "pruned " + ", ".join(f"{n} {k}" for k, n in removed.items()),
+                                 **removed)
+        return removed
+
+    def threads_alive(self) -> dict[str, bool]:
+        """Whether the engine's background threads run: Home shows it (a dead one means a restart is due)."""
+        return {"scheduler": self.scheduler.is_alive(), "monitor": self.sampler.running}
 
     def is_idle(self) -> bool:
         """Nothing resident, nothing running, no request being answered (a slow load included): an

@@ -41,6 +41,12 @@ class Settings:
         "help": "never contact the Hugging Face hub (LLMOS_OFFLINE, also HF_HUB_OFFLINE)"})
     max_upload_mb: int = field(default=200, metadata={"help": "largest upload accepted, in MB (LLMOS_MAX_UPLOAD_MB)"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (LLMOS_THREADS); default: all cores"})
+    keep_events_days: float = field(default=30.0, metadata={
+        "help": "days the event log is kept (LLMOS_KEEP_EVENTS_DAYS)"})
+    keep_usage_days: float = field(default=30.0, metadata={
+        "help": "days jobs' sampled CPU and memory use is kept (LLMOS_KEEP_USAGE_DAYS)"})
+    keep_uploads_days: float = field(default=7.0, metadata={
+        "help": "days an uploaded document no job refers to is kept (LLMOS_KEEP_UPLOADS_DAYS)"})
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -56,6 +62,9 @@ class Settings:
             raise SettingsError("max upload must be positive")
         if self.threads is not None and self.threads <= 0:
             raise SettingsError("threads must be positive")
+        for name in ("keep_events_days", "keep_usage_days", "keep_uploads_days"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be a positive number of days, got {getattr(self, name)}")
 
     # Folders under home; created on first use by whoever writes there.
     @property
@@ -73,6 +82,11 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Documents uploaded for translation jobs (pruned when old and unused: retention.py)."""
+        return self.home / "translate" / "uploads"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -99,7 +113,7 @@ def _convert(name: str, raw: str):
             return Path(raw)
         if name == "memory_budget":
             return parse_size(raw)
-        if name in ("keep_alive_s",):
+        if name in ("keep_alive_s", "keep_events_days", "keep_usage_days", "keep_uploads_days"):
             return float(raw)
         if name in ("max_upload_mb", "threads"):
             return int(raw)

@@ -19,6 +19,8 @@ from . import documents
 from .translator import Translator, check_language, language_name, open_engine
 
 SEGMENTS_FILE = "segments.json"
+# Parameters that are paths: from the web app they must lie in the data folder (access.check_job_params).
+PATH_PARAMS = ("input",)
 
 
 def job_threshold() -> int:
