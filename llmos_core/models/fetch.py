@@ -56,9 +56,10 @@ def gguf_path(spec: ModelSpec, settings: Settings, progress: Progress | None = N
 
 
 def converted_folder(spec: ModelSpec, settings: Settings) -> Path:
-    """models/<name> (embedded) or models/<name>-<hash of the file>; a name that is a path is refused here,
-    before anything is written, deleted or renamed there."""
-    name = paths.check_name(spec.name, "model name")
+    """models/<name> (embedded) or models/<name>-<hash of the file>; a name that leads out of models/ is refused
+    here, before anything is written, deleted or renamed there. (New names pass paths.check_name when they are
+    given; this also covers specs built by hand and names registered before that check.)"""
+    name = spec.name
     if spec.source != "embedded":
         name += "-" + hashlib.sha1(str(Path(spec.location).resolve()).encode()).hexdigest()[:8]
     return paths.inside(settings.models_dir, settings.models_dir / name, "the converted model's folder")

@@ -316,3 +316,16 @@ def test_retention_caps_the_event_count(settings, store, monkeypatch):
 def test_retention_settings_come_from_the_environment():
     settings = Settings.from_env({"LLMOS_KEEP_EVENTS_DAYS": "7", "LLMOS_KEEP_USAGE_DAYS": "2.5"})
     assert settings.keep_events_days == 7 and settings.keep_usage_days == 2.5 and settings.keep_uploads_days == 7
+
+
+# ---------------------------------------------------------------- the launcher
+
+def test_the_web_launcher_passes_the_upload_limit_and_refuses_an_open_network(monkeypatch, capsys):
+    monkeypatch.delenv("LLMOS_WEB_PASSWORD", raising=False)
+    monkeypatch.setenv("LLMOS_MAX_UPLOAD_MB", "512")
+    assert cli_main(["web", "--dry-run"]) == 0
+    assert "--server.maxUploadSize 512" in capsys.readouterr().out
+    assert cli_main(["web", "--address", "0.0.0.0", "--dry-run"]) == 1
+    assert "LLMOS_WEB_PASSWORD" in capsys.readouterr().err
+    monkeypatch.setenv("LLMOS_WEB_PASSWORD", "x" * 20)
+    assert cli_main(["web", "--address", "0.0.0.0", "--dry-run"]) == 0
