@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+from pathlib import Path
 
 from .errors import InvalidInput, LLMOSError
 from .paths import inside
@@ -94,6 +95,16 @@ def check_job_params(kind_module, params: dict, settings: Settings, origin: str)
     for name in getattr(kind_module, "PATH_PARAMS", ()):
         if params.get(name):
             inside(settings.home, str(params[name]), f"the job's {name}")
+
+
+def check_model_ref(ref: str, settings: Settings) -> None:
+    """Before the Models page resolves what a visitor typed: a path outside the data folder is refused
+    unread, so its error messages cannot tell whether a file exists there."""
+    if admin_enabled():
+        return
+    text = ref.strip()
+    if text.startswith(("/", "~", ".")) or ("/" in text and Path(text).expanduser().exists()):
+        inside(settings.home, text, "the model's folder or file")
 
 
 def check_model_spec(spec, settings: Settings) -> None:

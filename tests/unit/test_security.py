@@ -190,6 +190,11 @@ def test_the_models_page_takes_folders_from_the_data_folder_only(settings, tiny_
     local = ModelSpec(name="tiny", source="local", location=str(tiny_causal))
     with pytest.raises(InvalidInput):
         access.check_model_spec(local, settings)
+    for ref in (str(tiny_causal), "/etc/does-it-exist", "~/.ssh/id_rsa", "../elsewhere"):
+        with pytest.raises(InvalidInput):
+            access.check_model_ref(ref, settings)   # refused before anything is read
+    access.check_model_ref("Helsinki-NLP/opus-mt-en-de", settings)
+    access.check_model_ref(str(settings.home / "models" / "mine.gguf"), settings)
     with pytest.raises(access.AccessDenied):
         access.check_model_spec(ModelSpec(name="x", source="hub", location="o/x", trust_remote_code=True), settings)
     access.check_model_spec(ModelSpec(name="x", source="hub", location="o/x"), settings)
