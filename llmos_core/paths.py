@@ -78,7 +78,12 @@ def secure_database(path: Path) -> Path:
     """Create the SQLite file `path` (empty) as 0600 if it is missing, and tighten it and its WAL, shared-memory
     and journal files if they exist (SQLite gives those the database file's mode when it creates them)."""
     path = Path(path)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))   # no O_TRUNC: an existing file is kept as is
+    # Never open an existing database here: closing any descriptor of a file drops every POSIX lock this
+    # process holds on it, SQLite's included (other connections then fail with "disk I/O error").
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
     for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         try:
             if stat.S_IMODE(candidate.stat().st_mode) & 0o077:
