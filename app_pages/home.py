@@ -19,6 +19,13 @@ cols[0].metric("Device", eng.device.kind.upper(), help=eng.device.reason)
 cols[1].metric("Models in memory", len(status["resident"]))
 cols[2].metric("Memory budget", format_bytes(status["budget_bytes"]))
 cols[3].metric("Room for models", format_bytes(status["room_bytes"]))
+what = {"scheduler": "Job scheduler", "monitor": "Monitor"}
+alive = eng.threads_alive()
+st.caption(" · ".join(f":material/check_circle: {what[name]} running" if ok else
+                      f":material/cancel: **{what[name]} stopped**" for name, ok in alive.items()))
+if not all(alive.values()):
+    st.warning("A background thread of the engine has stopped: queued jobs wait or the monitor stands still. "
+               "Restart the app; its terminal says why it stopped.", icon=":material/warning:")
 
 st.subheader("Go to")
 links = st.columns(3)

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
+from llmos_core import access
 from llmos_core.present import format_bytes
 from llmos_core.usecases.models import list_catalog, pull_and_register
 from app_pages._shared import engine, error_boundary
@@ -74,17 +75,17 @@ if col_unload.button("Unload", key="models_unload", icon=":material/eject:"):
 
 # ---- use from code: the OpenAI-compatible API of this engine ----
 with st.expander("Use from code", icon=":material/code:"):
-    access = api_access(eng)
-    if access.running:
-        st.markdown(f"API at `{access.base_url}` · "
-                    + ("an API key is required (`LLMOS_API_KEY`)" if access.key_required else "no key needed"))
+    api = api_access(eng)
+    if api.running:
+        st.markdown(f"API at `{api.base_url}` · "
+                    + ("an API key is required (`LLMOS_API_KEY`)" if api.key_required else "no key needed"))
     else:
-        st.info(access.note, icon=":material/info:")
+        st.info(api.note, icon=":material/info:")
     choice_task = eng.catalog.get(choice).task
-    st.code(curl_snippet(access, choice, choice_task), language="bash")
-    st.code(openai_snippet(access, choice, choice_task), language="python")
-    if access.running:
-        st.caption(access.note)
+    st.code(curl_snippet(api, choice, choice_task), language="bash")
+    st.code(openai_snippet(api, choice, choice_task), language="python")
+    if api.running:
+        st.caption(api.note)
 
 # ---- add a model ----
 with st.expander("Add a model: Hugging Face id, local folder or .gguf file", icon=":material/add:"):
@@ -93,12 +94,16 @@ with st.expander("Add a model: Hugging Face id, local folder or .gguf file", ico
     name = st.text_input("Name in the catalog (optional)", key="models_name")
     task = st.radio("Kind", ["causal-lm", "seq2seq", "sentence-embedding"], horizontal=True, key="models_task",
                     help="seq2seq: encoder-decoder models such as Marian/opus-mt, NLLB or M2M100 (translation)")
-    trust = st.checkbox("Trust remote code", key="models_trust",
-                        help="runs Python code shipped with the model; tick only for models you trust")
+    admin = access.admin_enabled()
+    trust = st.checkbox("Trust remote code", key="models_trust", disabled=not admin,
+                        help="runs Python code shipped with the model; tick only for models you trust" if admin
+                        else "off: only when LLM OS runs with LLMOS_ADMIN=1")
+    if not admin:
+        st.caption("Folders and files are taken from the LLM OS data folder only; others need LLMOS_ADMIN=1.")
     if st.button("Pull", key="models_pull", icon=":material/download:", disabled=not ref.strip()):
         bar = st.progress(0.0, text="Starting...")
         with error_boundary("Pulling"):
-            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust,
+            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust, origin="web",
                                        progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
             st.success(f"{pulled.name} is in the catalog." if pulled.registered else
                        f"{pulled.name} was in the catalog already; its files are ready.")

@@ -126,7 +126,7 @@ if figures:
                    icon=":material/warning:")
     if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start"):
         with error_boundary("Starting the job"):
-            job_id = train_usecase.submit(eng, checked)
+            job_id = train_usecase.submit(eng, checked, origin="web")
             st.session_state["train_job"] = job_id
             st.toast(f"Job {job_id} queued", icon=":material/check_circle:")
 

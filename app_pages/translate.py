@@ -117,7 +117,7 @@ if st.button("Translate", key="translate_run", type="primary", icon=":material/t
     with error_boundary("Translating"):
         request = translation.TranslationRequest(model_name, target, source, glossary, pdf_as)
         if translation.runs_as_job(doc):
-            job_id = str(translation.submit_upload(eng, doc, request))
+            job_id = str(translation.submit_upload(eng, doc, request, origin="web"))
             st.query_params["translate_job"] = job_id   # in the URL: a refresh finds the job again
             state.translate_result = None
         else:

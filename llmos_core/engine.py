@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import control
+from . import control, retention
 from .alerts import AlertTracker
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
@@ -27,6 +27,7 @@ from .models.catalog import Catalog
 from .models.llamacpp import LlamaCppBackend, availability as llamacpp_availability
 from .models.manager import ModelManager
 from .monitor import Sampler
+from .paths import secure_folder
 from .settings import Settings
 from .store import Store
 
@@ -35,7 +36,7 @@ class Engine:
     def __init__(self, settings: Settings | None = None, *, primary: bool = True, start_threads: bool = True):
         self.settings = settings or Settings.from_env()
         self.home = self.settings.home
-        self.home.mkdir(parents=True, exist_ok=True)
+        secure_folder(self.home)   # 0700, created so or tightened: it holds conversations, uploads, models
         self.store = Store(self.settings.db_path)
         self.catalog = Catalog(self.store)
         self.device: DeviceChoice = choose_device(self.settings.device, self.settings.dtype)
@@ -63,7 +64,8 @@ class Engine:
             self.control.start()
         # One sampler per engine (never per browser session); only the primary writes the history.
         self.sampler = Sampler(self.store, server_pid=os.getpid(), resident=self.models.resident,
-                               primary_pid=self.primary_pid, persist=self.is_primary)
+                               primary_pid=self.primary_pid, persist=self.is_primary,
+                               housekeeping=self._prune if self.is_primary else None)
         # Alerts are recorded by the primary only: two engines on one folder would write each one twice.
         self.alerts = AlertTracker(self.store if self.is_primary else None)
         self.sampler.listeners.append(self.alerts.check)
@@ -157,6 +159,18 @@ class Engine:
                 "budget_bytes": self.models.budget, "reserved_bytes": self.models.reserved_bytes(),
                 "room_bytes": self.models.room(), "resident": self.models.resident(),
                 "monitor": self.sampler.status()}
+
+    def _prune(self) -> dict:
+        """Old events, usage samples and unused uploads go (retention.py); the primary does it hourly."""
+        removed = retention.prune(self.store, self.settings)
+        if any(removed.values()):
+            self.store.add_event("prune", "retention", "pruned " + ", ".join(f"{n} {k}" for k, n in removed.items()),
+                                 **removed)
+        return removed
+
+    def threads_alive(self) -> dict[str, bool]:
+        """Whether the engine's background threads run: Home shows it (a dead one means a restart is due)."""
+        return {"scheduler": self.scheduler.is_alive(), "monitor": self.sampler.running}
 
     def is_idle(self) -> bool:
         """Nothing resident, nothing running, no request being answered (a slow load included): an

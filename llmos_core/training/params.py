@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InvalidInput
+from ..paths import check_name
 
 METHODS = ("lora", "full")
 OPTIMIZERS = ("adamw", "sgd")
@@ -122,8 +123,8 @@ class TrainParams:
                 raise bad(f"{f.name.replace('_', ' ')} {value} is out of range", f"use {low} to {high}")
         if not 0 <= self.lora_dropout < 1:
             raise bad(f"LoRA dropout {self.lora_dropout} is out of range", "use 0 to 0.5")
-        if self.name and not re.fullmatch(r"[\w.-]{1,80}", self.name):
-            raise bad(f"bad model name {self.name!r}", "use letters, digits, '.', '-' and '_'")
+        if self.name:
+            check_name(self.name, "model name")   # it becomes the result's folder under models/trained
 
     def default_name(self) -> str:
         stem = re.sub(r"[^\w.-]+", "-", self.model)[:50]

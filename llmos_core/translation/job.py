@@ -21,6 +21,8 @@ from .languages import check_language, language_name
 from .translator import Translator, open_engine
 
 SEGMENTS_FILE = "segments.json"
+# Parameters that are paths: from the web app they must lie in the data folder (access.check_job_params).
+PATH_PARAMS = ("input",)
 
 
 def job_threshold() -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import access
+from ..access import LOCAL, WEB
 from ..errors import InvalidInput, ModelNotFound
 from ..models import fetch
 
@@ -41,12 +43,16 @@ class PulledModel:
 
 
 def pull_and_register(engine, ref: str, *, name: str = "", task: str | None = None, trust_remote_code: bool = False,
-                      progress=None) -> PulledModel:
-    """`ref`: a catalog name, a Hugging Face id (owner/name), a local folder or a .gguf file."""
+                      progress=None, origin: str = LOCAL) -> PulledModel:
+    """`ref`: a catalog name, a Hugging Face id (owner/name), a local folder or a .gguf file. `name`, if given,
+    becomes a folder name: paths.check_name refuses anything else. From the web (`origin`), local folders
+    and files only inside the data folder, and trust_remote_code only with LLMOS_ADMIN=1 (access.py)."""
     catalog = engine.catalog
-    spec = catalog.resolve(ref, task=task, trust_remote_code=trust_remote_code)
-    if name.strip():
-        spec.name = name.strip()
+    if origin == WEB:
+        access.check_model_ref(ref, engine.settings)   # before resolve() reads anything there
+    spec = catalog.resolve(ref, task=task, trust_remote_code=trust_remote_code, name=name)
+    if origin == WEB:
+        access.check_model_spec(spec, engine.settings)
     existing = _registered(catalog, spec.name)
     if existing is not None and (existing.source, existing.location) != (spec.source, spec.location):
         raise InvalidInput(f"a model named {spec.name!r} is already in the catalog ({existing.description})",

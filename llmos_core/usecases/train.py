@@ -123,5 +123,6 @@ def check_run(params: dict, settings) -> CheckedRun:
     return CheckedRun(clean, train_job.estimate(clean, settings))
 
 
-def submit(engine, run: CheckedRun, priority: int = 0) -> int:
-    return engine.scheduler.submit("train", run.params, priority)
+def submit(engine, run: CheckedRun, priority: int = 0, origin: str = "local") -> int:
+    """`origin` "web" from the page: the data file must be in the data folder (access.check_job_params)."""
+    return engine.scheduler.submit("train", run.params, priority, origin=origin)

@@ -82,15 +82,15 @@ def translate_here(engine, doc: ParsedDocument, request: TranslationRequest,
                              translator.stats.to_dict())
 
 
-def submit_upload(engine, doc: ParsedDocument, request: TranslationRequest) -> int:
+def submit_upload(engine, doc: ParsedDocument, request: TranslationRequest, origin: str = "local") -> int:
     """Keep the upload under the data folder and queue a translate job for it; returns the job id."""
-    uploads = engine.settings.home / "translate" / "uploads"
+    uploads = engine.settings.uploads_dir   # retention.py prunes what no job names any more
     uploads.mkdir(parents=True, exist_ok=True)
     path = uploads / f"{hashlib.sha256(doc.data).hexdigest()[:16]}-{Path(doc.name).name}"
     documents.write_output(path, doc.data)
     return engine.scheduler.submit("translate", {
         "input": str(path), "filename": doc.name, "target": request.target, "source": request.source,
-        "model": request.model, "glossary": request.glossary, "pdf_output": request.pdf_as})
+        "model": request.model, "glossary": request.glossary, "pdf_output": request.pdf_as}, origin=origin)
 
 
 def read_job_result(job: dict) -> TranslationResult:

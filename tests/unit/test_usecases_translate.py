@@ -15,7 +15,7 @@ class FakeScheduler:
     def __init__(self):
         self.submitted = []
 
-    def submit(self, kind, params):
+    def submit(self, kind, params, origin="local"):
         self.submitted.append((kind, params))
         return len(self.submitted)
 
