@@ -1,7 +1,7 @@
 """Downsampling time series for charts: min and max per bucket, so a spike survives a week-long window.
 
 A chart of a week at one row a minute holds 10,080 points per series; the browser needs about a
-thousand. Averaging neighbours (what `monitor.average` does for storage) flattens a one-minute spike
+thousand. Averaging neighbours (what `average` below does for storage) flattens a one-minute spike
 into its bucket; keeping each bucket's lowest and highest value keeps the spike at full height.
 
 Every series of a chart shares one time axis (uPlot draws "aligned" data), so each bucket becomes two
@@ -10,7 +10,7 @@ timestamps, its first and its last; each series puts its extremes there in the o
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 Number = float | int | None
 
@@ -59,3 +59,20 @@ def _extremes(values: Sequence[Number], start: int, end: int) -> list[Number]:
     first, second = sorted((low, high))
     return [values[first], values[second]]
 
+
+def average(samples: list[dict]) -> dict:
+    """The mean of compact samples, leaf by leaf (None where every value is None); shape from the last sample."""
+    return _mean(samples)
+
+
+def _mean(values: list) -> Any:
+    last = values[-1]
+    if isinstance(last, dict):
+        return {k: _mean([v.get(k) if isinstance(v, dict) else None for v in values]) for k in last}
+    if isinstance(last, list):
+        same = [v for v in values if isinstance(v, list) and len(v) == len(last)]
+        return [_mean([v[i] for v in same]) for i in range(len(last))]
+    if isinstance(last, bool) or not isinstance(last, (int, float)):
+        return last   # names, uuids: the latest
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sum(numbers) / len(numbers) if numbers else None

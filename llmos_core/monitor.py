@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from .downsample import average
 from .errors import format_bytes
 from .gpu import GpuReader
 from .host import HostReader
@@ -390,24 +391,6 @@ def describe_job(job_id: int, kind: str, params: str | dict) -> str:
         method, model = params.get("method"), params.get("model")
         detail = " on ".join(str(x) for x in (method, model) if x) or str(params.get("name") or "")
     return f"{noun} {job_id}" + (f" ({detail})" if detail else "")
-
-
-def average(samples: list[dict]) -> dict:
-    """The mean of compact samples, leaf by leaf (None where every value is None); shape from the last sample."""
-    return _mean(samples)
-
-
-def _mean(values: list) -> Any:
-    last = values[-1]
-    if isinstance(last, dict):
-        return {k: _mean([v.get(k) if isinstance(v, dict) else None for v in values]) for k in last}
-    if isinstance(last, list):
-        same = [v for v in values if isinstance(v, list) and len(v) == len(last)]
-        return [_mean([v[i] for v in same]) for i in range(len(last))]
-    if isinstance(last, bool) or not isinstance(last, (int, float)):
-        return last   # names, uuids: the latest
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return sum(numbers) / len(numbers) if numbers else None
 
 
 def _llmos_totals(processes: list[dict]) -> dict:
