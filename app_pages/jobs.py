@@ -12,7 +12,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from llmos_core.errors import InvalidInput, format_bytes
+from llmos_core import access
+from llmos_core.errors import InvalidInput
+from llmos_core.present import format_bytes, format_duration
 from llmos_core.jobs.kinds import KINDS
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
 from app_pages import _cluster_view as cluster_view
@@ -25,13 +27,6 @@ st.title(":material/work_history: Jobs")
 
 def when(ts: float | None) -> str:
     return "-" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
 
 
 def read_params(text: str) -> dict:
@@ -82,7 +77,7 @@ def live() -> None:
             usage = sched.usage(job["id"])
             now_rss = usage[-1]["rss_bytes"] if usage else None
             head.progress(min(max(job["progress"], 0.0), 1.0), text=job["message"] or "running")
-            head.caption(f"started {when(job['started'])} · ETA {duration(job['eta_s'])} · uses "
+            head.caption(f"started {when(job['started'])} · ETA {format_duration(job['eta_s'])} · uses "
                          f"{format_bytes(now_rss)} of {format_bytes(job['est_memory'])} estimated · pid {job['pid']}"
                          + (f" · Ray job {job['ray_job_id']}" if job["ray_job_id"] else "")
                          + (" · cancelling" if job["cancel_requested"] else ""))
@@ -99,26 +94,31 @@ def live() -> None:
         return
     rows = [{"position": j["position"], "id": j["id"], "kind": j["kind"], "description": j["description"],
              "priority": j["priority"], "needs": format_bytes(j["est_memory"]),
-             "starts in about": duration(j["eta_s"]), "waits because": sched.waiting_reason(j["id"])}
+             "starts in about": format_duration(j["eta_s"]), "waits because": sched.waiting_reason(j["id"])}
             for j in queued]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="jobs_queue_table")
 
 
 live()
 
-# ---- submit ----
-with st.expander("Submit a job", icon=":material/add_task:"):
-    st.caption("Training and translation pages submit their own jobs; here any kind can be queued with its "
-               "parameters as JSON. The `benchmark` kind holds memory for a while: useful to try the scheduler.")
-    with st.form("jobs_submit_form"):
-        kind = st.selectbox("Kind", sorted(KINDS), key="jobs_submit_kind")
-        params_text = st.text_area("Parameters (JSON)", '{"memory_mb": 200, "seconds": 30}', key="jobs_submit_params")
-        priority = st.number_input("Priority (higher starts first)", -100, 100, 0, key="jobs_submit_priority")
-        if st.form_submit_button("Submit", icon=":material/send:", type="primary"):
-            with error_boundary("Submitting"):
-                job_id = sched.submit(kind, read_params(params_text), int(priority))
-                st.session_state["jobs_selected"] = job_id
-                st.success(f"Job {job_id} queued.", icon=":material/check_circle:")
+# ---- submit: raw parameters reach any file and any knob, so only with LLMOS_ADMIN=1 ----
+admin = access.admin_enabled()
+if admin:
+    with st.expander("Submit a job", icon=":material/add_task:"):
+        st.caption("Training and translation pages submit their own jobs; here any kind can be queued with its "
+                   "parameters as JSON. The `benchmark` kind holds memory for a while: useful to try the scheduler.")
+        with st.form("jobs_submit_form"):
+            kind = st.selectbox("Kind", sorted(KINDS), key="jobs_submit_kind")
+            params_text = st.text_area("Parameters (JSON)", '{"memory_mb": 200, "seconds": 30}', key="jobs_submit_params")
+            priority = st.number_input("Priority (higher starts first)", -100, 100, 0, key="jobs_submit_priority")
+            if st.form_submit_button("Submit", icon=":material/send:", type="primary"):
+                with error_boundary("Submitting"):
+                    job_id = sched.submit(kind, read_params(params_text), int(priority), origin="web")
+                    st.session_state["jobs_selected"] = job_id
+                    st.success(f"Job {job_id} queued.", icon=":material/check_circle:")
+else:
+    st.caption(":material/lock: Submitting or re-running a job with raw JSON parameters needs LLMOS_ADMIN=1; the "
+               "Train and Translate pages start their own jobs.")
 
 # ---- history ----
 st.subheader("History")
@@ -174,16 +174,18 @@ with error_boundary("Showing the job"):
             sched.delete(job_id)
             del st.session_state["jobs_selected"]
             st.rerun()
-    rerun = actions[3].toggle("Re-run with edits", key="jobs_detail_rerun")
+    rerun = actions[3].toggle("Re-run with edits", key="jobs_detail_rerun", disabled=not admin,
+                              help=None if admin else "needs LLMOS_ADMIN=1")
 
-    if rerun:
+    if rerun and admin:
         with st.form("jobs_rerun_form"):
             text = st.text_area("Parameters (JSON)", json.dumps(job["params"], indent=2), height=200,
                                 key=f"jobs_rerun_params_{job_id}")
             new_priority = st.number_input("Priority", -100, 100, int(job["priority"]), key=f"jobs_rerun_priority_{job_id}")
             if st.form_submit_button("Submit as a new job", icon=":material/replay:", type="primary"):
                 with error_boundary("Re-running"):
-                    new_id = sched.submit(job["kind"], read_params(text), int(new_priority), rerun_of=job_id)
+                    new_id = sched.submit(job["kind"], read_params(text), int(new_priority), rerun_of=job_id,
+                                          origin="web")
                     st.session_state["jobs_selected"] = new_id
                     st.rerun()
 

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .paths import secure_database
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -126,6 +128,7 @@ class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        secure_database(self.path)   # 0600: conversations and job parameters are the user's own
         self._local = threading.local()
         self.connection().executescript(SCHEMA)   # idempotent: CREATE ... IF NOT EXISTS
         self._add_new_columns()

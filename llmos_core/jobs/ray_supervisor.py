@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shlex
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .. import cluster
@@ -138,8 +139,13 @@ class RaySupervisor:
         return int(cluster.resource_totals(self.address)["largest_memory" if device == "cpu" else "largest_gpu_memory"])
 
     def worker_env(self) -> dict:
-        """What a worker on any node needs: the settings (not the cluster address) and the package on its path."""
-        env = {k: v for k, v in settings_env(self.settings).items() if k != "LLMOS_CLUSTER"}
+        """What a worker on any node needs: the settings and the package on its path. Not the cluster address,
+        and no secret (a field with repr=False, such as the API key): Ray shows a job's environment to
+        anyone who can open its dashboard."""
+        secret = {f"LLMOS_{f.name.upper()}" for f in fields(Settings) if not f.repr}
+        env = {k: v for k, v in settings_env(self.settings).items() if k != "LLMOS_CLUSTER" and k not in secret}
+        if os.environ.get("LLMOS_DEV"):   # the benchmark kind's test hooks, as on this machine
+            env["LLMOS_DEV"] = os.environ["LLMOS_DEV"]
         return {**env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(PACKAGE_ROOT)}
 
     # ---- helpers ----

@@ -35,12 +35,13 @@ interrupted. Limits per kind and device come from LLMOS_JOB_LIMITS ("train@cuda=
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
+from ..access import LOCAL, check_job_params
 from ..errors import InsufficientMemory, InvalidInput, JobError, LLMOSError, format_bytes
 from ..cluster import check_data_folder
+from ..paths import remove_tree
 from ..settings import Settings
 from ..store import Store
 from .admission import DEFAULT_LIMITS, parse_limits
@@ -90,10 +91,13 @@ class JobScheduler:
         self.loop.limits = value
 
     # ================= the API: any process, any thread =================
-    def submit(self, kind: str, params: dict, priority: int = 0, *, rerun_of: int | None = None) -> int:
+    def submit(self, kind: str, params: dict, priority: int = 0, *, rerun_of: int | None = None,
+               origin: str = LOCAL) -> int:
+        """Queue a job. `origin` "web" (the pages) limits file parameters to the data folder (access.py)."""
         module = kind_module(kind)
         if not isinstance(params, dict):
             raise InvalidInput("job parameters must be a mapping of names to values")
+        check_job_params(module, params, self.settings, origin)   # before validate(), which reads the files
         try:
             priority = int(priority)
         except (TypeError, ValueError) as exc:
@@ -178,7 +182,7 @@ class JobScheduler:
         if not self.jobs.delete(job_id):
             raise JobError(f"job {job_id} started meanwhile", "cancel it first, then delete it")
         if remove_files:
-            shutil.rmtree(self.settings.jobs_dir / str(int(job_id)), ignore_errors=True)
+            remove_tree(self.settings.jobs_dir / str(int(job_id)), self.settings.jobs_dir)
 
     def waiting_reason(self, job_id: int) -> str | None:
         job = self.get(job_id)

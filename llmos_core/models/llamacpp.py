@@ -10,6 +10,7 @@ PARALLEL chats share, and the BatchDecoder that decodes them together (llamacpp_
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -25,6 +26,7 @@ from . import fetch
 from .backends import Loaded
 from .catalog import CAUSAL_LM, ModelSpec
 from .llamacpp_batch import N_BATCH, PARALLEL, BatchDecoder, stream
+from .runner import Piece, RunnerBudget, strip_beside_controls
 
 # Context length one chat gets: long enough for a conversation, short enough that the KV cache stays
 # a few tens of MB on the embedded models (Gemma 270M: 18 KB a token, SmolLM2: 23 KB a token).
@@ -133,11 +135,45 @@ class LlamaCppModel:
     def token_eos(self) -> int:
         return self.weights.token_eos()
 
-    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
-        # special=True: chat templates write <|im_start|> and friends as text; they must become their tokens.
+    def tokenize(self, text: str, add_bos: bool = True, special: bool = False) -> list[int]:
+        """special=True reads `<|im_start|>` and friends in the text as their control tokens: only for text a
+        chat template wrote, never for what a user or a document wrote (it could forge a turn)."""
         bos = self.bos_text
         return self.weights.tokenize(text.encode("utf-8"), add_bos=add_bos and not (bos and text.startswith(bos)),
-                                     special=True)
+                                     special=special)
+
+    def tokenize_pieces(self, pieces: list[Piece], add_bos: bool = True) -> list[int]:
+        """A prompt as pieces (runner.py): control pieces read as their token, text pieces as text. Cut at
+        control tokens, as llama.cpp cuts a whole string itself, so an ordinary prompt gets the same ids."""
+        ids = []
+        for text, control in strip_beside_controls(pieces, *self._control_strips):
+            ids += self.tokenize(text, add_bos=add_bos and not ids, special=control)
+        return ids
+
+    @functools.cached_property
+    def _control_attrs(self) -> dict[str, int]:
+        """Text -> attributes of the vocabulary's control tokens (one pass over it: 60 ms for SmolLM2's
+        49k tokens, about 0.3 s for Gemma's 262k, so it is done at load)."""
+        import llama_cpp
+
+        found = {}
+        for token in range(self.n_vocab):
+            if llama_cpp.llama_vocab_is_control(self.vocab, token):
+                text = (llama_cpp.llama_vocab_get_text(self.vocab, token) or b"").decode("utf-8", "replace")
+                if text:
+                    found[text] = llama_cpp.llama_vocab_get_attr(self.vocab, token)
+        return found
+
+    @functools.cached_property
+    def control_texts(self) -> frozenset[str]:
+        return frozenset(self._control_attrs)
+
+    @functools.cached_property
+    def _control_strips(self) -> tuple[frozenset[str], frozenset[str]]:
+        import llama_cpp
+
+        return tuple(frozenset(text for text, attr in self._control_attrs.items() if attr & flag)
+                     for flag in (llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP, llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP))
 
     def detokenize(self, ids, special: bool = False) -> str:
         return self.weights.detokenize(list(ids), special=special).decode("utf-8", "replace")
@@ -166,7 +202,8 @@ class GGUFTokenizer:
         self.bos_token = model.bos_text
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return self._model.tokenize(text, add_bos=add_special_tokens)
+        # Like a transformers tokenizer's: control tokens written in the text are read as such (templates).
+        return self._model.tokenize(text, add_bos=add_special_tokens, special=True)
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self._model.detokenize(ids, special=not skip_special_tokens)
@@ -266,6 +303,7 @@ class LlamaCppBackend:
         try:
             model = LlamaCppModel(path, n_ctx, self.threads)
             model.warm_up()
+            model.control_texts   # read the vocabulary now, with the load, not at the first prompt
         except Exception as exc:
             if model is not None:
                 model.close()
@@ -288,21 +326,25 @@ class LlamaCppBackend:
 
 
 class LlamaCppRunner:
-    """The chat service's runner for llama.cpp (the interface is in generation.py's docstring): up to
-    PARALLEL requests decode together in the model's BatchDecoder; the prompt prefix a slot already holds
-    (the conversation so far) is not evaluated again."""
+    """The chat service's runner for llama.cpp (the contract: runner.py): up to PARALLEL requests decode
+    together in the model's BatchDecoder; the prompt prefix a slot already holds (the conversation so far)
+    is not evaluated again. Its KV cache is part of the model's estimate, so it reserves nothing more."""
 
     max_active = PARALLEL
 
-    def __init__(self, resident, service=None):
+    def __init__(self, resident, budget: RunnerBudget | None = None):
         self.resident, self.loaded = resident, resident.loaded
         self.model: LlamaCppModel = resident.model
         self.tokenizer: GGUFTokenizer = resident.tokenizer
         self.chat_template = self.tokenizer.chat_template
         self.context_tokens = self.model.n_ctx
 
-    def encode(self, text: str) -> list[int]:
-        return self.model.tokenize(text)
+    @property
+    def control_tokens(self) -> frozenset[str]:
+        return self.model.control_texts
+
+    def encode(self, pieces: list[Piece]) -> list[int]:
+        return self.model.tokenize_pieces(pieces)
 
     def render_chat(self, messages: list[dict], continue_final: bool) -> str:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=not continue_final)

@@ -33,7 +33,8 @@ def run_in_namespace(command: list[str], timeout: float, capture: bool = True) -
     _ip("netns", "add", namespace)
     try:
         _ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
-        env = {**os.environ, **RAY_ENV, "LLMOS_TEST_NETNS": namespace}
+        # LLMOS_DEV: the scenarios and the bench use the benchmark kind's declare_mb (a test hook)
+        env = {**os.environ, **RAY_ENV, "LLMOS_TEST_NETNS": namespace, "LLMOS_DEV": "1"}
         return subprocess.run(["ip", "netns", "exec", namespace, *command], env=env, capture_output=capture,
                               text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[2])
     finally:

@@ -104,7 +104,8 @@ class FakeSupervisor:
         return {"signalled": 1}
 
 
-def test_the_scheduler_runs_jobs_through_any_supervisor(home):
+def test_the_scheduler_runs_jobs_through_any_supervisor(home, monkeypatch):
+    monkeypatch.setenv("LLMOS_DEV", "1")   # declare_mb is a test hook of the benchmark kind
     settings = Settings(home=home)
     fake = FakeSupervisor()
     sched = JobScheduler(settings, Store(settings.db_path), supervisor=fake, limits="", cancel_grace_s=0.0,

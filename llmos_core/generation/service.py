@@ -1,0 +1,215 @@
+"""The chat service shared by every browser session, the CLI and the HTTP API: who runs, on what, and when.
+
+How a reply is made (GenerationService.stream), like one pass of vLLM's engine core (schedule, execute,
+update from output) with the roles in their own modules:
+  1. admission: each (model, backend) has a lane with a number of running slots (the runner's own
+     `max_active`, else the service's) and a bounded waiting line; a full line raises errors.Busy ("N ahead
+     of you") instead of hanging, and a waiting request yields TokenEvent(queued=N) so the page can say
+     where it stands. Order and fairness live here only: a runner is never sent more than its slots
+     (inside one, a request may still wait for room in a shared KV cache, see llamacpp_batch.py).
+  2. `models.use(name, backend)` pins the model (loading it if it was evicted), and RUNNERS[backend] builds
+     its runner once per resident model (models/runner.py: the contract), told its capacity and how to
+     reserve working memory.
+  3. prompt.build_prompt renders and tokenizes the messages, dropping the oldest turns to fit.
+  4. runner.stream yields (text, tokens so far); output.Reply applies stop strings and timing; the
+     `finally:` sets `cancel`, so a page that was left or a Stop press ends the generation and frees the
+     slot at once.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from contextlib import closing
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from ..backend_choice import BackendChoice, SpeedBook, choose_backend
+from ..errors import Busy, InvalidInput
+from ..models import llamacpp
+from ..models.catalog import CAUSAL_LM
+from ..models.runner import Runner, RunnerBudget, RunnerFactory
+from ..models.transformers_runner import TransformersRunner
+from .output import Reply
+from .prompt import build_prompt, build_raw_prompt, check_messages
+from .request import ChatResult, SamplingParams, TokenEvent
+
+if TYPE_CHECKING:
+    from ..models.manager import ModelManager, ResidentModel
+
+# Backend name -> the runner it chats through. Another backend registers here.
+RUNNERS: dict[str, RunnerFactory] = {"transformers": TransformersRunner, "transformers-int8": TransformersRunner,
+                                     "llamacpp": llamacpp.LlamaCppRunner}
+
+
+class _Lane:
+    """The requests of one (model, backend): how many run, who waits (in order)."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.active = 0
+        self.waiting: deque[object] = deque()
+
+
+class GenerationService:
+    """Admission per model, pinning, runners; prompts and output through their own modules."""
+
+    def __init__(self, models: "ModelManager", max_active: int = 4, max_waiting: int = 8,
+                 runners: dict[str, RunnerFactory] | None = None):
+        self.models = models
+        self.max_active, self.max_waiting = max_active, max_waiting
+        self.runners = RUNNERS if runners is None else runners
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._runners: dict[tuple[str, str], Runner] = {}
+        self._lock = threading.Lock()
+        self.speeds = SpeedBook()   # single-stream speeds per backend, quoted in the auto choice's reason
+        # Called with (model name, last TokenEvent) when a reply ends (the API's metrics count every reply).
+        self.observers: list[Callable[[str, TokenEvent], None]] = []
+
+    # ---- admission ----
+    def _lane(self, key) -> _Lane:
+        with self._lock:
+            return self._lanes.setdefault(key, _Lane())
+
+    def _limit(self, backend: str) -> int:
+        """Running slots of a backend's lane: what its runner can serve at once, else the service's setting."""
+        own = getattr(self.runners.get(backend), "max_active", None)
+        return self.max_active if own is None else max(1, int(own))
+
+    def _admit(self, lane: _Lane, name: str, limit: int, cancel: threading.Event,
+               started: float) -> Iterator[TokenEvent]:
+        """Takes a running slot (returns True), yielding queued events while it waits; False if cancelled
+        while waiting. Raises Busy when the waiting line is full."""
+        with lane.cond:
+            if lane.active < limit and not lane.waiting:
+                lane.active += 1
+                return True
+            if len(lane.waiting) >= self.max_waiting:
+                raise Busy(f"{name} is busy: {lane.active} replies running and {len(lane.waiting)} waiting, "
+                           f"{lane.active + len(lane.waiting)} ahead of you")
+            ticket = object()
+            lane.waiting.append(ticket)
+        try:
+            while True:
+                with lane.cond:
+                    if lane.waiting[0] is ticket and lane.active < limit:
+                        lane.waiting.popleft()
+                        lane.active += 1
+                        return True
+                    ahead = lane.waiting.index(ticket) + lane.active
+                    lane.cond.wait(0.2)
+                if cancel.is_set():
+                    return False
+                yield TokenEvent(queued=ahead, elapsed_s=time.perf_counter() - started)
+        finally:
+            with lane.cond:
+                if ticket in lane.waiting:
+                    lane.waiting.remove(ticket)
+                    lane.cond.notify_all()
+
+    def _release(self, lane: _Lane) -> None:
+        with lane.cond:
+            lane.active -= 1
+            lane.cond.notify_all()
+
+    def queue_depth(self, name: str, backend: str = "transformers") -> dict:
+        lane = self._lane((name, backend))
+        with lane.cond:
+            return {"running": lane.active, "waiting": len(lane.waiting)}
+
+    def choose_backend(self, name: str, requested: str = "auto") -> BackendChoice:
+        """The backend a new request on `name` gets now, and why (see backend_choice.py)."""
+        with self._lock:
+            lanes = [(backend, lane) for (model, backend), lane in self._lanes.items() if model == name]
+        in_flight = {}
+        for backend, lane in lanes:
+            with lane.cond:
+                in_flight[backend] = lane.active + len(lane.waiting)
+        return choose_backend(self.models.catalog.get(name), requested, device_kind=self.models.device.kind,
+                              backends=self.models.backends, llamacpp_reason=llamacpp.availability()[1],
+                              in_flight=in_flight, speeds=self.speeds)
+
+    # ---- runners ----
+    def runner(self, resident: "ResidentModel") -> Runner:
+        """The runner of a resident model, built on first use and again after the model was reloaded."""
+        key = (resident.name, resident.backend)
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is not None and (runner.resident is not resident or not runner.alive()):
+                runner.close()
+                runner = None
+            if runner is None:
+                factory = self.runners.get(resident.backend)
+                if factory is None:
+                    raise InvalidInput(f"chat has no runner for the {resident.backend} backend",
+                                       f"use one of: {', '.join(self.runners)}")
+                budget = RunnerBudget(
+                    capacity=self._limit(resident.backend),
+                    reserve_memory=lambda nbytes, what: self.models.set_working_memory(resident, nbytes, what))
+                runner = self._runners[key] = factory(resident, budget)
+            return runner
+
+    # ---- requests ----
+    def stream(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "auto",
+               cancel: threading.Event | None = None, continue_final: bool = False, *,
+               raw_prompt: str | None = None) -> Iterator[TokenEvent]:
+        """Yield TokenEvents for one reply; the last has done=True. Closing the generator cancels the reply.
+
+        With `raw_prompt`, that text is completed as it is (no template; `messages` is ignored)."""
+        cancel = cancel or threading.Event()
+        started = time.perf_counter()
+        spec = self.models.catalog.get(name)
+        if spec.task != CAUSAL_LM:
+            raise InvalidInput(f"{name} is a {spec.task} model, not a causal language model",
+                               "chat needs a causal LM; translation models belong on the Translate page")
+        if raw_prompt is None:
+            check_messages(messages, continue_final)
+        choice = self.choose_backend(name, backend)
+        backend = choice.backend
+        lane = self._lane((name, backend))
+        admitted = False
+        try:
+            admitted = yield from self._admit(lane, name, self._limit(backend), cancel, started)
+            if not admitted:
+                yield TokenEvent(done=True, finish_reason="cancelled", elapsed_s=time.perf_counter() - started)
+                return
+            with self.models.use(name, backend) as resident:
+                runner = self.runner(resident)
+                plan = (build_raw_prompt(runner, raw_prompt, params.max_new_tokens) if raw_prompt is not None
+                        else build_prompt(runner, messages, params.max_new_tokens, continue_final))
+                reply = Reply(TokenEvent(prompt_tokens=len(plan.input_ids), dropped_messages=plan.dropped,
+                                         backend=backend, backend_reason=choice.reason),
+                              list(params.stop) + plan.stop, params.max_new_tokens, started)
+                yield reply.event   # the prompt fits: callers learn of early errors before any token
+                for delta, count in runner.stream(plan.input_ids, params, cancel):
+                    yield reply.step(delta, count)
+                    if reply.stopped or cancel.is_set():
+                        break
+                self.speeds.record(name, backend, reply.event.tokens_per_s, lane.active)
+                last = reply.finish(cancel.is_set())
+                for observe in list(self.observers):
+                    observe(name, last)
+                yield last
+        finally:
+            cancel.set()        # a page that was left, or a Stop: the runner ends the generation now
+            if admitted:
+                self._release(lane)
+
+    def generate(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "auto",
+                 cancel: threading.Event | None = None, continue_final: bool = False,
+                 on_text: Callable[[str], None] | None = None) -> ChatResult:
+        """The whole reply at once (CLI --json, tests, benchmarks); `on_text` sees each piece as it comes."""
+        parts, last = [], TokenEvent()
+        with closing(self.stream(name, messages, params, backend, cancel, continue_final)) as stream:
+            for event in stream:
+                if event.text:
+                    parts.append(event.text)
+                    if on_text:
+                        on_text(event.text)
+                last = event
+        return ChatResult("".join(parts), last.stats())
+
+    def close(self) -> None:
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        for runner in runners:
+            runner.close()
