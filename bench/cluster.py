@@ -12,6 +12,7 @@ Usage: sudo python bench/cluster.py [--runs N]
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -63,8 +64,8 @@ def makespan(sched: JobScheduler) -> float:
 
 
 def inside(runs: int) -> None:
-    base = Path(tempfile.mkdtemp(prefix="llb", dir="/tmp"))
-    loopback_ray.start_head(base, memory=4 * 10**9)
+    base = Path(tempfile.mkdtemp(prefix="llmos-bench-"))
+    loopback_ray.start_head(memory=4 * 10**9)
     local = scheduler(base / "local", None)
     ray = scheduler(base / "ray", loopback_ray.ADDRESS)
     local_s = [submit_to_start(local) for _ in range(runs)]
@@ -79,6 +80,7 @@ def inside(runs: int) -> None:
           f"shorter (target 1.8x) {'MET' if one / two >= 1.8 else 'NOT MET'}", flush=True)
     ray.stop()
     local.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def main() -> None:

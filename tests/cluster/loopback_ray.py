@@ -8,10 +8,12 @@ where there is none, and check_loopback_only() proves it before the first job. N
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,12 +31,15 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def run_in_namespace(command: list[str], timeout: float, capture: bool = True) -> subprocess.CompletedProcess:
+    """Run `command` in a fresh loopback-only namespace; $LLMOS_RAY_BASE is a short folder for Ray's files,
+    removed afterwards with everything the command left running in the namespace."""
     namespace = f"llmos-{os.getpid()}"
+    base = tempfile.mkdtemp(prefix="llr", dir="/tmp")   # short: Ray's socket paths must fit in 107 bytes
     _ip("netns", "add", namespace)
     try:
         _ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
         # LLMOS_DEV: the scenarios and the bench use the benchmark kind's declare_mb (a test hook)
-        env = {**os.environ, **RAY_ENV, "LLMOS_TEST_NETNS": namespace, "LLMOS_DEV": "1"}
+        env = {**os.environ, **RAY_ENV, "LLMOS_TEST_NETNS": namespace, "LLMOS_DEV": "1", "LLMOS_RAY_BASE": base}
         return subprocess.run(["ip", "netns", "exec", namespace, *command], env=env, capture_output=capture,
                               text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[2])
     finally:
@@ -44,6 +49,7 @@ def run_in_namespace(command: list[str], timeout: float, capture: bool = True) -
             except ProcessLookupError:
                 pass
         _ip("netns", "del", namespace, check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def check_loopback_only() -> None:
@@ -77,9 +83,10 @@ def _agent_ports(first: int) -> list[str]:
     return [f"--{name}={first + i}" for i, name in enumerate(names)]
 
 
-def start_head(base: Path, memory: int, resources: str = '{"head": 1}') -> None:
-    """The head: one CPU, `memory` bytes of Ray memory. `base` holds Ray's files (short: socket paths <= 107 bytes)."""
+def start_head(memory: int, resources: str = '{"head": 1}') -> None:
+    """The head: one CPU, `memory` bytes of Ray memory; Ray's files under $LLMOS_RAY_BASE (run_in_namespace)."""
     check_loopback_only()
+    base = os.environ["LLMOS_RAY_BASE"]
     said = ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={GCS.split(':')[1]}", "--dashboard-host=127.0.0.1",
         "--num-cpus=1", f"--memory={memory}", f"--resources={resources}", f"--temp-dir={base}/ray",
         "--disable-usage-stats", *_agent_ports(52000))
