@@ -5,6 +5,7 @@ import streamlit as st
 
 from llmos_core.present import format_bytes
 from llmos_core.models.catalog import DEFAULT_CHAT_MODEL
+from llmos_core.cluster import describe as describe_cluster
 from app_pages import _monitor_view as monitor_view
 from app_pages._shared import engine
 
@@ -26,6 +27,7 @@ st.caption(" · ".join(f":material/check_circle: {what[name]} running" if ok els
 if not all(alive.values()):
     st.warning("A background thread of the engine has stopped: queued jobs wait or the monitor stands still. "
                "Restart the app; its terminal says why it stopped.", icon=":material/warning:")
+st.caption(f":material/lan: Jobs run on: **{describe_cluster(eng.settings)}**")
 
 st.subheader("Go to")
 links = st.columns(3)

@@ -17,6 +17,7 @@ from llmos_core.errors import InvalidInput
 from llmos_core.present import format_bytes, format_duration
 from llmos_core.jobs.kinds import KINDS
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
+from app_pages import _cluster_view as cluster_view
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -45,10 +46,18 @@ def live() -> None:
         st.warning("No scheduler is running for this data folder, so queued jobs wait. It runs inside the app's "
                    "engine; if another process holds the engine, start `python -m llmos_core jobs run` there.",
                    icon=":material/warning:")
-    cap = sched.capacity("cpu")
-    st.caption(f"Free for new jobs: **{format_bytes(cap['available_bytes'])}** of RAM (measured free "
-               f"{format_bytes(cap['free_bytes'])}, running jobs have {format_bytes(cap['jobs_reserved_bytes'])} more "
-               f"reserved, {format_bytes(cap['reserve_bytes'])} kept for the system)")
+    if eng.cluster is None:
+        cap = sched.capacity("cpu")
+        st.caption(f"Free for new jobs: **{format_bytes(cap['available_bytes'])}** of RAM (measured free "
+                   f"{format_bytes(cap['free_bytes'])}, running jobs have {format_bytes(cap['jobs_reserved_bytes'])} "
+                   f"more reserved, {format_bytes(cap['reserve_bytes'])} kept for the system)")
+    else:   # jobs run on a Ray cluster: Ray places them by the memory they ask for; its nodes and their jobs
+        with error_boundary("Reading the cluster"):
+            cap = sched.capacity("cpu")
+            st.caption(f"Free for new jobs on the cluster: **{format_bytes(cap['available_bytes'])}** of the nodes' "
+                       f"{format_bytes(cap['total_bytes'])} of Ray memory (running jobs have "
+                       f"{format_bytes(cap['jobs_reserved_bytes'])} reserved); Ray places each job on a node that has it")
+            cluster_view.draw(eng.cluster, "jobs")
 
     running = [with_eta(j) for j in sched.list(states=["running"])]
     queued = sched.queue()
@@ -70,6 +79,7 @@ def live() -> None:
             head.progress(min(max(job["progress"], 0.0), 1.0), text=job["message"] or "running")
             head.caption(f"started {when(job['started'])} · ETA {format_duration(job['eta_s'])} · uses "
                          f"{format_bytes(now_rss)} of {format_bytes(job['est_memory'])} estimated · pid {job['pid']}"
+                         + (f" · Ray job {job['ray_job_id']}" if job["ray_job_id"] else "")
                          + (" · cancelling" if job["cancel_requested"] else ""))
             if button.button("Cancel", key=f"jobs_cancel_{job['id']}", icon=":material/stop_circle:",
                              disabled=job["cancel_requested"]):
@@ -119,7 +129,8 @@ history = [j for j in sched.list(states=states or None) if not kinds or j["kind"
 if history:
     st.dataframe(pd.DataFrame([{"id": j["id"], "kind": j["kind"], "state": j["state"], "description": j["description"],
                                 "finished": when(j["finished"]), "exit code": j["exit_code"],
-                                "peak memory": format_bytes(j["peak_memory"]), "message": j["message"]}
+                                "peak memory": format_bytes(j["peak_memory"]), "Ray job": j["ray_job_id"] or "",
+                                "message": j["message"]}
                                for j in history]), hide_index=True, width="stretch", key="jobs_history_table")
 else:
     st.caption("No finished job matches.")

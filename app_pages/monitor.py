@@ -11,6 +11,7 @@ import streamlit as st
 
 from llmos_core.present import format_bytes
 from llmos_core.monitor import WINDOWS
+from app_pages import _cluster_view as cluster_view
 from app_pages import _live_chart as live_chart
 from app_pages import _monitor_view as view
 from app_pages._shared import engine, error_boundary
@@ -69,3 +70,12 @@ def processes() -> None:
 figures()
 charts()
 processes()
+
+
+if eng.cluster is not None:   # jobs run on a Ray cluster: its nodes, redrawn every 2 s
+    @st.fragment(run_every=2.0)
+    def cluster_live() -> None:
+        with error_boundary("Reading the cluster"):
+            cluster_view.draw(eng.cluster, "monitor")
+
+    cluster_live()

@@ -18,6 +18,7 @@ from .alerts import AlertTracker
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
 from .conversations import Conversations
+from .cluster import ClusterMonitor
 from .embeddings import EmbeddingService
 from .generation import GenerationService, SamplingParams, TokenEvent
 from .jobs.scheduler import JobScheduler
@@ -73,6 +74,8 @@ class Engine:
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")
         self.models.reserved_elsewhere = lambda: self.scheduler.reserved_by_jobs(self.device.kind)
+        # With LLMOS_CLUSTER set, the pages' cluster view reads Ray's nodes through this (None: this machine).
+        self.cluster = ClusterMonitor(self.settings.cluster) if self.settings.cluster else None
         if start_threads:
             self.models.start_reaper()
             if self.is_primary:

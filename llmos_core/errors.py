@@ -59,3 +59,9 @@ class Busy(LLMOSError):
 
 class JobError(LLMOSError):
     hint = "see the job's log on the Jobs page"
+
+
+class ClusterError(LLMOSError):
+    """The Ray cluster named by LLMOS_CLUSTER cannot be used: unreachable, or a node cannot see the data folder."""
+    hint = "check LLMOS_CLUSTER (a Ray dashboard address, http://head:8265) or unset it to run on this machine"
+

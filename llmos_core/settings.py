@@ -53,6 +53,9 @@ class Settings:
         "help": "days jobs' sampled CPU and memory use is kept (LLMOS_KEEP_USAGE_DAYS)"})
     keep_uploads_days: float = field(default=7.0, metadata={
         "help": "days an uploaded document no job refers to is kept (LLMOS_KEEP_UPLOADS_DAYS)"})
+    cluster: str | None = field(default=None, metadata={
+        "help": "a Ray dashboard address (http://head:8265) to run jobs on that Ray cluster (LLMOS_CLUSTER); "
+                "unset: this machine, no Ray needed"})
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -73,6 +76,9 @@ class Settings:
         for name in ("keep_events_days", "keep_usage_days", "keep_uploads_days"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be a positive number of days, got {getattr(self, name)}")
+        if self.cluster is not None and not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", self.cluster.strip()):
+            raise SettingsError(f"LLMOS_CLUSTER={self.cluster!r} is not a Ray dashboard address",
+                                "write it like http://head:8265, or unset it to run jobs on this machine")
 
     # Folders under home; created on first use by whoever writes there.
     @property

@@ -58,6 +58,14 @@ class FakeWorker:
     code: int | None = None
     calls: list = field(default_factory=list)
 
+    @property
+    def identity(self) -> dict:   # the row's columns that find it again (a Ray worker: its submission id)
+        return {}
+
+    @property
+    def where(self) -> str:
+        return f"fake worker {self.job_id}"
+
 
 class FakeSupervisor:
     def __init__(self):
