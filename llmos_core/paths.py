@@ -35,12 +35,17 @@ def slug(text: str, fallback: str = "model") -> str:
     return cleaned or fallback
 
 
-def inside(base: Path | str, path: Path | str, what: str = "that path") -> Path:
-    """`path` resolved, if it lies inside `base` (itself excluded); else InvalidInput. A relative path counts
-    from the working directory, as open() would read it. Resolving follows symlinks, so a link in the data
-    folder that points out is refused too."""
-    root = Path(base).expanduser().resolve()
-    resolved = Path(path).expanduser().resolve()
+def inside(base: Path | str, path: Path | str, what: str = "that path", follow_links: bool = True) -> Path:
+    """`path` made absolute, if it lies inside `base` (itself excluded); else InvalidInput. A relative path
+    counts from the working directory, as open() would read it. With `follow_links` (deletes, renames, what a
+    web visitor names) symlinks are resolved, so a link in the data folder that points out is refused too;
+    without, only the path's own spelling is checked (`..` included): a folder the user linked in on purpose
+    (models on another disk) is still read."""
+    if follow_links:
+        root, resolved = Path(base).expanduser().resolve(), Path(path).expanduser().resolve()
+    else:
+        root = Path(os.path.abspath(Path(base).expanduser()))
+        resolved = Path(os.path.abspath(Path(path).expanduser()))
     if resolved == root or root not in resolved.parents:
         raise InvalidInput(f"{what} ({path}) is outside {root}",
                            "use a file uploaded through the app or kept in the LLM OS data folder")

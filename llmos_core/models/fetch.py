@@ -62,7 +62,9 @@ def converted_folder(spec: ModelSpec, settings: Settings) -> Path:
     name = spec.name
     if spec.source != "embedded":
         name += "-" + hashlib.sha1(str(Path(spec.location).resolve()).encode()).hexdigest()[:8]
-    return paths.inside(settings.models_dir, settings.models_dir / name, "the converted model's folder")
+    # Spelling only: the name may not climb out, but a converted folder the user linked in stays usable.
+    return paths.inside(settings.models_dir, settings.models_dir / name, "the converted model's folder",
+                        follow_links=False)
 
 
 def is_ready(spec: ModelSpec, settings: Settings) -> bool:

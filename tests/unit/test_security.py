@@ -244,7 +244,7 @@ def test_login_rules(monkeypatch):
 
 class FailingStore(Store):
     """A database that refuses every read and write (disk full, locked for good) until healed."""
-    broken = True
+    broken = False   # set once the schema is made
 
     def query(self, sql, params=()):
         if self.broken:
@@ -264,6 +264,7 @@ class RaisingHandler(logging.Handler):
 
 def test_the_sampler_survives_its_store_and_its_log_failing_and_backs_off(tmp_path):
     store = FailingStore(tmp_path / "llmos.db")
+    store.broken = True
     ps = FakePsutil(cores=2)
     ps.add_process(os.getpid(), "python")
     sampler = Sampler(store, host=HostReader(ps), gpu=GpuReader(FakeNVML([], init_error=12)), interval_s=0.01)

@@ -105,7 +105,7 @@ def test_format_seconds():
     ({"method": "qlora"}, "unknown method"),
     ({"max_steps": 0, "epochs": 0}, "no length"),
     ({"batch_size": 0}, "batch size 0"),
-    ({"name": "bad name!"}, "bad model name"),
+    ({"name": "bad name!"}, "cannot be used"),
     ({"optimizer": "lion"}, "unknown optimizer"),
     ({"bogus": 1}, "unknown training setting"),
     ({"model": ""}, "no model"),
