@@ -149,7 +149,8 @@ class Sampler:
         vanished_before = self.host.vanished
         processes = self._process_table(gpus)
         if self.host.vanished > vanished_before:
-            self._note(f"{self.host.vanished - vanished_before} process(es) ended while being read", once=True)
+            self._note(f"{self.host.vanished - vanished_before} process(es) ended while being read", once=True,
+                       routine=True)
         llmos = _llmos_totals(processes)
         sample = {"ts": wall, "cpu": host["cpu"], "mem": host["mem"], "io": host["io"],
                   "gpus": None if gpus is None else [{k: v for k, v in g.items() if k != "processes"} for g in gpus],
@@ -218,14 +219,15 @@ class Sampler:
         except Exception:   # nothing is left to tell it to; the next sample tries again
             pass
 
-    def _note(self, message: str, once: bool = False) -> None:
-        """Remember what was lost; with `once`, a message equal to the last one is not repeated."""
+    def _note(self, message: str, once: bool = False, routine: bool = False) -> None:
+        """Remember what was lost; with `once`, a message equal to the last one is not repeated. `routine`:
+        expected on a live machine (a process ending mid-read), kept for the page but not logged as a warning."""
         if once and self.lost and self.lost[-1]["message"] == message:
             self.lost[-1]["count"] += 1
             self.lost[-1]["ts"] = self._wall()
             return
         self.lost.append({"ts": self._wall(), "message": message, "count": 1})
-        log.warning("monitor: %s", message)
+        (log.debug if routine else log.warning)("monitor: %s", message)
 
     def _check_clock(self, wall: float, mono: float) -> None:
         if self._last_tick is not None:
