@@ -82,8 +82,9 @@ if chosen is not None and chosen.source == "trained":
     else:
         st.caption(f"{choice} runs on transformers in fp32. Export it to GGUF and llama.cpp serves it, "
                    "several times faster on a CPU (about a minute for a model of a few hundred million parameters).")
-    quant = st.radio("GGUF form", ["q8_0", "q4_k_m"], horizontal=True, key="models_export_quant",
-                     help="q8_0: perplexity within 2% of the fp32 weights; q4_k_m: smaller and faster, within 5%")
+    quant = st.radio("GGUF form", ["q8_0", "q4"], horizontal=True, key="models_export_quant",
+                     help="q8_0: perplexity within 2% of the fp32 weights; q4: the base GGUF's own 4-bit type, "
+                          "smaller and faster, within 5%")
     if st.button("Export to GGUF for llama.cpp", key="models_export", icon=":material/bolt:"):
         bar = st.progress(0.0, text=f"Exporting {choice}...")
         with error_boundary("Exporting"):

@@ -31,8 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("export", help="write a fine-tuned model as a GGUF that llama.cpp serves, and register it")
     p.add_argument("name", help="a fine-tuned model of the catalog")
-    p.add_argument("--quant", default="q8_0", choices=["q8_0", "q4_k_m", "f16"],
-                   help="the GGUF form: q8_0 (default; perplexity within 2%% of fp32), q4_k_m (smaller), f16")
+    p.add_argument("--quant", default="q8_0", choices=["q8_0", "q4", "f16"],
+                   help="the GGUF form: q8_0 (default; perplexity within 2%% of fp32), q4 (the base GGUF's own "
+                        "4-bit type: smaller, within 5%%), f16")
     p.add_argument("--json", action="store_true")
     for action, text in (("load", "load a model into the engine"), ("unload", "unload a model from the engine")):
         p = sub.add_parser(action, help=text)
