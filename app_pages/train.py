@@ -16,6 +16,7 @@ from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_BASE_MODEL
 from llmos_core.training import data as datalib
 from llmos_core.training import job as train_job
 from llmos_core.training.estimate import format_seconds
+from llmos_core.training.export import describe_export
 from llmos_core.training.params import METHODS, OPTIMIZERS, PRESETS, SCHEDULES, TrainParams, help_text
 from app_pages._shared import engine, error_boundary
 
@@ -251,6 +252,8 @@ with error_boundary("Showing the run"):
         before, after = result["before"], result["after"]
         st.success(f"**{result['model']}** is in the catalog: pick it in Chat or Translate.",
                    icon=":material/check_circle:")
+        if describe_export(result.get("export")):
+            st.caption(describe_export(result.get("export")))
         if before.get("loss") is not None:
             st.dataframe(pd.DataFrame([
                 {"": "validation loss", "before": round(before["loss"], 4), "after": round(after["loss"], 4)},

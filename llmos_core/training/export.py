@@ -67,3 +67,15 @@ def export_model(name: str, catalog: Catalog, settings: Settings, quant: str = D
     catalog.update_data(name, gguf=str(path), gguf_quant=quant, gguf_source=str(source))
     return {"gguf": str(path), "quant": quant, "bytes": path.stat().st_size, "seconds": time.time() - started,
             "source": str(source)}
+
+
+def describe_export(export: dict | None) -> str | None:
+    """One sentence on a job's export step, for the Train page and `train` in the CLI; None when it was off."""
+    if not export:
+        return None
+    if export.get("cancelled"):
+        return "GGUF export cancelled: the model runs on transformers; Resume the job or export it on the Models page."
+    if export.get("error"):
+        return f"no GGUF export: {export['error']} ({export.get('hint') or 'the model runs on transformers'})"
+    return (f"exported to a {export['quant'].upper()} GGUF ({export['bytes'] / 1e6:.0f} MB, {export['seconds']:.0f} s): "
+            "chat with backend auto serves it on llama.cpp")
