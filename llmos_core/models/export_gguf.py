@@ -40,6 +40,9 @@ PERMUTED_QK = {"llama"}                       # rotary pairs interleaved in llam
 NORM_PLUS_ONE = {"gemma", "gemma2", "gemma3"}
 SUPPORTED = PERMUTED_QK | NORM_PLUS_ONE | {"qwen2"}
 # Keys of the source that describe its tensors' storage, not the model: the quantizer writes its own.
+# Tensors llama.cpp's converter computes from the config, absent from a Hugging Face state dict (Llama 3's
+# rotary frequency factors): copied from the source as they are, since training does not change them.
+COPIED_FROM_SOURCE = {"rope_freqs.weight"}
 SKIPPED_KEYS = {"general.architecture", "general.file_type", "general.quantization_version", "general.alignment"}
 
 
@@ -110,6 +113,9 @@ def write_f16_gguf(state: dict, config: dict, source: Path, target: Path) -> int
     reader = gguf.GGUFReader(str(source))
     arch = reader.fields["general.architecture"].contents()
     tensors = gguf_tensors(state, config, arch)
+    for source_tensor in reader.tensors:
+        if source_tensor.name in COPIED_FROM_SOURCE and source_tensor.name not in tensors:
+            tensors[source_tensor.name] = np.array(source_tensor.data, dtype=np.float32)
     check_against_source(tensors, reader)
     writer = gguf.GGUFWriter(str(target), arch)
     for key, field in reader.fields.items():
