@@ -116,6 +116,7 @@ def test_export_is_refused_for_models_not_trained_here_or_not_from_a_gguf(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)   # Gemma: converting once per machine, then a 540 MB f16 write and two quantizations
 @pytest.mark.parametrize("name", sorted(EMBEDDED))
 def test_the_exported_gguf_scores_as_the_fp32_weights_on_both_embedded_models(binding, embedded_home, tmp_path, name):
     """A "fine-tune" that is the embedded model's own fp32 weights, exported and served by llama.cpp: any

@@ -31,6 +31,7 @@ STYLE = "Arr, matey! It be {}, savvy? Yo ho ho!"   # made up: a base model never
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)   # training, then the export and both backends: 15 min under a shared CPU's load
 def test_lora_on_gemma_learns_the_style_and_answers_in_it(embedded_home, tmp_path):
     # A fresh data folder that borrows the converted Gemma from the shared one (converted once per machine).
     home = tmp_path / "home"
