@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages._shared import draw_sidebar
+from app_pages._monitor_view import alert_toasts
+from app_pages._shared import draw_sidebar, engine, require_login
 
 st.set_page_config(page_title="LLM OS", page_icon=":material/memory:", layout="wide")
+require_login()   # before any page: beyond loopback, a password (or no service at all)
 
 # Explicit entries, never folder auto-discovery: the order here is the order in the sidebar.
 PAGES = [
@@ -20,4 +22,5 @@ PAGES = [
 
 page = st.navigation(PAGES)
 draw_sidebar()
+alert_toasts(engine().store)
 page.run()

@@ -1,128 +1,32 @@
-"""Drawing the monitor's samples: plotly charts, st.metric rows, the process table, the Home summary.
+"""Drawing the monitor's snapshots: st.metric rows, alerts, GPU holders, the process table, the Home summary.
 
 Shared by app_pages/monitor.py and app_pages/home.py. Reads only what llmos_core.monitor.Sampler returns
-(snapshots and compact samples); never samples anything itself.
+(snapshots and compact samples) and the alert events; never samples anything itself. The Monitor's
+charts are drawn in the browser (app_pages/_live_chart.py).
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from llmos_core.errors import format_bytes
+from llmos_core.alerts import firing_now, recent_alerts
+from llmos_core.gpu import attribute_memory
+from llmos_core.present import format_bytes, format_rate
 from llmos_core.monitor import Sampler
+from llmos_core.store import Store
+from app_pages import _live_chart as live_chart
 
 MB = 1024**2
 GB = 1024**3
-COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+ALERT_TOAST_S = 5.0     # how often every open page looks for new alerts (one indexed query)
 SORT_KEYS = {"CPU": "CPU %", "RAM": "RAM (MB)", "GPU memory": "GPU memory (MB)"}
 
 
 def when(ts: float) -> datetime:
     return datetime.fromtimestamp(ts)
-
-
-def _figure(title: str, height: int, y_title: str, y_range: list | None = None) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title={"text": title, "font": {"size": 14}}, height=height, margin={"l": 40, "r": 10, "t": 36, "b": 30},
-                      legend={"orientation": "h", "y": -0.2}, yaxis={"title": y_title, "range": y_range},
-                      hovermode="x unified", uirevision=title)   # uirevision: zoom survives the refresh
-    return fig
-
-
-def add_markers(fig: go.Figure, markers: list[dict], y: float) -> None:
-    """Events (job start/end, model load/unload/evict) as dotted lines with a hoverable triangle on top."""
-    if not markers:
-        return
-    # Plain layout shapes: add_vline validates and relayouts once per line, far slower for many events.
-    fig.update_layout(shapes=[{"type": "line", "xref": "x", "yref": "paper", "x0": when(m["ts"]), "x1": when(m["ts"]),
-                               "y0": 0, "y1": 1, "line": {"width": 1, "dash": "dot", "color": "#888"}}
-                              for m in markers[-50:]])
-    fig.add_trace(go.Scatter(x=[when(m["ts"]) for m in markers], y=[y] * len(markers), mode="markers",
-                             marker={"symbol": "triangle-down", "size": 10, "color": "#555"}, name="events",
-                             text=[f"{m['kind']}: {m['message']}" for m in markers], hoverinfo="text"))
-
-
-def cpu_figure(samples: list[dict], markers: list[dict], height: int = 300) -> go.Figure:
-    fig = _figure("CPU", height, "% busy", [0, 105])
-    x = [when(s["ts"]) for s in samples]
-    cores = max((len(s["cpu"]["per_core"] or []) for s in samples), default=0)
-    if cores > 16:   # many lines are unreadable: one row per core, colour for load
-        z = [[_per_core(s, cores)[i] for s in samples] for i in range(cores)]
-        heat = go.Figure(go.Heatmap(x=x, y=[f"core {i}" for i in range(cores)], z=z, zmin=0, zmax=100,
-                                    colorscale="Blues", colorbar={"title": "%"}))
-        heat.update_layout(fig.layout)
-        heat.update_layout(yaxis={"range": None, "title": None})
-        return heat
-    for i in range(cores):
-        fig.add_trace(go.Scatter(x=x, y=[_per_core(s, cores)[i] for s in samples],
-                                 mode="lines", name=f"core {i}", line={"width": 1}, opacity=0.6))
-    fig.add_trace(go.Scatter(x=x, y=[s["cpu"]["total"] for s in samples], mode="lines", name="total",
-                             line={"width": 3, "color": "black"}))
-    add_markers(fig, markers, 102)
-    return fig
-
-
-def _per_core(sample: dict, cores: int) -> list:
-    values = sample["cpu"]["per_core"]
-    return values if values and len(values) == cores else [None] * cores
-
-
-def memory_figure(samples: list[dict], markers: list[dict], height: int = 300) -> go.Figure:
-    total = max((s["mem"]["total"] or 0 for s in samples), default=0) / GB
-    fig = _figure("Memory", height, "GB", [0, max(total, 0.1) * 1.05])
-    x = [when(s["ts"]) for s in samples]
-    fig.add_trace(go.Scatter(x=x, y=[_div(s["mem"]["used"], GB) for s in samples], mode="lines", name="RAM used",
-                             fill="tozeroy"))
-    if any(s["mem"].get("swap_total") for s in samples):
-        fig.add_trace(go.Scatter(x=x, y=[_div(s["mem"]["swap_used"], GB) for s in samples], mode="lines",
-                                 name="swap used"))
-    for i, (part, series) in enumerate(_llmos_series(samples, "rss").items()):
-        fig.add_trace(go.Scatter(x=x, y=[_div(v, GB) for v in series], mode="lines", name=part,
-                                 line={"dash": "dash", "color": COLORS[i % len(COLORS)]}))
-    add_markers(fig, markers, total)
-    return fig
-
-
-def gpu_figure(samples: list[dict], index: int, markers: list[dict], height: int = 300) -> go.Figure:
-    name = next((g["name"] for s in reversed(samples) for g in s["gpus"] or [] if g["index"] == index), f"GPU {index}")
-    fig = _figure(f"GPU {index}: {name}", height, "%", [0, 105])
-    x, util, mem = [], [], []
-    for s in samples:
-        g = next((g for g in s["gpus"] or [] if g["index"] == index), None)
-        x.append(when(s["ts"]))
-        util.append(None if g is None else g["util"])
-        mem.append(None if g is None or not g["mem_total"] or g["mem_used"] is None
-                   else 100.0 * g["mem_used"] / g["mem_total"])
-    fig.add_trace(go.Scatter(x=x, y=util, mode="lines", name="utilization %", line={"width": 2}))
-    fig.add_trace(go.Scatter(x=x, y=mem, mode="lines", name="memory used %", fill="tozeroy", line={"width": 1}))
-    add_markers(fig, markers, 102)
-    return fig
-
-
-def llmos_cpu_figure(samples: list[dict], markers: list[dict], height: int = 260) -> go.Figure:
-    """CPU of each part of LLM OS (the server, each job with its children), % of one core."""
-    fig = _figure("LLM OS: CPU per part", height, "% of one core")
-    x = [when(s["ts"]) for s in samples]
-    for i, (part, series) in enumerate(_llmos_series(samples, "cpu").items()):
-        fig.add_trace(go.Scatter(x=x, y=series, mode="lines", name=part, line={"color": COLORS[i % len(COLORS)]}))
-    add_markers(fig, markers, 0)
-    return fig
-
-
-def _llmos_series(samples: list[dict], key: str) -> dict[str, list]:
-    parts: dict[str, str] = {}
-    for s in samples:
-        for part, t in (s.get("llmos") or {}).items():
-            parts[part] = t.get("label") or part
-    return {label[:50]: [((s.get("llmos") or {}).get(part) or {}).get(key) for s in samples]
-            for part, label in parts.items()}
-
-
-def _div(value, by: float):
-    return None if value is None else value / by
 
 
 def metrics(snap: dict) -> None:
@@ -136,10 +40,10 @@ def metrics(snap: dict) -> None:
     cols[2].metric("RAM used", format_bytes(mem["used"]), help=f"{mem['percent']:.0f}% of {format_bytes(mem['total'])}")
     cols[3].metric("Swap used", format_bytes(mem["swap_used"]) if mem["swap_total"] else "none",
                    help=f"of {format_bytes(mem['swap_total'])}" if mem["swap_total"] else "this machine has no swap")
-    cols[4].metric("Disk I/O", _rate(_sum(io["disk_read_bps"], io["disk_write_bps"])),
-                   help=f"read {_rate(io['disk_read_bps'])}, write {_rate(io['disk_write_bps'])}")
-    cols[5].metric("Network", _rate(_sum(io["net_recv_bps"], io["net_sent_bps"])),
-                   help=f"in {_rate(io['net_recv_bps'])}, out {_rate(io['net_sent_bps'])}")
+    cols[4].metric("Disk I/O", format_rate(_sum(io["disk_read_bps"], io["disk_write_bps"])),
+                   help=f"read {format_rate(io['disk_read_bps'])}, write {format_rate(io['disk_write_bps'])}")
+    cols[5].metric("Network", format_rate(_sum(io["net_recv_bps"], io["net_sent_bps"])),
+                   help=f"in {format_rate(io['net_recv_bps'])}, out {format_rate(io['net_sent_bps'])}")
     if snap["gpus"] is None:
         status = snap["gpu_status"]
         st.caption(f":material/info: {status[:1].upper()}{status[1:]}. CPU and memory are shown.")
@@ -157,6 +61,25 @@ def metrics(snap: dict) -> None:
                        "N/A" if g["clock_mem_mhz"] is None else f"{g['clock_mem_mhz']} MHz")
         if g.get("error"):
             st.warning(f"GPU {g['index']} did not answer: {g['error']}", icon=":material/warning:")
+
+
+def firing_alerts(store: Store | None, within_s: float = 86400) -> list[dict]:
+    """The alerts still firing (started in the last day, not ended), one warning line each."""
+    alerts = firing_now(store, time.time() - within_s)
+    for alert in alerts:
+        st.warning(f"{when(alert['ts']):%H:%M:%S} {alert['message']}", icon=":material/notifications_active:")
+    return alerts
+
+
+def gpu_holders(snap: dict) -> None:
+    """Who holds each GPU's memory: process, LLM OS job or model, bytes (from NVML's process lists)."""
+    rows = attribute_memory(snap)
+    if not rows:
+        return
+    st.subheader("GPU memory by holder")
+    st.dataframe(pd.DataFrame([{"GPU": r["gpu"], "pid": r["pid"], "held by": r["label"],
+                                "models": ", ".join(r["models"]), "GPU memory": format_bytes(r["gpu_mem"])}
+                               for r in rows]), hide_index=True, key="monitor_gpu_holders")
 
 
 def process_frame(snap: dict, sort_by: str = "CPU") -> pd.DataFrame:
@@ -199,12 +122,18 @@ def compact(sampler: Sampler) -> None:
     cols[3].metric("LLM OS parts running", len(snap["llmos"]))
     for part in snap["llmos"].values():
         st.caption(f":material/memory: {part['label']} · CPU {part['cpu']:.0f}% · RAM {format_bytes(part['rss'])}")
-    samples = sampler.history(300)
-    fig = _figure("CPU, last 5 minutes", 160, "%", [0, 105])
-    fig.add_trace(go.Scatter(x=[when(s["ts"]) for s in samples], y=[s["cpu"]["total"] for s in samples],
-                             mode="lines", fill="tozeroy", name="CPU"))
-    fig.update_layout(showlegend=False, title=None, margin={"l": 30, "r": 10, "t": 10, "b": 20})
-    st.plotly_chart(fig, key="home_monitor_cpu", config={"displayModeBar": False})
+    firing_alerts(sampler.store)
+    live_chart.draw(sampler, 300, key="home_live", only=("cpu",), chart_height=150)
+
+
+@st.fragment(run_every=ALERT_TOAST_S)
+def alert_toasts(store: Store) -> None:
+    """A toast on whatever page is open when an alert starts (drawn from app.py, so on every page)."""
+    seen = st.session_state.setdefault("alerts_seen_ts", time.time())
+    for alert in recent_alerts(store, seen):
+        if alert["kind"] == "alert":
+            st.toast(alert["message"], icon=":material/notifications_active:")
+        st.session_state["alerts_seen_ts"] = max(st.session_state["alerts_seen_ts"], alert["ts"] + 1e-3)
 
 
 def _sum(a, b):
@@ -213,7 +142,3 @@ def _sum(a, b):
 
 def _pct(value) -> str:
     return "N/A" if value is None else f"{value:.0f}%"
-
-
-def _rate(bps) -> str:
-    return "N/A" if bps is None else f"{format_bytes(bps)}/s"

@@ -7,20 +7,19 @@ what was written.
 """
 from __future__ import annotations
 
-import itertools
-import threading
-
 import streamlit as st
 
 from llmos_core.conversations import Conflict
 from llmos_core.errors import LLMOSError
 from llmos_core.generation import PLAIN_NOTE, SamplingParams
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
+from llmos_core.present import reply_figures
+from llmos_core.usecases import chat as chat_turns
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
 state = st.session_state
-SAMPLING_KEYS = {"temperature": 0.7, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty")   # the widgets a model's defaults set
 
 
 # ---------------------------------------------------------------- settings <-> widgets
@@ -69,22 +68,6 @@ def open_conversation(conversation_id: int | None) -> None:
         state["chat_title"] = conversation["title"]
 
 
-def figures(stats: dict) -> str:
-    parts = [f"{stats.get('tokens', 0)} tokens"]
-    if stats.get("ttft_s") is not None:
-        parts.append(f"first token {stats['ttft_s']:.2f} s")
-    if stats.get("tokens_per_s") is not None:
-        parts.append(f"{stats['tokens_per_s']:.1f} tokens/s")
-    if stats.get("model"):
-        parts.append(stats["model"] + (f" ({stats['backend']})" if stats.get("backend") else ""))
-    reason = stats.get("finish_reason")
-    if reason == "cancelled":
-        parts.append("stopped")
-    elif reason == "length":
-        parts.append("hit max new tokens")
-    return " · ".join(parts)
-
-
 # ---------------------------------------------------------------- state
 
 models = eng.catalog.names(task=CAUSAL_LM)
@@ -95,7 +78,7 @@ if "chat_model" not in state or state["chat_model"] not in models:
     state["chat_model"] = DEFAULT_CHAT_MODEL if DEFAULT_CHAT_MODEL in models else models[0]
     apply_model_defaults()
 state.setdefault("chat_system", "You are a helpful assistant.")
-state.setdefault("chat_max_new_tokens", 256)
+state.setdefault("chat_max_new_tokens", SamplingParams().max_new_tokens)
 state.setdefault("chat_seed", None)
 state.setdefault("chat_stop", "")
 
@@ -181,7 +164,7 @@ for message in history:
     with st.chat_message(message["role"]):
         st.markdown(message["content"])
         if message["role"] == "assistant" and message["stats"]:
-            st.caption(figures(message["stats"]))
+            st.caption(reply_figures(message["stats"]))
             dropped = message["stats"].get("dropped_messages")
             if dropped:
                 st.caption(f":material/content_cut: The conversation outgrew the context: the {dropped} oldest "
@@ -190,82 +173,33 @@ if not history:
     st.caption("Ask anything. Replies stream as they are written; Stop keeps what was written so far.")
 
 
-def reply(messages: list[dict], continue_from: dict | None = None) -> None:
-    """Stream one reply into the conversation and save it (all of it, or what was written before a Stop)."""
-    params = current_params()
-    name = state["chat_model"]
-    cid = state["chat_conversation"]
-    eng.conversations.set_settings(cid, name, {**params.to_dict(), "system": state["chat_system"]})
-    backend = eng.chat.choose_backend(name).backend      # decided now, so the spinner loads the right copy
-    if not eng.models.is_resident(name, backend):
-        with st.spinner(f"Loading {name} ({backend}; it was not in memory)..."):
-            eng.models.load(name, backend)
-    with eng.conversations.answering(cid):   # claimed first: a second tab gets "busy" before any work starts
-        stream = eng.chat.stream(name, messages, params, backend=backend, cancel=threading.Event(),
-                                 continue_final=continue_from is not None)
-        last = next(stream)     # busy, too long, not a chat model: raised here, before a reply bubble is drawn
-        expect_last = eng.conversations.last_message_id(cid)
-        written: list[str] = []
-        with st.chat_message("assistant"):
-            if continue_from is not None:
-                st.markdown(continue_from["content"])
-            status = st.empty()
-            st.button("Stop", key="chat_stop_button", icon=":material/stop_circle:")   # a click interrupts this run
-
-            def text():
-                nonlocal last
-                for event in itertools.chain([last], stream):
-                    last = event
-                    if event.queued is not None:
-                        status.caption(f":material/hourglass_top: Waiting for {name}: {event.queued} ahead of you")
-                        continue
-                    if event.text:
-                        status.empty()
-                        written.append(event.text)
-                        yield event.text
-
-            try:
-                st.write_stream(text())
-            finally:
-                stream.close()          # sets the cancel event: the generation stops now, its slot is freed
-                save_reply(cid, "".join(written), {**last.stats(), "model": name}, last.done, continue_from,
-                           expect_last)
-
-
-def save_reply(cid: int, text: str, stats: dict, done: bool, continue_from: dict | None, expect_last) -> None:
-    """The whole reply, or what was written before a Stop (marked cancelled)."""
-    if not done:
-        stats["finish_reason"] = "cancelled"
-    if continue_from is not None:
-        eng.conversations.update_message(continue_from["id"], continue_from["content"] + text, stats)
-    elif text or done:
-        eng.conversations.append(cid, "assistant", text, stats, expect_last=expect_last)
-
-
 def run_turn(kind: str, prompt: str = "") -> None:
     """kind: send (a new user message), regenerate (the last reply), continue (the last reply)."""
-    system = [{"role": "system", "content": state["chat_system"]}] if state["chat_system"].strip() else []
-    if kind == "send" and not prompt.strip():
-        raise LLMOSError("the message is empty", "type something first")
-    if state["chat_conversation"] is None:
-        state["chat_conversation"] = eng.conversations.create(state["chat_model"])
-    cid = state["chat_conversation"]
-    if eng.conversations.is_answering(cid):   # before any change: another tab's reply is still being written
-        raise LLMOSError("a reply in this conversation is being written in another tab",
-                         "wait for it to finish (or stop it there), then try again")
-    if kind == "send":
-        eng.conversations.append(cid, "user", prompt, expect_last=state["chat_seen_last"])
+    name = state["chat_model"]
+    turn = chat_turns.start_turn(eng, state["chat_conversation"], kind, model=name, params=current_params(),
+                                 system=state["chat_system"], prompt=prompt, seen_last=state["chat_seen_last"])
+    state["chat_conversation"] = turn.conversation_id
+    if kind == chat_turns.SEND:
         with st.chat_message("user"):
             st.markdown(prompt)
-    messages = eng.conversations.messages(cid)
-    continue_from = None
-    if kind == "regenerate" and messages and messages[-1]["role"] == "assistant":
-        eng.conversations.delete_message(cid, messages[-1]["id"])
-        messages = messages[:-1]
-    if kind == "continue":
-        continue_from = messages[-1]
-    turns = system + [{"role": m["role"], "content": m["content"]} for m in messages]
-    reply(turns, continue_from)
+    if turn.needs_loading:
+        with st.spinner(f"Loading {name} ({turn.backend}; it was not in memory)..."):
+            turn.load_model()
+    with turn.replying() as reply, st.chat_message("assistant"):
+        if turn.continue_from is not None:
+            st.markdown(turn.continue_from["content"])
+        status = st.empty()
+        st.button("Stop", key="chat_stop_button", icon=":material/stop_circle:")   # a click interrupts this run
+
+        def text():
+            for event in reply.events():
+                if event.queued is not None:
+                    status.caption(f":material/hourglass_top: Waiting for {name}: {event.queued} ahead of you")
+                elif event.text:
+                    status.empty()
+                    yield event.text
+
+        st.write_stream(text())
 
 
 prompt = st.chat_input("Message " + state["chat_model"], key="chat_input")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llmos_core.errors import format_bytes
+from llmos_core.present import format_bytes
 from llmos_core.models.catalog import DEFAULT_CHAT_MODEL
+from llmos_core.cluster import describe as describe_cluster
 from app_pages import _monitor_view as monitor_view
 from app_pages._shared import engine
 
@@ -19,6 +20,14 @@ cols[0].metric("Device", eng.device.kind.upper(), help=eng.device.reason)
 cols[1].metric("Models in memory", len(status["resident"]))
 cols[2].metric("Memory budget", format_bytes(status["budget_bytes"]))
 cols[3].metric("Room for models", format_bytes(status["room_bytes"]))
+what = {"scheduler": "Job scheduler", "monitor": "Monitor"}
+alive = eng.threads_alive()
+st.caption(" · ".join(f":material/check_circle: {what[name]} running" if ok else
+                      f":material/cancel: **{what[name]} stopped**" for name, ok in alive.items()))
+if not all(alive.values()):
+    st.warning("A background thread of the engine has stopped: queued jobs wait or the monitor stands still. "
+               "Restart the app; its terminal says why it stopped.", icon=":material/warning:")
+st.caption(f":material/lan: Jobs run on: **{describe_cluster(eng.settings)}**")
 
 st.subheader("Go to")
 links = st.columns(3)

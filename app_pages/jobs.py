@@ -12,9 +12,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from llmos_core.errors import InvalidInput, format_bytes
+from llmos_core import access
+from llmos_core.errors import InvalidInput
+from llmos_core.present import format_bytes, format_duration
 from llmos_core.jobs.kinds import KINDS
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
+from app_pages import _cluster_view as cluster_view
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -24,13 +27,6 @@ st.title(":material/work_history: Jobs")
 
 def when(ts: float | None) -> str:
     return "-" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
 
 
 def read_params(text: str) -> dict:
@@ -50,10 +46,18 @@ def live() -> None:
         st.warning("No scheduler is running for this data folder, so queued jobs wait. It runs inside the app's "
                    "engine; if another process holds the engine, start `python -m llmos_core jobs run` there.",
                    icon=":material/warning:")
-    cap = sched.capacity("cpu")
-    st.caption(f"Free for new jobs: **{format_bytes(cap['available_bytes'])}** of RAM (measured free "
-               f"{format_bytes(cap['free_bytes'])}, running jobs have {format_bytes(cap['jobs_reserved_bytes'])} more "
-               f"reserved, {format_bytes(cap['reserve_bytes'])} kept for the system)")
+    if eng.cluster is None:
+        cap = sched.capacity("cpu")
+        st.caption(f"Free for new jobs: **{format_bytes(cap['available_bytes'])}** of RAM (measured free "
+                   f"{format_bytes(cap['free_bytes'])}, running jobs have {format_bytes(cap['jobs_reserved_bytes'])} "
+                   f"more reserved, {format_bytes(cap['reserve_bytes'])} kept for the system)")
+    else:   # jobs run on a Ray cluster: Ray places them by the memory they ask for; its nodes and their jobs
+        with error_boundary("Reading the cluster"):
+            cap = sched.capacity("cpu")
+            st.caption(f"Free for new jobs on the cluster: **{format_bytes(cap['available_bytes'])}** of the nodes' "
+                       f"{format_bytes(cap['total_bytes'])} of Ray memory (running jobs have "
+                       f"{format_bytes(cap['jobs_reserved_bytes'])} reserved); Ray places each job on a node that has it")
+            cluster_view.draw(eng.cluster, "jobs")
 
     running = [with_eta(j) for j in sched.list(states=["running"])]
     queued = sched.queue()
@@ -73,8 +77,9 @@ def live() -> None:
             usage = sched.usage(job["id"])
             now_rss = usage[-1]["rss_bytes"] if usage else None
             head.progress(min(max(job["progress"], 0.0), 1.0), text=job["message"] or "running")
-            head.caption(f"started {when(job['started'])} · ETA {duration(job['eta_s'])} · uses "
+            head.caption(f"started {when(job['started'])} · ETA {format_duration(job['eta_s'])} · uses "
                          f"{format_bytes(now_rss)} of {format_bytes(job['est_memory'])} estimated · pid {job['pid']}"
+                         + (f" · Ray job {job['ray_job_id']}" if job["ray_job_id"] else "")
                          + (" · cancelling" if job["cancel_requested"] else ""))
             if button.button("Cancel", key=f"jobs_cancel_{job['id']}", icon=":material/stop_circle:",
                              disabled=job["cancel_requested"]):
@@ -89,26 +94,31 @@ def live() -> None:
         return
     rows = [{"position": j["position"], "id": j["id"], "kind": j["kind"], "description": j["description"],
              "priority": j["priority"], "needs": format_bytes(j["est_memory"]),
-             "starts in about": duration(j["eta_s"]), "waits because": sched.waiting_reason(j["id"])}
+             "starts in about": format_duration(j["eta_s"]), "waits because": sched.waiting_reason(j["id"])}
             for j in queued]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="jobs_queue_table")
 
 
 live()
 
-# ---- submit ----
-with st.expander("Submit a job", icon=":material/add_task:"):
-    st.caption("Training and translation pages submit their own jobs; here any kind can be queued with its "
-               "parameters as JSON. The `benchmark` kind holds memory for a while: useful to try the scheduler.")
-    with st.form("jobs_submit_form"):
-        kind = st.selectbox("Kind", sorted(KINDS), key="jobs_submit_kind")
-        params_text = st.text_area("Parameters (JSON)", '{"memory_mb": 200, "seconds": 30}', key="jobs_submit_params")
-        priority = st.number_input("Priority (higher starts first)", -100, 100, 0, key="jobs_submit_priority")
-        if st.form_submit_button("Submit", icon=":material/send:", type="primary"):
-            with error_boundary("Submitting"):
-                job_id = sched.submit(kind, read_params(params_text), int(priority))
-                st.session_state["jobs_selected"] = job_id
-                st.success(f"Job {job_id} queued.", icon=":material/check_circle:")
+# ---- submit: raw parameters reach any file and any knob, so only with LLMOS_ADMIN=1 ----
+admin = access.admin_enabled()
+if admin:
+    with st.expander("Submit a job", icon=":material/add_task:"):
+        st.caption("Training and translation pages submit their own jobs; here any kind can be queued with its "
+                   "parameters as JSON. The `benchmark` kind holds memory for a while: useful to try the scheduler.")
+        with st.form("jobs_submit_form"):
+            kind = st.selectbox("Kind", sorted(KINDS), key="jobs_submit_kind")
+            params_text = st.text_area("Parameters (JSON)", '{"memory_mb": 200, "seconds": 30}', key="jobs_submit_params")
+            priority = st.number_input("Priority (higher starts first)", -100, 100, 0, key="jobs_submit_priority")
+            if st.form_submit_button("Submit", icon=":material/send:", type="primary"):
+                with error_boundary("Submitting"):
+                    job_id = sched.submit(kind, read_params(params_text), int(priority), origin="web")
+                    st.session_state["jobs_selected"] = job_id
+                    st.success(f"Job {job_id} queued.", icon=":material/check_circle:")
+else:
+    st.caption(":material/lock: Submitting or re-running a job with raw JSON parameters needs LLMOS_ADMIN=1; the "
+               "Train and Translate pages start their own jobs.")
 
 # ---- history ----
 st.subheader("History")
@@ -119,7 +129,8 @@ history = [j for j in sched.list(states=states or None) if not kinds or j["kind"
 if history:
     st.dataframe(pd.DataFrame([{"id": j["id"], "kind": j["kind"], "state": j["state"], "description": j["description"],
                                 "finished": when(j["finished"]), "exit code": j["exit_code"],
-                                "peak memory": format_bytes(j["peak_memory"]), "message": j["message"]}
+                                "peak memory": format_bytes(j["peak_memory"]), "Ray job": j["ray_job_id"] or "",
+                                "message": j["message"]}
                                for j in history]), hide_index=True, width="stretch", key="jobs_history_table")
 else:
     st.caption("No finished job matches.")
@@ -163,16 +174,18 @@ with error_boundary("Showing the job"):
             sched.delete(job_id)
             del st.session_state["jobs_selected"]
             st.rerun()
-    rerun = actions[3].toggle("Re-run with edits", key="jobs_detail_rerun")
+    rerun = actions[3].toggle("Re-run with edits", key="jobs_detail_rerun", disabled=not admin,
+                              help=None if admin else "needs LLMOS_ADMIN=1")
 
-    if rerun:
+    if rerun and admin:
         with st.form("jobs_rerun_form"):
             text = st.text_area("Parameters (JSON)", json.dumps(job["params"], indent=2), height=200,
                                 key=f"jobs_rerun_params_{job_id}")
             new_priority = st.number_input("Priority", -100, 100, int(job["priority"]), key=f"jobs_rerun_priority_{job_id}")
             if st.form_submit_button("Submit as a new job", icon=":material/replay:", type="primary"):
                 with error_boundary("Re-running"):
-                    new_id = sched.submit(job["kind"], read_params(text), int(new_priority), rerun_of=job_id)
+                    new_id = sched.submit(job["kind"], read_params(text), int(new_priority), rerun_of=job_id,
+                                          origin="web")
                     st.session_state["jobs_selected"] = new_id
                     st.rerun()
 

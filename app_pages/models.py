@@ -4,9 +4,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmos_core.errors import format_bytes
-from llmos_core.models import fetch
+from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
+from llmos_core import access
+from llmos_core.present import format_bytes
 from llmos_core.training.export import export_model
+from llmos_core.usecases.models import list_catalog, pull_and_register
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -51,13 +53,12 @@ else:
 
 # ---- catalog ----
 st.subheader("Catalog")
-specs = eng.catalog.list()
-rows = [{"name": s.name, "source": s.source, "task": s.task, "chat template": s.chat,
-         "ready on disk": fetch.is_ready(s, eng.settings), "loaded": eng.models.is_resident(s.name),
-         "description": s.description} for s in specs]
+entries = list_catalog(eng)
+rows = [{"name": e.name, "source": e.source, "task": e.task, "chat template": e.chat, "ready on disk": e.ready,
+         "loaded": eng.models.is_resident(e.name), "description": e.description} for e in entries]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
-choice = st.selectbox("Model", [s.name for s in specs], key="models_choice")
+choice = st.selectbox("Model", [e.name for e in entries], key="models_choice")
 col_load, col_unload, _ = st.columns([1, 1, 3])
 if col_load.button("Load", key="models_load", icon=":material/play_arrow:", type="primary"):
     bar = st.progress(0.0, text=f"Loading {choice}...")
@@ -74,7 +75,7 @@ if col_unload.button("Unload", key="models_unload", icon=":material/eject:"):
             st.rerun()
 
 # ---- a fine-tune on llama.cpp ----
-chosen = next((s for s in specs if s.name == choice), None)
+chosen = eng.catalog.get(choice) if choice else None
 if chosen is not None and chosen.source == "trained":
     if chosen.data.get("gguf"):
         st.caption(f":material/bolt: {choice} has a {chosen.data.get('gguf_quant', '').upper()} GGUF: chat with "
@@ -93,24 +94,40 @@ if chosen is not None and chosen.source == "trained":
             st.success(f"{choice}: {format_bytes(done['bytes'])} GGUF written in {done['seconds']:.0f} s; "
                        "chat with backend auto now serves it on llama.cpp.")
 
+# ---- use from code: the OpenAI-compatible API of this engine ----
+with st.expander("Use from code", icon=":material/code:"):
+    api = api_access(eng)
+    if api.running:
+        st.markdown(f"API at `{api.base_url}` · "
+                    + ("an API key is required (`LLMOS_API_KEY`)" if api.key_required else "no key needed"))
+    else:
+        st.info(api.note, icon=":material/info:")
+    choice_task = eng.catalog.get(choice).task
+    st.code(curl_snippet(api, choice, choice_task), language="bash")
+    st.code(openai_snippet(api, choice, choice_task), language="python")
+    if api.running:
+        st.caption(api.note)
+
 # ---- add a model ----
 with st.expander("Add a model: Hugging Face id, local folder or .gguf file", icon=":material/add:"):
     ref = st.text_input("Hugging Face id, folder or file", key="models_ref",
                         placeholder="Helsinki-NLP/opus-mt-en-de  or  /path/to/folder  or  /path/model.gguf")
     name = st.text_input("Name in the catalog (optional)", key="models_name")
-    task = st.radio("Kind", ["causal-lm", "seq2seq"], horizontal=True, key="models_task",
+    task = st.radio("Kind", ["causal-lm", "seq2seq", "sentence-embedding"], horizontal=True, key="models_task",
                     help="seq2seq: encoder-decoder models such as Marian/opus-mt, NLLB or M2M100 (translation)")
-    trust = st.checkbox("Trust remote code", key="models_trust",
-                        help="runs Python code shipped with the model; tick only for models you trust")
+    admin = access.admin_enabled()
+    trust = st.checkbox("Trust remote code", key="models_trust", disabled=not admin,
+                        help="runs Python code shipped with the model; tick only for models you trust" if admin
+                        else "off: only when LLM OS runs with LLMOS_ADMIN=1")
+    if not admin:
+        st.caption("Folders and files are taken from the LLM OS data folder only; others need LLMOS_ADMIN=1.")
     if st.button("Pull", key="models_pull", icon=":material/download:", disabled=not ref.strip()):
         bar = st.progress(0.0, text="Starting...")
         with error_boundary("Pulling"):
-            spec = eng.catalog.resolve(ref, task=task, trust_remote_code=trust)
-            if name.strip():
-                spec.name = name.strip()
-            fetch.model_folder(spec, eng.settings, lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
-            eng.catalog.register(spec)
-            st.success(f"{spec.name} is in the catalog.")
+            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust, origin="web",
+                                       progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+            st.success(f"{pulled.name} is in the catalog." if pulled.registered else
+                       f"{pulled.name} was in the catalog already; its files are ready.")
 
 # ---- refusals and events ----
 if eng.models.refusals:

@@ -1,20 +1,25 @@
-"""Monitor: live CPU, memory and GPU load, per process, per job and per model, as charts that refresh in place.
+"""Monitor: live CPU, memory and GPU load, per process, per job and per model, at little cost to watch.
 
-The engine's one sampler does the reading (1 Hz, one thread for every browser); this page only draws
-its snapshots. The charts sit in a fragment that reruns by itself, so the rest of the page stays put.
+The engine's one sampler does the reading (1 Hz, one thread for every browser); this page only passes
+its samples on. The charts are drawn in the browser (app_pages/_live_chart.py): the server sends the
+window once, then only the new samples. The figures and the process table sit in slower fragments of
+their own, so a viewer costs the server little.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from llmos_core.errors import format_bytes
+from llmos_core.present import format_bytes
 from llmos_core.monitor import WINDOWS
+from app_pages import _cluster_view as cluster_view
+from app_pages import _live_chart as live_chart
 from app_pages import _monitor_view as view
 from app_pages._shared import engine, error_boundary
 
-# Seconds between redraws per window: a week of minutes need not be redrawn every second.
+# Seconds between chart updates per window: a week of minutes need not move every second.
 REFRESH_S = {"5 min": 1.0, "1 h": 5.0, "1 day": 30.0, "1 week": 60.0}
-MAX_POINTS = 720
+FIGURES_S = 2.0      # the current figures and what LLM OS runs
+TABLE_S = 5.0        # the process table and who holds GPU memory
 
 eng = engine()
 sampler = eng.sampler
@@ -27,32 +32,34 @@ if not sampler.running:
     st.info("The sampler is not running in this engine, so the figures below do not move.", icon=":material/info:")
 
 
-@st.fragment(run_every=REFRESH_S[window])
-def live() -> None:
-    with error_boundary("Drawing the monitor"):
+@st.fragment(run_every=FIGURES_S)
+def figures() -> None:
+    with error_boundary("Drawing the current figures"):
         snap = sampler.latest()
         if snap is None:
             st.caption("Taking the first sample...")
             return
         view.metrics(snap)
-        samples = sampler.history(WINDOWS[window], max_points=MAX_POINTS)
-        markers = sampler.markers(WINDOWS[window])
-        charts = st.columns(2)
-        with charts[0]:
-            st.plotly_chart(view.cpu_figure(samples, markers), key="monitor_chart_cpu")
-        with charts[1]:
-            st.plotly_chart(view.memory_figure(samples, markers), key="monitor_chart_memory")
-        for i, gpu in enumerate(snap["gpus"] or []):
-            with charts[i % 2]:
-                st.plotly_chart(view.gpu_figure(samples, gpu["index"], markers), key=f"monitor_chart_gpu{gpu['index']}")
+        view.firing_alerts(eng.store)
 
+
+@st.fragment(run_every=REFRESH_S[window])
+def charts() -> None:
+    with error_boundary("Drawing the charts"):
+        live_chart.draw(sampler, WINDOWS[window], key="monitor_live")
+
+
+@st.fragment(run_every=TABLE_S)
+def processes() -> None:
+    with error_boundary("Listing the processes"):
+        snap = sampler.latest()
+        if snap is None:
+            return
         st.subheader("LLM OS")
         for part in snap["llmos"].values():
             gpu = f" · GPU {format_bytes(part['gpu_mem'])}" if part["gpu_mem"] else ""
             st.markdown(f"**{part['label']}** · CPU {part['cpu']:.0f}% · RAM {format_bytes(part['rss'])}{gpu}")
-        if any(s.get("llmos") for s in samples):
-            st.plotly_chart(view.llmos_cpu_figure(samples, markers), key="monitor_chart_llmos")
-
+        view.gpu_holders(snap)
         st.subheader("Processes")
         st.dataframe(view.process_frame(snap, sort_by), hide_index=True, key="monitor_processes",
                      column_config={"CPU %": st.column_config.NumberColumn(help="% of one core; above 100 uses several"),
@@ -60,4 +67,15 @@ def live() -> None:
         view.lost_notes(snap)
 
 
-live()
+figures()
+charts()
+processes()
+
+
+if eng.cluster is not None:   # jobs run on a Ray cluster: its nodes, redrawn every 2 s
+    @st.fragment(run_every=2.0)
+    def cluster_live() -> None:
+        with error_boundary("Reading the cluster"):
+            cluster_view.draw(eng.cluster, "monitor")
+
+    cluster_live()

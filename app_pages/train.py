@@ -10,14 +10,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from llmos_core.errors import format_bytes
+from llmos_core.present import format_bytes, format_duration
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_BASE_MODEL
-from llmos_core.training import data as datalib
 from llmos_core.training import job as train_job
-from llmos_core.training.estimate import format_seconds
 from llmos_core.training.export import describe_export
-from llmos_core.training.params import METHODS, OPTIMIZERS, PRESETS, SCHEDULES, TrainParams, help_text
+from llmos_core.training.params import PRESETS, help_text
+from llmos_core.usecases import datasets
+from llmos_core.usecases import train as train_usecase
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -29,40 +29,38 @@ st.write("Fine-tune a model on your own text. The run is a job: it goes on if yo
 # ================================================================ 1. data
 st.subheader("1. Data")
 upload = st.file_uploader("Plain text, JSONL (text, prompt/response, or chat messages) or CSV",
-                          type=[s.lstrip(".") for s in datalib.SUFFIXES], key="train_upload")
+                          type=list(datasets.FILE_TYPES), key="train_upload")
 if upload is not None and st.session_state.get("train_uploaded") != (upload.name, upload.size):
     with error_boundary("Saving the upload"):
-        path = datalib.save_upload(eng.settings, upload.name, upload.getvalue())
+        kept = datasets.upload_dataset(eng.settings, upload.name, upload.getvalue())
         st.session_state["train_uploaded"] = (upload.name, upload.size)
-        st.session_state["train_dataset"] = path.name   # select what was just uploaded
+        st.session_state["train_dataset"] = kept.name   # select what was just uploaded
 
-folder = datalib.datasets_dir(eng.settings)
-saved = sorted((p.name for p in folder.glob("*") if p.suffix in datalib.SUFFIXES), key=str.lower) \
-    if folder.is_dir() else []
+saved = [d.name for d in datasets.list_datasets(eng.settings)]
 if not saved:
     st.info("Upload a data file to begin. Text is packed into blocks; prompt/response pairs train only on "
             "the response.", icon=":material/upload_file:")
     st.stop()
 if st.session_state.get("train_dataset") not in saved:
     st.session_state["train_dataset"] = saved[-1]
-data_name = st.selectbox("Data file (uploads are kept in the data folder)", saved, key="train_dataset")
-data_path = folder / data_name
+data_file = datasets.find_dataset(eng.settings,
+                                  st.selectbox("Data file (uploads are kept in the data folder)", saved,
+                                               key="train_dataset"))
+data_path = data_file.path
 
 mapping: dict = {}
-if data_path.suffix in (".csv", ".jsonl"):
-    columns: list[str] = []
-    with error_boundary("Reading the columns"):
-        columns = datalib.load_columns(data_path)
-    if columns:
-        cols = st.columns(3)
-        for col, role in zip(cols, ("text", "prompt", "response")):
-            picked = col.selectbox(f"{role} column", ["(auto)"] + columns, key=f"train_map_{role}",
-                                   help="which field holds this; (auto) finds the usual names")
-            if picked != "(auto)":
-                mapping[role] = picked
+columns: list[str] = []
+with error_boundary("Reading the columns"):
+    columns = datasets.columns(data_file)
+if columns:
+    for col, role in zip(st.columns(3), train_usecase.ROLES):
+        picked = col.selectbox(f"{role} column", ["(auto)"] + columns, key=f"train_map_{role}",
+                               help="which field holds this; (auto) finds the usual names")
+        if picked != "(auto)":
+            mapping[role] = picked
 dataset = None
 with error_boundary("Reading the data"):
-    dataset = datalib.load(data_path, mapping)
+    dataset = datasets.read_dataset(data_file, mapping)
 if dataset is None:
     st.stop()
 st.caption(f"**{dataset.rows}** rows of **{dataset.shape.replace('_', '/')}** examples")
@@ -77,58 +75,36 @@ model = top[0].selectbox("Start from", models, index=models.index(DEFAULT_BASE_M
 preset_name = top[1].radio("Preset", list(PRESETS), key="train_preset", horizontal=True)
 name = top[2].text_input("Name of the result", key="train_name", placeholder="default: <model>-<method>-<time>",
                          help=help_text("name"))
-preset = PRESETS[preset_name]
-defaults = TrainParams(model=model, data=str(data_path), **preset)
 
 with st.expander("Settings", icon=":material/tune:"):
-    k = st.columns(4)
-    method = k[0].selectbox("Method", METHODS, index=METHODS.index(defaults.method), key=f"train_method_{preset_name}",
-                            help=help_text("method"))
-    steps = k[1].number_input("Max steps (0 = epochs)", 0, 1_000_000, defaults.max_steps,
-                              key=f"train_steps_{preset_name}", help=help_text("max_steps"))
-    epochs = k[2].number_input("Epochs", 0.0, 1000.0, float(defaults.epochs), 0.5, key=f"train_epochs_{preset_name}",
-                               help=help_text("epochs"))
-    lr = k[3].number_input("Learning rate", 0.0, 1.0, float(defaults.learning_rate), format="%.6f",
-                           key=f"train_lr_{preset_name}", help=help_text("learning_rate"))
-    k = st.columns(4)
-    schedule = k[0].selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(defaults.schedule),
-                              key=f"train_schedule_{preset_name}", help=help_text("schedule"))
-    warmup = k[1].number_input("Warmup share", 0.0, 0.5, float(defaults.warmup_ratio), 0.01,
-                               key=f"train_warmup_{preset_name}", help=help_text("warmup_ratio"))
-    optimizer = k[2].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer),
-                               key=f"train_optimizer_{preset_name}", help=help_text("optimizer"))
-    seed = k[3].number_input("Seed", 0, 2**31 - 1, defaults.seed, key="train_seed", help=help_text("seed"))
-    k = st.columns(4)
-    batch = k[0].number_input("Batch size", 1, 4096, defaults.batch_size, key=f"train_batch_{preset_name}",
-                              help=help_text("batch_size"))
-    accum = k[1].number_input("Gradient accumulation", 1, 1024, defaults.grad_accum, key=f"train_accum_{preset_name}",
-                              help=help_text("grad_accum"))
-    block = k[2].number_input("Block length (tokens)", 8, 131072, defaults.block_size, key=f"train_block_{preset_name}",
-                              help=help_text("block_size"))
-    validation = k[3].number_input("Validation share", 0.0, 0.5, float(defaults.validation_fraction), 0.05,
-                                   key="train_validation", help=help_text("validation_fraction"))
-    k = st.columns(4)
-    lora_r = k[0].number_input("LoRA rank", 1, 1024, defaults.lora_r, key="train_lora_r", help=help_text("lora_r"),
-                               disabled=method != "lora")
-    lora_alpha = k[1].number_input("LoRA alpha", 1, 4096, defaults.lora_alpha, key="train_lora_alpha",
-                                   help=help_text("lora_alpha"), disabled=method != "lora")
-    merge = k[2].toggle("Save merged", key="train_merge", help=help_text("merge"), disabled=method != "lora")
-    price = k[3].number_input("Price per hour (for the cost)", 0.0, 10_000.0, train_job.price_per_hour(), 0.1,
-                              key="train_price", help="what an hour of this machine costs you; 0 hides the cost")
+    values = {}
+    shown = train_usecase.form_knobs()
+    slots = [c for _ in range(0, len(shown) + 1, 4) for c in st.columns(4)]   # four a row, the price last
+    for slot, knob in zip(slots, shown):
+        key = f"train_{knob.name}" + (f"_{preset_name}" if knob.in_presets else "")   # a preset keeps its own values
+        common = dict(key=key, help=knob.help, disabled=knob.lora_only and values.get("method") != "lora")
+        default = knob.default(preset_name)
+        if knob.choices:
+            values[knob.name] = slot.selectbox(knob.label, knob.choices, index=knob.choices.index(default), **common)
+        elif knob.kind is bool:
+            values[knob.name] = slot.toggle(knob.label, value=default, **common)
+        elif knob.kind is int:
+            values[knob.name] = slot.number_input(knob.label, knob.low, knob.high, default, **common)
+        else:
+            values[knob.name] = slot.number_input(knob.label, float(knob.low), float(knob.high), float(default),
+                                                  knob.step, format="%.6f" if knob.step < 0.001 else None, **common)
+    price = slots[len(shown)].number_input("Price per hour (for the cost)", 0.0, 10_000.0, train_job.price_per_hour(),
+                                           0.1, key="train_price", help="what an hour of this machine costs you; 0 hides the cost")
 
-params = {"model": model, "data": str(data_path), "name": name.strip(), "method": method, "mapping": mapping,
-          "max_steps": int(steps), "epochs": float(epochs), "learning_rate": float(lr), "schedule": schedule,
-          "warmup_ratio": float(warmup), "optimizer": optimizer, "seed": int(seed), "batch_size": int(batch),
-          "grad_accum": int(accum), "block_size": int(block), "validation_fraction": float(validation),
-          "lora_r": int(lora_r), "lora_alpha": int(lora_alpha), "merge": bool(merge)}
+params = train_usecase.params_from_form(model, str(data_path), name, mapping, values)
 
 # ================================================================ 3. estimate and launch
 st.subheader("3. Estimate and launch")
-figures = clean = None
+figures = None
 with error_boundary("Checking the run"):
     with st.spinner("Checking the data with the model's tokenizer..."):
-        clean = train_job.validate(params, eng.settings)
-        figures = train_job.estimate(clean, eng.settings)
+        checked = train_usecase.check_run(params, eng.settings)
+        figures = checked.estimate
 if figures:
     plan = figures.get("plan") or {}
     timing = figures.get("time") or {}
@@ -139,7 +115,7 @@ if figures:
     m[2].metric("Steps", timing.get("steps", "N/A"))
     m[3].metric("Memory", format_bytes(figures["memory_bytes"]) if figures["memory_bytes"] else "N/A",
                 help=f"on {figures['device'].upper()} in {figures['precision']}; the scheduler admits the job on it")
-    m[4].metric("Time", format_seconds(figures.get("seconds")), help=timing.get("source"))
+    m[4].metric("Time", format_duration(figures.get("seconds")), help=timing.get("source"))
     if timing and price:
         st.caption(f"Cost: about **{timing['seconds'] / 3600 * price:.2f}** at {price:g} an hour.")
     if timing:
@@ -151,7 +127,7 @@ if figures:
                    icon=":material/warning:")
     if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start"):
         with error_boundary("Starting the job"):
-            job_id = sched.submit("train", clean)
+            job_id = train_usecase.submit(eng, checked, origin="web")
             st.session_state["train_job"] = job_id
             st.toast(f"Job {job_id} queued", icon=":material/check_circle:")
 
@@ -216,7 +192,7 @@ def live(job_id: int) -> None:
     evals = [r for r in metrics if "eval_loss" in r]
     m[2].metric("Validation loss", f"{evals[-1]['eval_loss']:.4f}" if evals else "N/A")
     m[3].metric("Tokens/s", f"{last['tokens_per_s']:.0f}" if last.get("tokens_per_s") else "N/A")
-    m[4].metric("ETA", format_seconds(last.get("eta_s")) if job["state"] == "running" else "-")
+    m[4].metric("ETA", format_duration(last.get("eta_s")) if job["state"] == "running" else "-")
     if metrics:
         st.plotly_chart(curve_figure(metrics), key="train_curve_chart")
     else:
@@ -261,7 +237,7 @@ with error_boundary("Showing the run"):
                 hide_index=True, key="train_result_table")
         estimate, actual = result.get("estimate", {}), result.get("actual", {})
         st.dataframe(pd.DataFrame([
-            {"": "time", "estimated": format_seconds(estimate.get("seconds")), "actual": format_seconds(actual.get("seconds"))},
+            {"": "time", "estimated": format_duration(estimate.get("seconds")), "actual": format_duration(actual.get("seconds"))},
             {"": "memory", "estimated": format_bytes(estimate.get("memory_bytes")),
              "actual": format_bytes(actual.get("memory_bytes"))},
             {"": "cost", "estimated": "N/A" if estimate.get("cost") is None else f"{estimate['cost']:.2f}",

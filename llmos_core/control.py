@@ -11,6 +11,7 @@ import os
 import socket
 import socketserver
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,12 +25,14 @@ class ControlServer:
         self.path = path
         self.handlers: dict[str, Handler] = {}
         self._server: socketserver.ThreadingUnixStreamServer | None = None
+        self._in_flight = 0           # requests being answered now (a load can outlast an idle timer)
+        self._in_flight_lock = threading.Lock()
 
     def register(self, command: str, handler: Handler) -> None:
         self.handlers[command] = handler
 
     def start(self) -> None:
-        handlers = self.handlers
+        handlers, server = self.handlers, self
         if self.path.exists():
             self.path.unlink()   # left by a crashed engine; we hold the engine lock, so it is stale
 
@@ -46,8 +49,9 @@ class ControlServer:
                         send({"ok": False, "error": f"unknown command {request.get('command')!r}",
                               "type": "LLMOSError"})
                         return
-                    result = handler(progress=lambda f, m: send({"progress": f, "message": m}),
-                                     **request.get("args", {}))
+                    with server._answering():
+                        result = handler(progress=lambda f, m: send({"progress": f, "message": m}),
+                                         **request.get("args", {}))
                     send({"ok": True, "result": result})
                 except LLMOSError as exc:
                     send({"ok": False, "error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
@@ -60,6 +64,21 @@ class ControlServer:
         self._server.daemon_threads = True
         os.chmod(self.path, 0o600)   # the engine is the user's: nobody else may drive it
         threading.Thread(target=self._server.serve_forever, name="llmos-control", daemon=True).start()
+
+    def busy(self) -> bool:
+        """Whether a request is being answered now (the engine must not exit under it)."""
+        with self._in_flight_lock:
+            return self._in_flight > 0
+
+    @contextmanager
+    def _answering(self):
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
 
     def stop(self) -> None:
         if self._server is not None:

@@ -146,13 +146,22 @@ class Conversations:
         self.store.execute("UPDATE messages SET content = ?, stats = ? WHERE id = ?",
                            (content, json.dumps(stats or {}), message_id))
 
-    def delete_message(self, conversation_id: int, message_id: int) -> None:
-        """Regenerate removes the last reply before writing a new one; only the last message may go."""
+    def replace_last(self, conversation_id: int, message_id: int, content: str, stats: dict | None = None) -> int:
+        """Regenerate: the new reply takes the old one's place in one transaction, so there is never a moment
+        without either. It gets a new id (ids are never reused), and only the last message may be replaced."""
         with self.store.transaction() as conn:
-            last = conn.execute("SELECT MAX(id) FROM messages WHERE conversation_id = ?",
-                                (conversation_id,)).fetchone()[0]
-            if last != message_id:
-                raise Conflict("this conversation changed in another tab")
+            _expect_last(conn, conversation_id, message_id)
+            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            cursor = conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, stats, created) VALUES (?, ?, ?, ?, ?)",
+                (conversation_id, "assistant", content, json.dumps(stats or {}), time.time()))
+            conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), conversation_id))
+            return int(cursor.lastrowid)
+
+    def delete_message(self, conversation_id: int, message_id: int) -> None:
+        """Only the last message may go (another tab may have added one after it)."""
+        with self.store.transaction() as conn:
+            _expect_last(conn, conversation_id, message_id)
             conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     # ---- export ----
@@ -179,3 +188,10 @@ class Conversations:
                 lines += [f"*{stats['tokens']} tokens, first token {stats.get('ttft_s')} s, "
                           f"{stats.get('tokens_per_s')} tokens/s*", ""]
         return "\n".join(lines)
+
+
+def _expect_last(conn, conversation_id: int, message_id: int) -> None:
+    """Only the last message may be replaced or deleted: another tab may have added one after it."""
+    last = conn.execute("SELECT MAX(id) FROM messages WHERE conversation_id = ?", (conversation_id,)).fetchone()[0]
+    if last != message_id:
+        raise Conflict("this conversation changed in another tab")

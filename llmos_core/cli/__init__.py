@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..errors import format_bytes
+from ..present import format_bytes
 
 
 def print_json(obj) -> None:

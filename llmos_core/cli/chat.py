@@ -10,6 +10,7 @@ import json
 import sys
 
 from .. import control
+from ..backend_choice import BACKENDS
 from ..generation import SamplingParams
 from ..models.catalog import DEFAULT_CHAT_MODEL, Catalog
 from ..settings import Settings
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    p.add_argument("--backend", default="auto", choices=["auto", "transformers", "transformers-int8", "llamacpp"],
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="auto (default: llama.cpp for a GGUF model on the CPU, up to 8 chats decoded together; "
                         "transformers on a GPU or for other models; the reason is printed), or force one")
     p.add_argument("--json", action="store_true", help="print the whole reply and its figures as JSON")

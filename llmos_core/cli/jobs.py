@@ -13,7 +13,8 @@ import threading
 import time
 
 from ..engine import Engine
-from ..errors import InvalidInput, LLMOSError, format_bytes
+from ..errors import InvalidInput, LLMOSError
+from ..present import format_bytes
 from ..jobs.kinds import KINDS
 from ..jobs.scheduler import FINISHED, STATES
 from ..settings import Settings

@@ -9,12 +9,14 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 from .. import control
 from ..engine import Engine
-from ..errors import LLMOSError, format_bytes
-from ..models import fetch
+from ..errors import LLMOSError
+from ..present import format_bytes
 from ..settings import Settings
+from ..usecases.models import list_catalog, pull_and_register
 from . import print_json, progress_printer, table
 
 
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("pull", help="download a hub id, or convert a GGUF/embedded model, and register it")
     p.add_argument("ref", help="catalog name, Hugging Face id (owner/name), local folder or .gguf file")
     p.add_argument("--name", help="catalog name to register it under")
-    p.add_argument("--task", choices=["causal-lm", "seq2seq"])
+    p.add_argument("--task", choices=["causal-lm", "seq2seq", "sentence-embedding"])
     p.add_argument("--trust-remote-code", action="store_true", help="run the model's own code (only if you trust it)")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("export", help="write a fine-tuned model as a GGUF that llama.cpp serves, and register it")
@@ -56,12 +58,10 @@ def _socket(settings: Settings):
 
 def _list(args, settings: Settings) -> int:
     engine = Engine(settings, primary=False, start_threads=False)
-    rows = []
-    for spec in engine.catalog.list():
-        rows.append({"name": spec.name, "source": spec.source, "task": spec.task, "chat": spec.chat,
-                     "ready": fetch.is_ready(spec, settings), "location": spec.location,
-                     "description": spec.description})
-    engine.close()
+    try:
+        rows = [asdict(entry) for entry in list_catalog(engine)]
+    finally:
+        engine.close()
     if args.json:
         print_json(rows)
     else:
@@ -72,15 +72,9 @@ def _list(args, settings: Settings) -> int:
 def _pull(args, settings: Settings) -> int:
     engine = Engine(settings, primary=False, start_threads=False)
     try:
-        spec = engine.catalog.resolve(args.ref, task=args.task, trust_remote_code=args.trust_remote_code)
-        if args.name:
-            spec.name = args.name
-        folder = fetch.model_folder(spec, settings, progress_printer(f"{spec.name} "))
-        if not spec.is_embedded:
-            existing = {s.name for s in engine.catalog.list()}
-            if spec.name not in existing:
-                engine.catalog.register(spec)
-        result = {"name": spec.name, "folder": str(folder), "source": spec.source}
+        pulled = pull_and_register(engine, args.ref, name=args.name or "", task=args.task,
+                                   trust_remote_code=args.trust_remote_code, progress=progress_printer(f"{args.ref} "))
+        result = pulled.to_dict()
     finally:
         engine.close()
     print_json(result) if args.json else print(f"{result['name']}: ready in {result['folder']}")

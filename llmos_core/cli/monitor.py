@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 
 from .. import control
+from ..alerts import AlertTracker
 from ..monitor import Sampler
 from ..settings import Settings
 from ..store import Store
@@ -55,13 +56,23 @@ def run(args) -> int:
 
 
 def _watch(sampler: Sampler, args) -> int:
+    """A line per sample; an alert that starts or ends gets a line of its own (the engine records them)."""
+    alerts = AlertTracker(sampler.store, record=False)
     shown = 0
     next_at = time.monotonic()
     while not args.count or shown < args.count:
         next_at += args.interval
         time.sleep(max(next_at - time.monotonic(), 0.0))
         snap = sampler.sample_once()
+        started, ended = alerts.check(snap)
+        if args.json:
+            snap = {**snap, "alerts_started": [a.message for a in started], "alerts_ended": [a.key for a in ended]}
         print(json.dumps(snap, default=str) if args.json else watch_line(snap), flush=True)
+        if not args.json:
+            for alert in started:
+                print(f"ALERT {alert.message}", flush=True)
+            for alert in ended:
+                print(f"alert ended: {alert.key}", flush=True)
         shown += 1
     return 0
 

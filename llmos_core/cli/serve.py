@@ -18,6 +18,13 @@ def register(subparsers) -> None:
                         help="exit after S seconds with nothing loaded and nothing running")
     parser.add_argument("--stop", action="store_true",
                         help="stop the engine serving this data folder (one started by serve or by the CLI)")
+    parser.add_argument("--api", action="store_true",
+                        help="also serve the OpenAI-compatible API and /metrics over HTTP (see README)")
+    parser.add_argument("--host", default=None,
+                        help="address the API listens on (default 127.0.0.1, LLMOS_API_HOST); beyond loopback "
+                             "LLMOS_API_KEY must be set")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port of the API (default 8000, LLMOS_API_PORT; 0 picks a free one)")
     parser.set_defaults(func=run)
 
 
@@ -25,10 +32,28 @@ def run(args) -> int:
     settings = Settings.from_env()
     if args.stop:
         return _stop(settings)
+    want_api = args.api or args.host is not None or args.port is not None
+    port = args.port if args.port is not None else settings.api_port
+    if want_api:
+        from ..api.server import check_listen
+        check_listen(args.host or settings.api_host, settings.api_key)   # refuse before loading anything
+        settings.api_port = None   # started below, with the command line's host and port
     engine = Engine(settings)
     if not engine.is_primary:
+        engine.close()
         raise LLMOSError(f"another LLM OS engine (pid {engine.primary_pid()}) already serves {engine.home}",
                          "use that one, or stop it first")
+    if want_api:
+        try:
+            engine.start_api(args.host, port)
+        except LLMOSError:
+            engine.close()
+            raise
+    if engine.api is not None:
+        print(f"OpenAI-compatible API on {engine.api.url}/v1 (metrics: {engine.api.url}/metrics)"
+              + ("; API key required" if settings.api_key else ""), file=sys.stderr, flush=True)
+    elif engine.api_error:
+        print(f"warning: the API did not start: {engine.api_error}", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -13,63 +13,23 @@ import sys
 import time
 
 from ..engine import Engine
-from ..errors import InvalidInput, format_bytes
 from ..jobs.scheduler import FINISHED
+from ..present import format_bytes, format_duration
 from ..settings import Settings
-from ..training import job as train_job
-from ..training.estimate import format_seconds
+from ..usecases import train as train_usecase
 from ..training.export import describe_export
-from ..training.params import METHODS, OPTIMIZERS, PRESETS, SCHEDULES, help_text
 from . import print_json
-
-# CLI option -> TrainParams field (the help text comes from the field).
-OPTIONS = {"--name": "name", "--method": "method", "--steps": "max_steps", "--epochs": "epochs",
-           "--lr": "learning_rate", "--schedule": "schedule", "--warmup": "warmup_ratio", "--optimizer": "optimizer",
-           "--batch-size": "batch_size", "--grad-accum": "grad_accum", "--block-size": "block_size", "--seed": "seed",
-           "--validation": "validation_fraction", "--lora-r": "lora_r", "--lora-alpha": "lora_alpha",
-           "--lora-targets": "lora_targets", "--precision": "precision", "--eval-every": "eval_every",
-           "--save-every": "save_every", "--gpus": "gpus"}
-TYPES = {"max_steps": int, "epochs": float, "learning_rate": float, "warmup_ratio": float, "batch_size": int,
-         "grad_accum": int, "block_size": int, "seed": int, "validation_fraction": float, "lora_r": int,
-         "lora_alpha": int, "eval_every": int, "save_every": int, "gpus": int}
-CHOICES = {"method": METHODS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="fine-tune a model on your data (LoRA or full), as a job")
-    p.add_argument("--model", required=True, help=help_text("model"))
-    p.add_argument("--data", required=True, help=help_text("data"))
-    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset; other options override it")
-    for option, name in OPTIONS.items():
-        p.add_argument(option, dest=name, type=TYPES.get(name, str), choices=CHOICES.get(name),
-                       help=help_text(name))
-    p.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",
-                   help="CSV/JSONL field for text, prompt or response, e.g. --map prompt=question")
-    p.add_argument("--merge", action="store_true", default=None, help=help_text("merge"))
+    train_usecase.add_cli_options(p)   # one flag per TrainParams knob, its help, type and choices from there
     p.add_argument("--priority", type=int, default=0, help="higher starts first (default 0)")
     p.add_argument("--estimate-only", action="store_true", help="check the data and print the estimate; queue nothing")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends and print the result")
     p.add_argument("--no-start", action="store_true", help="do not start a background scheduler if none runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
-
-
-def params_from_args(args) -> dict:
-    params = dict(PRESETS[args.preset]) if args.preset else {}
-    params.update(model=args.model, data=args.data)
-    for name in list(OPTIONS.values()) + ["merge"]:
-        value = getattr(args, name, None)
-        if value is not None:
-            params[name] = value
-    mapping = {}
-    for pair in args.map:
-        role, _, column = pair.partition("=")
-        if role not in ("text", "prompt", "response") or not column:
-            raise InvalidInput(f"cannot read --map {pair!r}", "write it as text=COLUMN, prompt=COLUMN or response=COLUMN")
-        mapping[role] = column
-    if mapping:
-        params["mapping"] = mapping
-    return params
 
 
 def describe_estimate(figures: dict) -> str:
@@ -81,7 +41,7 @@ def describe_estimate(figures: dict) -> str:
                      f"{plan['train_blocks']} training and {plan['validation_blocks']} validation blocks")
     timing = figures.get("time")
     if timing:
-        lines.append(f"time: about {format_seconds(timing['seconds'])} for {timing['steps']} steps "
+        lines.append(f"time: about {format_duration(timing['seconds'])} for {timing['steps']} steps "
                      f"({timing['flops'] / 1e12:.2f} TFLOP at {timing['flops_per_s'] / 1e9:.0f} GFLOP/s: {timing['source']})")
     if figures.get("cost") is not None:
         lines.append(f"cost: about {figures['cost']:.2f} at {figures['price_per_hour']:g} an hour")
@@ -92,19 +52,19 @@ def run(args) -> int:
     settings = Settings.from_env()
     engine = Engine(settings, primary=False, start_threads=False)
     try:
-        clean = train_job.validate(params_from_args(args), settings)
-        figures = train_job.estimate(clean, settings)
+        checked = train_usecase.check_run(train_usecase.params_from_cli(args), settings)
+        clean, figures = checked.params, checked.estimate
         if args.estimate_only:
             print_json({"params": clean, "estimate": figures}) if args.json else print(describe_estimate(figures))
             return 0
         scheduler = engine.scheduler
-        job_id = scheduler.submit("train", clean, args.priority)
+        job_id = train_usecase.submit(engine, checked, args.priority)
         if not scheduler.is_alive() and not args.no_start:
             from .models import ensure_server
 
             ensure_server(settings)
         if not args.json:
-            print(f"job {job_id} queued: {train_job.describe(clean)}\n{describe_estimate(figures)}", flush=True)
+            print(f"job {job_id} queued: {checked.describe()}\n{describe_estimate(figures)}", flush=True)
         if not args.wait:
             if args.json:
                 print_json({"id": job_id, "params": clean, "estimate": figures})
@@ -130,7 +90,7 @@ def follow(scheduler, job_id: int, quiet: bool = False) -> dict:
                 row = rows[-1]
                 last_step = row["step"]
                 extra = f", {row['tokens_per_s']:.0f} tokens/s" if row.get("tokens_per_s") else ""
-                eta = f", ETA {format_seconds(row['eta_s'])}" if row.get("eta_s") is not None else ""
+                eta = f", ETA {format_duration(row['eta_s'])}" if row.get("eta_s") is not None else ""
                 print(f"step {row['step']}: loss {row['loss']:.4f}{extra}{eta}", flush=True)
             if job["state"] in FINISHED:
                 return job
@@ -157,7 +117,7 @@ def summarize(job: dict) -> str:
         lines.append(f"validation loss {before['loss']:.4f} -> {after['loss']:.4f}, "
                      f"perplexity {before['perplexity']:.2f} -> {after['perplexity']:.2f}")
     estimate, actual = result.get("estimate", {}), result.get("actual", {})
-    lines.append(f"time: estimated {format_seconds(estimate.get('seconds'))}, took {format_seconds(actual.get('seconds'))}; "
+    lines.append(f"time: estimated {format_duration(estimate.get('seconds'))}, took {format_duration(actual.get('seconds'))}; "
                  f"memory: estimated {format_bytes(estimate.get('memory_bytes'))}, peak {format_bytes(actual.get('memory_bytes'))}")
     for prompt, old, new in zip(result.get("prompts", []), before.get("samples", []), after.get("samples", [])):
         lines.append(f"  prompt: {prompt!r}\n    before: {old!r}\n    after:  {new!r}")

@@ -14,13 +14,16 @@ from ..engine import Engine
 from ..errors import InvalidInput
 from ..models.catalog import DEFAULT_BASE_MODEL, SEQ2SEQ
 from ..settings import Settings
-from ..translation import documents, open_engine, parse_glossary
-from ..translation.translator import LANGUAGES, Translator
+from ..translation import documents, parse_glossary
+from ..translation.isolation import parse_in_child
+from ..translation.languages import LANGUAGES
+from ..usecases import translate as translation
 from . import print_json, progress_printer
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("translate", help="translate a document (.txt .md .docx .pdf .srt .html), keeping its format")
+    p = subparsers.add_parser("translate", help="translate a document ("
+                              + " ".join(f".{t}" for t in translation.FILE_TYPES) + "), keeping its format")
     p.add_argument("input", help="the document to translate")
     p.add_argument("--to", dest="target", required=True, help="target language code: " + " ".join(sorted(LANGUAGES)))
     p.add_argument("--from", dest="source", default="auto", help="source language code (default: detected)")
@@ -45,28 +48,29 @@ def run(args) -> int:
     if not path.is_file():
         raise InvalidInput(f"{path} does not exist or is not a file")
     glossary = parse_glossary(Path(args.glossary).read_text(encoding="utf-8")) if args.glossary else {}
-    doc = documents.parse(path.read_bytes(), path.name, settings.max_upload_mb * 1024**2, args.pdf_as)
+    doc = parse_in_child(path.read_bytes(), path.name, settings.max_upload_mb * 1024**2, args.pdf_as)
     output = Path(args.output) if args.output else path.with_name(f"{path.stem}.{args.target}.{doc.output_format}")
     engine = Engine(settings, primary=False, start_threads=False)
     try:
-        model_name = args.model or default_model(engine)
+        request = translation.TranslationRequest(args.model or default_model(engine), args.target, args.source,
+                                                 glossary, args.pdf_as, args.batch_size)
         report = progress_printer("")
-        with open_engine(engine, model_name, progress=None if args.json else progress_printer(f"{model_name} ")) as model:
-            translator = Translator(model, args.target, args.source, glossary, batch_size=args.batch_size)
-            texts = translator.translate(
-                doc.texts(), None if args.json else
-                lambda done, total, eta: report(done / max(total, 1), f"{done}/{total} segments"
-                                                + (f", {eta:.0f} s left" if eta is not None else "")))
+        done = translation.translate_here(
+            engine, doc, request,
+            None if args.json else lambda n, total, eta: report(n / max(total, 1), f"{n}/{total} segments"
+                                                                + (f", {eta:.0f} s left" if eta is not None else "")),
+            load_progress=None if args.json else progress_printer(f"{request.model} "))
     finally:
         engine.close()
-    documents.write_output(output, doc.render(texts))
-    result = {"output": str(output), "model": model_name, "format": doc.format, "output_format": doc.output_format,
-              "notes": doc.notes + translator.stats.notes, **translator.stats.to_dict()}
+    documents.write_output(output, doc.render(done.translations))
+    stats = done.stats
+    result = {**stats, "output": str(output), "model": request.model, "format": doc.format,
+              "output_format": doc.output_format, "notes": doc.notes + stats.get("notes", [])}
     if args.json:
         print_json(result)
     else:
         for note in result["notes"]:
             print(f"note: {note}", file=sys.stderr)
-        print(f"{output} ({len(texts)} segments from {translator.stats.source} in {translator.stats.seconds:.1f} s; "
-              f"{translator.stats.cached} from the cache)")
+        print(f"{output} ({len(done.translations)} segments from {stats['source']} in {stats['seconds']:.1f} s; "
+              f"{stats['cached']} from the cache)")
     return 0

@@ -117,7 +117,8 @@ def build_prompt(runner, messages: list[dict], max_new_tokens: int, continue_fin
     if low > high or len(plan_from(high).input_ids) > budget:
         shortest = plan_from(high if low <= high else 0)
         raise InvalidInput(f"the message is too long: {len(shortest.input_ids)} prompt tokens, but only {budget} "
-                           f"fit ({runner.context_tokens} context minus {max_new_tokens} for the reply)",
+                           f"fit ({runner.context_tokens} context minus {max_new_tokens} for the reply; "
+                           f"{len(shortest.input_ids) - budget} too many)",
                            "shorten the message or the system prompt, or lower max new tokens")
     while low < high:
         middle = (low + high) // 2
@@ -126,6 +127,23 @@ def build_prompt(runner, messages: list[dict], max_new_tokens: int, continue_fin
         else:
             low = middle + 1
     return plan_from(low)
+
+
+def build_raw_prompt(runner, prompt: str, max_new_tokens: int) -> PromptPlan:
+    """A prompt completed as it is (the API's /v1/completions, for base models): no template, nothing
+    dropped, and all of it text (a control token typed in it stays text, as in messages)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidInput("the prompt is empty", "send some text to complete")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidInput(f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are read",
+                           "shorten the prompt")
+    ids = runner.encode([(prompt, False)])
+    budget = runner.context_tokens - max_new_tokens
+    if len(ids) > budget:
+        raise InvalidInput(f"the prompt is too long: {len(ids)} tokens, but only {budget} fit "
+                           f"({runner.context_tokens} context minus {max_new_tokens} for the reply; "
+                           f"{len(ids) - budget} too many)", "shorten the prompt, or lower max_tokens")
+    return PromptPlan(ids, prompt, 0, False, [])
 
 
 # ---------------------------------------------------------------- typed text stays text

@@ -30,7 +30,7 @@ from ..models.catalog import CAUSAL_LM
 from ..models.runner import Runner, RunnerBudget, RunnerFactory
 from ..models.transformers_runner import TransformersRunner
 from .output import Reply
-from .prompt import build_prompt, check_messages
+from .prompt import build_prompt, build_raw_prompt, check_messages
 from .request import ChatResult, SamplingParams, TokenEvent
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ class GenerationService:
         self._runners: dict[tuple[str, str], Runner] = {}
         self._lock = threading.Lock()
         self.speeds = SpeedBook()   # single-stream speeds per backend, quoted in the auto choice's reason
+        # Called with (model name, last TokenEvent) when a reply ends (the API's metrics count every reply).
+        self.observers: list[Callable[[str, TokenEvent], None]] = []
 
     # ---- admission ----
     def _lane(self, key) -> _Lane:
@@ -148,15 +150,19 @@ class GenerationService:
 
     # ---- requests ----
     def stream(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "auto",
-               cancel: threading.Event | None = None, continue_final: bool = False) -> Iterator[TokenEvent]:
-        """Yield TokenEvents for one reply; the last has done=True. Closing the generator cancels the reply."""
+               cancel: threading.Event | None = None, continue_final: bool = False, *,
+               raw_prompt: str | None = None) -> Iterator[TokenEvent]:
+        """Yield TokenEvents for one reply; the last has done=True. Closing the generator cancels the reply.
+
+        With `raw_prompt`, that text is completed as it is (no template; `messages` is ignored)."""
         cancel = cancel or threading.Event()
         started = time.perf_counter()
         spec = self.models.catalog.get(name)
         if spec.task != CAUSAL_LM:
             raise InvalidInput(f"{name} is a {spec.task} model, not a causal language model",
                                "chat needs a causal LM; translation models belong on the Translate page")
-        check_messages(messages, continue_final)
+        if raw_prompt is None:
+            check_messages(messages, continue_final)
         choice = self.choose_backend(name, backend)
         backend = choice.backend
         lane = self._lane((name, backend))
@@ -168,7 +174,8 @@ class GenerationService:
                 return
             with self.models.use(name, backend) as resident:
                 runner = self.runner(resident)
-                plan = build_prompt(runner, messages, params.max_new_tokens, continue_final)
+                plan = (build_raw_prompt(runner, raw_prompt, params.max_new_tokens) if raw_prompt is not None
+                        else build_prompt(runner, messages, params.max_new_tokens, continue_final))
                 reply = Reply(TokenEvent(prompt_tokens=len(plan.input_ids), dropped_messages=plan.dropped,
                                          backend=backend, backend_reason=choice.reason),
                               list(params.stop) + plan.stop, params.max_new_tokens, started)
@@ -178,7 +185,10 @@ class GenerationService:
                     if reply.stopped or cancel.is_set():
                         break
                 self.speeds.record(name, backend, reply.event.tokens_per_s, lane.active)
-                yield reply.finish(cancel.is_set())
+                last = reply.finish(cancel.is_set())
+                for observe in list(self.observers):
+                    observe(name, last)
+                yield last
         finally:
             cancel.set()        # a page that was left, or a Stop: the runner ends the generation now
             if admitted:

@@ -81,8 +81,9 @@ class Decision:
 
 
 def admit(queued: list[JobRequest], capacity: dict[str, Capacity], limits: Limits, running: list[RunningJob],
-          evict_priority: int = 1) -> list[Decision]:
-    """Decide for each queued job, in the given order, whether it starts now or why it waits."""
+          evict_priority: int = 1, where: str = "on this machine") -> list[Decision]:
+    """Decide for each queued job, in the given order, whether it starts now or why it waits.
+    `where` names the place whose devices are counted, for the reasons ("on this machine", a cluster)."""
     running = list(running)
     available = {device: cap.available_bytes for device, cap in capacity.items()}
     idle = {device: cap.models_idle_bytes for device, cap in capacity.items()}
@@ -94,7 +95,7 @@ def admit(queued: list[JobRequest], capacity: dict[str, Capacity], limits: Limit
         if any(r.id == job.id for r in running):   # resumed while its last run is still being wound up
             reason = "its previous run is still stopping"
         if reason is None and device not in capacity:
-            reason = f"waits for a {device.upper()} device: none is visible to the scheduler on this machine"
+            reason = f"waits for a {device.upper()} device: none is visible to the scheduler {where}"
         if reason is None and device in blocked_by:
             first = blocked_by[device]
             reason = (f"waits behind job {first.id} (priority {first.priority}), which needs "

@@ -7,6 +7,7 @@ memory than it takes, so tests can fake a big job cheaply) and resume (it saves 
 slept in its checkpoint folder and sleeps only the rest when resumed).
 On cancel it returns at once and leaves its children behind on purpose: killing the tree is the
 scheduler's job, and this is how a careless program behaves.
+Those test hooks lie to admission or misbehave on purpose, so they need LLMOS_DEV=1; `seconds` is bounded.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from ..access import dev_enabled
 from ..errors import InvalidInput
 
 RESUMABLE = True
@@ -26,6 +28,9 @@ MB = 1024**2
 WORKER_BASE_BYTES = 40 * MB
 CHILD_BASE_BYTES = 12 * MB
 CRASHES = ("", "exception", "exit", "kill")
+MAX_SECONDS = 24 * 3600.0
+# Parameters that lie to admission (declare_mb) or misbehave on purpose: for tests, with LLMOS_DEV=1 only.
+DEV_HOOKS = ("declare_mb", "crash", "crash_after", "exit_code", "ignore_cancel", "stubborn_children")
 
 DEFAULTS = {"memory_mb": 100.0, "seconds": 5.0, "children": 0, "child_memory_mb": 0.0, "crash": "",
             "crash_after": 0.0, "exit_code": 3, "ignore_cancel": False, "stubborn_children": False,
@@ -66,6 +71,13 @@ def validate(params: dict, settings=None) -> dict:
         raise InvalidInput(f"crash must be one of {', '.join(repr(c) for c in CRASHES)}, got {clean['crash']!r}")
     if clean["device"] not in ("cpu", "cuda"):
         raise InvalidInput(f"device must be cpu or cuda, got {clean['device']!r}")
+    if not clean["seconds"] <= MAX_SECONDS:   # also NaN
+        raise InvalidInput(f"a benchmark holds memory for at most {MAX_SECONDS:.0f} s, not {clean['seconds']:g}",
+                           "give a shorter time in seconds")
+    hooks = [name for name in DEV_HOOKS if clean[name] != DEFAULTS[name]]
+    if hooks and not dev_enabled():
+        raise InvalidInput(f"{', '.join(hooks)}: test hooks of the benchmark kind, off outside development",
+                           "start LLM OS with LLMOS_DEV=1 to use them (tests do)")
     return clean
 
 

@@ -98,14 +98,13 @@ class JobStore:
             " pid_started = NULL, exit_code = NULL, finished = NULL, cancel_requested = 0, message = 'starting'"
             " WHERE id = ? AND state = 'queued'", (time.time(), job_id)).rowcount)
 
-    def set_worker(self, job_id: int, pid: int | None, pid_started: float | None) -> None:
-        self.store.execute("UPDATE jobs SET pid = ?, pid_started = ? WHERE id = ?", (pid, pid_started, job_id))
-
     def set_message(self, job_id: int, message: str) -> None:
         self.store.execute("UPDATE jobs SET message = ? WHERE id = ?", (message, job_id))
 
     def update(self, job_id: int, **columns) -> None:
         """Set the given columns (names come from this package's code, never from input)."""
+        if not columns:
+            return
         sets = ", ".join(f"{name} = ?" for name in columns)
         self.store.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*columns.values(), job_id))
 

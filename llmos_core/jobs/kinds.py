@@ -5,7 +5,9 @@ Each kind module provides:
     estimate(params: dict, settings) -> dict        {"memory_bytes": int, "device": "cpu"|"cuda", "seconds": float|None}
     run(ctx: JobContext) -> dict                    do the work in the worker process; returns the result
     describe(params: dict) -> str                   one line for tables: "LoRA on gemma-3-270m"
-and may set RESUMABLE = True when run() continues from ctx.checkpoint_dir if ctx.resume is True.
+and may set RESUMABLE = True when run() continues from ctx.checkpoint_dir if ctx.resume is True, and
+PATH_PARAMS = ("input", ...): the parameters that name files, which a web visitor may point only inside
+the data folder (llmos_core/access.py checks them before validate() reads anything).
 """
 from __future__ import annotations
 

@@ -50,9 +50,11 @@ class _Running:
 class SchedulerLoop:
     def __init__(self, settings: Settings, jobs: JobStore, supervisor, capacity: CapacityReader, *,
                  limits: Limits, has_device: Callable[[str], bool], poll_s: float, cancel_grace_s: float,
-                 sample_s: float, evict_priority: int, max_backoff_s: float, stale_after_s: float):
+                 sample_s: float, evict_priority: int, max_backoff_s: float, stale_after_s: float,
+                 where: str = "on this machine"):
         self.settings, self.jobs, self.supervisor, self.capacity = settings, jobs, supervisor, capacity
         self.limits, self.has_device = limits, has_device
+        self.where = where   # whose devices admission counts, for its reasons
         self.poll_s, self.cancel_grace_s, self.sample_s = poll_s, cancel_grace_s, sample_s
         self.evict_priority = evict_priority
         self.max_backoff_s, self.stale_after_s = max_backoff_s, stale_after_s
@@ -162,7 +164,8 @@ class SchedulerLoop:
         for run in self.running.values():
             if run.job_id in wanted and run.cancel_deadline is None:
                 run.cancel_held = self._used(run, fresh=True)
-                run.cancel_free_before = self.capacity.measure(run.device)[0]
+                if getattr(self.supervisor, "frees_memory_here", True):   # else nothing here to measure
+                    run.cancel_free_before = self.capacity.measure(run.device)[0]
                 run.cancel_sent_at = now
                 run.cancel_deadline = now + self.cancel_grace_s
                 self.supervisor.request_stop(run.worker)   # the worker saves and returns
@@ -214,7 +217,7 @@ class SchedulerLoop:
             worker = self.supervisor.reattach(job)
             if worker is not None:
                 self.running[job["id"]] = _watch(job, worker)
-                self.jobs.add_event("job_reattach", str(job["id"]), f"job {job['id']} reattached (pid {job['pid']})")
+                self.jobs.add_event("job_reattach", str(job["id"]), f"job {job['id']} reattached ({worker.where})")
                 continue
             if job["pid"] is None and time.time() - (job["started"] or 0) < _PID_GRACE_S:
                 continue
@@ -255,7 +258,7 @@ class SchedulerLoop:
         by_id = {job["id"]: job for job in queued}
         short_after_evict: set[str] = set()   # devices where eviction freed less than admission counted on
         for decision in admit([JobRequest.from_row(j) for j in queued], capacity, self.limits, running,
-                              self.evict_priority):
+                              self.evict_priority, self.where):
             job = by_id[decision.job_id]
             if decision.start and job["device"] in short_after_evict:
                 continue   # it was counted on room that did not come: the next pass decides again
@@ -298,9 +301,9 @@ class SchedulerLoop:
             self.jobs.fail_to_start(job["id"], exc.message)
             return False
         self.running[job["id"]] = _watch(job, worker)   # watched before anything else can fail
-        self.jobs.set_worker(job["id"], worker.pid, worker.pid_started)
-        self.jobs.add_event("job_start", str(job["id"]), f"job {job['id']} ({job['kind']}) started in pid "
-                            f"{worker.pid}, reserving {format_bytes(job['est_memory'])}", job_kind=job["kind"],
+        self.jobs.update(job["id"], **worker.identity)
+        self.jobs.add_event("job_start", str(job["id"]), f"job {job['id']} ({job['kind']}) started as "
+                            f"{worker.where}, reserving {format_bytes(job['est_memory'])}", job_kind=job["kind"],
                             est_memory=job["est_memory"], resume=bool(job["resume"]))
         return True
 

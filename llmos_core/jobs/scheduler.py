@@ -35,11 +35,13 @@ interrupted. Limits per kind and device come from LLMOS_JOB_LIMITS ("train@cuda=
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
+from ..access import LOCAL, check_job_params
 from ..errors import InsufficientMemory, InvalidInput, JobError, LLMOSError, format_bytes
+from ..cluster import check_data_folder
+from ..paths import remove_tree
 from ..settings import Settings
 from ..store import Store
 from .admission import DEFAULT_LIMITS, parse_limits
@@ -47,6 +49,7 @@ from .capacity import CapacityReader, MeasureFree, measure_free
 from .job_store import JobStore, log_path, read_tail
 from .kinds import KINDS, is_resumable, kind_module
 from .loop import SchedulerLoop
+from .ray_supervisor import RaySupervisor
 from .supervisor import LocalProcessSupervisor, Supervisor
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -62,15 +65,21 @@ class JobScheduler:
                  max_backoff_s: float = 30.0, stale_after_s: float = 60.0):
         self.settings, self.store = settings, store
         self.jobs = JobStore(store)
-        self.supervisor = supervisor or LocalProcessSupervisor(settings)
+        if supervisor is None:   # LLMOS_CLUSTER set: workers go to that Ray cluster, else child processes here
+            supervisor = RaySupervisor(settings) if settings.cluster else LocalProcessSupervisor(settings)
+        self.supervisor = supervisor
+        self.on_cluster = isinstance(supervisor, RaySupervisor)
         self.cancel_grace_s = cancel_grace_s
         self._cuda = cuda_available
+        where = "on this machine"
+        if self.on_cluster:   # jobs run on the nodes: their resources count, not this machine's memory or models
+            measure, models, where = supervisor.measure_free, None, f"on any node of the Ray cluster at {settings.cluster}"
         self.capacity_reader = CapacityReader(self.jobs, self.supervisor, measure or measure_free, models, model_device)
         limits = parse_limits(limits if limits is not None else os.environ.get("LLMOS_JOB_LIMITS", DEFAULT_LIMITS))
         self.loop = SchedulerLoop(settings, self.jobs, self.supervisor, self.capacity_reader, limits=limits,
                                   has_device=self._has_device, poll_s=poll_s, cancel_grace_s=cancel_grace_s,
                                   sample_s=sample_s, evict_priority=evict_priority, max_backoff_s=max_backoff_s,
-                                  stale_after_s=stale_after_s)
+                                  stale_after_s=stale_after_s, where=where)
 
     @property
     def limits(self) -> dict:
@@ -82,10 +91,13 @@ class JobScheduler:
         self.loop.limits = value
 
     # ================= the API: any process, any thread =================
-    def submit(self, kind: str, params: dict, priority: int = 0, *, rerun_of: int | None = None) -> int:
+    def submit(self, kind: str, params: dict, priority: int = 0, *, rerun_of: int | None = None,
+               origin: str = LOCAL) -> int:
+        """Queue a job. `origin` "web" (the pages) limits file parameters to the data folder (access.py)."""
         module = kind_module(kind)
         if not isinstance(params, dict):
             raise InvalidInput("job parameters must be a mapping of names to values")
+        check_job_params(module, params, self.settings, origin)   # before validate(), which reads the files
         try:
             priority = int(priority)
         except (TypeError, ValueError) as exc:
@@ -170,7 +182,7 @@ class JobScheduler:
         if not self.jobs.delete(job_id):
             raise JobError(f"job {job_id} started meanwhile", "cancel it first, then delete it")
         if remove_files:
-            shutil.rmtree(self.settings.jobs_dir / str(int(job_id)), ignore_errors=True)
+            remove_tree(self.settings.jobs_dir / str(int(job_id)), self.settings.jobs_dir)
 
     def waiting_reason(self, job_id: int) -> str | None:
         job = self.get(job_id)
@@ -189,6 +201,8 @@ class JobScheduler:
     def reserved_by_jobs(self, device: str = "cpu") -> int:
         """Memory running jobs have reserved on `device` and not taken yet (a job starting up holds its whole
         estimate): the model manager keeps it out of the room it gives models."""
+        if self.on_cluster:   # the jobs run on the cluster's nodes, not beside the models
+            return 0
         return self.capacity_reader.jobs_reserved(device, self._used_now())
 
     def _used_now(self) -> dict[int, int]:
@@ -212,7 +226,10 @@ class JobScheduler:
 
     # ================= the loop: one per data folder (loop.py) =================
     def start(self) -> bool:
-        """Take the data folder's scheduler lock and start the loop thread; False if another holds it."""
+        """Take the data folder's scheduler lock and start the loop thread; False if another holds it.
+        On a cluster, first prove every node sees the data folder (cluster.ClusterError if one does not)."""
+        if self.on_cluster and not self.loop.started_here:
+            check_data_folder(self.supervisor.client, self.settings.home)
         return self.loop.start()
 
     def stop(self) -> None:
@@ -236,6 +253,8 @@ class JobScheduler:
 
     # ---- checks ----
     def _has_device(self, device: str) -> bool:
+        if self.on_cluster:
+            return self.supervisor.has_device(device)
         if device != "cuda":
             return True
         if self._cuda is None:
@@ -248,11 +267,19 @@ class JobScheduler:
         return self._cuda
 
     def _check_device(self, kind: str, device: str) -> None:
+        if self.on_cluster:   # a node with a GPU may join: the job waits, and says why
+            return
         if not self._has_device(device):
             raise InvalidInput(f"this {kind} job wants a CUDA GPU, and this machine has none",
                                "choose the CPU in its settings")
 
     def _check_possible(self, kind: str, memory: int, device: str) -> None:
+        if self.on_cluster:
+            largest = self.supervisor.largest_node_bytes(device)
+            if device == "cpu" and memory > largest:
+                raise InsufficientMemory(f"this {kind} job", memory, largest, largest,
+                                         "no node of the Ray cluster has that much memory; make the job smaller")
+            return
         cap = self.capacity_reader.read(device, self.capacity_reader.held_now())
         ceiling = cap.ceiling_bytes
         if self.capacity_reader.models is None:   # another process may hold models: ask the primary what it could unload

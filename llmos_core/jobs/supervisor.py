@@ -15,14 +15,11 @@ still runs, read what it holds, and stop it.
     wind_up(handle) -> None                  after it ended: nothing it started may go on running
     stop_now(handle, grace_s) -> dict        blocking request_stop + kill, for callers with no loop
 
-A handle carries `pid` and `pid_started`, the identity written to the job row so a later scheduler
-can reattach. LocalProcessSupervisor is today's behaviour: child processes of this machine. A Ray
-Jobs supervisor would fit the same shape: launch = JobSubmissionClient.submit_job with the worker
-entry point and entrypoint_num_cpus / entrypoint_num_gpus / entrypoint_memory from the job's
-estimate, its submission id stored with the job (a column the jobs table does not have yet);
-alive / exit_code from get_job_status; request_stop and kill = stop_job, confirmed by the status;
-reattach = get_job_status of the stored id (gone: the scheduler marks the job interrupted); the log
-is tailed from get_job_logs into the job's log file.
+A handle carries `identity`, the columns written to the job row so a later scheduler can reattach
+(here `pid` and `pid_started`), and `where`, for messages ("pid 123"). LocalProcessSupervisor is
+today's behaviour: child processes of this machine. With LLMOS_CLUSTER set,
+ray_supervisor.RaySupervisor has the same shape over Ray's Jobs API: its handles carry the Ray
+submission id, and its `frees_memory_here = False` tells the loop a cancel frees no memory here.
 """
 from __future__ import annotations
 
@@ -40,7 +37,7 @@ from ..errors import JobError
 from ..settings import Settings
 from . import resources
 
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Supervisor(Protocol):
@@ -70,6 +67,15 @@ class LocalWorker:
     @property
     def pid_started(self) -> float:
         return self.proc.create_time()
+
+    @property
+    def identity(self) -> dict:
+        """The columns of the job row that let a later scheduler find it again."""
+        return {"pid": self.pid, "pid_started": self.pid_started}
+
+    @property
+    def where(self) -> str:
+        return f"pid {self.pid}"
 
 
 class LocalProcessSupervisor:
@@ -126,13 +132,18 @@ class LocalProcessSupervisor:
         return resources.kill_tree(handle.proc, grace_s)
 
     def _worker_env(self) -> dict:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
-        for f in fields(Settings):   # the worker sees the same settings, even ones set in code
-            value = getattr(self.settings, f.name)
-            if value is not None:
-                env[f"LLMOS_{f.name.upper()}"] = str(int(value) if isinstance(value, bool) else value)
-        return env
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **settings_env(self.settings),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def settings_env(settings: Settings) -> dict:
+    """LLMOS_* variables that give a worker the same settings, even ones set in code."""
+    env = {}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if value is not None:
+            env[f"LLMOS_{f.name.upper()}"] = str(int(value) if isinstance(value, bool) else value)
+    return env
 
 
 def describe_exit(code: int | None) -> str:

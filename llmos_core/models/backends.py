@@ -17,7 +17,7 @@ from ..device import DeviceChoice, dtype_size
 from ..errors import InsufficientMemory, LLMOSError, ModelLoadError
 from ..settings import Settings
 from . import fetch
-from .catalog import SEQ2SEQ, ModelSpec
+from .catalog import EMBEDDING, SEQ2SEQ, ModelSpec
 
 # Activations, KV cache for a short context, allocator slack: measured on the embedded models at
 # 5-12% of the weights; 10% plus a fixed 30 MB keeps estimates within a few percent.
@@ -114,9 +114,9 @@ class TransformersBackend:
         fetch.check_folder(folder)
         progress(0.9, f"loading {spec.name} on {self.device.name}")
         try:
-            from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+            from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-            auto = AutoModelForSeq2SeqLM if spec.task == SEQ2SEQ else AutoModelForCausalLM
+            auto = {SEQ2SEQ: AutoModelForSeq2SeqLM, EMBEDDING: AutoModel}.get(spec.task, AutoModelForCausalLM)
             has_safetensors = any(folder.glob("*.safetensors"))
             tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=spec.trust_remote_code)
             model = auto.from_pretrained(str(folder), dtype=getattr(torch, self.device.dtype),

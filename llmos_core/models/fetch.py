@@ -12,7 +12,6 @@ import json
 import math
 import mmap
 import os
-import shutil
 import struct
 import threading
 import time
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .. import paths
 from ..errors import InvalidInput, LoadCancelled, ModelLoadError, ModelNotFound, OfflineError
 from ..settings import Settings
 from .catalog import ModelSpec, embedded_gguf_path
@@ -62,10 +62,13 @@ def gguf_path(spec: ModelSpec, settings: Settings, progress: Progress | None = N
 
 
 def converted_folder(spec: ModelSpec, settings: Settings) -> Path:
-    if spec.source == "embedded":
-        return settings.models_dir / spec.name
-    digest = hashlib.sha1(str(Path(spec.location).resolve()).encode()).hexdigest()[:8]
-    return settings.models_dir / f"{spec.name}-{digest}"
+    """models/<name> (embedded) or models/<name>-<hash of the file>; a name that leads out of models/ is refused
+    here, before anything is written, deleted or renamed there. (New names pass paths.check_name when they are
+    given; this also covers specs built by hand and names registered before that check.)"""
+    name = spec.name
+    if spec.source != "embedded":
+        name += "-" + hashlib.sha1(str(Path(spec.location).resolve()).encode()).hexdigest()[:8]
+    return paths.inside(settings.models_dir, settings.models_dir / name, "the converted model's folder")
 
 
 def is_ready(spec: ModelSpec, settings: Settings) -> bool:
@@ -196,7 +199,7 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress | None = None,
         progress(0.1, f"de-quantizing {gguf.name} ({summary['parameters'] / 1e6:.0f}M parameters); "
                       "this happens once and takes about a minute")
         tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        paths.remove_tree(tmp, target.parent)
         try:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -222,10 +225,10 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress | None = None,
             del model
             _check_cancel(cancel)
             (tmp / COMPLETE_MARK).write_text("ok\n")
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
+            paths.remove_tree(target, target.parent)
+            paths.move(tmp, target, target.parent)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            paths.remove_tree(tmp, target.parent)
     progress(1.0, "converted")
     return target
 
@@ -242,7 +245,8 @@ def hub_endpoint() -> str:
 
 
 def _hub_folder(repo_id: str, settings: Settings) -> Path:
-    return settings.models_dir / "hub" / repo_id.replace("/", "--")
+    hub = settings.models_dir / "hub"
+    return paths.inside(hub, hub / repo_id.replace("/", "--"), "the download folder")
 
 
 def download(repo_id: str, settings: Settings, progress: Progress | None = None,
@@ -303,8 +307,8 @@ def download(repo_id: str, settings: Settings, progress: Progress | None = None,
             done += files[name]
             progress(min(done / total, 1.0), f"downloaded {name}")
         (staging / COMPLETE_MARK).write_text("ok\n")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        paths.remove_tree(target, target.parent)
+        paths.move(staging, target, target.parent)
     return target
 
 

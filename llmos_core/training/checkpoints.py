@@ -3,8 +3,9 @@ without the mark is half-written (disk full, kill) and is never resumed from.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+
+from ..paths import remove_tree
 
 CHECKPOINT_MARK = ".llmos-complete"
 
@@ -24,6 +25,6 @@ def remove_incomplete_checkpoints(folder: Path) -> list[str]:
     if folder.is_dir():
         for path in folder.glob("checkpoint-*"):
             if not (path / CHECKPOINT_MARK).exists():
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path, folder)
                 removed.append(path.name)
     return removed

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import format_bytes
+from ..present import format_duration
 from ..settings import Settings
 
 FLOPS_PER_PARAM_TOKEN = 6          # forward 2 + backward 4 (Kaplan et al.)
@@ -221,15 +222,7 @@ def plan_steps(train_blocks: int, batch: int, grad_accum: int, world: int, max_s
     return max(1, math.ceil(per_epoch * epochs))
 
 
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "N/A"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+format_seconds = format_duration   # the old name, kept for callers outside the presentation layer
 
 
 __all__ = ["ModelFacts", "memory_bytes", "estimate_time", "plan_steps", "record_run", "matmul_flops",

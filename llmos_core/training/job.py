@@ -27,6 +27,8 @@ from .trainer import trained_dir
 
 # Stop saves a checkpoint; Resume (ctx.resume) continues from the last finished one.
 RESUMABLE = True
+# Parameters that are paths: from the web app they must lie in the data folder (access.check_job_params).
+PATH_PARAMS = ("data",)
 
 
 def price_per_hour() -> float:

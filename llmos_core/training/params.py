@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InvalidInput
+from ..paths import check_name
 
 METHODS = ("lora", "full")
 OPTIMIZERS = ("adamw", "sgd")
@@ -15,36 +16,59 @@ SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def knob(default, help: str, label: str = "", flag: str = "", choices: tuple = (), low=None, high=None,
+         step=None, lora_only: bool = False, **kw):
+    """A field of TrainParams with what the page and the CLI need to show it: `help`, the page's `label`,
+    the CLI `flag`, `choices` or a `low`..`high` range (checked too), the page's `step`; `lora_only`
+    knobs mean nothing for full fine-tuning. The page and the CLI build their fields from these."""
+    meta = {"help": help, "label": label, "flag": flag, "choices": choices, "low": low, "high": high, "step": step,
+            "lora_only": lora_only}
+    return field(default=default, metadata=meta, **kw)
+
+
 @dataclass
 class TrainParams:
     model: str = field(metadata={"help": "the model to start from (a catalog name)"})
     data: str = field(metadata={"help": "the data file (.txt, .md, .jsonl, .csv), kept under the data folder"})
-    name: str = field(default="", metadata={"help": "catalog name of the result; default <model>-<method>-<time>"})
-    method: str = field(default="lora", metadata={"help": "lora: small adapter, little memory; full: every weight"})
+    name: str = knob("", "catalog name of the result; default <model>-<method>-<time>", flag="--name")
+    method: str = knob("lora", "lora: small adapter, little memory; full: every weight", "Method", "--method",
+                       METHODS)
     mapping: dict = field(default_factory=dict, metadata={
         "help": 'CSV/JSONL field names: {"text": col} or {"prompt": col, "response": col}'})
-    validation_fraction: float = field(default=0.1, metadata={"help": "share of the data held out for validation"})
-    max_steps: int = field(default=0, metadata={"help": "optimizer steps; 0 = run the given epochs"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the training data (when max steps is 0)"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (LoRA ~2e-4, full ~5e-5)"})
-    schedule: str = field(default="linear", metadata={"help": "learning-rate schedule after warmup"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps spent warming up the rate"})
-    optimizer: str = field(default="adamw", metadata={"help": "adamw, or sgd (less memory, needs a higher rate)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    batch_size: int = field(default=4, metadata={"help": "blocks per step on each device"})
-    grad_accum: int = field(default=1, metadata={"help": "steps whose gradients are summed before an update"})
-    block_size: int = field(default=128, metadata={"help": "tokens per block (sequence length)"})
-    seed: int = field(default=42, metadata={"help": "random seed: same seed, same data order and same curve"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scale (alpha / r multiplies the update)"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
-    lora_targets: str = field(default="auto", metadata={
-        "help": "comma-separated module names to adapt (q_proj,v_proj); auto: every attention and MLP projection"})
-    merge: bool = field(default=False, metadata={"help": "LoRA: save a merged full model instead of the adapter"})
-    precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp16; fp32 on CPU"})
-    eval_every: int = field(default=0, metadata={"help": "steps between validations; 0 = about ten in the run"})
-    save_every: int = field(default=0, metadata={"help": "steps between checkpoints; 0 = about five in the run"})
-    gpus: int = field(default=0, metadata={"help": "GPUs for data-parallel training; 0 = all there are"})
+    max_steps: int = knob(0, "optimizer steps; 0 = run the given epochs", "Max steps (0 = epochs)", "--steps",
+                          low=0, high=1_000_000)
+    epochs: float = knob(1.0, "passes over the training data (when max steps is 0)", "Epochs", "--epochs",
+                         low=0.0, high=1000.0, step=0.5)
+    learning_rate: float = knob(2e-4, "peak learning rate (LoRA ~2e-4, full ~5e-5)", "Learning rate", "--lr",
+                                low=0.0, high=1.0, step=1e-5)
+    schedule: str = knob("linear", "learning-rate schedule after warmup", "Schedule", "--schedule", SCHEDULES)
+    warmup_ratio: float = knob(0.05, "share of the steps spent warming up the rate", "Warmup share", "--warmup",
+                               low=0.0, high=0.5, step=0.01)
+    optimizer: str = knob("adamw", "adamw, or sgd (less memory, needs a higher rate)", "Optimizer", "--optimizer",
+                          OPTIMIZERS)
+    seed: int = knob(42, "random seed: same seed, same data order and same curve", "Seed", "--seed",
+                     low=0, high=2**31 - 1)
+    batch_size: int = knob(4, "blocks per step on each device", "Batch size", "--batch-size", low=1, high=4096)
+    grad_accum: int = knob(1, "steps whose gradients are summed before an update", "Gradient accumulation",
+                           "--grad-accum", low=1, high=1024)
+    block_size: int = knob(128, "tokens per block (sequence length)", "Block length (tokens)", "--block-size",
+                           low=8, high=131072)
+    validation_fraction: float = knob(0.1, "share of the data held out for validation", "Validation share",
+                                      "--validation", low=0.0, high=0.5, step=0.05)
+    lora_r: int = knob(8, "LoRA rank", "LoRA rank", "--lora-r", low=1, high=1024, lora_only=True)
+    lora_alpha: int = knob(16, "LoRA scale (alpha / r multiplies the update)", "LoRA alpha", "--lora-alpha",
+                           low=1, high=4096, lora_only=True)
+    merge: bool = knob(False, "LoRA: save a merged full model instead of the adapter", "Save merged", "--merge",
+                       lora_only=True)
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    lora_dropout: float = knob(0.05, "dropout on the LoRA input", lora_only=True)
+    lora_targets: str = knob("auto", "comma-separated module names to adapt (q_proj,v_proj); auto: every attention "
+                             "and MLP projection", flag="--lora-targets", lora_only=True)
+    precision: str = knob("auto", "auto: bf16 on GPUs that support it, else fp16; fp32 on CPU", flag="--precision",
+                          choices=PRECISIONS)
+    eval_every: int = knob(0, "steps between validations; 0 = about ten in the run", flag="--eval-every")
+    save_every: int = knob(0, "steps between checkpoints; 0 = about five in the run", flag="--save-every")
+    gpus: int = knob(0, "GPUs for data-parallel training; 0 = all there are", flag="--gpus", low=0, high=1024)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,14 +102,10 @@ class TrainParams:
         def bad(what: str, hint: str) -> InvalidInput:
             return InvalidInput(what, hint)
 
-        if self.method not in METHODS:
-            raise bad(f"unknown method {self.method!r}", "use lora or full")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad(f"unknown optimizer {self.optimizer!r}", "use adamw or sgd")
-        if self.schedule not in SCHEDULES:
-            raise bad(f"unknown schedule {self.schedule!r}", f"use {', '.join(SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            raise bad(f"unknown precision {self.precision!r}", f"use {', '.join(PRECISIONS)}")
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise bad(f"unknown {f.name.replace('_', ' ')} {value!r}", f"use {' or '.join(meta['choices'])}")
         if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
             raise bad(f"learning rate {self.learning_rate} would never change the model",
                       "use a positive rate: about 2e-4 for LoRA, 5e-5 for full fine-tuning")
@@ -97,15 +117,14 @@ class TrainParams:
             raise bad(f"validation share {self.validation_fraction} is out of range", "use 0 to 0.5, e.g. 0.1")
         if not 0 <= self.warmup_ratio < 1:
             raise bad(f"warmup share {self.warmup_ratio} is out of range", "use 0 to 0.5")
-        for name, low, high in (("batch_size", 1, 4096), ("grad_accum", 1, 1024), ("block_size", 8, 131072),
-                                ("lora_r", 1, 1024), ("lora_alpha", 1, 4096), ("gpus", 0, 1024)):
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise bad(f"{name.replace('_', ' ')} {value} is out of range", f"use {low} to {high}")
+        for f in fields(self):   # whole-number knobs: their range (fractions get their own checks above)
+            low, high, value = f.metadata.get("low"), f.metadata.get("high"), getattr(self, f.name)
+            if str(f.type) == "int" and low is not None and not low <= value <= high:
+                raise bad(f"{f.name.replace('_', ' ')} {value} is out of range", f"use {low} to {high}")
         if not 0 <= self.lora_dropout < 1:
             raise bad(f"LoRA dropout {self.lora_dropout} is out of range", "use 0 to 0.5")
-        if self.name and not re.fullmatch(r"[\w.-]{1,80}", self.name):
-            raise bad(f"bad model name {self.name!r}", "use letters, digits, '.', '-' and '_'")
+        if self.name:
+            check_name(self.name, "model name")   # it becomes the result's folder under models/trained
 
     def default_name(self) -> str:
         stem = re.sub(r"[^\w.-]+", "-", self.model)[:50]

@@ -11,12 +11,12 @@ import json
 import math
 import os
 import resource
-import shutil
 import time
 from pathlib import Path
 
 from ..errors import InsufficientMemory, JobError
 from ..models.catalog import Catalog, ModelSpec
+from ..paths import move, remove_tree
 from ..settings import Settings
 from . import data as datalib
 from . import estimate as est
@@ -215,9 +215,9 @@ def save_result(model, tokenizer, params: TrainParams, settings: Settings, name:
         to_save.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / "llmos-training.json").write_text(json.dumps(params.to_dict(), indent=1))
-        tmp.rename(target)
+        move(tmp, target, trained_dir(settings))
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp, trained_dir(settings))
         raise JobError(f"could not save the trained model: {exc}",
                        "free some disk space; the checkpoints are kept, so Resume can finish the job") from exc
     return target

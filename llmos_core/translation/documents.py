@@ -2,80 +2,50 @@
 the output written whole or not at all.
 
 `parse(data, filename)` checks the bytes (size, real type, zip-bomb cap, encoding) and hands them to
-the format's module (text_formats: txt md srt; html_format; office_formats: docx pdf), which returns
-the segments with pointers to their places. `ParsedDocument.render(translations)` re-reads the
-original and puts each translation in its place, so the same parse can be rendered again after the
-user edits a segment.
+the format registered for the file's suffix (text_formats: txt md srt; html_format; office_formats:
+docx pdf), which fills in the segments with pointers to their places. `ParsedDocument.render(translations)`
+re-reads the original and puts each translation in its place, so the same parse can be rendered again
+after the user edits a segment. Untrusted uploads are parsed in a child process: see isolation.py.
 """
 from __future__ import annotations
 
 import io
 import os
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidInput, format_bytes
-from .segment import Segment
+from . import formats
+from . import html_format, office_formats, text_formats  # noqa: F401  (each registers its formats)
+from .parsed import ParsedDocument, ParseLimits, decode_text
 
-FORMATS = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".srt": "srt", ".html": "html",
-           ".htm": "html", ".docx": "docx", ".pdf": "pdf"}
-MIME = {"txt": "text/plain", "md": "text/markdown", "srt": "application/x-subrip", "html": "text/html",
-        "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "pdf": "application/pdf"}
+__all__ = ["ParsedDocument", "ParseLimits", "decode_text", "detect_format", "parse", "parse_pasted", "write_output"]
+
 # A .docx is a zip: refuse one that would unpack to more than this, or to absurdly many files.
 MAX_UNZIPPED_BYTES = 256 * 1024**2
 MAX_ZIP_ENTRIES = 5000
 DEFAULT_MAX_BYTES = 200 * 1024**2
 
 
-@dataclass
-class ParsedDocument:
-    format: str                 # txt md srt html docx pdf
-    name: str                   # the file's name as given
-    segments: list[Segment]
-    data: bytes                 # the original bytes: render re-reads them
-    output_format: str = ""     # = format, except pdf -> docx or txt
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def output_name(self) -> str:
-        stem = Path(self.name).stem or "document"
-        return f"{stem}.{self.output_format}"
-
-    @property
-    def mime(self) -> str:
-        return MIME[self.output_format]
-
-    def texts(self) -> list[str]:
-        return [s.text for s in self.segments]
-
-    def render(self, translations: list[str]) -> bytes:
-        """The translated document, complete, as bytes."""
-        if len(translations) != len(self.segments):
-            raise InvalidInput(f"{len(translations)} translations for {len(self.segments)} segments")
-        module = _module(self.format)
-        return module.render(self, translations)
-
-
 def detect_format(filename: str, data: bytes) -> str:
     """The format from the name, checked against what the bytes really are."""
     suffix = Path(filename).suffix.lower()
-    if suffix not in FORMATS:
+    fmt = formats.by_suffix(suffix)
+    if fmt is None:
         raise InvalidInput(f"{filename}: {suffix or 'no extension'} is not a format this page translates",
                            "upload .txt, .md, .docx, .pdf, .srt or .html")
-    fmt = FORMATS[suffix]
     actual = sniff(data)
-    if fmt == "docx" and actual == "ole":
+    if fmt.content == "docx" and actual == "ole":
         raise InvalidInput(f"{filename} is password-protected (or an old .doc file)",
                            "remove the password in Word (File > Info > Protect Document) or save as .docx, "
                            "then upload again")
-    if fmt in ("docx", "pdf") and actual != fmt:
-        raise InvalidInput(f"{filename} is not a real {fmt.upper()} file"
+    if fmt.content != "text" and actual != fmt.content:
+        raise InvalidInput(f"{filename} is not a real {fmt.name.upper()} file"
                            + (f" (it looks like {_describe(actual)})" if actual != "text" else ""),
-                           f"upload the original .{fmt}, or give the file its right extension")
-    if fmt not in ("docx", "pdf") and actual not in ("text",):
+                           f"upload the original .{fmt.name}, or give the file its right extension")
+    if fmt.content == "text" and actual != "text":
         raise InvalidInput(f"{filename} is {_describe(actual)}, not text", "give the file its right extension")
-    return fmt
+    return fmt.name
 
 
 def sniff(data: bytes) -> str:
@@ -123,31 +93,8 @@ def check_zip(data: bytes, filename: str) -> None:
                            "this looks like a zip bomb, not a document; it was not opened")
 
 
-def decode_text(data: bytes) -> tuple[str, list[str]]:
-    """Bytes -> text. UTF-8 (with or without BOM) or UTF-16 with BOM; a file that mixes encodings is
-    read line by line, each line that is not UTF-8 as Windows-1252, and a note says how many."""
-    for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
-        if data.startswith(bom):
-            try:
-                return data[len(bom):].decode(codec), []
-            except UnicodeDecodeError as exc:
-                raise InvalidInput(f"the file starts like {codec} but is not valid {codec}: {exc}") from exc
-    try:
-        return data.decode("utf-8"), []
-    except UnicodeDecodeError:
-        pass
-    lines, legacy = [], 0
-    for line in data.splitlines(keepends=True):
-        try:
-            lines.append(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            legacy += 1
-            lines.append(line.decode("cp1252", errors="replace"))
-    return "".join(lines), [f"{legacy} line(s) were not UTF-8 and were read as Windows-1252; "
-                            "the translation is written in UTF-8"]
-
-
-def parse(data: bytes, filename: str, max_bytes: int = DEFAULT_MAX_BYTES, pdf_output: str = "docx") -> ParsedDocument:
+def parse(data: bytes, filename: str, max_bytes: int = DEFAULT_MAX_BYTES, pdf_output: str = "docx",
+          limits: ParseLimits | None = None) -> ParsedDocument:
     """Check and cut a document into segments. Raises InvalidInput with a clear message for bad files."""
     if len(data) > max_bytes:
         raise InvalidInput(f"{filename} is {format_bytes(len(data))}, over the upload limit of {format_bytes(max_bytes)}",
@@ -159,10 +106,12 @@ def parse(data: bytes, filename: str, max_bytes: int = DEFAULT_MAX_BYTES, pdf_ou
         check_zip(data, filename)
     if pdf_output not in ("docx", "txt"):
         raise InvalidInput(f"a PDF can be written as docx or txt, not {pdf_output}")
-    doc = ParsedDocument(fmt, filename, [], data, output_format=pdf_output if fmt == "pdf" else fmt)
-    _module(fmt).parse(doc)
+    doc = ParsedDocument(fmt, filename, [], data, output_format=pdf_output if fmt == "pdf" else fmt,
+                         limits=limits or ParseLimits())
+    formats.get(fmt).parse(doc)
     if not doc.segments:
         raise InvalidInput(f"{filename} has no text to translate", "upload a document with some text in it")
+    doc.check_limits()
     return doc
 
 
@@ -170,13 +119,6 @@ def parse_pasted(text: str) -> ParsedDocument:
     if not text.strip():
         raise InvalidInput("nothing was pasted", "paste some text, or upload a document")
     return parse(text.encode("utf-8"), "pasted.txt")
-
-
-def _module(fmt: str):
-    from . import html_format, office_formats, text_formats
-
-    return {"txt": text_formats, "md": text_formats, "srt": text_formats, "html": html_format,
-            "docx": office_formats, "pdf": office_formats}[fmt]
 
 
 def write_output(path: Path | str, data: bytes) -> Path:

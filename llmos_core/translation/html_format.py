@@ -1,6 +1,6 @@
 """HTML: text nodes are translated; every tag, attribute, comment, script and style stays byte for byte.
 
-The stdlib parser reports where each event starts; text between block-level tags, together with the
+A one-pass tokenizer reports where each piece starts; text between block-level tags, together with the
 inline tags inside it (<b>, <a href>, <br>...), is one segment, the inline tags as tag tokens, so a
 sentence is translated whole. <script>, <style>, <pre>, <code>, <textarea> and the like are never
 read into a segment: their content is neither run nor shown to the model. Rendering splices each
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import html
 import re
-from html.parser import HTMLParser
 
-from .documents import ParsedDocument, decode_text
+from .formats import Format, register
+from .parsed import ParsedDocument, decode_text
 from .segment import Segment, TaggedText, restore_tags
 
 INLINE = {"a", "abbr", "b", "bdi", "bdo", "br", "cite", "data", "del", "dfn", "em", "font", "i", "img", "ins",
@@ -21,42 +21,91 @@ INLINE = {"a", "abbr", "b", "bdi", "bdo", "br", "cite", "data", "del", "dfn", "e
 VERBATIM = {"script", "style", "pre", "code", "textarea", "noscript", "template", "svg", "math", "kbd", "samp",
             "var"}
 VERBATIM_INLINE = {"code", "kbd", "samp", "var"}
-_CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([\w-]+)", re.IGNORECASE)
+_CHARSET = re.compile(rb"<meta[^<>]+charset=[\"']?([\w-]+)", re.IGNORECASE)
 
 
-class _Events(HTMLParser):
-    """Every event with its start offset: (kind, start, tag)."""
+_SPACE = " \t\n\r\f"
+# Runs of one character class, matched where they start: nothing to backtrack.
+_NAME = re.compile(r"[^ \t\n\r\f/>\x00]*")
+_ATTRIBUTE = re.compile(r"[^ \t\n\r\f/>=]*")
+_SPACES = re.compile(r"[ \t\n\r\f]*")
+_BARE_VALUE = re.compile(r"[^ \t\n\r\f>]*")
+_RAW_TEXT = {"script", "style"}   # their content is text up to their end tag, whatever it looks like
+_RAW_END = {tag: re.compile(rf"</{tag}[{_SPACE}/>]", re.IGNORECASE) for tag in _RAW_TEXT}
 
-    def __init__(self, text: str):
-        super().__init__(convert_charrefs=False)
-        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-        self.events: list[tuple[str, int, str]] = []
 
-    def _at(self) -> int:
-        line, column = self.getpos()
-        return self.line_starts[line - 1] + column
+def _events(text: str) -> list[tuple[str, int, str]]:
+    """Every piece of the page in order, each with its start: (kind, start, tag); kinds: text, start,
+    startend, end, comment, other. A piece ends where the next begins.
 
-    def handle_starttag(self, tag, attrs):
-        self.events.append(("start", self._at(), tag))
+    By hand and in one pass: html.parser re-scans an unclosed tag to the end of the input from every
+    "<" (a page of "<a<a<a..." was quadratic). Each step here moves forward; a tag, comment or quoted
+    value left open at the end of the file makes the rest one "other" piece, kept and never translated.
+    """
+    events: list[tuple[str, int, str]] = []
+    n, i = len(text), 0
+    while i < n:
+        lt = text.find("<", i)
+        if lt < 0:
+            events.append(("text", i, ""))
+            break
+        if lt > i:
+            events.append(("text", i, ""))
+        i = lt
+        nxt = text[i + 1:i + 2]
+        if text.startswith("<!--", i):
+            close = text.find("-->", i + 4)
+            events.append(("comment", i, ""))
+            i = n if close < 0 else close + 3
+        elif nxt in ("!", "?") or (nxt == "/" and not text[i + 2:i + 3].isalpha()):
+            close = text.find(">", i + 2)   # a declaration, processing instruction or bogus comment
+            events.append(("other", i, ""))
+            i = n if close < 0 else close + 1
+        elif nxt == "/" or nxt.isalpha():
+            i = _tag(text, i, events)
+        else:   # a "<" that opens nothing is text
+            events.append(("text", i, ""))
+            i += 1
+    return events
 
-    def handle_startendtag(self, tag, attrs):
-        self.events.append(("startend", self._at(), tag))
 
-    def handle_endtag(self, tag):
-        self.events.append(("end", self._at(), tag))
-
-    def _text(self, _):
-        self.events.append(("text", self._at(), ""))
-
-    def _other(self, _):
-        self.events.append(("other", self._at(), ""))
-
-    def handle_comment(self, data):
-        self.events.append(("comment", self._at(), ""))
-
-    # Entities are text: with convert_charrefs off they arrive apart, so the raw source stays intact.
-    handle_data = handle_entityref = handle_charref = _text
-    handle_decl = handle_pi = unknown_decl = _other
+def _tag(text: str, i: int, events: list) -> int:
+    """A start or end tag at i: its event appended; returns where the text after it starts."""
+    n = len(text)
+    closing = text[i + 1] == "/"
+    name_start = i + (2 if closing else 1)
+    j = _NAME.match(text, name_start).end()
+    tag = text[name_start:j].lower()
+    while j < n and text[j] != ">":   # attributes: a name, then maybe "=" and a value, quoted or bare
+        if text[j] in _SPACE or text[j] == "/":
+            j += 1
+            continue
+        j = _ATTRIBUTE.match(text, j + 1).end()   # the name's first character may be anything, even "="
+        k = _SPACES.match(text, j).end()
+        if k < n and text[k] == "=":
+            j = _SPACES.match(text, k + 1).end()
+            if j < n and text[j] in "\"'":
+                close = text.find(text[j], j + 1)
+                j = n if close < 0 else close + 1
+            else:
+                j = _BARE_VALUE.match(text, j).end()
+    if j >= n:   # the file ends inside the tag
+        events.append(("other", i, ""))
+        return n
+    # As html.parser decides: a start tag whose source ends in "/>" is self-closing.
+    kind = "end" if closing else "startend" if text[j - 1] == "/" and j - 1 > name_start else "start"
+    events.append((kind, i, tag))
+    j += 1
+    if kind == "start" and tag in _RAW_TEXT:   # script, style: text up to their own end tag
+        end = _RAW_END[tag].search(text, j)
+        if end is None:
+            if j < n:
+                events.append(("other", j, ""))
+            return n
+        if end.start() > j:
+            events.append(("text", j, ""))
+        return end.start()
+    return j
 
 
 def decode_html(data: bytes) -> tuple[str, list[str]]:
@@ -73,10 +122,7 @@ def decode_html(data: bytes) -> tuple[str, list[str]]:
 
 def _spans(text: str) -> list[tuple[int, int, list[tuple[str, int, int]]]]:
     """Runs of text and inline tags between block boundaries: (start, end, [(kind, start, end), ...])."""
-    parser = _Events(text)
-    parser.feed(text)
-    parser.close()
-    events = parser.events
+    events = _events(text)
     ends = [e[1] for e in events[1:]] + [len(text)]
     runs: list[tuple[int, int, list]] = []
     current: list[tuple[str, int, int]] = []
@@ -151,3 +197,6 @@ def render(doc: ParsedDocument, translations: list[str]) -> bytes:
     out.append(text[last:])
     return "".join(out).encode("utf-8")
 
+
+
+register(Format("html", (".html", ".htm"), "text/html", "text", parse, render))

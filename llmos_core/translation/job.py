@@ -16,9 +16,13 @@ from pathlib import Path
 from ..errors import InvalidInput
 from ..settings import Settings
 from . import documents
-from .translator import Translator, check_language, language_name, open_engine
+from .isolation import parse_in_child
+from .languages import check_language, language_name
+from .translator import Translator, open_engine
 
 SEGMENTS_FILE = "segments.json"
+# Parameters that are paths: from the web app they must lie in the data folder (access.check_job_params).
+PATH_PARAMS = ("input",)
 
 
 def job_threshold() -> int:
@@ -36,7 +40,8 @@ def validate(params: dict, settings: Settings) -> dict:
         raise InvalidInput(f"the document to translate is missing: {path}", "upload it again")
     filename = str(params.get("filename") or path.name)
     pdf_output = params.get("pdf_output") or "docx"
-    doc = documents.parse(path.read_bytes(), filename, settings.max_upload_mb * 1024**2, pdf_output)
+    # validate runs in the server (the scheduler's submit): the untrusted parse goes to a child process
+    doc = parse_in_child(path.read_bytes(), filename, settings.max_upload_mb * 1024**2, pdf_output)
     source = params.get("source") or "auto"
     glossary = params.get("glossary") or {}
     if not isinstance(glossary, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in glossary.items()):

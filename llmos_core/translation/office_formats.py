@@ -19,13 +19,16 @@ import io
 import re
 
 from ..errors import InvalidInput
-from .documents import ParsedDocument
+from .formats import Format, register
+from .parsed import ParsedDocument
 from .segment import TAG_TOKEN, Segment, TaggedText
 
 # ---- docx ----
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 _RUN_TEXT_ONLY = {f"{W}rPr", f"{W}t", f"{W}lastRenderedPageBreak"}
+# Characters XML 1.0 cannot hold (lxml refuses them): a PDF's text layer or a model's output may have them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _open_docx(data: bytes, name: str):
@@ -123,7 +126,7 @@ def _set_run_text(run, text: str) -> None:
         if child.tag != f"{W}rPr":
             run.remove(child)
     t = run.makeelement(f"{W}t", {})
-    t.text = text
+    t.text = _NOT_XML.sub("", text)
     t.set(XML_SPACE, "preserve")
     run.append(t)
 
@@ -193,9 +196,9 @@ def _docx_text_element(p, items: list[dict], current: int | None, base_run, text
 _BULLET = re.compile(r"^\s*(?:[-•*▪◦]|\d+[.)])\s+")
 
 
-def _pdf_pages(data: bytes, name: str) -> list[str]:
+def _pdf_pages(data: bytes, name: str, max_pages: int) -> list[str]:
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PdfReadError
+    from pypdf.errors import DependencyError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -208,17 +211,21 @@ def _pdf_pages(data: bytes, name: str) -> list[str]:
             if not opened:
                 raise InvalidInput(f"{name} is password-protected",
                                    "save an unprotected copy of the PDF and upload that")
+        if len(reader.pages) > max_pages:
+            raise InvalidInput(f"{name} has {len(reader.pages):,} pages (the limit is {max_pages:,})",
+                               "split the PDF into smaller files")
         pages = []
         for page in reader.pages:
             try:   # layout mode keeps the blank lines between paragraphs; plain mode drops them
                 text = page.extract_text(extraction_mode="layout") or ""
             except Exception:   # pypdf's layout mode fails on some fonts; plain text is still better than none
                 text = page.extract_text() or ""
+            text = _NOT_XML.sub("", text)
             pages.append("\n".join(re.sub(r"\s{2,}", " ", line).strip() for line in text.splitlines()))
         return pages
     except InvalidInput:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except Exception as exc:   # pypdf on a damaged file raises many kinds (PdfReadError, LimitReachedError, ...)
         raise InvalidInput(f"{name} is damaged: it cannot be read as a PDF ({type(exc).__name__}: {exc})",
                            "open it in a PDF viewer and save or print it to a new PDF") from exc
 
@@ -256,7 +263,7 @@ def pdf_paragraphs(page_text: str) -> list[str]:
 
 
 def _parse_pdf(doc: ParsedDocument) -> None:
-    pages = _pdf_pages(doc.data, doc.name)
+    pages = _pdf_pages(doc.data, doc.name, doc.limits.max_pdf_pages)
     for number, page_text in enumerate(pages):
         for k, paragraph in enumerate(pdf_paragraphs(page_text)):
             doc.segments.append(Segment(paragraph, {"page": number, "para": k}))
@@ -282,7 +289,7 @@ def _render_pdf(doc: ParsedDocument, translations: list[str]) -> bytes:
     for n in range(count):
         paragraphs = pages.get(n, [])
         for text in paragraphs:
-            document.add_paragraph(text)
+            document.add_paragraph(_NOT_XML.sub("", text))
         if n < count - 1:
             document.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
     out = io.BytesIO()
@@ -296,3 +303,8 @@ def parse(doc: ParsedDocument) -> None:
 
 def render(doc: ParsedDocument, translations: list[str]) -> bytes:
     return (_render_docx if doc.format == "docx" else _render_pdf)(doc, translations)
+
+
+_DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+register(Format("docx", (".docx",), _DOCX_MIME, "docx", parse, render))
+register(Format("pdf", (".pdf",), "application/pdf", "pdf", parse, render))

@@ -43,12 +43,15 @@ class TaggedText:
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.tags: list[str] = []
+        self.length = 0   # of value(), kept as parts come so that callers need not join to measure
 
     def text(self, value: str) -> None:
         self.parts.append(value)
+        self.length += len(value)
 
     def tag(self, value: str) -> None:
         self.parts.append(tag_token(len(self.tags)))
+        self.length += len(self.parts[-1])
         self.tags.append(value)
 
     def value(self) -> str:
@@ -85,7 +88,9 @@ def has_words(text: str) -> bool:
 # Words whose final period does not end a sentence.
 ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "fig", "approx",
                  "inc", "ltd", "co", "cf", "al", "p", "pp", "vol", "u.s", "z.b", "bzw", "usw", "ca", "nr", "m", "mme"}
-_SENTENCE_END = re.compile(r"([.!?…]+[\"'”’»)\]]*)(\s+)(?=[\"'“‘«(\[]?[^\s\w]*[\w\ue000])|([。！？])")
+# Tried once per run of end marks (the lookbehind): from every dot of a line of dots it was quadratic.
+_SENTENCE_END = re.compile(r"(?<![.!?…])([.!?…]++[\"'”’»)\]]*+)(\s++)(?=[\"'“‘«(\[]?[^\s\w]*[\w\ue000])|([。！？])")
+_LAST_WORD = re.compile(r"([\w.]+)[.!?…]*[\"'”’»)\]]*$")
 
 
 def split_sentences(text: str) -> list[tuple[str, str]]:
@@ -107,7 +112,8 @@ def split_sentences(text: str) -> list[tuple[str, str]]:
         following = text[match.end():match.end() + 1]
         if following.islower():
             continue
-        word = re.search(r"([\w.]+)[.!?…]*[\"'”’»)\]]*$", text[start:end_punct])
+        # Only the sentence's tail: an abbreviation is short, and "Dr. Dr. Dr. ..." must not re-read the whole.
+        word = _LAST_WORD.search(text, max(start, end_punct - 64), end_punct)
         if match.group(1).startswith(".") and word:
             stem = word.group(1).rstrip(".").lower()
             if stem in ABBREVIATIONS or (len(stem) == 1 and stem.isalpha()):

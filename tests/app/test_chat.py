@@ -3,6 +3,7 @@ bad input, and two tabs on one conversation."""
 import pytest
 
 from llmos_core.engine import get_engine
+from llmos_core.errors import Busy
 from llmos_core.settings import Settings
 
 
@@ -123,3 +124,19 @@ def test_too_long_a_prompt_and_an_evicted_model(chat_app, engine):
     send(at, "hello again")
     assert not at.error and roles(at)[-1] == "assistant"
     assert engine.models.is_resident(name)
+
+
+def test_a_refused_regenerate_keeps_the_old_reply(chat_app, engine, monkeypatch):
+    at = send(chat_app(), "Tell me about the fox.")
+    cid = engine.conversations.list()[0]["id"]
+    before = engine.conversations.messages(cid)
+
+    def refuse(*args, **kwargs):
+        raise Busy("the model is busy: 3 replies running and 4 waiting, 7 ahead of you")
+        yield   # a generator, as the real stream is
+
+    monkeypatch.setattr(engine.chat, "stream", refuse)
+    at.button(key="chat_regenerate").click().run()
+    assert not at.exception and any("busy" in e.value for e in at.error)
+    assert engine.conversations.messages(cid) == before              # the old reply is still there
+    assert roles(at) == ["user", "assistant"]

@@ -40,10 +40,14 @@ def test_load_and_unload_from_the_page(app, tiny_causal):
 
 def test_a_bad_pull_shows_a_message_not_a_traceback(app):
     app.switch_page("app_pages/models.py").run()
-    app.text_input(key="models_ref").set_value("/no/such/folder").run()
+    app.text_input(key="models_ref").set_value("no such model").run()
     app.button(key="models_pull").click().run()
     assert not app.exception
     assert app.error and "not a catalog name" in app.error[0].value
+    # A folder outside the data folder is refused before it is looked at (LLMOS_ADMIN=1 lifts that).
+    app.text_input(key="models_ref").set_value("/no/such/folder").run()
+    app.button(key="models_pull").click().run()
+    assert app.error and "outside" in app.error[0].value
 
 
 def test_a_refused_load_shows_the_figures(new_app, monkeypatch, tiny_causal):

@@ -16,7 +16,11 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture
-def eng(app_engine):
+def eng(app_engine, monkeypatch):
+    """The raw JSON forms need LLMOS_ADMIN=1, the crash hooks LLMOS_DEV=1 (tests/app/test_security.py checks
+    both are off by default)."""
+    monkeypatch.setenv("LLMOS_ADMIN", "1")
+    monkeypatch.setenv("LLMOS_DEV", "1")
     return app_engine
 
 

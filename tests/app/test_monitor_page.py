@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime
 
 import pytest
 import streamlit as st
@@ -63,39 +62,50 @@ def open_monitor(new_app) -> AppTest:
     return at
 
 
-def charts(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
+def payload(at: AppTest) -> dict:
+    """What the page sent the live chart component on its last run."""
+    charts = at.get("component_instance")
+    assert len(charts) == 1, [e.value for e in at.error]
+    chart = charts[0]
+    return json.loads(chart.proto.json_args)["payload"]
+
+
+def last(p: dict, chart: str, line: str):
+    """The last value of one line of one chart in a payload."""
+    labels = [s["label"] for c in p["charts"] if c["id"] == chart for s in c["series"]]
+    return p["values"][chart][labels.index(line)][-1]
+
+
+def frame(at: AppTest, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
 def test_monitor_page_on_a_two_gpu_machine(fake_engine, new_app):
     fake_engine(two_gpu_machine(os.getpid(), JOB))
     at = open_monitor(new_app)
-    figures = charts(at)
-    assert {"CPU", "Memory", "GPU 0: Fake H100 A", "GPU 1: Fake H100 B", "LLM OS: CPU per part"} <= set(figures)
-    cpu = figures["CPU"]
-    total = next(t for t in cpu["data"] if t["name"] == "total")
-    assert total["y"][-1] == pytest.approx(52.5) and len([t for t in cpu["data"] if t["name"].startswith("core")]) == 4
-    assert any(t["name"] == "events" and "job_start" in t["text"][0] for t in cpu["data"])   # the job's start marker
-    gpu1 = next(t for t in figures["GPU 1: Fake H100 B"]["data"] if t["name"] == "utilization %")
-    assert gpu1["y"][-1] == 90
+    p = payload(at)
+    assert p["reset"] and [c["id"] for c in p["charts"]] == ["cpu", "memory", "gpu0", "gpu1", "llmos"]
+    assert last(p, "cpu", "total") == pytest.approx(52.5) and len(p["ts"]) >= 31
+    assert len([s for s in p["charts"][0]["series"] if s["label"].startswith("core")]) == 4
+    assert any(m["kind"] == "job_start" for m in p["markers"])              # the job's start marker
+    assert last(p, "gpu1", "utilization %") == 90
+    assert not at.get("plotly_chart")                                        # no figure built on the server
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["CPU"] == "52%" and metrics["GPU 1"] == "90%" and metrics["GPU 0 memory"] == "8.0 GB"
-    table = at.dataframe[0].value
+    table = frame(at, "what")
     job_row = table[table.pid == JOB].iloc[0]
     assert job_row["what"].startswith("training job 12 (") and "gemma-270m" in job_row["what"]
     assert job_row["GPU memory (MB)"] == 21 * 1024
     assert table.iloc[0]["pid"] == JOB                       # sorted by CPU: the busy job first
+    holders = frame(at, "held by")                           # who holds each GPU's memory
+    assert list(holders["GPU"]) == [0, 0, 1] and holders.iloc[2]["held by"].startswith("training job 12")
     assert not any("No GPU found" in c.value for c in at.caption)
 
     at.selectbox(key="monitor_sort").set_value("GPU memory").run()
-    table = at.dataframe[0].value
+    table = frame(at, "what")
     assert list(table["GPU memory (MB)"][:2]) == [21 * 1024, 6 * 1024]
     at.selectbox(key="monitor_sort").set_value("RAM").run()
-    assert at.dataframe[0].value.iloc[0]["pid"] == 4300
+    assert frame(at, "what").iloc[0]["pid"] == 4300
 
 
 def test_monitor_page_without_gpu_says_so_once(fake_engine, new_app):
@@ -103,8 +113,9 @@ def test_monitor_page_without_gpu_says_so_once(fake_engine, new_app):
     at = open_monitor(new_app)
     notes = [c.value for c in at.caption if "No GPU found" in c.value]
     assert len(notes) == 1
-    assert not [t for t in charts(at) if t.startswith("GPU")]
-    assert "GPU memory (MB)" not in at.dataframe[0].value.columns
+    assert [c["id"] for c in payload(at)["charts"]] == ["cpu", "memory", "llmos"]
+    assert "GPU memory (MB)" not in frame(at, "what").columns
+    assert not [d for d in at.dataframe if "held by" in d.value.columns]
 
 
 def test_window_selector_reads_the_history(fake_engine, new_app):
@@ -113,12 +124,28 @@ def test_window_selector_reads_the_history(fake_engine, new_app):
     sampler.store.execute("INSERT INTO monitor_samples VALUES (60, ?, ?)",
                           (day_old, json.dumps({**sampler.history(10)[-1], "ts": day_old})))
     at = open_monitor(new_app)
-    assert len(charts(at)["CPU"]["data"][-1]["x"]) <= 31
+    assert payload(at)["ts"][0] > day_old + 86400                   # 5 min: not the row of three days ago
     at.radio(key="monitor_window").set_value("1 week").run()
     assert not at.exception
-    xs = next(t for t in charts(at)["CPU"]["data"] if t["name"] == "total")["x"]
+    p = payload(at)
     # The stored minute of three days ago (a restart ago), then this run's minutes and ring buffer.
-    assert xs[0].startswith(datetime.fromtimestamp(day_old).strftime("%Y-%m-%dT%H:%M")) and len(xs) >= 32
+    assert p["window_s"] == 7 * 86400 and p["ts"][0] == pytest.approx(day_old, abs=0.01) and len(p["ts"]) >= 32
+
+
+def test_an_alert_shows_on_monitor_and_home_and_as_a_toast(fake_engine, new_app):
+    sampler = fake_engine(FakeNVML([], init_error=12))
+    at = open_monitor(new_app)
+    assert not [w for w in at.warning if "RAM" in w.value]
+    sampler.store.add_event("alert", "memory", "RAM 95% in use (15.2 GB), threshold 90%")
+    at.run()
+    assert any("RAM 95% in use" in w.value for w in at.warning)             # still firing: a warning line
+    assert any("RAM 95% in use" in t.value for t in at.toast)               # new since the page opened: a toast
+    assert any(m["kind"] == "alert" and m["alert"] for m in payload(at)["markers"])   # a red marker
+    at.switch_page("app_pages/home.py").run()
+    assert any("RAM 95% in use" in w.value for w in at.warning)
+    sampler.store.add_event("alert_end", "memory", "ended: memory")
+    at.run()
+    assert not [w for w in at.warning if "RAM" in w.value]
 
 
 def test_home_shows_the_compact_view_and_links_to_the_monitor(fake_engine, new_app):
@@ -127,4 +154,5 @@ def test_home_shows_the_compact_view_and_links_to_the_monitor(fake_engine, new_a
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["CPU"] == "52%" and metrics["GPUs (2)"] == "90%"
     assert any("training job 12" in c.value for c in at.caption)
-    assert [c for c in at.get("plotly_chart")]
+    p = payload(at)                                           # the last five minutes of CPU, drawn in the browser
+    assert [c["id"] for c in p["charts"]] == ["cpu"] and p["window_s"] == 300 and len(p["ts"]) >= 31

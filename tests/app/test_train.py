@@ -75,9 +75,9 @@ def test_csv_mapping_preview_and_estimate(eng):
 def test_launch_watch_and_result(eng):
     at = upload(train_page(), "fox.txt", "\n\n".join([FOX] * 30).encode())
     at.radio(key="train_preset").set_value("Full fine-tune").run()
-    at.number_input(key="train_steps_Full fine-tune").set_value(30).run()
-    at.number_input(key="train_lr_Full fine-tune").set_value(0.01).run()
-    at.number_input(key="train_block_Full fine-tune").set_value(32).run()
+    at.number_input(key="train_max_steps_Full fine-tune").set_value(30).run()
+    at.number_input(key="train_learning_rate_Full fine-tune").set_value(0.01).run()
+    at.number_input(key="train_block_size_Full fine-tune").set_value(32).run()
     at.text_input(key="train_name").input("fox-page").run()
     assert metric(at, "Steps") == "30"
     at.button(key="train_start").click().run()

@@ -2,6 +2,7 @@
 a bad file's message; a long document as a job that the page reattaches to from the URL."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -38,7 +39,7 @@ def test_upload_translate_edit_download(app):
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
     result = app.session_state["translate_result"]
-    assert len(result["translations"]) == 3 and result["target"] == "fr"
+    assert len(result.translations) == 3 and result.target == "fr"
     frame = app.dataframe[0].value   # the side-by-side editor
     assert list(frame.columns) == ["source", "translation"] and len(frame) == 3
     assert frame["source"][0] == "⟦0⟧Hello there,⟦1⟧ my friend. How are you today?"
@@ -58,7 +59,7 @@ def test_pasted_text_with_the_cache(app):
     app.selectbox(key="translate_source").set_value("en")
     app.button(key="translate_run").click().run(timeout=120)
     assert not app.exception and not app.error
-    stats = app.session_state["translate_result"]["stats"]
+    stats = app.session_state["translate_result"].stats
     assert stats["segments"] == 3 and stats["unique"] == 2 and stats["cached"] == 1
 
 
@@ -83,5 +84,28 @@ def test_long_document_runs_as_a_job_and_reattaches(app, monkeypatch, new_app):
     fresh.run()
     assert not fresh.exception, fresh.exception
     result = fresh.session_state["translate_result"]
-    assert result["job"] == job_id and len(result["translations"]) == 3
+    assert result.job == job_id and len(result.translations) == 3
     assert "film.srt" in fresh.get("download_button")[0].proto.label
+
+
+def test_hostile_uploads_get_a_message_and_the_page_goes_on(app):
+    for name, data, message in (("bomb.docx", samples.make_zip_bomb(), "zip bomb"),
+                                ("line.txt", b"word " * 420_000, "characters long"),
+                                ("page.html", b"<p>" + b"word " * 420_000, "segment 1 .* characters long")):
+        _upload(app, name, data)
+        assert any(re.search(message, e.value) for e in app.error), (name, [e.value for e in app.error])
+        assert app.button(key="translate_run").disabled
+    _upload(app, "film.srt", samples.SRT.encode())   # the next upload is read as usual
+    assert not app.error and any("3 segments" in c.value for c in app.caption)
+
+
+def test_an_upload_is_parsed_once_not_on_every_rerun(app, monkeypatch):
+    from llmos_core.translation import isolation
+
+    calls = []
+    parse = isolation.parse_in_child
+    monkeypatch.setattr(isolation, "parse_in_child", lambda *a, **k: calls.append(a[1]) or parse(*a, **k))
+    _upload(app, "film.srt", samples.SRT.encode())
+    app.selectbox(key="translate_target").set_value("fr").run()
+    app.selectbox(key="translate_source").set_value("en").run()
+    assert not app.exception and calls == ["film.srt"]

@@ -41,3 +41,113 @@ def test_every_page_file_is_in_the_navigation():
     for page in PAGES.glob("*.py"):
         if not page.name.startswith("_"):
             assert f'"{PAGES.name}/{page.name}"' in app, f"{page.name} is not listed with st.Page in app.py"
+
+
+# ---------------------------------------------------------------- the engine's own import graph
+
+PACKAGE = ROOT / "llmos_core"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_level_imports(path: Path, modules: set[str]) -> set[str]:
+    """The llmos_core modules a file imports when it is imported (imports inside functions are lazy: a
+    deliberate way to break a cycle, so they are left out)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        found |= {t for t in targets if t in modules and t != name}
+    return found
+
+
+def test_no_import_cycles_in_the_engine():
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {name: module_level_imports(path, set(paths)) for name, path in paths.items()}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycle = trail[trail.index(name):] + [name]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, trail + [name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+# What a page must not do itself: the chat turn's workflow, registering a model, reading a job's files.
+WORKFLOW_IN_PAGES = ("conversations.append(", "conversations.delete_message(", "conversations.update_message(",
+                     "conversations.replace_last(", "catalog.register(", "segments_file")
+
+
+def test_the_operations_live_in_the_use_cases_not_in_the_pages():
+    for page in sorted(PAGES.glob("*.py")):
+        text = page.read_text()
+        for call in WORKFLOW_IN_PAGES:
+            assert call not in text, f"{page.name} does {call!r} itself: call llmos_core.usecases instead"
+
+
+# ---------------------------------------------------------------- docs/ARCHITECTURE.md stays true
+
+ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
+FRONT_DOORS = ("llmos_core.cli", "llmos_core.api", "llmos_core.usecases")
+SERVICES = ("llmos_core.generation", "llmos_core.translation", "llmos_core.training")
+MAX_LINES = 420   # "about 400": a module that grows past this is doing two jobs
+
+
+def engine_graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: module_level_imports(path, set(paths)) for name, path in paths.items()}
+
+
+def under(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_every_path_the_architecture_page_names_exists():
+    import re
+
+    named = set(re.findall(r"llmos_core/[\w/]+(?:\.py)?", ARCHITECTURE.read_text()))
+    named |= {f"llmos_core/{p}" for p in re.findall(r"`((?:usecases|generation|translation|training|models|jobs|api)"
+                                                        r"/\w+\.py)`", ARCHITECTURE.read_text())}
+    missing = sorted(p for p in named if not (ROOT / p.rstrip("/")).exists())
+    assert not missing, f"docs/ARCHITECTURE.md names {missing}, which do not exist: update the page"
+
+
+def test_only_the_front_doors_import_the_front_doors():
+    for name, targets in engine_graph().items():
+        if under(name, FRONT_DOORS):
+            continue
+        wrong = sorted(t for t in targets if under(t, FRONT_DOORS))
+        assert not wrong, f"{name} imports {wrong}: only the CLI, the API and the use cases sit on top"
+
+
+def test_resources_do_not_import_the_services():
+    for name, targets in engine_graph().items():
+        if under(name, ("llmos_core.models", "llmos_core.jobs")):
+            wrong = sorted(t for t in targets if under(t, SERVICES))
+            assert not wrong, f"{name} imports {wrong}: models/ and jobs/ sit below generation, translation, training"
+
+
+def test_no_engine_module_does_two_jobs():
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}; split them by role"

@@ -39,6 +39,12 @@ def ended(sched: JobScheduler, job_id: int) -> dict | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def dev_hooks(monkeypatch):
+    """These tests use the benchmark kind's test hooks (declare_mb, crash, ignore_cancel...): LLMOS_DEV=1."""
+    monkeypatch.setenv("LLMOS_DEV", "1")
+
+
 def make(home, **kwargs) -> JobScheduler:
     settings = Settings(home=home)
     options = {"poll_s": 0.05, "sample_s": 0.3, "cancel_grace_s": 2.0, "limits": ""}

@@ -58,6 +58,14 @@ class FakeWorker:
     code: int | None = None
     calls: list = field(default_factory=list)
 
+    @property
+    def identity(self) -> dict:   # the row's columns that find it again (a Ray worker: its submission id)
+        return {}
+
+    @property
+    def where(self) -> str:
+        return f"fake worker {self.job_id}"
+
 
 class FakeSupervisor:
     def __init__(self):
@@ -96,7 +104,8 @@ class FakeSupervisor:
         return {"signalled": 1}
 
 
-def test_the_scheduler_runs_jobs_through_any_supervisor(home):
+def test_the_scheduler_runs_jobs_through_any_supervisor(home, monkeypatch):
+    monkeypatch.setenv("LLMOS_DEV", "1")   # declare_mb is a test hook of the benchmark kind
     settings = Settings(home=home)
     fake = FakeSupervisor()
     sched = JobScheduler(settings, Store(settings.db_path), supervisor=fake, limits="", cancel_grace_s=0.0,

@@ -233,7 +233,7 @@ def test_cancel_returns_nothing_half_done():
 
 
 def test_language_detection_and_bad_languages():
-    from llmos_core.translation.translator import detect_language
+    from llmos_core.translation.languages import detect_language
 
     assert detect_language("Der schnelle braune Fuchs springt über den faulen Hund.")[0] == "de"
     doc = documents.parse_pasted("Bonjour tout le monde, comment allez-vous aujourd'hui ?")

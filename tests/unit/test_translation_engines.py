@@ -15,7 +15,8 @@ from llmos_core.errors import InvalidInput
 from llmos_core.jobs.context import JobContext
 from llmos_core.settings import Settings
 from llmos_core.translation import documents, job, open_engine
-from llmos_core.translation.translator import Seq2SeqEngine, Translator
+from llmos_core.translation.seq2seq_engine import Seq2SeqEngine
+from llmos_core.translation.translator import Translator
 
 
 @pytest.fixture
@@ -113,6 +114,24 @@ def test_cli_translate(engine, tmp_path, capsys):
     assert "Dienst" in out.read_text() and 'print("keep this code")' in out.read_text()
     assert main(["translate", str(tmp_path / "missing.md"), "--to", "de"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_bad_input_battery(home, tmp_path, capsys):
+    """Every bad file through the CLI: exit code 1, one clear line on stderr, no traceback; no model is loaded."""
+    from llmos_core.__main__ import main
+
+    for name, data, message in (("empty.txt", b"", "is empty"), ("binary.md", bytes(range(256)) * 40, "binary data"),
+                                ("bomb.docx", samples.make_zip_bomb(), "zip bomb"),
+                                ("truncated.docx", samples.make_docx()[:3000], "damaged"),
+                                ("entities.docx", samples.make_entity_bomb_docx(), "entity amplification|damaged"),
+                                ("locked.pdf", samples.encrypt_pdf(samples.make_pdf(samples.PDF_PAGES)), "password"),
+                                ("scan.pdf", samples.make_pdf([[]]), "no text layer"),
+                                ("line.txt", b"word " * 420_000, "characters long")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert main(["translate", str(path), "--to", "de", "--model", "none"]) == 1, name
+        err = capsys.readouterr().err
+        assert re.search(message, err) and "Traceback" not in err, (name, err)
 
 
 def test_job_validate_run_and_describe(engine, tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmos_core.translation.translator import CausalLMEngine
+from llmos_core.translation.causal_engine import CausalLMEngine
 
 TEXTS = ["Hello, how are you today?", "The quick brown fox jumps over the lazy dog.", "Thank you ⟦0⟧.",
          "LLM OS runs language models on this machine.", "Keep its structure.", "0 1 2 3"]

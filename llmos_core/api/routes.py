@@ -1,0 +1,266 @@
+"""The endpoints, in OpenAI's shapes, over the engine's own services (chat, embeddings, catalog, monitor).
+
+Chat and completions go through GenerationService.stream, so an API request queues, batches and
+pins its model exactly as a browser chat does. Errors (errors.py) are known before any byte is sent:
+a streamed reply starts only once the request is admitted, its model loaded and its prompt checked.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import os
+import struct
+import time
+import uuid
+from typing import TYPE_CHECKING, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import InvalidInput, LLMOSError
+from ..generation import TokenEvent
+from ..models.catalog import CAUSAL_LM, EMBEDDING
+from .errors import Unauthorized, describe, error_body
+from .metrics import CONTENT_TYPE, ApiMetrics
+from .schemas import ChatRequest, CompletionRequest, EmbeddingRequest, _Sampling
+from .streaming import EventPump, sse, watch_disconnect
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+OPEN_PATHS = ("/health", "/docs", "/openapi.json", "/docs/oauth2-redirect")
+
+
+class KeyCheck:
+    """Plain ASGI middleware (Starlette's BaseHTTPMiddleware would add a hop to every streamed chunk and
+    wrap `receive`, which the disconnect watch reads): a request without the right key gets a 401."""
+
+    def __init__(self, app, api_key: str):
+        self.app, self.api_key = app, api_key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            scheme, _, token = given.partition(b" ")
+            # constant-time: a wrong key takes as long to refuse whatever prefix it shares with the right one
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
+                status, body, headers = describe(Unauthorized("missing or wrong API key"))
+                await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class ApiError(Exception):
+    """Carries an engine error out of a route, with the model and endpoint for the request counter."""
+
+    def __init__(self, error: Exception, model: str = "", endpoint: str = ""):
+        super().__init__(str(error))
+        self.error, self.model, self.endpoint = error, model, endpoint
+
+
+def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> FastAPI:
+    app = FastAPI(title="LLM OS", version="1", description="OpenAI-compatible API of the LLM OS engine")
+
+    def refuse(error: Exception, model: str = "", endpoint: str = "") -> JSONResponse:
+        status, body, headers = describe(error)
+        if endpoint:
+            metrics.count_request(model, endpoint, status)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    if api_key:
+        app.add_middleware(KeyCheck, api_key=api_key)
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError):
+        return refuse(exc.error, exc.model, exc.endpoint)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_bad_body(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
+                             for e in exc.errors()[:5])
+        return JSONResponse(error_body(f"invalid request: {problems}", "invalid_request_error", "invalid_request"),
+                            status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse(error_body(str(exc.detail), "invalid_request_error", str(exc.status_code)),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "pid": os.getpid(), "primary": engine.is_primary,
+                "resident": [m["name"] for m in engine.models.resident()]}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models")
+    def list_models() -> dict:
+        created = int(engine.started_at)
+        return {"object": "list", "data": [
+            {"id": s.name, "object": "model", "created": created, "owned_by": "llmos", "task": s.task}
+            for s in engine.catalog.list() if s.task in (CAUSAL_LM, EMBEDDING)]}
+
+    @app.get("/v1/models/{name}")
+    def get_model(name: str) -> dict:
+        try:
+            spec = engine.catalog.get(name)
+        except LLMOSError as exc:
+            raise ApiError(exc) from exc
+        return {"id": spec.name, "object": "model", "created": int(engine.started_at), "owned_by": "llmos",
+                "task": spec.task}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest, request: Request):
+        messages = [m.as_dict() for m in body.messages]
+        return await _generate(request, body, "chat", lambda cancel, params: engine.chat.stream(
+            body.model, messages, params, cancel=cancel))
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        try:
+            prompt = body.text()
+        except LLMOSError as exc:
+            raise ApiError(exc, body.model, "completions") from exc
+        return await _generate(request, body, "completions", lambda cancel, params: engine.chat.stream(
+            body.model, [], params, cancel=cancel, raw_prompt=prompt))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest):
+        try:
+            texts = body.texts()
+            result = await asyncio.to_thread(engine.embeddings.embed, body.model, texts)
+            if body.dimensions is not None and result.vectors and body.dimensions != len(result.vectors[0]):
+                raise InvalidInput(f"{body.model} makes {len(result.vectors[0])}-dimensional vectors; "
+                                   f"dimensions={body.dimensions} cannot be given", "leave dimensions out")
+        except LLMOSError as exc:
+            raise ApiError(exc, body.model, "embeddings") from exc
+        metrics.count_request(body.model, "embeddings", 200)
+        metrics.embedded.labels(body.model).inc(len(texts))
+        data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
+                for i, v in enumerate(result.vectors)]
+        # JSONResponse as is: FastAPI's encoder would walk every float of a 1,000 x 384 reply one by one
+        return JSONResponse({"object": "list", "data": data, "model": body.model,
+                             "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}})
+
+    async def _generate(request: Request, body: _Sampling, endpoint: str, open_stream):
+        """Runs one reply; answers JSON, or server-sent events when body.stream is set."""
+        try:
+            spec = engine.catalog.get(body.model)
+            params = body.sampling(spec.sampling)
+        except LLMOSError as exc:
+            raise ApiError(exc, body.model, endpoint) from exc
+        pump = EventPump(lambda cancel: open_stream(cancel, params))
+        watcher = asyncio.create_task(watch_disconnect(request.receive, pump))
+        try:
+            first = await pump.first()
+        except Exception as exc:
+            watcher.cancel()
+            pump.stop()
+            raise ApiError(exc, body.model, endpoint) from exc
+        reply = _Reply(body.model, endpoint, first)
+        # A marker on the Monitor page's charts; written off the event loop, the reply need not wait for it.
+        asyncio.get_running_loop().run_in_executor(None, lambda: engine.store.add_event(
+            "api_request", body.model, f"API {endpoint} request for {body.model}" + (" (streamed)" * body.stream)))
+        if body.stream:
+            return StreamingResponse(_stream(pump, watcher, reply, body.include_usage),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        try:
+            while (event := await pump.next()) is not None:
+                reply.add(event)
+        except Exception as exc:
+            raise ApiError(exc, body.model, endpoint) from exc
+        finally:
+            watcher.cancel()
+            pump.stop()
+        metrics.count_request(body.model, endpoint, 200)
+        return JSONResponse(reply.whole())
+
+    async def _stream(pump: EventPump, watcher: asyncio.Task, reply: "_Reply", include_usage: bool
+                      ) -> AsyncIterator[bytes]:
+        status = 200
+        try:
+            if reply.endpoint == "chat":
+                yield sse(reply.chunk(role=True))
+            while (event := await pump.next()) is not None:
+                text = reply.add(event)
+                if text:
+                    yield sse(reply.chunk(text=text))
+            if reply.finish_reason == "cancelled":
+                return   # the client left: nobody reads the rest
+            yield sse(reply.chunk(finish=True))
+            if include_usage:
+                yield sse(reply.chunk(usage=True))
+            yield sse("[DONE]")
+        except Exception as exc:     # after the headers: the error travels as an event, as OpenAI sends it
+            status, body, _ = describe(exc)
+            yield sse(body)
+        finally:
+            watcher.cancel()
+            pump.stop()   # a client that disconnected: the generation ends now and its slot is freed
+            metrics.count_request(reply.model, reply.endpoint, status)
+
+    return app
+
+
+class _Reply:
+    """One reply as it grows, in OpenAI's shapes (chat.completion, text_completion and their chunks)."""
+
+    def __init__(self, model: str, endpoint: str, first: TokenEvent | None):
+        self.model, self.endpoint = model, endpoint
+        self.id = ("chatcmpl-" if endpoint == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.parts: list[str] = []
+        self.last = first or TokenEvent()
+        self.finish_reason: str | None = self.last.finish_reason
+
+    def add(self, event: TokenEvent) -> str:
+        self.last = event
+        if event.done:
+            self.finish_reason = event.finish_reason
+        if event.text:
+            self.parts.append(event.text)
+        return event.text
+
+    @property
+    def usage(self) -> dict:
+        prompt, completion = self.last.prompt_tokens, self.last.tokens
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _finish(self) -> str:
+        return "length" if self.finish_reason == "length" else "stop"
+
+    def whole(self) -> dict:
+        text = "".join(self.parts)
+        if self.endpoint == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                      "finish_reason": self._finish()}
+            kind = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": self._finish()}
+            kind = "text_completion"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
+                "system_fingerprint": None, "choices": [choice], "usage": self.usage}
+
+    def chunk(self, text: str = "", role: bool = False, finish: bool = False, usage: bool = False) -> dict:
+        finish_reason = self._finish() if finish else None
+        if usage:
+            choices = []
+        elif self.endpoint == "chat":
+            delta = {"role": "assistant", "content": ""} if role else ({} if finish else {"content": text})
+            choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        else:
+            choices = [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]
+        kind = "chat.completion.chunk" if self.endpoint == "chat" else "text_completion"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
+                "system_fingerprint": None, "choices": choices, "usage": self.usage if usage else None}
+
+
+def _encode_vector(vector: list[float], encoding: str):
+    if encoding == "base64":   # float32, little-endian, as OpenAI sends them
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector

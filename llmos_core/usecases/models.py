@@ -1,0 +1,71 @@
+"""The catalog as the Models page and `models list` show it, and pulling a model (download a hub id,
+convert a GGUF or embedded model, check a local folder) into it: both call `pull_and_register`.
+
+Pulling is idempotent: pulling a model that is already in the catalog under that name, from the same
+place, makes sure its files are on disk and changes nothing else. The same name for another model is
+refused, with the name it is taken by.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import access
+from ..access import LOCAL, WEB
+from ..errors import InvalidInput, ModelNotFound
+from ..models import fetch
+
+@dataclass
+class CatalogEntry:
+    name: str
+    source: str             # embedded, hub, local or gguf
+    task: str
+    chat: bool              # has a chat template
+    ready: bool             # its files are on disk
+    location: str
+    description: str
+
+
+def list_catalog(engine) -> list[CatalogEntry]:
+    return [CatalogEntry(s.name, s.source, s.task, s.chat, fetch.is_ready(s, engine.settings), s.location,
+                         s.description) for s in engine.catalog.list()]
+
+
+@dataclass
+class PulledModel:
+    name: str
+    folder: Path
+    source: str
+    registered: bool        # False: it was in the catalog already
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "folder": str(self.folder), "source": self.source, "registered": self.registered}
+
+
+def pull_and_register(engine, ref: str, *, name: str = "", task: str | None = None, trust_remote_code: bool = False,
+                      progress=None, origin: str = LOCAL) -> PulledModel:
+    """`ref`: a catalog name, a Hugging Face id (owner/name), a local folder or a .gguf file. `name`, if given,
+    becomes a folder name: paths.check_name refuses anything else. From the web (`origin`), local folders
+    and files only inside the data folder, and trust_remote_code only with LLMOS_ADMIN=1 (access.py)."""
+    catalog = engine.catalog
+    if origin == WEB:
+        access.check_model_ref(ref, engine.settings)   # before resolve() reads anything there
+    spec = catalog.resolve(ref, task=task, trust_remote_code=trust_remote_code, name=name)
+    if origin == WEB:
+        access.check_model_spec(spec, engine.settings)
+    existing = _registered(catalog, spec.name)
+    if existing is not None and (existing.source, existing.location) != (spec.source, spec.location):
+        raise InvalidInput(f"a model named {spec.name!r} is already in the catalog ({existing.description})",
+                           "choose another name for this one")
+    folder = fetch.model_folder(spec, engine.settings, progress)     # before registering: no entry without files
+    registered = existing is None and not spec.is_embedded
+    if registered:
+        catalog.register(spec)
+    return PulledModel(spec.name, Path(folder), spec.source, registered)
+
+
+def _registered(catalog, name: str):
+    try:
+        return catalog.get(name)
+    except ModelNotFound:
+        return None

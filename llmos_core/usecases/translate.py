@@ -1,0 +1,103 @@
+"""Translate a document: here (short ones, with progress) or as a scheduler job (long ones), and read the
+result back the same way either way; the Translate page and the `translate` command call these.
+
+A job's upload is kept under <home>/translate/uploads, named by its content's hash, so the job does
+not depend on a browser session; its result is the segments file the job wrote, read here and nowhere else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import InvalidInput, JobError
+from ..translation import documents, formats, open_engine
+from ..translation.isolation import parse_in_child
+from ..translation.documents import ParsedDocument
+from ..translation.job import job_threshold
+from ..translation.translator import Translator
+
+# What the upload accepts, from the formats the documents module reads (".txt" -> "txt").
+FILE_TYPES = tuple(suffix.lstrip(".") for fmt in formats.all_formats() for suffix in fmt.suffixes)
+
+
+@dataclass
+class TranslationRequest:
+    model: str
+    target: str
+    source: str = "auto"
+    glossary: dict[str, str] = field(default_factory=dict)
+    pdf_as: str = "docx"        # a PDF comes back as docx or txt
+    batch_size: int = 8
+
+
+@dataclass
+class TranslatedFile:
+    """A document ready to download or write: its bytes, file name and MIME type."""
+    data: bytes
+    file_name: str
+    mime: str
+
+
+@dataclass
+class TranslationResult:
+    """The original document and, segment by segment, its sources and translations (the page lets the
+    user edit the translations before rendering)."""
+    name: str
+    data: bytes
+    pdf_as: str
+    target: str
+    sources: list[str]
+    translations: list[str]
+    stats: dict
+    job: int | None = None
+
+    def render(self, translations: list[str] | None = None, max_bytes: int = documents.DEFAULT_MAX_BYTES,
+               parsed: documents.ParsedDocument | None = None) -> TranslatedFile:
+        """The translated document, with `translations` (edited ones) in place of the model's. `parsed`: the
+        source as already parsed (the page keeps it per upload); else it is parsed again in a child process."""
+        texts = self.translations if translations is None else translations
+        doc = parsed or parse_in_child(self.data, self.name, max_bytes, self.pdf_as)
+        if len(texts) != len(doc.segments):
+            raise InvalidInput("the preview lost some rows", "translate the document again")
+        return TranslatedFile(doc.render(texts), doc.output_name, doc.mime)
+
+
+def runs_as_job(doc: ParsedDocument) -> bool:
+    """Long documents run as a job: they outlive the page and do not hold a browser session."""
+    return len(doc.segments) > job_threshold()
+
+
+def translate_here(engine, doc: ParsedDocument, request: TranslationRequest,
+                   progress: Callable[[int, int, float | None], None] | None = None,
+                   load_progress: Callable[[float, str], None] | None = None) -> TranslationResult:
+    """Translate in this process; `progress(done, total, eta_s)` after each batch."""
+    with open_engine(engine, request.model, progress=load_progress) as model:
+        translator = Translator(model, request.target, request.source, request.glossary,
+                                batch_size=request.batch_size)
+        texts = translator.translate(doc.texts(), progress)
+    return TranslationResult(doc.name, doc.data, request.pdf_as, request.target, doc.texts(), texts,
+                             translator.stats.to_dict())
+
+
+def submit_upload(engine, doc: ParsedDocument, request: TranslationRequest, origin: str = "local") -> int:
+    """Keep the upload under the data folder and queue a translate job for it; returns the job id."""
+    uploads = engine.settings.uploads_dir   # retention.py prunes what no job names any more
+    uploads.mkdir(parents=True, exist_ok=True)
+    path = uploads / f"{hashlib.sha256(doc.data).hexdigest()[:16]}-{Path(doc.name).name}"
+    documents.write_output(path, doc.data)
+    return engine.scheduler.submit("translate", {
+        "input": str(path), "filename": doc.name, "target": request.target, "source": request.source,
+        "model": request.model, "glossary": request.glossary, "pdf_output": request.pdf_as}, origin=origin)
+
+
+def read_job_result(job: dict) -> TranslationResult:
+    """A finished translate job (as the scheduler returns it) -> its result."""
+    result, params = job.get("result") or {}, job["params"]
+    if job["state"] != "succeeded" or "segments_file" not in result:
+        raise JobError(f"job {job['id']} has no translation to show ({job['state']})")
+    saved = json.loads(Path(result["segments_file"]).read_text(encoding="utf-8"))
+    return TranslationResult(params["filename"], Path(params["input"]).read_bytes(), params.get("pdf_output", "docx"),
+                             params["target"], saved["sources"], saved["translations"], saved["stats"], job["id"])

@@ -1,0 +1,116 @@
+"""The Ray Jobs supervisor's side of the Jobs API, against a recording client (no cluster; the real
+cluster runs in tests/cluster/), and the settings and schema it needs. Ray itself is not imported."""
+from __future__ import annotations
+
+import enum
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
+
+from llmos_core import cluster
+from llmos_core.errors import ClusterError, SettingsError
+from llmos_core.jobs.ray_supervisor import RaySupervisor
+from llmos_core.settings import Settings
+from llmos_core.store import SCHEMA, Store
+
+
+class Status(enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    SUCCEEDED = "SUCCEEDED"
+
+
+class RecordingClient:
+    """What JobSubmissionClient is asked, and the statuses it answers."""
+
+    def __init__(self):
+        self.submitted, self.stopped, self.status = [], [], {}
+
+    def submit_job(self, **kwargs):
+        self.submitted.append(kwargs)
+        self.status[kwargs["submission_id"]] = Status.PENDING
+        return kwargs["submission_id"]
+
+    def get_job_status(self, job_id):
+        if job_id not in self.status:
+            raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
+        return self.status[job_id]
+
+    def get_job_info(self, job_id):
+        return SimpleNamespace(driver_exit_code=143 if self.status[job_id] is Status.STOPPED else 0)
+
+    def stop_job(self, job_id):
+        self.stopped.append(job_id)
+        self.status[job_id] = Status.STOPPED
+        return True
+
+    async def tail_job_logs(self, job_id):
+        yield "worker output\n"
+
+
+def job_row(home, **extra) -> dict:
+    return {"id": 7, "kind": "benchmark", "device": "cpu", "est_memory": 300 * 1024**2, "params": {},
+            "log_path": str(home / "jobs" / "7" / "job.log"), "ray_job_id": None, **extra}
+
+
+def test_launch_asks_ray_for_the_jobs_cpus_gpus_and_memory(tmp_path):
+    client = RecordingClient()
+    sup = RaySupervisor(Settings(home=tmp_path, cluster="http://head:8265"), client=client)
+    worker = sup.launch(job_row(tmp_path), tmp_path / "jobs" / "7" / "job.log")
+    asked = client.submitted[0]
+    assert asked["entrypoint"].endswith("-m llmos_core.jobs.worker 7")
+    assert (asked["entrypoint_num_cpus"], asked["entrypoint_num_gpus"], asked["entrypoint_memory"]) == (1.0, 0.0, 300 * 1024**2)
+    env = asked["runtime_env"]["env_vars"]
+    assert env["LLMOS_HOME"] == str(tmp_path) and "LLMOS_CLUSTER" not in env and env["PYTHONPATH"]
+    assert worker.identity == {"ray_job_id": asked["submission_id"]} and worker.pid is None
+    gpu = sup.launch(job_row(tmp_path, device="cuda"), tmp_path / "jobs" / "7" / "job.log")
+    assert client.submitted[1]["entrypoint_num_gpus"] == 1.0 and gpu.ray_job_id != worker.ray_job_id
+
+
+def test_alive_follows_rays_status_and_a_stop_is_confirmed_by_it(tmp_path):
+    client = RecordingClient()
+    sup = RaySupervisor(Settings(home=tmp_path, cluster="http://head:8265"), client=client)
+    worker = sup.launch(job_row(tmp_path), tmp_path / "jobs" / "7" / "job.log")
+    assert sup.alive(worker)
+    worker.log_copier.join(5)
+    assert "worker output" in (tmp_path / "jobs" / "7" / "job.log").read_text()
+    sup.request_stop(worker)
+    assert client.stopped == [worker.ray_job_id] and not sup.alive(worker)
+    assert sup.exit_code(worker) == 143
+
+
+def test_reattach_watches_a_job_ray_still_runs_and_gives_up_on_one_it_does_not(tmp_path):
+    client = RecordingClient()
+    sup = RaySupervisor(Settings(home=tmp_path, cluster="http://head:8265"), client=client)
+    client.status["llmos-x-7-running"] = Status.RUNNING
+    client.status["llmos-x-7-done"] = Status.SUCCEEDED
+    assert sup.reattach(job_row(tmp_path, ray_job_id="llmos-x-7-running")).ray_job_id == "llmos-x-7-running"
+    assert sup.reattach(job_row(tmp_path, ray_job_id="llmos-x-7-done")) is None
+    assert sup.reattach(job_row(tmp_path, ray_job_id="llmos-x-7-forgotten")) is None   # 404: Ray lost it
+    assert sup.reattach(job_row(tmp_path)) is None                                     # never submitted
+
+
+@pytest.mark.parametrize("address", ["head:8265", "http://", "ftp://head:8265", "http://head:8265/x y"])
+def test_a_cluster_address_must_be_a_dashboard_url(tmp_path, address):
+    with pytest.raises(SettingsError):
+        Settings(home=tmp_path, cluster=address)
+
+
+def test_one_machine_needs_no_ray(tmp_path, monkeypatch):
+    assert cluster.describe(Settings(home=tmp_path)) == "this machine"
+    monkeypatch.setitem(__import__("sys").modules, "ray.job_submission", None)   # as if Ray were not installed
+    with pytest.raises(ClusterError, match="Ray is not installed"):
+        cluster.connect("http://head:8265")
+
+
+def test_an_older_database_gets_the_ray_job_id_column(tmp_path):
+    path = tmp_path / "old.db"
+    old_schema = "\n".join(line for line in SCHEMA.splitlines() if "ray_job_id" not in line)
+    with sqlite3.connect(path) as conn:   # the tables as they were before this column
+        conn.executescript(old_schema)
+        assert "ray_job_id" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    Store(path)
+    with sqlite3.connect(path) as conn:
+        assert "ray_job_id" in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
