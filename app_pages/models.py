@@ -7,6 +7,7 @@ import streamlit as st
 from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
 from llmos_core import access
 from llmos_core.present import format_bytes
+from llmos_core.training.export import export_model
 from llmos_core.usecases.models import list_catalog, pull_and_register
 from app_pages._shared import engine, error_boundary
 
@@ -72,6 +73,26 @@ if col_unload.button("Unload", key="models_unload", icon=":material/eject:"):
             st.info(f"{choice} is not loaded.")
         else:
             st.rerun()
+
+# ---- a fine-tune on llama.cpp ----
+chosen = eng.catalog.get(choice) if choice else None
+if chosen is not None and chosen.source == "trained":
+    if chosen.data.get("gguf"):
+        st.caption(f":material/bolt: {choice} has a {chosen.data.get('gguf_quant', '').upper()} GGUF: chat with "
+                   f"backend auto serves it on llama.cpp. `{chosen.data['gguf']}`")
+    else:
+        st.caption(f"{choice} runs on transformers in fp32. Export it to GGUF and llama.cpp serves it, "
+                   "several times faster on a CPU (about a minute for a model of a few hundred million parameters).")
+    quant = st.radio("GGUF form", ["q8_0", "q4"], horizontal=True, key="models_export_quant",
+                     help="q8_0: perplexity within 2% of the fp32 weights; q4: the base GGUF's own 4-bit type, "
+                          "smaller and faster, within 5%")
+    if st.button("Export to GGUF for llama.cpp", key="models_export", icon=":material/bolt:"):
+        bar = st.progress(0.0, text=f"Exporting {choice}...")
+        with error_boundary("Exporting"):
+            done = export_model(choice, eng.catalog, eng.settings, quant,
+                                lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+            st.success(f"{choice}: {format_bytes(done['bytes'])} GGUF written in {done['seconds']:.0f} s; "
+                       "chat with backend auto now serves it on llama.cpp.")
 
 # ---- use from code: the OpenAI-compatible API of this engine ----
 with st.expander("Use from code", icon=":material/code:"):

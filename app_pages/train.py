@@ -14,6 +14,7 @@ from llmos_core.present import format_bytes, format_duration
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_BASE_MODEL
 from llmos_core.training import job as train_job
+from llmos_core.training.export import describe_export
 from llmos_core.training.params import PRESETS, help_text
 from llmos_core.usecases import datasets
 from llmos_core.usecases import train as train_usecase
@@ -227,6 +228,8 @@ with error_boundary("Showing the run"):
         before, after = result["before"], result["after"]
         st.success(f"**{result['model']}** is in the catalog: pick it in Chat or Translate.",
                    icon=":material/check_circle:")
+        if describe_export(result.get("export")):
+            st.caption(describe_export(result.get("export")))
         if before.get("loss") is not None:
             st.dataframe(pd.DataFrame([
                 {"": "validation loss", "before": round(before["loss"], 4), "after": round(after["loss"], 4)},

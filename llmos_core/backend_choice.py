@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from .errors import InvalidInput
-from .models.catalog import CAUSAL_LM, ModelSpec
+from .models.catalog import ModelSpec
 from .models.llamacpp_batch import PARALLEL
 
 BACKENDS = ("auto", "transformers", "transformers-int8", "llamacpp")
@@ -62,7 +62,7 @@ def choose_backend(spec: ModelSpec, requested: str, *, device_kind: str, backend
     requested = (requested or "auto").strip().lower()
     if requested not in BACKENDS:
         raise InvalidInput(f"unknown backend {requested!r}", f"use one of: {', '.join(BACKENDS)}")
-    is_gguf = spec.source in ("embedded", "gguf") and spec.task == CAUSAL_LM
+    is_gguf = spec.has_gguf
     if requested != "auto":
         if requested not in backends:
             why = llamacpp_reason if requested == "llamacpp" else "it runs on the CPU only"
@@ -72,25 +72,35 @@ def choose_backend(spec: ModelSpec, requested: str, *, device_kind: str, backend
             raise InvalidInput(f"{spec.name} is not a GGUF model; llama.cpp runs GGUF files only",
                                "choose auto or transformers")
         return BackendChoice(requested, f"{requested}: chosen in the request", requested)
-    batch = batching_backend(backends)
+    # int8 of de-quantized 4-bit weights loses nothing; a fine-tune's own fp32 weights stay as trained.
+    batch = batching_backend(backends) if spec.source != "trained" else "transformers"
     if device_kind != "cpu":
         return BackendChoice("transformers", f"transformers: the model runs on the {device_kind.upper()} GPU")
     if not is_gguf:
-        return BackendChoice("transformers", f"transformers: {spec.name} is not a GGUF file (llama.cpp runs GGUF only)")
+        why = " (export it to GGUF to serve it on llama.cpp)" if spec.source == "trained" else ""
+        return BackendChoice("transformers", f"transformers: {spec.name} is not a GGUF file (llama.cpp runs GGUF only)"
+                                             + why)
     if "llamacpp" not in backends:
         return BackendChoice(batch, f"{batch}: llama.cpp is not available ({llamacpp_reason or 'not installed'})")
     on_llamacpp = (in_flight or {}).get("llamacpp", 0)
     if on_llamacpp:
         return BackendChoice("llamacpp", f"llama.cpp: joins the {on_llamacpp} chat(s) on this model, decoded "
                                          f"together (up to {PARALLEL} at once, the rest wait in line)")
-    return BackendChoice("llamacpp", "llama.cpp: " + _speedup(spec.name, speeds, batch))
+    measured = _speedup(spec.name, speeds, batch)
+    if spec.source == "trained":
+        form = spec.data.get("gguf_quant", "quantized").upper()
+        return BackendChoice("llamacpp", f"llama.cpp: serves the {form} GGUF exported from this fine-tune, "
+                                         + (measured or f"{form} weights read as stored, fewer bytes per token "
+                                                        "than its fp32 weights on transformers: faster on a CPU"))
+    return BackendChoice("llamacpp", "llama.cpp: " + (measured or "4-bit GGUF weights read as stored, fewer bytes "
+                                                      "per token than fp32: faster for one user on a CPU"))
 
 
-def _speedup(name: str, speeds: SpeedBook | None, other: str) -> str:
+def _speedup(name: str, speeds: SpeedBook | None, other: str) -> str | None:
     fast = speeds.speed(name, "llamacpp") if speeds else None
     slow = None
     if speeds:
         slow = speeds.speed(name, "transformers") or speeds.speed(name, other)
     if fast and slow:
         return f"{fast / slow:.1f}x faster here for one user ({fast:.0f} vs {slow:.0f} tokens/s measured)"
-    return "4-bit GGUF weights read as stored, fewer bytes per token than fp32: faster for one user on a CPU"
+    return None

@@ -41,6 +41,8 @@ class Settings:
         "help": "never contact the Hugging Face hub (LLMOS_OFFLINE, also HF_HUB_OFFLINE)"})
     max_upload_mb: int = field(default=200, metadata={"help": "largest upload accepted, in MB (LLMOS_MAX_UPLOAD_MB)"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (LLMOS_THREADS); default: all cores"})
+    export_gguf: bool = field(default=True, metadata={
+        "help": "a training job ends by exporting the model to a Q8_0 GGUF that llama.cpp serves (LLMOS_EXPORT_GGUF=0: off)"})
     api_port: int | None = field(default=None, metadata={
         "help": "serve the OpenAI-compatible API on this port from the engine (LLMOS_API_PORT); default: off"})
     api_host: str = field(default="127.0.0.1", metadata={
@@ -131,7 +133,7 @@ def _convert(name: str, raw: str):
             return float(raw)
         if name in ("max_upload_mb", "threads", "api_port"):
             return int(raw)
-        if name == "offline":
+        if name in ("offline", "export_gguf"):
             return raw.strip().lower() in ("1", "true", "yes", "on")
         return raw.strip()
     except ValueError as exc:

@@ -1,4 +1,4 @@
-"""`models`: list the catalog, pull (download or convert), load, unload, ps.
+"""`models`: list the catalog, pull (download or convert), export (a fine-tune to GGUF), load, unload, ps.
 
 load/unload/ps act on the engine that holds models (the web app's, or `serve`). With none running,
 `load` starts a background engine that exits once it has been idle for the keep-alive.
@@ -31,6 +31,12 @@ def register(subparsers) -> None:
     p.add_argument("--task", choices=["causal-lm", "seq2seq", "sentence-embedding"])
     p.add_argument("--trust-remote-code", action="store_true", help="run the model's own code (only if you trust it)")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("export", help="write a fine-tuned model as a GGUF that llama.cpp serves, and register it")
+    p.add_argument("name", help="a fine-tuned model of the catalog")
+    p.add_argument("--quant", default="q8_0", choices=["q8_0", "q4", "f16"],
+                   help="the GGUF form: q8_0 (default; perplexity within 2%% of fp32), q4 (the base GGUF's own "
+                        "4-bit type: smaller, within 5%%), f16")
+    p.add_argument("--json", action="store_true")
     for action, text in (("load", "load a model into the engine"), ("unload", "unload a model from the engine")):
         p = sub.add_parser(action, help=text)
         p.add_argument("name")
@@ -43,7 +49,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     settings = Settings.from_env()
-    return {"list": _list, "pull": _pull, "load": _load, "unload": _unload, "ps": _ps}[args.action](args, settings)
+    return {"list": _list, "pull": _pull, "export": _export, "load": _load, "unload": _unload, "ps": _ps}[args.action](args, settings)
 
 
 def _socket(settings: Settings):
@@ -72,6 +78,23 @@ def _pull(args, settings: Settings) -> int:
     finally:
         engine.close()
     print_json(result) if args.json else print(f"{result['name']}: ready in {result['folder']}")
+    return 0
+
+
+def _export(args, settings: Settings) -> int:
+    from ..training.export import export_model
+
+    engine = Engine(settings, primary=False, start_threads=False)
+    try:
+        result = export_model(args.name, engine.catalog, settings, args.quant,
+                              None if args.json else progress_printer(f"{args.name} "))
+    finally:
+        engine.close()
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{args.name}: {result['gguf']} ({format_bytes(result['bytes'])}, {result['seconds']:.0f} s); "
+              "chat with backend auto now serves it on llama.cpp")
     return 0
 
 

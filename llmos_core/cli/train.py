@@ -17,6 +17,7 @@ from ..jobs.scheduler import FINISHED
 from ..present import format_bytes, format_duration
 from ..settings import Settings
 from ..usecases import train as train_usecase
+from ..training.export import describe_export
 from . import print_json
 
 
@@ -110,6 +111,8 @@ def summarize(job: dict) -> str:
     before, after = result.get("before", {}), result.get("after", {})
     lines = [f"{result['model']} is in the catalog ({result['method']} on {result['base_model']}, "
              f"{result['steps']} steps)"]
+    if describe_export(result.get("export")):
+        lines.append(describe_export(result.get("export")))
     if before.get("loss") is not None:
         lines.append(f"validation loss {before['loss']:.4f} -> {after['loss']:.4f}, "
                      f"perplexity {before['perplexity']:.2f} -> {after['perplexity']:.2f}")

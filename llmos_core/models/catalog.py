@@ -38,6 +38,11 @@ class ModelSpec:
     def is_embedded(self) -> bool:
         return self.source == "embedded"
 
+    @property
+    def has_gguf(self) -> bool:
+        """A GGUF file llama.cpp can serve: the model's own, or one exported from a fine-tune."""
+        return self.task == CAUSAL_LM and (self.source in ("embedded", "gguf") or bool(self.data.get("gguf")))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -193,6 +198,16 @@ class Catalog:
             raise InvalidInput(f"a model named {spec.name!r} is already in the catalog",
                                "choose another name or remove the old one") from exc
         return spec
+
+    def update_data(self, name: str, **values) -> ModelSpec:
+        """Add facts to a registered model (e.g. the GGUF exported from it), keeping the rest."""
+        spec = self.get(name)
+        if spec.is_embedded:
+            raise InvalidInput("embedded models cannot be changed")
+        rows = self.store.query("SELECT data FROM models WHERE name = ?", (name,))
+        data = {**json.loads(rows[0]["data"]), **values}
+        self.store.execute("UPDATE models SET data = ? WHERE name = ?", (json.dumps(data), name))
+        return self.get(name)
 
     def remove(self, name: str) -> None:
         if name in EMBEDDED:

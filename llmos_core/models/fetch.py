@@ -52,6 +52,12 @@ def gguf_path(spec: ModelSpec, settings: Settings, progress: Progress | None = N
         return embedded_gguf_path(spec, settings.cache_dir)
     if spec.source == "gguf":
         return Path(spec.location)
+    if spec.data.get("gguf"):   # exported from a fine-tune (export_gguf.py)
+        path = Path(spec.data["gguf"])
+        if not path.is_file():
+            raise ModelNotFound(f"the GGUF exported from {spec.name} is gone: {path}",
+                                f"export it again: python -m llmos_core models export {spec.name}")
+        return path
     raise ModelNotFound(f"{spec.name} has no GGUF file")
 
 

@@ -24,7 +24,7 @@ from ..errors import InvalidInput, LoadCancelled, ModelLoadError, ModelNotFound
 from ..settings import Settings
 from . import fetch
 from .backends import Loaded
-from .catalog import CAUSAL_LM, ModelSpec
+from .catalog import ModelSpec
 from .llamacpp_batch import N_BATCH, PARALLEL, BatchDecoder, stream
 from .runner import Piece, RunnerBudget, strip_beside_controls
 
@@ -279,8 +279,9 @@ class LlamaCppBackend:
         return self.settings.threads or os.cpu_count() or 1
 
     def _gguf(self, spec: ModelSpec) -> Path:
-        if spec.source not in ("embedded", "gguf") or spec.task != CAUSAL_LM:
-            raise ModelNotFound(f"{spec.name} is not a GGUF model", "llama.cpp runs GGUF files; use transformers")
+        if not spec.has_gguf:
+            raise ModelNotFound(f"{spec.name} is not a GGUF model", "llama.cpp runs GGUF files; use transformers, "
+                                "or export a fine-tune to GGUF: python -m llmos_core models export NAME")
         return fetch.gguf_path(spec, self.settings)
 
     def estimate(self, spec: ModelSpec) -> int:

@@ -6,13 +6,14 @@ and cost; run() does the work in the worker process; describe() names the job in
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..device import free_memory
-from ..errors import InsufficientMemory, InvalidInput, format_bytes
+from ..errors import InsufficientMemory, InvalidInput, LLMOSError, LoadCancelled, format_bytes
 from ..models import fetch
 from ..models.catalog import EMBEDDED, Catalog
 from ..settings import Settings
@@ -158,11 +159,51 @@ def describe(params: dict) -> str:
 
 
 def run(ctx) -> dict:
-    """In the worker: train, then record how the estimate compared, and teach the time estimate."""
+    """In the worker: train, record how the estimate compared and teach the time estimate, then export
+    the model to GGUF. A job resumed after training finished (stopped or failed in the export) only exports."""
+    settings = ctx.settings
+    catalog = Catalog(ctx.store)
+    trained = ctx.work_dir / "trained.json"
+    if ctx.resume and trained.exists():
+        result = json.loads(trained.read_text())
+        ctx.log.info("training finished before; resuming at the GGUF export")
+    else:
+        result = train_and_record(ctx, catalog)
+        if result.get("stopped"):
+            return result
+        trained.write_text(json.dumps(result))
+    if settings.export_gguf:
+        export_step(ctx, catalog, result)
+    if not ctx.cancelled():
+        ctx.progress(1.0, f"done: {result['model']} is in the catalog"
+                     + (" and served on llama.cpp" if (result.get("export") or {}).get("gguf") else ""))
+    return result
+
+
+def export_step(ctx, catalog: Catalog, result: dict) -> None:
+    """The trained model as a Q8_0 GGUF: a step of the job with its own progress; Cancel stops it (Resume
+    redoes it); a model that cannot be exported stays trained and usable on transformers, and says why."""
+    from .export import export_model
+
+    ctx.progress(0.96, "exporting to GGUF for llama.cpp")
+    try:
+        result["export"] = export_model(result["model"], catalog, ctx.settings,
+                                        progress=lambda f, m: ctx.progress(0.96 + 0.04 * f, m),
+                                        cancelled=ctx.cancelled)
+        ctx.log.info("exported %s in %.0f s", result["export"]["gguf"], result["export"]["seconds"])
+    except LoadCancelled:
+        result["export"] = {"cancelled": True}
+        ctx.progress(0.96, "GGUF export cancelled; Resume exports again (the trained model is kept)")
+    except LLMOSError as exc:
+        ctx.log.warning("GGUF export failed: %s (%s)", exc, exc.hint)
+        result["export"] = {"error": str(exc), "hint": exc.hint}
+
+
+def train_and_record(ctx, catalog: Catalog) -> dict:
+    """Train, then record how the estimate compared and teach the time estimate."""
     from .trainer import train
 
     settings = ctx.settings
-    catalog = Catalog(ctx.store)
     params = TrainParams.from_dict(ctx.params)
     placement = choose_placement(params, settings)
     before = estimate(ctx.params, settings)
@@ -181,6 +222,6 @@ def run(ctx) -> dict:
         flops = est.FLOPS_PER_PARAM_TOKEN * result["parameters"] * result["tokens_seen"]
         est.record_run(settings, params.model, params.method, placement.device, flops, result["train_seconds"],
                        fresh_steps)
-    ctx.progress(1.0, "stopped; Resume continues from the checkpoint" if result.get("stopped")
-                 else f"done: {result['model']} is in the catalog")
+    if result.get("stopped"):
+        ctx.progress(1.0, "stopped; Resume continues from the checkpoint")
     return result

@@ -90,7 +90,7 @@ def load_model(spec: ModelSpec, folder: Path, params: TrainParams, placement: Pl
     if params.method == "lora" and placement.precision != "fp32":
         dtype = torch.bfloat16 if placement.precision == "bf16" else torch.float16
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
-    for adapter in _adapter_chain(spec, catalog):
+    for adapter in adapter_chain(spec, catalog):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
@@ -110,7 +110,7 @@ def load_model(spec: ModelSpec, folder: Path, params: TrainParams, placement: Pl
     return model
 
 
-def _adapter_chain(spec: ModelSpec, catalog: Catalog) -> list[str]:
+def adapter_chain(spec: ModelSpec, catalog: Catalog) -> list[str]:
     """Adapter folders from the base upwards (an adapter trained on an adapter merges both)."""
     chain = []
     while spec.data.get("adapter"):

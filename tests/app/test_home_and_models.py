@@ -76,3 +76,19 @@ def test_without_llamacpp_the_pages_say_why_and_chat_falls_back(new_app, monkeyp
     assert not at.exception
     # The embedded GGUF chat model is served by transformers (int8 on the CPU), and the page says why.
     assert any("llama.cpp is not available" in c.value for c in at.caption)
+
+
+def test_a_fine_tune_offers_its_gguf_export_and_a_refusal_reads_as_a_message(app, tiny_causal):
+    from llmos_core.models.catalog import ModelSpec
+
+    engine = get_engine(Settings.from_env())
+    base = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
+    engine.catalog.register(ModelSpec(name="tiny-ft", source="trained", location=str(tiny_causal),
+                                      data={"base_model": base, "job": 1}))
+    app.switch_page("app_pages/models.py").run()
+    app.selectbox(key="models_choice").set_value("tiny-ft").run()
+    assert any("Export it to GGUF" in c.value for c in app.caption)
+    app.button(key="models_export").click().run()
+    # the tiny model was not made from a GGUF: there is no tokenizer to copy, and the page says so
+    assert not app.exception
+    assert app.error and "did not come from a GGUF file" in app.error[0].value

@@ -59,6 +59,8 @@ def test_cli_list_and_errors(home):
     assert "Traceback" not in result.stderr
     result = cli("models", "ps", "--json")
     assert result.returncode == 0 and json.loads(result.stdout) == []
+    result = cli("models", "export", "gemma-3-270m")   # embedded: a GGUF already, nothing to export
+    assert result.returncode == 1 and "not a fine-tuned model" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_cli_load_starts_a_background_engine_that_ps_sees(home, tiny_causal):

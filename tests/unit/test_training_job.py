@@ -3,6 +3,7 @@ it learns memorizable text, registers a model that generates it, stops and resum
 and stops clearly on NaN loss and on a full disk without damaging earlier checkpoints."""
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import time
@@ -112,6 +113,27 @@ def test_lora_adapter_is_registered_and_merged_at_load(lab):
             assert model.loaded.details["adapter"].endswith("fox-lora")
     finally:
         engine.close()
+
+
+def test_the_export_step_says_why_it_cannot_export_and_a_resume_only_exports(lab, monkeypatch):
+    # the tiny model was made in Python, not from a GGUF: no tokenizer to copy, so the model stays on
+    # transformers and the result says why; the training itself succeeded
+    params = lab.params(max_steps=2, eval_every=2, save_every=2, name="fox-export")
+    result = job.run(lab.context(params, job_id=1))
+    assert "did not come from a GGUF file" in result["export"]["error"]
+    assert lab.catalog.get("fox-export").data.get("gguf") is None
+
+    def no_training(*args):
+        raise AssertionError("a job resumed after its training finished must not train again")
+
+    monkeypatch.setattr(job, "train_and_record", no_training)
+    resumed = job.run(lab.context(params, job_id=1, resume=True))
+    assert resumed["model"] == "fox-export" and "error" in resumed["export"]
+
+    off = dataclasses.replace(lab.settings, export_gguf=False)   # LLMOS_EXPORT_GGUF=0
+    ctx = lab.context(params, job_id=1, resume=True)
+    ctx.settings = off
+    assert "export" not in job.run(ctx)
 
 
 class StopAt(JobContext):
