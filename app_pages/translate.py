@@ -16,6 +16,7 @@ from llmos_core.models.catalog import CAUSAL_LM, SEQ2SEQ
 from llmos_core.translation import documents, parse_glossary
 from llmos_core.translation.isolation import parse_in_child
 from llmos_core.translation.languages import LANGUAGES, language_name
+from llmos_core.translation.model_choice import coverage_warning, default_translation_model
 from llmos_core.translation.segment import from_display, to_display
 from llmos_core.usecases import translate as translation
 from app_pages._shared import engine, error_boundary
@@ -71,8 +72,16 @@ col_src, col_tgt, col_model = st.columns(3)
 source = col_src.selectbox("From", ["auto", *LANGUAGES], format_func=language_label, key="translate_source")
 codes = list(LANGUAGES)
 target = col_tgt.selectbox("To", codes, index=codes.index("de"), format_func=language_label, key="translate_target")
-model_name = col_model.selectbox("Model", seq2seq + causal, key="translate_model",
+models = seq2seq + causal
+best = default_translation_model(eng.catalog) if models else None
+model_name = col_model.selectbox("Model", models, index=models.index(best) if best in models else 0,
+                                 key="translate_model", help="the default is the best offline translator in the "
+                                 "catalog: a translation model if there is one, else the best prompted LM",
                                  format_func=lambda n: f"{n} (translation model)" if n in seq2seq else f"{n} (prompted LM)")
+if model_name:
+    outside = coverage_warning(eng.catalog.get(model_name), source, target)
+    if outside:
+        st.warning(outside, icon=":material/warning:")
 if model_name not in seq2seq:
     st.caption(f":material/info: {model_name} is a general language model prompted with examples; it works offline, "
                "but a dedicated translation model (opus-mt, NLLB, M2M100: add one on the Models page) translates "

@@ -109,3 +109,14 @@ def test_an_upload_is_parsed_once_not_on_every_rerun(app, monkeypatch):
     app.selectbox(key="translate_target").set_value("fr").run()
     app.selectbox(key="translate_source").set_value("en").run()
     assert not app.exception and calls == ["film.srt"]
+
+
+def test_the_default_model_is_the_best_offline_one_and_an_uncovered_pair_is_warned(new_app):
+    at = new_app()
+    at.switch_page("app_pages/translate.py").run()
+    assert not at.exception, at.exception
+    model = at.selectbox(key="translate_model")
+    assert model.value == "gemma-3-270m"          # not the catalog's first causal LM, the English-only SmolLM2
+    assert not at.warning
+    model.set_value("smollm2-135m-instruct").run()
+    assert any("not on German" in w.value for w in at.warning), [w.value for w in at.warning]
