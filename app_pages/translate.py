@@ -177,11 +177,18 @@ if result:
                "kept from the original: leave them in place.")
     for note in stats.get("notes", []):
         st.caption(f":material/info: {note}")
+    kept = set(stats.get("kept_source", []))
     table = pd.DataFrame({"source": [to_display(t) for t in result.sources],
-                          "translation": [to_display(t) for t in result.translations]})
-    edited = st.data_editor(table, key="translate_editor", hide_index=True, width="stretch", disabled=["source"],
+                          "translation": [to_display(t) for t in result.translations],
+                          "check": ["kept in the source language" if i in kept else ""
+                                    for i in range(len(result.sources))]})
+    edited = st.data_editor(table, key="translate_editor", hide_index=True, width="stretch",
+                            disabled=["source", "check"],
                             column_config={"source": st.column_config.TextColumn("Source", width="large"),
-                                           "translation": st.column_config.TextColumn("Translation", width="large")})
+                                           "translation": st.column_config.TextColumn("Translation", width="large"),
+                                           "check": st.column_config.TextColumn(
+                                               "Check", help="the model broke this row's ⟦n⟧ marks twice: its "
+                                               "source text is kept; translate it by hand")})
     with error_boundary("Building the translated document"):
         texts = [from_display(str(t)) for t in edited["translation"].fillna("")]
         final = result.render(texts, eng.settings.max_upload_mb * 1024**2,

@@ -53,6 +53,8 @@ class TranslationStats:
     cached: int = 0             # pieces answered from the cache
     batches: int = 0
     repaired: int = 0           # placeholders the model lost or repeated, put right
+    retried: int = 0            # sentences whose placeholders the model broke, translated again run by run
+    kept_source: list[int] = field(default_factory=list)   # segments holding a sentence left in the source
     empty: int = 0              # sentences the model answered with nothing: kept in the source language
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -157,25 +159,74 @@ class Translator:
             if progress:
                 elapsed = time.perf_counter() - translate_started
                 progress(bisect_right(finish_order, done - 1), total, elapsed / done * (len(todo) - done))
-        results = [self._assemble(pieces) for pieces in per_segment]
+        if not self._enforce_placeholders(todo, cancelled):
+            return None
+        results = []
+        for index, pieces in enumerate(per_segment):
+            text, kept = self._assemble(pieces)
+            results.append(text)
+            if kept:
+                self.stats.kept_source.append(index)
+        if self.stats.kept_source:
+            self.stats.notes.append(
+                f"{len(self.stats.kept_source)} segment(s) kept in the source language, marked in the preview: "
+                "the model broke their ⟦n⟧ formatting marks twice (segments "
+                + ", ".join(str(i + 1) for i in self.stats.kept_source[:20]) + ")")
         self.stats.seconds = round(time.perf_counter() - started, 3)
         return results
 
-    def _assemble(self, pieces: list[_Piece]) -> str:
-        out = []
+    def _enforce_placeholders(self, keys: list[str], cancelled: Callable[[], bool] | None) -> bool:
+        """Every translation holds exactly its source's placeholders, in order. A sentence that breaks this
+        is tried once more, differently (the same prompt would give the same greedy answer): its text runs
+        between placeholders are translated on their own and joined around the placeholders in source
+        order. If a run still brings a stray mark, the sentence stays in the source language and its
+        segment is listed in stats.kept_source. False when cancelled."""
+        broken = [k for k in keys if not seg.placeholders_intact(self.cache[k], k)]
+        self.stats.retried = len(broken)
+        parts = {key: seg.split_at_placeholders(key) for key in broken}
+        runs = list(dict.fromkeys(p for key in broken for p in parts[key]
+                                  if not seg.PLACEHOLDER.fullmatch(p) and _needs_model(p)))
+        translated: dict[str, str] = {}
+        for start in range(0, len(runs), self.batch_size):
+            if cancelled and cancelled():
+                return False
+            batch = runs[start:start + self.batch_size]
+            translated.update(zip(batch, self.engine.translate_batch(batch, self.source, self.target)))
+            self.stats.batches += 1
+        for key in broken:
+            joined = []
+            for part in parts[key]:
+                answer = translated.get(part, "").strip()
+                # a run keeps the spaces around it in the source (the model's answer has none)
+                joined.append(part[:len(part) - len(part.lstrip())] + answer + part[len(part.rstrip()):]
+                              if answer else part)
+            retry = "".join(joined)
+            self.cache[key] = retry if seg.placeholders_intact(retry, key) else _KEPT + key
+        return True
+
+    def _assemble(self, pieces: list[_Piece]) -> tuple[str, bool]:
+        """A segment's translation, and whether a sentence of it was kept in the source language."""
+        out, kept = [], False
         for piece in pieces:
             if piece.masked is None:
                 out.append(piece.text + piece.space)
                 continue
             translated = self.cache.get(piece.masked.text, piece.masked.text) \
                 if _needs_model(piece.masked.text) else piece.masked.text
+            if translated.startswith(_KEPT):
+                kept, translated = True, translated[len(_KEPT):]
             if not translated.strip():   # the model gave nothing: the source text beats a hole in the document
                 self.stats.empty += 1
                 translated = piece.masked.text
             text, repaired = seg.unmask(translated, piece.masked)
             self.stats.repaired += repaired
             out.append(text + piece.space)
-        return "".join(out)
+        return "".join(out), kept
+
+
+# Marks a cached sentence kept in the source language (its placeholders could not be kept); a private-use
+# character that no text, masked or translated, can hold (segment._STRAY_MARK rejects it in a translation).
+_KEPT = "\ue001\ue000"
 
 
 def _needs_model(masked_text: str) -> bool:

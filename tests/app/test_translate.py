@@ -41,7 +41,7 @@ def test_upload_translate_edit_download(app):
     result = app.session_state["translate_result"]
     assert len(result.translations) == 3 and result.target == "fr"
     frame = app.dataframe[0].value   # the side-by-side editor
-    assert list(frame.columns) == ["source", "translation"] and len(frame) == 3
+    assert list(frame.columns) == ["source", "translation", "check"] and len(frame) == 3
     assert frame["source"][0] == "⟦0⟧Hello there,⟦1⟧ my friend. How are you today?"
     buttons = app.get("download_button")
     assert buttons and "film.srt" in buttons[0].proto.label
