@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     p.add_argument("--glossary", help="file of term pairs, one a line: term = translation")
     p.add_argument("--pdf-as", choices=["docx", "txt"], default="docx", help="output format for a PDF (default docx)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--backend", default="auto", choices=["auto", "transformers", "transformers-int8", "llamacpp"],
+                   help="what runs a prompted LM (default auto: llama.cpp for a GGUF model on the CPU)")
     p.add_argument("-o", "--output", help="output file (default: NAME.<lang>.<ext> beside the input)")
     p.add_argument("--json", action="store_true", help="print the output path and figures as JSON")
     p.set_defaults(func=run)
@@ -49,7 +51,8 @@ def run(args) -> int:
     engine = Engine(settings, primary=False, start_threads=False)
     try:
         model = args.model or default_translation_model(engine.catalog)
-        request = translation.TranslationRequest(model, args.target, args.source, glossary, args.pdf_as, args.batch_size)
+        request = translation.TranslationRequest(model, args.target, args.source, glossary, args.pdf_as,
+                                                 args.batch_size, args.backend)
         outside = coverage_warning(engine.catalog.get(request.model), args.source, args.target)
         report = progress_printer("")
         done = translation.translate_here(
@@ -69,5 +72,5 @@ def run(args) -> int:
         for note in result["notes"]:
             print(f"note: {note}", file=sys.stderr)
         print(f"{output} ({len(done.translations)} segments from {stats['source']} in {stats['seconds']:.1f} s; "
-              f"{stats['cached']} from the cache)")
+              f"{stats['cached']} from the cache; {stats['backend_reason'] or stats['backend']})")
     return 0

@@ -31,16 +31,37 @@ class TranslationEngine(Protocol):
 
 
 @contextmanager
-def open_engine(engine, model_name: str, progress=None) -> Iterator[TranslationEngine]:
-    """Pin `model_name` in the engine's memory manager and wrap it as a translation engine."""
+def open_engine(engine, model_name: str, progress=None, backend: str = "auto") -> Iterator[TranslationEngine]:
+    """Pin `model_name` in the engine's memory manager and wrap it as a translation engine, on the backend
+    `backend` names or, for auto, the one chat would pick (llama.cpp for a GGUF model on the CPU)."""
+    from ..backend_choice import choose_backend
+    from ..models import llamacpp
     from ..models.catalog import SEQ2SEQ
 
     spec = engine.catalog.get(model_name)
-    with engine.models.use(model_name, progress=progress) as resident:
-        if spec.task == SEQ2SEQ:
+    if spec.task == SEQ2SEQ:
+        with engine.models.use(model_name, progress=progress) as resident:
             yield Seq2SeqEngine(resident.model, resident.tokenizer, name=model_name, location=spec.location)
-        else:
-            yield CausalLMEngine(resident.model, resident.tokenizer, name=model_name, chat=spec.chat)
+        return
+    choice = choose_backend(spec, backend, device_kind=engine.models.device.kind, backends=engine.models.backends,
+                            llamacpp_reason=llamacpp.availability()[1])
+    if choice.backend == "llamacpp":
+        from .llamacpp_engine import LlamaCppEngine
+
+        reason = choice.reason if choice.requested != "auto" else (
+            "llama.cpp: a GGUF model on the CPU, its 4-bit weights read as stored; up to "
+            f"{llamacpp.PARALLEL} sentences decoded together, the few-shot prompt read once per language pair")
+        with engine.models.use(model_name, "llamacpp", progress=progress) as resident:
+            translation_engine = LlamaCppEngine(resident, name=model_name, chat=spec.chat, reason=reason)
+            try:
+                yield translation_engine
+            finally:
+                translation_engine.stop()
+        return
+    with engine.models.use(model_name, choice.backend, progress=progress) as resident:
+        causal = CausalLMEngine(resident.model, resident.tokenizer, name=model_name, chat=spec.chat)
+        causal.backend, causal.reason = choice.backend, choice.reason
+        yield causal
 
 
 @dataclass
@@ -56,6 +77,8 @@ class TranslationStats:
     retried: int = 0            # sentences whose placeholders the model broke, translated again run by run
     kept_source: list[int] = field(default_factory=list)   # segments holding a sentence left in the source
     empty: int = 0              # sentences the model answered with nothing: kept in the source language
+    backend: str = ""           # what ran the model: transformers, transformers-int8, llamacpp
+    backend_reason: str = ""    # why that one (auto's choice, in a sentence)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -117,6 +140,8 @@ class Translator:
         self.resolve_source(texts)
         self.engine.check(self.source, self.target)
         self.stats.notes = list(self.engine.notes)
+        self.stats.backend = getattr(self.engine, "backend", "transformers")
+        self.stats.backend_reason = getattr(self.engine, "reason", "")
         per_segment = [self._pieces(t) for t in texts]
         self.stats.segments = len(texts)
         # Distinct masked sentences not in the cache, in document order; and, for progress, the

@@ -31,6 +31,7 @@ class TranslationRequest:
     glossary: dict[str, str] = field(default_factory=dict)
     pdf_as: str = "docx"        # a PDF comes back as docx or txt
     batch_size: int = 8
+    backend: str = "auto"       # auto | transformers | transformers-int8 | llamacpp (see backend_choice.py)
 
 
 @dataclass
@@ -74,7 +75,7 @@ def translate_here(engine, doc: ParsedDocument, request: TranslationRequest,
                    progress: Callable[[int, int, float | None], None] | None = None,
                    load_progress: Callable[[float, str], None] | None = None) -> TranslationResult:
     """Translate in this process; `progress(done, total, eta_s)` after each batch."""
-    with open_engine(engine, request.model, progress=load_progress) as model:
+    with open_engine(engine, request.model, progress=load_progress, backend=request.backend) as model:
         translator = Translator(model, request.target, request.source, request.glossary,
                                 batch_size=request.batch_size)
         texts = translator.translate(doc.texts(), progress)
