@@ -175,6 +175,8 @@ if result:
                f"{language_name(result.target)} · {stats['unique']} sentences through the model, "
                f"{stats['cached']} from the cache · {stats['seconds']:.1f} s. ⟦n⟧ marks formatting, code or links "
                "kept from the original: leave them in place.")
+    if stats.get("backend"):
+        st.caption(f":material/memory: Engine: {stats.get('backend_reason') or stats['backend']}")
     for note in stats.get("notes", []):
         st.caption(f":material/info: {note}")
     kept = set(stats.get("kept_source", []))

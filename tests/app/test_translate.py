@@ -40,6 +40,7 @@ def test_upload_translate_edit_download(app):
     assert not app.error, [e.value for e in app.error]
     result = app.session_state["translate_result"]
     assert len(result.translations) == 3 and result.target == "fr"
+    assert any("Engine: transformers" in c.value for c in app.caption)
     frame = app.dataframe[0].value   # the side-by-side editor
     assert list(frame.columns) == ["source", "translation", "check"] and len(frame) == 3
     assert frame["source"][0] == "⟦0⟧Hello there,⟦1⟧ my friend. How are you today?"
