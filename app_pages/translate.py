@@ -195,5 +195,15 @@ if result:
         texts = [from_display(str(t)) for t in edited["translation"].fillna("")]
         final = result.render(texts, eng.settings.max_upload_mb * 1024**2,
                               parse_once(result.data, result.name, result.pdf_as))
-        st.download_button(f"Download {final.file_name}", final.data, file_name=final.file_name,
-                           mime=final.mime, key="translate_download", type="primary", icon=":material/download:")
+        left, right = st.columns(2)
+        left.download_button(f"Download {final.file_name}", final.data, file_name=final.file_name,
+                             mime=final.mime, key="translate_download", type="primary", icon=":material/download:")
+        if result.name.lower().endswith(".pdf"):
+            right.caption("A PDF has no bilingual form: its layout cannot be rebuilt.")
+        else:
+            both = result.render(texts, eng.settings.max_upload_mb * 1024**2,
+                                 parse_once(result.data, result.name, result.pdf_as), bilingual=True)
+            right.download_button(f"Download bilingual {both.file_name}", both.data, file_name=both.file_name,
+                                  mime=both.mime, key="translate_download_bilingual", icon=":material/translate:",
+                                  help="source and translation paragraph by paragraph (subtitles: both lines "
+                                       "in each cue)")

@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..errors import InvalidInput, JobError
 from ..translation import documents, formats, open_engine
+from ..translation.bilingual import bilingual_name, render_bilingual
 from ..translation.isolation import parse_in_child
 from ..translation.documents import ParsedDocument
 from ..translation.job import job_threshold
@@ -56,13 +57,16 @@ class TranslationResult:
     job: int | None = None
 
     def render(self, translations: list[str] | None = None, max_bytes: int = documents.DEFAULT_MAX_BYTES,
-               parsed: documents.ParsedDocument | None = None) -> TranslatedFile:
+               parsed: documents.ParsedDocument | None = None, bilingual: bool = False) -> TranslatedFile:
         """The translated document, with `translations` (edited ones) in place of the model's. `parsed`: the
-        source as already parsed (the page keeps it per upload); else it is parsed again in a child process."""
+        source as already parsed (the page keeps it per upload); else it is parsed again in a child process.
+        bilingual: source and translation together (bilingual.py)."""
         texts = self.translations if translations is None else translations
         doc = parsed or parse_in_child(self.data, self.name, max_bytes, self.pdf_as)
         if len(texts) != len(doc.segments):
             raise InvalidInput("the preview lost some rows", "translate the document again")
+        if bilingual:
+            return TranslatedFile(render_bilingual(doc, texts), bilingual_name(doc), doc.mime)
         return TranslatedFile(doc.render(texts), doc.output_name, doc.mime)
 
 

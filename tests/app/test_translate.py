@@ -46,6 +46,7 @@ def test_upload_translate_edit_download(app):
     assert frame["source"][0] == "⟦0⟧Hello there,⟦1⟧ my friend. How are you today?"
     buttons = app.get("download_button")
     assert buttons and "film.srt" in buttons[0].proto.label
+    assert "film.bilingual.srt" in buttons[1].proto.label
 
 
 def test_bad_file_gets_a_clear_message(app):
