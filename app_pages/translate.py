@@ -173,7 +173,8 @@ if result:
     detected = " (detected)" if stats.get("detected") else ""
     st.caption(f"{stats['segments']} segments from {language_name(stats['source'])}{detected} to "
                f"{language_name(result.target)} · {stats['unique']} sentences through the model, "
-               f"{stats['cached']} from the cache · {stats['seconds']:.1f} s. ⟦n⟧ marks formatting, code or links "
+               f"{stats['cached']} from the cache, {stats.get('from_memory', 0)} segment(s) from the translation "
+               f"memory · {stats['seconds']:.1f} s. ⟦n⟧ marks formatting, code or links "
                "kept from the original: leave them in place.")
     if stats.get("backend"):
         st.caption(f":material/memory: Engine: {stats.get('backend_reason') or stats['backend']}")
@@ -191,8 +192,16 @@ if result:
                                            "check": st.column_config.TextColumn(
                                                "Check", help="the model broke this row's ⟦n⟧ marks twice: its "
                                                "source text is kept; translate it by hand")})
+    texts = [from_display(str(t)) for t in edited["translation"].fillna("")]
+    corrected = sum(a != b for a, b in zip(texts, result.translations))
+    if st.button(f"Remember {corrected} correction(s) for later documents", key="translate_remember",
+                 icon=":material/bookmark_add:", disabled=not corrected,
+                 help="the translation memory: a later document with the same segment gets your translation, "
+                      "not the model's"):
+        with error_boundary("Saving to the translation memory"):
+            saved = translation.remember_corrections(eng, result, texts)
+            st.success(f"{saved} segment(s) saved to the translation memory", icon=":material/check:")
     with error_boundary("Building the translated document"):
-        texts = [from_display(str(t)) for t in edited["translation"].fillna("")]
         final = result.render(texts, eng.settings.max_upload_mb * 1024**2,
                               parse_once(result.data, result.name, result.pdf_as))
         left, right = st.columns(2)

@@ -72,6 +72,7 @@ class TranslationStats:
     sentences: int = 0          # sentence pieces in the document
     unique: int = 0             # distinct pieces that needed the model
     cached: int = 0             # pieces answered from the cache
+    from_memory: int = 0        # segments answered from the translation memory (a person's corrections)
     batches: int = 0
     repaired: int = 0           # placeholders the model lost or repeated, put right
     retried: int = 0            # sentences whose placeholders the model broke, translated again run by run
@@ -98,7 +99,8 @@ class _Piece:
 
 class Translator:
     def __init__(self, engine: TranslationEngine, target: str, source: str = "auto",
-                 glossary: dict[str, str] | None = None, batch_size: int = 8, cache: dict | None = None):
+                 glossary: dict[str, str] | None = None, batch_size: int = 8, cache: dict | None = None,
+                 memory=None):
         self.engine = engine
         self.target = check_language(target, "target language")
         self.source = "auto" if (source or "auto") == "auto" else check_language(source, "source language")
@@ -106,6 +108,7 @@ class Translator:
         self._glossary_re = seg.compile_glossary(self.glossary)
         self.batch_size = max(1, int(batch_size))
         self.cache: dict[str, str] = {} if cache is None else cache
+        self.memory = memory          # a TranslationMemory: corrected segments, reused before the model
         self.stats = TranslationStats()
 
     def resolve_source(self, texts: list[str]) -> str:
@@ -142,7 +145,9 @@ class Translator:
         self.stats.notes = list(self.engine.notes)
         self.stats.backend = getattr(self.engine, "backend", "transformers")
         self.stats.backend_reason = getattr(self.engine, "reason", "")
-        per_segment = [self._pieces(t) for t in texts]
+        remembered = self.memory.entries(self.source, self.target) if self.memory is not None else {}
+        self.stats.from_memory = sum(t in remembered for t in texts)
+        per_segment = [[] if t in remembered else self._pieces(t) for t in texts]
         self.stats.segments = len(texts)
         # Distinct masked sentences not in the cache, in document order; and, for progress, the
         # position of each segment's last new sentence in that order.
@@ -187,8 +192,8 @@ class Translator:
         if not self._enforce_placeholders(todo, cancelled):
             return None
         results = []
-        for index, pieces in enumerate(per_segment):
-            text, kept = self._assemble(pieces)
+        for index, (source, pieces) in enumerate(zip(texts, per_segment)):
+            text, kept = (remembered[source], False) if source in remembered else self._assemble(pieces)
             results.append(text)
             if kept:
                 self.stats.kept_source.append(index)

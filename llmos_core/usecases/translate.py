@@ -16,6 +16,7 @@ from ..errors import InvalidInput, JobError
 from ..translation import documents, formats, open_engine
 from ..translation.bilingual import bilingual_name, render_bilingual
 from ..translation.isolation import parse_in_child
+from ..translation.memory import TranslationMemory
 from ..translation.documents import ParsedDocument
 from ..translation.job import job_threshold
 from ..translation.translator import Translator
@@ -81,7 +82,7 @@ def translate_here(engine, doc: ParsedDocument, request: TranslationRequest,
     """Translate in this process; `progress(done, total, eta_s)` after each batch."""
     with open_engine(engine, request.model, progress=load_progress, backend=request.backend) as model:
         translator = Translator(model, request.target, request.source, request.glossary,
-                                batch_size=request.batch_size)
+                                batch_size=request.batch_size, memory=TranslationMemory.for_home(engine.settings.home))
         texts = translator.translate(doc.texts(), progress)
     return TranslationResult(doc.name, doc.data, request.pdf_as, request.target, doc.texts(), texts,
                              translator.stats.to_dict())
@@ -106,3 +107,16 @@ def read_job_result(job: dict) -> TranslationResult:
     saved = json.loads(Path(result["segments_file"]).read_text(encoding="utf-8"))
     return TranslationResult(params["filename"], Path(params["input"]).read_bytes(), params.get("pdf_output", "docx"),
                              params["target"], saved["sources"], saved["translations"], saved["stats"], job["id"])
+
+
+def remember_corrections(engine, result: TranslationResult, corrected: list[str]) -> int:
+    """The rows a person changed in the editor go into the translation memory, so later documents reuse
+    them before the model (exact match). Returns how many entries were new or changed."""
+    if len(corrected) != len(result.translations):
+        raise InvalidInput("the preview lost some rows", "translate the document again")
+    changed = {source: fixed for source, model, fixed in zip(result.sources, result.translations, corrected)
+               if fixed != model}
+    source = result.stats.get("source") or ""
+    if not source or not changed:
+        return 0
+    return TranslationMemory.for_home(engine.settings.home).add(source, result.target, changed)

@@ -122,3 +122,21 @@ def test_the_default_model_is_the_best_offline_one_and_an_uncovered_pair_is_warn
     assert not at.warning
     model.set_value("smollm2-135m-instruct").run()
     assert any("not on German" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_a_correction_goes_into_the_memory_and_the_next_document_reuses_it(app):
+    app.radio(key="translate_mode").set_value("Paste text").run()
+    app.text_area(key="translate_paste").set_value("Hello world.\nGood night.").run()
+    app.selectbox(key="translate_source").set_value("en")
+    app.button(key="translate_run").click().run(timeout=120)
+    assert not app.exception and not app.error
+    result = app.session_state["translate_result"]
+    edited = {"edited_rows": {0: {"translation": "Bonjour le monde."}}, "added_rows": [], "deleted_rows": []}
+    app.session_state["translate_editor"] = edited
+    app.run()
+    app.button(key="translate_remember").click().run()
+    assert not app.exception and any("1 segment(s) saved" in s.value for s in app.success)
+    app.button(key="translate_run").click().run(timeout=120)
+    again = app.session_state["translate_result"]
+    assert again.translations[0] == "Bonjour le monde." and again.stats["from_memory"] == 1
+    assert again.translations[1] == result.translations[1]
