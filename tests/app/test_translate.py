@@ -55,12 +55,16 @@ def test_bad_file_gets_a_clear_message(app):
     assert app.button(key="translate_run").disabled
 
 
-def test_pasted_text_with_the_cache(app):
+def _translate_pasted(app, text: str) -> None:
     app.radio(key="translate_mode").set_value("Paste text").run()
-    app.text_area(key="translate_paste").set_value("Hello world.\nHello world.\nGood night.").run()
+    app.text_area(key="translate_paste").set_value(text).run()
     app.selectbox(key="translate_source").set_value("en")
     app.button(key="translate_run").click().run(timeout=120)
     assert not app.exception and not app.error
+
+
+def test_pasted_text_with_the_cache(app):
+    _translate_pasted(app, "Hello world.\nHello world.\nGood night.")
     stats = app.session_state["translate_result"].stats
     assert stats["segments"] == 3 and stats["unique"] == 2 and stats["cached"] == 1
 
@@ -125,11 +129,7 @@ def test_the_default_model_is_the_best_offline_one_and_an_uncovered_pair_is_warn
 
 
 def test_a_correction_goes_into_the_memory_and_the_next_document_reuses_it(app):
-    app.radio(key="translate_mode").set_value("Paste text").run()
-    app.text_area(key="translate_paste").set_value("Hello world.\nGood night.").run()
-    app.selectbox(key="translate_source").set_value("en")
-    app.button(key="translate_run").click().run(timeout=120)
-    assert not app.exception and not app.error
+    _translate_pasted(app, "Hello world.\nGood night.")
     result = app.session_state["translate_result"]
     edited = {"edited_rows": {0: {"translation": "Bonjour le monde."}}, "added_rows": [], "deleted_rows": []}
     app.session_state["translate_editor"] = edited
