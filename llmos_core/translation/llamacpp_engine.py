@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..generation.request import SamplingParams
 from ..generation.prompt import template_pieces
 from ..models.llamacpp import LlamaCppRunner
-from ..models.llamacpp_batch import read_reply
+from ..models.llamacpp_batch import PARALLEL, read_reply
 from .causal_engine import budget, chat_messages, plain_prompt
 
 
@@ -29,6 +29,7 @@ class _RowParams(SamplingParams):
 
 class LlamaCppEngine:
     backend = "llamacpp"
+    rows_per_call = 4 * PARALLEL   # the decoder runs PARALLEL at a time; the rest wait in its line
 
     def __init__(self, resident, name: str = "gguf", chat: bool = False, reason: str = ""):
         self.runner = LlamaCppRunner(resident)

@@ -106,7 +106,9 @@ class Translator:
         self.source = "auto" if (source or "auto") == "auto" else check_language(source, "source language")
         self.glossary = dict(glossary or {})
         self._glossary_re = seg.compile_glossary(self.glossary)
-        self.batch_size = max(1, int(batch_size))
+        # An engine that batches continuously (llama.cpp: a freed row's slot takes the next sentence at once)
+        # is given more rows per call than it decodes at a time, so no step waits for a batch's longest row.
+        self.batch_size = max(1, int(batch_size), getattr(engine, "rows_per_call", 1))
         self.cache: dict[str, str] = {} if cache is None else cache
         self.memory = memory          # a TranslationMemory: corrected segments, reused before the model
         self.stats = TranslationStats()
