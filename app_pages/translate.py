@@ -16,6 +16,7 @@ from llmos_core.models.catalog import CAUSAL_LM, SEQ2SEQ
 from llmos_core.translation import documents, parse_glossary
 from llmos_core.translation.isolation import parse_in_child
 from llmos_core.translation.languages import LANGUAGES, language_name
+from llmos_core.translation.model_choice import coverage_warning, default_translation_model
 from llmos_core.translation.segment import from_display, to_display
 from llmos_core.usecases import translate as translation
 from app_pages._shared import engine, error_boundary
@@ -71,8 +72,16 @@ col_src, col_tgt, col_model = st.columns(3)
 source = col_src.selectbox("From", ["auto", *LANGUAGES], format_func=language_label, key="translate_source")
 codes = list(LANGUAGES)
 target = col_tgt.selectbox("To", codes, index=codes.index("de"), format_func=language_label, key="translate_target")
-model_name = col_model.selectbox("Model", seq2seq + causal, key="translate_model",
+models = seq2seq + causal
+best = default_translation_model(eng.catalog) if models else None
+model_name = col_model.selectbox("Model", models, index=models.index(best) if best in models else 0,
+                                 key="translate_model", help="the default is the best offline translator in the "
+                                 "catalog: a translation model if there is one, else the best prompted LM",
                                  format_func=lambda n: f"{n} (translation model)" if n in seq2seq else f"{n} (prompted LM)")
+if model_name:
+    outside = coverage_warning(eng.catalog.get(model_name), source, target)
+    if outside:
+        st.warning(outside, icon=":material/warning:")
 if model_name not in seq2seq:
     st.caption(f":material/info: {model_name} is a general language model prompted with examples; it works offline, "
                "but a dedicated translation model (opus-mt, NLLB, M2M100: add one on the Models page) translates "
@@ -164,18 +173,46 @@ if result:
     detected = " (detected)" if stats.get("detected") else ""
     st.caption(f"{stats['segments']} segments from {language_name(stats['source'])}{detected} to "
                f"{language_name(result.target)} · {stats['unique']} sentences through the model, "
-               f"{stats['cached']} from the cache · {stats['seconds']:.1f} s. ⟦n⟧ marks formatting, code or links "
+               f"{stats['cached']} from the cache, {stats.get('from_memory', 0)} segment(s) from the translation "
+               f"memory · {stats['seconds']:.1f} s. ⟦n⟧ marks formatting, code or links "
                "kept from the original: leave them in place.")
+    if stats.get("backend"):
+        st.caption(f":material/memory: Engine: {stats.get('backend_reason') or stats['backend']}")
     for note in stats.get("notes", []):
         st.caption(f":material/info: {note}")
+    kept = set(stats.get("kept_source", []))
     table = pd.DataFrame({"source": [to_display(t) for t in result.sources],
-                          "translation": [to_display(t) for t in result.translations]})
-    edited = st.data_editor(table, key="translate_editor", hide_index=True, width="stretch", disabled=["source"],
+                          "translation": [to_display(t) for t in result.translations],
+                          "check": ["kept in the source language" if i in kept else ""
+                                    for i in range(len(result.sources))]})
+    edited = st.data_editor(table, key="translate_editor", hide_index=True, width="stretch",
+                            disabled=["source", "check"],
                             column_config={"source": st.column_config.TextColumn("Source", width="large"),
-                                           "translation": st.column_config.TextColumn("Translation", width="large")})
+                                           "translation": st.column_config.TextColumn("Translation", width="large"),
+                                           "check": st.column_config.TextColumn(
+                                               "Check", help="the model broke this row's ⟦n⟧ marks twice: its "
+                                               "source text is kept; translate it by hand")})
+    texts = [from_display(str(t)) for t in edited["translation"].fillna("")]
+    corrected = sum(a != b for a, b in zip(texts, result.translations))
+    if st.button(f"Remember {corrected} correction(s) for later documents", key="translate_remember",
+                 icon=":material/bookmark_add:", disabled=not corrected,
+                 help="the translation memory: a later document with the same segment gets your translation, "
+                      "not the model's"):
+        with error_boundary("Saving to the translation memory"):
+            saved = translation.remember_corrections(eng, result, texts)
+            st.success(f"{saved} segment(s) saved to the translation memory", icon=":material/check:")
     with error_boundary("Building the translated document"):
-        texts = [from_display(str(t)) for t in edited["translation"].fillna("")]
         final = result.render(texts, eng.settings.max_upload_mb * 1024**2,
                               parse_once(result.data, result.name, result.pdf_as))
-        st.download_button(f"Download {final.file_name}", final.data, file_name=final.file_name,
-                           mime=final.mime, key="translate_download", type="primary", icon=":material/download:")
+        left, right = st.columns(2)
+        left.download_button(f"Download {final.file_name}", final.data, file_name=final.file_name,
+                             mime=final.mime, key="translate_download", type="primary", icon=":material/download:")
+        if result.name.lower().endswith(".pdf"):
+            right.caption("A PDF has no bilingual form: its layout cannot be rebuilt.")
+        else:
+            both = result.render(texts, eng.settings.max_upload_mb * 1024**2,
+                                 parse_once(result.data, result.name, result.pdf_as), bilingual=True)
+            right.download_button(f"Download bilingual {both.file_name}", both.data, file_name=both.file_name,
+                                  mime=both.mime, key="translate_download_bilingual", icon=":material/translate:",
+                                  help="source and translation paragraph by paragraph (subtitles: both lines "
+                                       "in each cue)")

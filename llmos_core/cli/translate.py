@@ -12,11 +12,12 @@ from pathlib import Path
 
 from ..engine import Engine
 from ..errors import InvalidInput
-from ..models.catalog import DEFAULT_BASE_MODEL, SEQ2SEQ
+from ..models.catalog import DEFAULT_BASE_MODEL
 from ..settings import Settings
 from ..translation import documents, parse_glossary
 from ..translation.isolation import parse_in_child
 from ..translation.languages import LANGUAGES
+from ..translation.model_choice import coverage_warning, default_translation_model
 from ..usecases import translate as translation
 from . import print_json, progress_printer
 
@@ -27,19 +28,16 @@ def register(subparsers) -> None:
     p.add_argument("input", help="the document to translate")
     p.add_argument("--to", dest="target", required=True, help="target language code: " + " ".join(sorted(LANGUAGES)))
     p.add_argument("--from", dest="source", default="auto", help="source language code (default: detected)")
-    p.add_argument("--model", help="catalog name; default: the first seq2seq model, else the embedded "
-                                    f"{DEFAULT_BASE_MODEL} (prompted; a translation model translates better)")
+    p.add_argument("--model", help="catalog name; default: the first translation (seq2seq) model, else the "
+                                    f"best prompted LM (the embedded {DEFAULT_BASE_MODEL})")
     p.add_argument("--glossary", help="file of term pairs, one a line: term = translation")
     p.add_argument("--pdf-as", choices=["docx", "txt"], default="docx", help="output format for a PDF (default docx)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--backend", default="auto", choices=["auto", "transformers", "transformers-int8", "llamacpp"],
+                   help="what runs a prompted LM (default auto: llama.cpp for a GGUF model on the CPU)")
     p.add_argument("-o", "--output", help="output file (default: NAME.<lang>.<ext> beside the input)")
     p.add_argument("--json", action="store_true", help="print the output path and figures as JSON")
     p.set_defaults(func=run)
-
-
-def default_model(engine: Engine) -> str:
-    seq2seq = engine.catalog.names(SEQ2SEQ)
-    return seq2seq[0] if seq2seq else DEFAULT_BASE_MODEL
 
 
 def run(args) -> int:
@@ -52,8 +50,10 @@ def run(args) -> int:
     output = Path(args.output) if args.output else path.with_name(f"{path.stem}.{args.target}.{doc.output_format}")
     engine = Engine(settings, primary=False, start_threads=False)
     try:
-        request = translation.TranslationRequest(args.model or default_model(engine), args.target, args.source,
-                                                 glossary, args.pdf_as, args.batch_size)
+        model = args.model or default_translation_model(engine.catalog)
+        request = translation.TranslationRequest(model, args.target, args.source, glossary, args.pdf_as,
+                                                 args.batch_size, args.backend)
+        outside = coverage_warning(engine.catalog.get(request.model), args.source, args.target)
         report = progress_printer("")
         done = translation.translate_here(
             engine, doc, request,
@@ -65,12 +65,12 @@ def run(args) -> int:
     documents.write_output(output, doc.render(done.translations))
     stats = done.stats
     result = {**stats, "output": str(output), "model": request.model, "format": doc.format,
-              "output_format": doc.output_format, "notes": doc.notes + stats.get("notes", [])}
+              "output_format": doc.output_format, "notes": [*doc.notes, *stats.get("notes", []), *([outside] if outside else [])]}
     if args.json:
         print_json(result)
     else:
         for note in result["notes"]:
             print(f"note: {note}", file=sys.stderr)
         print(f"{output} ({len(done.translations)} segments from {stats['source']} in {stats['seconds']:.1f} s; "
-              f"{stats['cached']} from the cache)")
+              f"{stats['cached']} from the cache; {stats['backend_reason'] or stats['backend']})")
     return 0

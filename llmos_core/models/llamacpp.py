@@ -10,6 +10,7 @@ PARALLEL chats share, and the BatchDecoder that decodes them together (llamacpp_
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
@@ -174,6 +175,19 @@ class LlamaCppModel:
 
         return tuple(frozenset(text for text, attr in self._control_attrs.items() if attr & flag)
                      for flag in (llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP, llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP))
+
+    @functools.cached_property
+    def newline_tokens(self) -> frozenset[int]:
+        """Tokens whose text holds a line break (a translation ends with its line). One pass over the
+        vocabulary, on first use."""
+        import llama_cpp
+
+        found, buffer = set(), ctypes.create_string_buffer(256)
+        for token in range(self.n_vocab):
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+            if n > 0 and b"\n" in buffer.raw[:n]:
+                found.add(token)
+        return frozenset(found)
 
     def detokenize(self, ids, special: bool = False) -> str:
         return self.weights.detokenize(list(ids), special=special).decode("utf-8", "replace")

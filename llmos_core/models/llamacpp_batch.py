@@ -10,7 +10,9 @@ How (one thread per loaded model runs `_loop`):
     id) and the KV cache the slots share can hold its prompt plus max_new_tokens. Those cells are reserved
     at admission, so a running request never finds the cache full; requests are admitted in order.
   - Each slot remembers which tokens its KV cells hold. A request takes the free slot whose tokens share the
-    longest prefix with its prompt (the conversation so far) and evaluates only the rest. Cells of idle
+    longest prefix with its prompt (the conversation so far) and evaluates only the rest; when another
+    slot, even a busy one, holds a longer prefix, its cells are shared in (llama_memory_seq_cp), so rows
+    with one prompt prefix (a translation's few-shot examples) evaluate it once. Cells of idle
     slots are given up, least recently used first, when a new request needs the room.
   - One step is one llama_decode of one batch: the last sampled token of every sequence that is writing,
     then pieces of prompts being read (up to n_batch tokens in all). Logits are asked only where a next
@@ -65,6 +67,8 @@ class _Request:
         self.finished = False
         self._text = codecs.getincrementaldecoder("utf-8")("replace")   # half a character waits for its rest
         self._vocab, self.sampler = vocab, RequestSampler(prompt, params)
+        # Tokens that end this reply once written (a translation ends with its line: any newline token).
+        self.stop_tokens = frozenset(getattr(params, "stop_token_ids", ()))
 
     def piece(self, token: int) -> str:
         import llama_cpp
@@ -100,6 +104,7 @@ class BatchDecoder:
         self.slots = [_Slot(i) for i in range(slots)]
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.steps = 0                    # llama_decode calls so far (tests and figures)
+        self.shared_tokens = 0            # prompt tokens shared from another slot's cells, not evaluated
         self._waiting: list[_Request] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -220,6 +225,8 @@ class BatchDecoder:
                     llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
                     keep = 0
                 slot.tokens = slot.tokens[:keep]
+            if not fresh:
+                keep = self._share_prefix(slot, keep, request.prompt)
             # Room for this request: give up idle slots' cells, least recently used first.
             idle = sorted((s for s in free if s is not slot and s.tokens), key=lambda s: s.last_used)
             held = sum(len(s.tokens) for s in idle)
@@ -230,6 +237,24 @@ class BatchDecoder:
                 victim.tokens = []
             request.slot, slot.request = slot, request
             request.todo, request.reused = request.prompt[keep:], keep
+
+    def _share_prefix(self, slot: _Slot, keep: int, prompt: list[int]) -> int:
+        """When another slot (running or idle) holds a longer start of `prompt` than `slot` does, its cells
+        are shared into `slot` (llama_memory_seq_cp: in the unified cache the cells get a second sequence id,
+        nothing is copied or evaluated). This is how rows that share a prompt prefix (a translation's
+        few-shot examples) read it once. Returns the prompt tokens `slot` now holds."""
+        import llama_cpp
+
+        source = max((s for s in self.slots if s is not slot), default=None,
+                     key=lambda s: _common_prefix(s.tokens, prompt))
+        shared = 0 if source is None else min(_common_prefix(source.tokens, prompt), len(prompt) - 1)
+        if shared <= keep:
+            return keep
+        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self.memory, source.seq_id, slot.seq_id, 0, shared)
+        slot.tokens = prompt[:shared]
+        self.shared_tokens += shared
+        return shared
 
     def _step(self) -> None:
         """One llama_decode over every running request, then one sampled token for each that asked."""
@@ -287,7 +312,7 @@ class BatchDecoder:
                 continue
             request.generated += 1
             request.out.put((request.piece(token), request.generated))
-            if request.generated >= request.params.max_new_tokens:
+            if request.generated >= request.params.max_new_tokens or token in request.stop_tokens:
                 self._release(request)
             else:
                 request.next_token = token
@@ -309,3 +334,16 @@ def stream(decoder: BatchDecoder, prompt: list[int], params: Any, cancel: thread
         if not request.finished:
             cancel.set()
             decoder.wake()
+
+
+def read_reply(request: _Request) -> str:
+    """The whole text of a submitted request, once it ends (for a caller that submits many rows, then reads
+    each: they decode together meanwhile)."""
+    pieces = []
+    while True:
+        item = request.out.get()
+        if item is _END:
+            return "".join(pieces)
+        if isinstance(item, BaseException):
+            raise item
+        pieces.append(item[0])

@@ -30,7 +30,38 @@ EXAMPLES: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _shots(source: str, target: str) -> list[tuple[str, str]]:
+    return list(zip(EXAMPLES[source], EXAMPLES[target])) if source in EXAMPLES and target in EXAMPLES else []
+
+
+def chat_messages(text: str, source: str, target: str) -> list[dict]:
+    """The prompt for a chat model: the examples as earlier turns, then the sentence."""
+    ask = (f"Translate from {language_name(source)} to {language_name(target)}. Keep every ⟦n⟧ marker as it "
+           "is. Reply with the translation only.\n\n")
+    messages = []
+    for a, b in _shots(source, target):
+        messages += [{"role": "user", "content": ask + a}, {"role": "assistant", "content": b}]
+    return messages + [{"role": "user", "content": ask + text}]
+
+
+def plain_prompt(text: str, source: str, target: str) -> str:
+    """The prompt for a base model: instructions, examples as lines, then the sentence; the answer is a line."""
+    src, tgt = language_name(source), language_name(target)
+    lines = [f"Translate {src} to {tgt}. Copy the ⟦n⟧ markers unchanged.", ""]
+    for a, b in _shots(source, target):
+        lines += [f"{src}: {a}", f"{tgt}: {b}", ""]
+    lines += [f"{src}: {text}", f"{tgt}:"]
+    return "\n".join(lines)
+
+
+def budget(sentence_tokens: int) -> int:
+    """New tokens a row may write: 2.5x its sentence's tokens + 8 (a row that never writes a newline stops there)."""
+    return int(sentence_tokens * 2.5) + 8
+
+
 class CausalLMEngine:
+    backend, reason = "transformers", ""   # open_engine sets what auto chose and why
+
     def __init__(self, model, tokenizer, name: str = "causal-lm", chat: bool = False, max_batch: int = 8):
         self.model, self.tokenizer, self.name, self.chat = model, tokenizer, name, chat
         self.max_chars = 300
@@ -49,21 +80,10 @@ class CausalLMEngine:
         pass
 
     def prompt(self, text: str, source: str, target: str) -> str:
-        src, tgt = language_name(source), language_name(target)
-        shots = list(zip(EXAMPLES[source], EXAMPLES[target])) if source in EXAMPLES and target in EXAMPLES else []
         if self.chat and getattr(self.tokenizer, "chat_template", None):
-            ask = (f"Translate from {src} to {tgt}. Keep every ⟦n⟧ marker as it is. "
-                   "Reply with the translation only.\n\n")
-            messages = []
-            for a, b in shots:
-                messages += [{"role": "user", "content": ask + a}, {"role": "assistant", "content": b}]
-            messages.append({"role": "user", "content": ask + text})
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        lines = [f"Translate {src} to {tgt}. Copy the ⟦n⟧ markers unchanged.", ""]
-        for a, b in shots:
-            lines += [f"{src}: {a}", f"{tgt}: {b}", ""]
-        lines += [f"{src}: {text}", f"{tgt}:"]
-        return "\n".join(lines)
+            return self.tokenizer.apply_chat_template(chat_messages(text, source, target), tokenize=False,
+                                                      add_generation_prompt=True)
+        return plain_prompt(text, source, target)
 
     def _encode(self, text: str, source: str, target: str) -> list[int]:
         return self.tokenizer(self.prompt(text, source, target), add_special_tokens=not self.chat)["input_ids"]
@@ -158,8 +178,7 @@ class CausalLMEngine:
     def translate_batch(self, texts: list[str], source: str, target: str) -> list[str]:
         prefix, prefix_cache = self._prefix(source, target) if self.prefix_cache else ([], None)
         encoded = [self._encode(t, source, target) for t in texts]
-        # New tokens allowed per row: 2.5x its sentence's tokens + 8 (a row that never writes a newline stops there).
-        budgets = [int(len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) * 2.5) + 8 for t in texts]
+        budgets = [budget(len(self.tokenizer(t, add_special_tokens=False)["input_ids"])) for t in texts]
         shared = [i for i, ids in enumerate(encoded) if prefix and ids[:len(prefix)] == prefix]
         other = sorted(set(range(len(texts))) - set(shared))
         out: list[str] = [""] * len(texts)

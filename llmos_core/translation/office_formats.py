@@ -131,11 +131,14 @@ def _set_run_text(run, text: str) -> None:
     run.append(t)
 
 
-def _render_docx(doc: ParsedDocument, translations: list[str]) -> bytes:
+def _render_docx(doc: ParsedDocument, translations: list[str], keep_source: bool = False) -> bytes:
+    """keep_source: each translated paragraph follows a copy of its source paragraph (bilingual.py)."""
     document = _open_docx(doc.data, doc.name)
     paragraphs = _docx_paragraphs(document)
     for segment, translated in zip(doc.segments, translations):
         p = paragraphs[segment.ref["p"]]
+        if keep_source:
+            p.addprevious(copy.deepcopy(p))
         items = _docx_items(p)
         base = _base_signature(items)
         base_run = next((i["elements"][0] for i in items if i["kind"] == "text" and i["signature"] == base), None)

@@ -209,6 +209,22 @@ def mask(text: str, glossary: dict[str, str] | None = None, glossary_re: re.Patt
     return Masked("".join(out), values)
 
 
+_STRAY_MARK = re.compile("[⟦⟧\ue000\ue001]")
+
+
+def placeholders_intact(translated: str, masked_text: str) -> bool:
+    """The translation holds exactly the placeholders of its source, in the same order, and no stray
+    half of one (a lone ⟧ was seen in a sentence whose source had no formatting at all)."""
+    wanted = PLACEHOLDER.findall(masked_text)
+    return (PLACEHOLDER.findall(translated) == wanted
+            and not _STRAY_MARK.search(PLACEHOLDER.sub("", translated)))
+
+
+def split_at_placeholders(masked_text: str) -> list[str]:
+    """'a ⟦0⟧b⟦1⟧ c' -> ['a ', '⟦0⟧', 'b', '⟦1⟧', ' c']: text runs and placeholders, in order."""
+    return [part for part in re.split(r"(⟦\s*\d+\s*⟧)", masked_text) if part]
+
+
 def unmask(translated: str, masked: Masked) -> tuple[str, int]:
     """Placeholders back to their values. Returns (text, how many had to be repaired).
 

@@ -13,6 +13,8 @@ _TOKENIZER_LOCK = threading.Lock()   # src_lang lives on the shared tokenizer: s
 
 
 class Seq2SeqEngine:
+    backend, reason = "transformers", "transformers: a translation (encoder-decoder) model; llama.cpp runs GGUF LMs"
+
     def __init__(self, model, tokenizer, name: str = "seq2seq", location: str = "", num_beams: int = 1):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.num_beams = num_beams

@@ -14,7 +14,9 @@ from typing import Callable
 
 from ..errors import InvalidInput, JobError
 from ..translation import documents, formats, open_engine
+from ..translation.bilingual import bilingual_name, render_bilingual
 from ..translation.isolation import parse_in_child
+from ..translation.memory import TranslationMemory
 from ..translation.documents import ParsedDocument
 from ..translation.job import job_threshold
 from ..translation.translator import Translator
@@ -31,6 +33,7 @@ class TranslationRequest:
     glossary: dict[str, str] = field(default_factory=dict)
     pdf_as: str = "docx"        # a PDF comes back as docx or txt
     batch_size: int = 8
+    backend: str = "auto"       # auto | transformers | transformers-int8 | llamacpp (see backend_choice.py)
 
 
 @dataclass
@@ -55,13 +58,16 @@ class TranslationResult:
     job: int | None = None
 
     def render(self, translations: list[str] | None = None, max_bytes: int = documents.DEFAULT_MAX_BYTES,
-               parsed: documents.ParsedDocument | None = None) -> TranslatedFile:
+               parsed: documents.ParsedDocument | None = None, bilingual: bool = False) -> TranslatedFile:
         """The translated document, with `translations` (edited ones) in place of the model's. `parsed`: the
-        source as already parsed (the page keeps it per upload); else it is parsed again in a child process."""
+        source as already parsed (the page keeps it per upload); else it is parsed again in a child process.
+        bilingual: source and translation together (bilingual.py)."""
         texts = self.translations if translations is None else translations
         doc = parsed or parse_in_child(self.data, self.name, max_bytes, self.pdf_as)
         if len(texts) != len(doc.segments):
             raise InvalidInput("the preview lost some rows", "translate the document again")
+        if bilingual:
+            return TranslatedFile(render_bilingual(doc, texts), bilingual_name(doc), doc.mime)
         return TranslatedFile(doc.render(texts), doc.output_name, doc.mime)
 
 
@@ -74,9 +80,9 @@ def translate_here(engine, doc: ParsedDocument, request: TranslationRequest,
                    progress: Callable[[int, int, float | None], None] | None = None,
                    load_progress: Callable[[float, str], None] | None = None) -> TranslationResult:
     """Translate in this process; `progress(done, total, eta_s)` after each batch."""
-    with open_engine(engine, request.model, progress=load_progress) as model:
+    with open_engine(engine, request.model, progress=load_progress, backend=request.backend) as model:
         translator = Translator(model, request.target, request.source, request.glossary,
-                                batch_size=request.batch_size)
+                                batch_size=request.batch_size, memory=TranslationMemory.for_home(engine.settings.home))
         texts = translator.translate(doc.texts(), progress)
     return TranslationResult(doc.name, doc.data, request.pdf_as, request.target, doc.texts(), texts,
                              translator.stats.to_dict())
@@ -101,3 +107,16 @@ def read_job_result(job: dict) -> TranslationResult:
     saved = json.loads(Path(result["segments_file"]).read_text(encoding="utf-8"))
     return TranslationResult(params["filename"], Path(params["input"]).read_bytes(), params.get("pdf_output", "docx"),
                              params["target"], saved["sources"], saved["translations"], saved["stats"], job["id"])
+
+
+def remember_corrections(engine, result: TranslationResult, corrected: list[str]) -> int:
+    """The rows a person changed in the editor go into the translation memory, so later documents reuse
+    them before the model (exact match). Returns how many entries were new or changed."""
+    if len(corrected) != len(result.translations):
+        raise InvalidInput("the preview lost some rows", "translate the document again")
+    changed = {source: fixed for source, model, fixed in zip(result.sources, result.translations, corrected)
+               if fixed != model}
+    source = result.stats.get("source") or ""
+    if not source or not changed:
+        return 0
+    return TranslationMemory.for_home(engine.settings.home).add(source, result.target, changed)

@@ -40,11 +40,13 @@ def test_upload_translate_edit_download(app):
     assert not app.error, [e.value for e in app.error]
     result = app.session_state["translate_result"]
     assert len(result.translations) == 3 and result.target == "fr"
+    assert any("Engine: transformers" in c.value for c in app.caption)
     frame = app.dataframe[0].value   # the side-by-side editor
-    assert list(frame.columns) == ["source", "translation"] and len(frame) == 3
+    assert list(frame.columns) == ["source", "translation", "check"] and len(frame) == 3
     assert frame["source"][0] == "⟦0⟧Hello there,⟦1⟧ my friend. How are you today?"
     buttons = app.get("download_button")
     assert buttons and "film.srt" in buttons[0].proto.label
+    assert "film.bilingual.srt" in buttons[1].proto.label
 
 
 def test_bad_file_gets_a_clear_message(app):
@@ -53,12 +55,16 @@ def test_bad_file_gets_a_clear_message(app):
     assert app.button(key="translate_run").disabled
 
 
-def test_pasted_text_with_the_cache(app):
+def _translate_pasted(app, text: str) -> None:
     app.radio(key="translate_mode").set_value("Paste text").run()
-    app.text_area(key="translate_paste").set_value("Hello world.\nHello world.\nGood night.").run()
+    app.text_area(key="translate_paste").set_value(text).run()
     app.selectbox(key="translate_source").set_value("en")
     app.button(key="translate_run").click().run(timeout=120)
     assert not app.exception and not app.error
+
+
+def test_pasted_text_with_the_cache(app):
+    _translate_pasted(app, "Hello world.\nHello world.\nGood night.")
     stats = app.session_state["translate_result"].stats
     assert stats["segments"] == 3 and stats["unique"] == 2 and stats["cached"] == 1
 
@@ -109,3 +115,28 @@ def test_an_upload_is_parsed_once_not_on_every_rerun(app, monkeypatch):
     app.selectbox(key="translate_target").set_value("fr").run()
     app.selectbox(key="translate_source").set_value("en").run()
     assert not app.exception and calls == ["film.srt"]
+
+
+def test_the_default_model_is_the_best_offline_one_and_an_uncovered_pair_is_warned(new_app):
+    at = new_app()
+    at.switch_page("app_pages/translate.py").run()
+    assert not at.exception, at.exception
+    model = at.selectbox(key="translate_model")
+    assert model.value == "gemma-3-270m"          # not the catalog's first causal LM, the English-only SmolLM2
+    assert not at.warning
+    model.set_value("smollm2-135m-instruct").run()
+    assert any("not on German" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_a_correction_goes_into_the_memory_and_the_next_document_reuses_it(app):
+    _translate_pasted(app, "Hello world.\nGood night.")
+    result = app.session_state["translate_result"]
+    edited = {"edited_rows": {0: {"translation": "Bonjour le monde."}}, "added_rows": [], "deleted_rows": []}
+    app.session_state["translate_editor"] = edited
+    app.run()
+    app.button(key="translate_remember").click().run()
+    assert not app.exception and any("1 segment(s) saved" in s.value for s in app.success)
+    app.button(key="translate_run").click().run(timeout=120)
+    again = app.session_state["translate_result"]
+    assert again.translations[0] == "Bonjour le monde." and again.stats["from_memory"] == 1
+    assert again.translations[1] == result.translations[1]

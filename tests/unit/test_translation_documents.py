@@ -200,7 +200,33 @@ def test_placeholders_survive_a_model_that_drops_them():
     out = translator.translate(doc.texts())[0]
     for kept in ("{name}", "12:30", "2024-01-05", "https://example.com/a?b=1", "me@example.org", "50", "%s"):
         assert out.count(kept) == 1, kept
-    assert translator.stats.repaired >= 7
+    assert translator.stats.retried == 1 and translator.stats.repaired == 0 and not translator.stats.kept_source
+    assert out.startswith("CALL {name} AT 12:30 ON 2024-01-05, SEE https://example.com/a?b=1 OR MAIL")
+
+
+class StrayMarkEngine(UpperEngine):
+    """Leaves half a placeholder behind (seen from Gemma: a lone ⟧ in a sentence with no formatting),
+    and reorders the placeholders of a sentence that has two."""
+
+    def translate_batch(self, texts, source, target):
+        out = []
+        for t in texts:
+            marks = segment.PLACEHOLDER.findall(t)
+            out.append(f"⟦{marks[1]}⟧ X ⟦{marks[0]}⟧" if len(marks) == 2
+                       else t.upper() + " ⟧" if "Plain" in t else t.upper())
+        return out
+
+
+def test_no_placeholder_leaks_a_row_is_retried_then_kept_in_the_source_with_a_mark():
+    doc = documents.parse(b"Plain words here.\n\nRead the **report** now.\n", "a.md")
+    translator = Translator(StrayMarkEngine(), "de", "en")
+    out = translator.translate(doc.texts())
+    assert all("⟦" not in t and "⟧" not in t for t in out), out
+    # the plain sentence: its retry (the same text alone) still leaks, so it stays in English, marked
+    assert translator.stats.kept_source == [0] and out[0] == doc.texts()[0]
+    assert translator.stats.retried == 2
+    # the reordered one: retried run by run, the marks put back in the source's order
+    assert segment.TAG_TOKEN.findall(out[1]) == ["0", "1"] and translator.stats.kept_source == [0]
 
 
 def test_identical_segments_are_translated_once():

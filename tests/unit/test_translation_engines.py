@@ -111,6 +111,7 @@ def test_cli_translate(engine, tmp_path, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["output"] == str(out) and out.exists() and result["segments"] > 10
+    assert result["backend"] == "transformers" and result["backend_reason"]   # the engine that ran, and why
     assert "Dienst" in out.read_text() and 'print("keep this code")' in out.read_text()
     assert main(["translate", str(tmp_path / "missing.md"), "--to", "de"]) == 1
     assert "does not exist" in capsys.readouterr().err
