@@ -95,13 +95,15 @@ def choose_context(passages: list[Passage], whole_texts: dict[str, str], count: 
 
 
 def build_messages(question: str, context: Context, history: list[dict]) -> list[dict]:
+    """The passages go in the last user turn, right before the question: a small model follows what is
+    near the end of its prompt far better than a long system prompt."""
     if context.whole_document is not None:
         sources = f"[1] ({context.whole_document}, the whole document)\n{context.whole_text}"
     else:
         sources = "\n\n".join(passage_block(n, p) for n, p in enumerate(context.sources, 1))
-    return ([{"role": "system", "content": f"{SYSTEM_PROMPT}\n\nPassages:\n\n{sources}"}]
+    return ([{"role": "system", "content": SYSTEM_PROMPT}]
             + [{"role": m["role"], "content": m["content"]} for m in history]
-            + [{"role": "user", "content": question}])
+            + [{"role": "user", "content": f"Passages:\n\n{sources}\n\nQuestion: {question}"}])
 
 
 def citations(answer: str, context: Context) -> list[dict]:
