@@ -26,7 +26,7 @@ from ..models.catalog import DEFAULT_EMBEDDING_MODEL, EMBEDDING
 from ..rag.answer import NOT_FOUND, Context, build_messages, choose_context, citations
 from ..rag.chunking import chunk_document, document_blocks
 from ..rag.index import DocumentIndex, check_collection_name
-from ..rag.retrieve import Retrieval, retrieve
+from ..rag.retrieve import Retrieval, retrieve  # noqa: F401  (retrieve: tests and bench use it from here)
 from ..translation.isolation import parse_in_child
 
 FILE_TYPES = ["txt", "md", "docx", "pdf", "srt", "html", "htm"]
