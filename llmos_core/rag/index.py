@@ -24,7 +24,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS rag_collections (
     name TEXT PRIMARY KEY,
     embed_model TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0    -- bumped by every change: the cached vector matrix is stale
 );
 CREATE TABLE IF NOT EXISTS rag_documents (
     id INTEGER PRIMARY KEY,
@@ -94,6 +95,10 @@ def fts_query(text: str) -> str:
     return " OR ".join(f'"{word}"' for word in keywords(text))
 
 
+def _bump(conn, collection: str) -> None:
+    conn.execute("UPDATE rag_collections SET version = version + 1 WHERE name = ?", (collection,))
+
+
 @dataclass
 class StoredChunk:
     id: int
@@ -110,7 +115,7 @@ class DocumentIndex:
     def __init__(self, store: Store):
         self.store = store
         self.store.connection().executescript(SCHEMA)
-        self._matrices: dict[str, tuple[tuple, np.ndarray, np.ndarray]] = {}
+        self._matrices: dict[str, tuple[tuple | None, np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     # ---- collections and documents ----
@@ -150,6 +155,7 @@ class DocumentIndex:
                 (collection, name, fmt, size, len(chunks), len(text) // 4 + 1, text, time.time())).lastrowid
             conn.executemany("INSERT INTO rag_chunks (document_id, ordinal, heading, page, text) VALUES (?, ?, ?, ?, ?)",
                              [(document_id, c.ordinal, c.heading, c.page, c.text) for c in chunks])
+            _bump(conn, collection)
         return document_id
 
     def mark_failed(self, collection: str, name: str, fmt: str, size: int, error: str) -> None:
@@ -170,9 +176,12 @@ class DocumentIndex:
             conn.execute("UPDATE rag_documents SET embedded = (SELECT COUNT(*) FROM rag_chunks WHERE document_id = ? "
                          "AND vector IS NOT NULL) WHERE id = ?", (document_id, document_id))
             conn.execute("UPDATE rag_documents SET status = 'embedded' WHERE id = ? AND embedded = chunks", (document_id,))
+            conn.execute("UPDATE rag_collections SET version = version + 1 WHERE name = "
+                         "(SELECT collection FROM rag_documents WHERE id = ?)", (document_id,))
 
     def remove_document(self, collection: str, name: str) -> bool:
         with self.store.transaction() as conn:
+            _bump(conn, collection)
             return conn.execute("DELETE FROM rag_documents WHERE collection = ? AND name = ?",
                                 (collection, name)).rowcount > 0
 
@@ -204,10 +213,9 @@ class DocumentIndex:
 
     def matrix(self, collection: str) -> tuple[np.ndarray, np.ndarray]:
         """(passage ids, (N, D) float32 vectors) of the collection's embedded passages, cached until it changes."""
-        version = tuple(self.store.execute(
-            "SELECT COUNT(c.id), COALESCE(MAX(c.id), 0), COALESCE(SUM(d.embedded), 0) FROM rag_documents d "
-            "LEFT JOIN rag_chunks c ON c.document_id = d.id AND c.vector IS NOT NULL WHERE d.collection = ?",
-            (collection,)).fetchone())
+        # (created, version): a collection deleted and made again under its name starts at version 0 again
+        row = self.store.execute("SELECT created, version FROM rag_collections WHERE name = ?", (collection,)).fetchone()
+        version = tuple(row) if row else None
         with self._lock:
             cached = self._matrices.get(collection)
             if cached and cached[0] == version:
