@@ -13,6 +13,7 @@ require_login()   # before any page: beyond loopback, a password (or no service 
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:"),
+    st.Page("app_pages/ask.py", title="Ask", icon=":material/quick_reference_all:"),
     st.Page("app_pages/translate.py", title="Translate", icon=":material/translate:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/jobs.py", title="Jobs", icon=":material/work_history:"),

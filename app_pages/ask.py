@@ -1,0 +1,158 @@
+"""Ask: questions answered from your own documents, with the passages they come from.
+
+Collections are made by uploading files (parsed in a limited child process, cut into passages, embedded
+by a sentence-embedding model under the memory manager). An answer shows how the model's window was
+spent (the context meter), whether a document went in whole or which passages were used, and every
+passage given to the model, cited or not, opened with a click. When no passage matches the question the
+page says so and asks no model.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from llmos_core.generation import SamplingParams
+from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, EMBEDDING
+from llmos_core.present import format_bytes
+from llmos_core.usecases import ask
+from app_pages._shared import engine, error_boundary
+
+NEW = "New collection..."
+eng = engine()
+state = st.session_state
+state.setdefault("ask_result", None)          # (collection, question, Answer, plan summary) of the last question
+st.title(":material/quick_reference_all: Ask your documents")
+st.caption("Upload documents into a collection, then ask questions: answers come from the passages that "
+           "match, with citations. " + " ".join(f".{t}" for t in ask.FILE_TYPES if t != "htm"))
+
+# ---------------------------------------------------------------- the collection
+collections = ask.list_collections(eng)
+names = [c["name"] for c in collections]
+if state.get("ask_pending_collection") in names:      # made by the last upload: show it
+    state["ask_collection"] = state.pop("ask_pending_collection")
+choice = st.selectbox("Collection", names + [NEW], key="ask_collection")
+collection = choice
+if choice == NEW:
+    cols = st.columns([2, 1])
+    collection = cols[0].text_input("Name of the new collection", key="ask_new_name",
+                                    placeholder="handbook", help="lowercase letters, digits, - and _")
+    embed_models = eng.catalog.names(EMBEDDING) or [DEFAULT_EMBEDDING_MODEL]
+    cols[1].selectbox("Embedding model", embed_models, key="ask_embed_model")
+
+uploads = st.file_uploader("Add documents", type=ask.FILE_TYPES, accept_multiple_files=True, key="ask_upload",
+                           help=f"up to {eng.settings.max_upload_mb} MB each")
+if uploads and st.button("Add to collection", key="ask_add", icon=":material/upload_file:", type="primary"):
+    with error_boundary("Adding documents"):
+        bar = st.progress(0.0, "Reading...")
+        reports = ask.add_files(eng, (collection or "").strip(), [(u.name, u.getvalue()) for u in uploads],
+                                state.get("ask_embed_model"),
+                                lambda done, total, what: bar.progress(min(done / max(total, 1), 1.0), what))
+        bar.empty()
+        state["ask_reports"] = reports
+        if collection not in names:
+            state["ask_pending_collection"] = collection
+            st.rerun()
+for report in state.pop("ask_reports", []):
+    if report.status == "failed":
+        st.error(f"{report.name}: {report.error}", icon=":material/error:")
+    else:
+        st.success(f"{report.name}: {report.chunks} passages, embedded.", icon=":material/check_circle:")
+
+if choice == NEW:
+    st.info("Name the collection and add documents to start.", icon=":material/info:")
+    st.stop()
+
+documents = ask.list_documents(eng, collection)
+with st.expander(f"{len(documents)} document(s) in {collection}", expanded=not state["ask_result"]):
+    if documents:
+        table = pd.DataFrame([{"file": d["name"], "format": d["format"], "size": format_bytes(d["size"]),
+                               "status": d["status"], "passages": d["chunks"], "embedded": d["embedded"],
+                               "problem": d["error"]} for d in documents])
+        st.dataframe(table, hide_index=True, use_container_width=True)
+        cols = st.columns([2, 1, 1])
+        doomed = cols[0].selectbox("Document", [d["name"] for d in documents], key="ask_doomed",
+                                   label_visibility="collapsed")
+        if cols[1].button("Delete document", key="ask_delete_document", icon=":material/delete:"):
+            with error_boundary("Deleting"):
+                ask.remove_document(eng, collection, doomed)
+                st.rerun()
+        if cols[2].button("Delete collection", key="ask_delete_collection", icon=":material/delete_forever:"):
+            with error_boundary("Deleting"):
+                ask.remove_collection(eng, collection)
+                state["ask_result"] = None
+                st.rerun()
+
+# ---------------------------------------------------------------- asking
+models = eng.catalog.names(CAUSAL_LM)
+cols = st.columns([2, 1])
+model = cols[0].selectbox("Answer with", models, key="ask_model",
+                          index=models.index(DEFAULT_CHAT_MODEL) if DEFAULT_CHAT_MODEL in models else 0)
+max_new = cols[1].number_input("Max new tokens", 16, 2048, 256, key="ask_max_new_tokens")
+
+
+def draw_meter(meter: dict) -> None:
+    window = max(meter["window"], 1)
+    st.progress(min(meter["used"] / window, 1.0),
+                f"Context: {meter['used']:,} of {meter['window']:,} tokens of {model}'s window")
+    st.caption(" · ".join(f"{part} {tokens:,}" for part, tokens in meter.items() if part not in ("window", "used")))
+
+
+def draw_result(question: str, plan: dict, result: ask.Answer) -> None:
+    if not result.found:
+        st.warning(result.text, icon=":material/search_off:")
+        return
+    if plan["whole"]:
+        st.caption(f":material/description: {plan['whole']} was sent whole (it fits the window).")
+    else:
+        st.caption(f":material/segment: {len(result.citations)} passage(s) were used"
+                   + (f"; {plan['left_out']} more matched but did not fit" if plan["left_out"] else "") + ".")
+    draw_meter(result.meter)
+    if not any(c["cited"] for c in result.citations):
+        st.caption("The answer cites no passage by number; these are the ones the model was given.")
+    for c in result.citations:
+        where = ", ".join(filter(None, [c["heading"], c["page"] and f"page {c['page']}"]))
+        label = f"[{c['number']}] {c['file']}" + (f" — {where}" if where else "") + (" · cited" if c["cited"] else "")
+        with st.expander(label, icon=":material/format_quote:"):
+            st.text(c["passage"])
+
+
+question = st.chat_input(f"Ask {collection}", key="ask_input")
+if question is not None:
+    state["ask_result"] = None
+    with error_boundary("Asking"):
+        params = SamplingParams.for_model(eng.catalog.get(model).sampling, max_new_tokens=int(max_new))
+        with st.spinner("Finding passages..."):
+            plan = ask.prepare(eng, collection, question, model, params)
+        summary = {"whole": plan.context.whole_document if plan.context else None,
+                   "left_out": len(plan.context.left_out) if plan.context else 0}
+        with st.chat_message("user"):
+            st.markdown(question)
+        with st.chat_message("assistant"):
+            text, stats = "", {}
+            if plan.found:
+                stream = eng.chat.stream(model, plan.messages, params)
+                parts = []
+
+                def pieces():
+                    for event in stream:
+                        if event.text:
+                            parts.append(event.text)
+                            yield event.text
+                        if event.done:
+                            stats.update(event.stats())
+                try:
+                    st.write_stream(pieces())
+                finally:
+                    stream.close()
+                text = "".join(parts)
+            result = ask.finish(plan, text, stats)
+            draw_result(question, summary, result)
+        state["ask_result"] = (collection, question, summary, result)
+elif state["ask_result"] and state["ask_result"][0] == collection:
+    _, question, summary, result = state["ask_result"]
+    with st.chat_message("user"):
+        st.markdown(question)
+    with st.chat_message("assistant"):
+        if result.found:
+            st.markdown(result.text)
+        draw_result(question, summary, result)

@@ -1,0 +1,49 @@
+"""The Ask page in Chromium: make a collection from two uploaded documents (embedded by the packaged
+all-MiniLM-L6-v2, offline), ask with a tiny chat model, and see the answer cite the right document."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from browser_helpers import register_model, screenshot, wait_idle
+
+
+@pytest.mark.e2e
+def test_upload_two_documents_and_get_an_answer_citing_the_right_one(app_server, page, tmp_path, tiny_causal):
+    wide = tmp_path / "tiny-wide"      # a 2,048-token window: rotary positions, only the config changes
+    shutil.copytree(tiny_causal, wide)
+    config = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
+    home = tmp_path / "home"
+    register_model(home, wide, "tiny-chat")
+    server = app_server(home, env={"HF_HUB_OFFLINE": "1"})
+    policy, security = tmp_path / "policy.md", tmp_path / "security.txt"
+    policy.write_text("# Leave\n\n## Annual leave\n\nEvery employee receives 27 days of paid annual leave per year.\n")
+    security.write_text("Password rules\n\nPasswords must be at least 14 characters long.\n")
+
+    page.goto(f"{server.url}/ask")
+    page.wait_for_selector('h1:has-text("Ask")', timeout=60_000)
+    wait_idle(page)
+    page.get_by_placeholder("handbook").fill("handbook")
+    page.get_by_placeholder("handbook").press("Enter")
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(policy), str(security)])
+    wait_idle(page)
+    page.get_by_role("button", name="Add to collection").click()
+    page.wait_for_selector("text=security.txt: 1 passages, embedded.", timeout=240_000)
+    wait_idle(page)
+
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Answer with").click()
+    page.get_by_role("option", name="tiny-chat").click()
+    wait_idle(page)
+    page.locator('[data-testid="stChatInputTextArea"]').fill("How long must a password be?")
+    page.locator('[data-testid="stChatInputTextArea"]').press("Enter")
+    citation = page.locator('[data-testid="stExpander"]').filter(has_text="[1] security.txt")
+    citation.wait_for(timeout=180_000)
+    wait_idle(page)
+    citation.click()
+    page.wait_for_selector("text=Passwords must be at least 14 characters long.", timeout=30_000)
+    assert page.locator('[data-testid="stExpander"]').filter(has_text="] policy.md").count() == 0   # no citation of the other file
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "ask-citation")

@@ -1,0 +1,167 @@
+"""The retrieval core with a stand-in embedder (hashed bag of words, unit length): chunking per format,
+FTS5 and vector search, reciprocal-rank fusion, the not-found verdict, the context meter, citations."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from llmos_core.errors import InvalidInput
+from llmos_core.rag import answer, chunking, retrieve
+from llmos_core.rag.index import DocumentIndex, check_collection_name, fts_query
+from llmos_core.store import Store
+from llmos_core.translation import documents
+from translation_samples import make_docx, make_pdf
+
+DIM = 64
+
+
+def bag_of_words(texts: list[str]) -> list[list[float]]:
+    """Each word hashed to a dimension: texts sharing words are near, as an embedder's would be."""
+    rows = []
+    for text in texts:
+        row = np.zeros(DIM, dtype=np.float32)
+        for word in text.lower().split():
+            word = word.strip(".,?!:;")
+            if word:
+                row[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM] += 1
+        rows.append((row / max(np.linalg.norm(row), 1e-9)).tolist())
+    return rows
+
+
+MD = b"""# Leave
+
+Employees get 27 days of paid leave per year.
+
+## Expenses
+
+Hotels cost at most 180 EUR a night.
+
+| Item | Limit |
+|---|---|
+| Taxi | 60 EUR |
+| Phone | 25 EUR |
+"""
+
+
+def test_markdown_chunks_follow_headings_and_keep_table_rows_whole():
+    chunks = chunking.chunk_document(documents.parse(MD, "policy.md"))
+    assert [c.heading for c in chunks] == ["Leave", "Expenses"]
+    assert "27 days" in chunks[0].text and "180 EUR" not in chunks[0].text
+    assert "Taxi | 60 EUR" in chunks[1].text and "Phone | 25 EUR" in chunks[1].text
+
+
+def test_long_sections_are_cut_near_the_target_with_overlap():
+    sentences = " ".join(f"Sentence number {i} says something about topic {i}." for i in range(200))
+    chunks = chunking.chunk_document(documents.parse(f"# Long\n\n{sentences}\n".encode(), "long.md"))
+    assert len(chunks) > 5
+    assert all(len(c.text) <= chunking.TARGET_CHARS + chunking.OVERLAP_CHARS + 2 for c in chunks)
+    for before, after in zip(chunks, chunks[1:]):   # each passage starts with the tail of the one before
+        assert after.text.split("\n")[0] in before.text
+    assert "topic 199." in chunks[-1].text
+
+
+def test_plain_text_short_lines_become_headings_and_html_headings_are_kept():
+    txt = b"Password rules\n\nPasswords have 14 characters.\n\nLost devices\n\nCall extension 4444.\n"
+    assert [c.heading for c in chunking.chunk_document(documents.parse(txt, "it.txt"))] == ["Password rules", "Lost devices"]
+    html = b"<html><body><h2>Parking</h2><p>There are 40 spaces.</p><h2>Kitchen</h2><p>Coffee is free.</p></body></html>"
+    chunks = chunking.chunk_document(documents.parse(html, "office.html"))
+    assert [(c.heading, "40" in c.text) for c in chunks] == [("Parking", True), ("Kitchen", False)]
+
+
+def test_docx_and_srt_chunks():
+    chunks = chunking.chunk_document(documents.parse(make_docx(), "report.docx"))
+    assert [c.heading for c in chunks] == ["Annual report", "Summary"]
+    assert "Name | Value | Alpha | Beta gamma" in chunks[0].text and "went well" in chunks[1].text
+    pdf = make_pdf([["The first page talks about apples."], ["The second page talks about pears."]])
+    chunks = chunking.chunk_document(documents.parse(pdf, "fruit.pdf", pdf_output="txt"))
+    assert [(c.page, "pears" in c.text) for c in chunks] == [(1, False), (2, True)]
+    srt = b"1\n00:00:01,000 --> 00:00:02,000\nCollect your badge at reception.\n\n2\n00:00:03,000 --> 00:00:04,000\nMeet your buddy.\n"
+    chunks = chunking.chunk_document(documents.parse(srt, "intro.srt"))
+    assert "badge" in chunks[0].text and "buddy" in chunks[0].text
+
+
+@pytest.fixture
+def index(tmp_path):
+    idx = DocumentIndex(Store(tmp_path / "llmos.db"))
+    idx.create_collection("docs", "bag")
+    for name, data in [("policy.md", MD), ("it.txt", b"Password rules\n\nPasswords have 14 characters.\n")]:
+        doc = documents.parse(data, name)
+        chunks = chunking.chunk_document(doc)
+        document_id = idx.add_document("docs", name, doc.format, len(data), "whole text", chunks)
+        rows = idx.unembedded(document_id)
+        idx.store_vectors(document_id, [r["id"] for r in rows], bag_of_words([r["text"] for r in rows]))
+    return idx
+
+
+def test_full_text_and_vector_search_find_the_passage(index):
+    text_hits = index.search_text("docs", "taxi limit")
+    assert "Taxi" in index.chunks([text_hits[0][0]])[text_hits[0][0]].text
+    vector_hits = index.search_vectors("docs", bag_of_words(["passwords have how many characters"])[0])
+    assert index.chunks([vector_hits[0][0]])[vector_hits[0][0]].document == "it.txt"
+    assert index.search_text("docs", "the of what") == []          # stopwords only: no query at all
+    assert [d["status"] for d in index.documents("docs")] == ["embedded", "embedded"]
+
+
+def test_fts_query_quotes_every_word_so_user_syntax_never_reaches_fts5(index):
+    assert fts_query('taxi" OR NEAR(x2) *') == '"taxi" OR "near" OR "x2"'
+    assert index.search_text("docs", 'taxi" AND -- ) (') != []
+
+
+def test_reciprocal_rank_fusion_rewards_agreement():
+    scores = retrieve.fuse([[1, 2, 3], [3, 1, 4]])
+    assert max(scores, key=scores.get) == 1
+    assert scores[3] > scores[2] and scores[4] < scores[2]
+
+
+def test_retrieve_and_the_not_found_verdict(index):
+    found = retrieve.retrieve(index, "docs", "What is the taxi limit in EUR?", bag_of_words)
+    assert found.found and "Taxi" in found.passages[0].chunk.text
+    missing = retrieve.retrieve(index, "docs", "What is the capital of Australia?", bag_of_words)
+    assert not missing.found and missing.candidates      # candidates exist, none is evidence
+
+
+def test_removing_deletes_passages_vectors_and_the_text_index(index):
+    assert index.remove_document("docs", "policy.md")
+    assert index.search_text("docs", "taxi") == []
+    assert all(index.chunks([i])[i].document == "it.txt" for i, _ in index.search_vectors("docs", bag_of_words(["taxi"])[0]))
+    assert index.remove_collection("docs") and index.collections() == []
+
+
+@pytest.mark.parametrize("name", ["", "A", "../x", "a/b", "x" * 65, "-x", "a b", "é"])
+def test_collection_names_are_strict_slugs(name):
+    with pytest.raises(InvalidInput):
+        check_collection_name(name)
+    assert check_collection_name("hr-2024_v2") == "hr-2024_v2"
+
+
+def _passages(index, question):
+    return retrieve.retrieve(index, "docs", question, bag_of_words).passages
+
+
+def test_context_meter_sends_a_small_document_whole_and_names_passages_left_out(index):
+    count = lambda text: len(text.split())           # noqa: E731
+    passages = _passages(index, "What is the taxi limit in EUR?")
+    assert len({p.chunk.document for p in passages}) == 1
+    whole = answer.choose_context(passages, {"policy.md": "the whole policy"}, count, 512, 64, "How much?", [])
+    assert whole.whole_document == "policy.md" and whole.meter.passages > 0
+    assert whole.meter.used == sum(v for k, v in whole.meter.parts().items() if k != "free")
+    assert whole.meter.used + whole.meter.free == 512
+
+    many = passages * 3
+    tight = answer.choose_context(many, {}, count, count(answer.SYSTEM_PROMPT) + 64 + 60, 64, "How much?", [])
+    assert tight.whole_document is None and tight.sources and tight.left_out
+    assert tight.meter.passages <= 60
+
+
+def test_citations_follow_the_numbers_in_the_answer(index):
+    passages = _passages(index, "taxi hotel leave days")
+    context = answer.Context(passages[:2], None, "", [], answer.ContextMeter(512, 64))
+    cited = answer.citations("A taxi costs 60 EUR [2]. See also [9].", context)
+    assert [c["number"] for c in cited if c["cited"]] == [2]
+    assert cited[0]["number"] == 2 and cited[0]["passage"] == passages[1].chunk.text and cited[0]["file"]
+    messages = answer.build_messages("How much?", context, [{"role": "user", "content": "hi"},
+                                                            {"role": "assistant", "content": "hello"}])
+    assert messages[0]["role"] == "system" and "[1] (" in messages[-1]["content"]
+    assert messages[-1]["content"].endswith("Question: How much?")
