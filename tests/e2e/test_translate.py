@@ -27,7 +27,8 @@ def test_upload_docx_and_download_the_translation(app_server, page, tmp_path, ti
     page.wait_for_selector("text=DOCX · 11 segments", timeout=60_000)
     wait_idle(page)
     page.get_by_role("button", name="Translate", exact=True).click()
-    download_button = page.locator('[data-testid="stDownloadButton"] button')
+    # The translated document, not its bilingual twin beside it.
+    download_button = page.locator('[data-testid="stDownloadButton"] button').filter(has_text="Download report.docx")
     download_button.wait_for(timeout=120_000)
     wait_idle(page)
     screenshot(page, "translate-docx")
