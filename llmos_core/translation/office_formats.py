@@ -21,7 +21,7 @@ import re
 from ..errors import InvalidInput
 from .formats import Format, register
 from .parsed import ParsedDocument
-from .segment import TAG_TOKEN, Segment, TaggedText
+from .segment import TAG_TOKEN, Segment, TaggedText, without_reserved
 
 # ---- docx ----
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -269,7 +269,7 @@ def _parse_pdf(doc: ParsedDocument) -> None:
     pages = _pdf_pages(doc.data, doc.name, doc.limits.max_pdf_pages)
     for number, page_text in enumerate(pages):
         for k, paragraph in enumerate(pdf_paragraphs(page_text)):
-            doc.segments.append(Segment(paragraph, {"page": number, "para": k}))
+            doc.segments.append(Segment(without_reserved(paragraph), {"page": number, "para": k}))
     if not doc.segments:
         raise InvalidInput(f"{doc.name} has no text layer: it looks like a scanned image ({len(pages)} page(s))",
                            "run OCR on it first (for example ocrmypdf), then upload the result")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InvalidInput
 from . import formats
-from .segment import Segment
+from .segment import Segment, without_reserved
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,12 @@ class ParsedDocument:
 
 
 def decode_text(data: bytes) -> tuple[str, list[str]]:
+    """Bytes -> text, with the translator's marker characters made harmless (segment.without_reserved)."""
+    text, notes = _decode(data)
+    return without_reserved(text), notes
+
+
+def _decode(data: bytes) -> tuple[str, list[str]]:
     """Bytes -> text. UTF-8 (with or without BOM) or UTF-16 with BOM; a file that mixes encodings is
     read line by line, each line that is not UTF-8 as Windows-1252, and a note says how many."""
     for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):

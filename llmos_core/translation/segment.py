@@ -22,6 +22,16 @@ def tag_token(index: int) -> str:
     return f"\ue000{index}\ue001"
 
 
+# A file may hold the two marker characters itself (they are private-use, not forbidden): left in, one
+# would read back as a tag token or fail every placeholder check. Each becomes U+FFFD, one character for
+# one, so that offsets into the text stay valid.
+_RESERVED = str.maketrans({"\ue000": "\ufffd", "\ue001": "\ufffd"})
+
+
+def without_reserved(text: str) -> str:
+    return text.translate(_RESERVED)
+
+
 @dataclass
 class Segment:
     text: str                     # what to translate, with tag tokens for inline structure
@@ -46,6 +56,7 @@ class TaggedText:
         self.length = 0   # of value(), kept as parts come so that callers need not join to measure
 
     def text(self, value: str) -> None:
+        value = without_reserved(value)
         self.parts.append(value)
         self.length += len(value)
 
