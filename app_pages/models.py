@@ -7,8 +7,7 @@ import streamlit as st
 from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
 from llmos_core import access
 from llmos_core.present import format_bytes
-from llmos_core.training.export import export_model
-from llmos_core.usecases.models import list_catalog, pull_and_register
+from llmos_core.usecases.models import export_in_progress, list_catalog, pull_and_register, submit_export
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -83,16 +82,23 @@ if chosen is not None and chosen.source == "trained":
     else:
         st.caption(f"{choice} runs on transformers in fp32. Export it to GGUF and llama.cpp serves it, "
                    "several times faster on a CPU (about a minute for a model of a few hundred million parameters).")
-    quant = st.radio("GGUF form", ["q8_0", "q4"], horizontal=True, key="models_export_quant",
-                     help="q8_0: perplexity within 2% of the fp32 weights; q4: the base GGUF's own 4-bit type, "
-                          "smaller and faster, within 5%")
-    if st.button("Export to GGUF for llama.cpp", key="models_export", icon=":material/bolt:"):
-        bar = st.progress(0.0, text=f"Exporting {choice}...")
-        with error_boundary("Exporting"):
-            done = export_model(choice, eng.catalog, eng.settings, quant,
-                                lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
-            st.success(f"{choice}: {format_bytes(done['bytes'])} GGUF written in {done['seconds']:.0f} s; "
-                       "chat with backend auto now serves it on llama.cpp.")
+    running = export_in_progress(eng, choice)
+    if running is not None:
+        st.progress(float(running.get("progress") or 0.0),
+                    text=f"Export job {running['id']} ({running['state']}): {running.get('message') or 'waiting'}")
+        st.page_link("app_pages/jobs.py", label="Follow it on the Jobs page", icon=":material/work_history:")
+    else:
+        quant = st.radio("GGUF form", ["q8_0", "q4"], horizontal=True, key="models_export_quant",
+                         help="q8_0: perplexity within 2% of the fp32 weights; q4: the base GGUF's own 4-bit type, "
+                              "smaller and faster, within 5%")
+        # A job, not work in this server: the merged fp32 weights (about 1 GB for Gemma 270M) are admitted
+        # by memory like any job, and the export survives this page being closed.
+        if st.button("Export to GGUF for llama.cpp", key="models_export", icon=":material/bolt:"):
+            with error_boundary("Exporting"):
+                job_id = submit_export(eng, choice, quant, origin=access.WEB)
+                st.success(f"Export of {choice} queued as job {job_id}. When it is done, chat with backend auto "
+                           "serves it on llama.cpp.")
+                st.page_link("app_pages/jobs.py", label="Follow it on the Jobs page", icon=":material/work_history:")
 
 # ---- use from code: the OpenAI-compatible API of this engine ----
 with st.expander("Use from code", icon=":material/code:"):

@@ -19,8 +19,8 @@ from ..settings import Settings
 from .model import adapter_chain, base_folder
 
 
-def lineage_gguf(spec: ModelSpec, catalog: Catalog, settings: Settings) -> Path:
-    """The GGUF file the model's weights came from, following base_model links back to the root."""
+def lineage_root(spec: ModelSpec, catalog: Catalog) -> ModelSpec:
+    """The model the weights came from, following base_model links back; refused unless it is a GGUF."""
     root = spec
     while root.source == "trained":
         root = catalog.get(root.data["base_model"])
@@ -28,7 +28,12 @@ def lineage_gguf(spec: ModelSpec, catalog: Catalog, settings: Settings) -> Path:
         raise ExportError(f"{spec.name} descends from {root.name}, which did not come from a GGUF file: "
                           "its tokenizer cannot be copied into one",
                           "train from a GGUF model (the embedded ones, or `models pull FILE.gguf`)")
-    return fetch.gguf_path(root, settings)
+    return root
+
+
+def lineage_gguf(spec: ModelSpec, catalog: Catalog, settings: Settings) -> Path:
+    """The GGUF file the model's weights came from (see lineage_root)."""
+    return fetch.gguf_path(lineage_root(spec, catalog), settings)
 
 
 def load_merged(spec: ModelSpec, catalog: Catalog, settings: Settings):

@@ -69,3 +69,16 @@ def _registered(catalog, name: str):
         return catalog.get(name)
     except ModelNotFound:
         return None
+
+
+def submit_export(engine, name: str, quant: str, origin: str = LOCAL) -> int:
+    """Queue the GGUF export of a fine-tuned model as a job (admitted by memory like the others)."""
+    return engine.scheduler.submit("export", {"model": name, "quant": quant}, origin=origin)
+
+
+def export_in_progress(engine, name: str) -> dict | None:
+    """The queued or running export job of this model, if there is one (the page shows it, not a second button)."""
+    for job in engine.scheduler.list(states=("queued", "running"), kind="export"):
+        if job["params"].get("model") == name:
+            return job
+    return None

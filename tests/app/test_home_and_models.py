@@ -92,3 +92,25 @@ def test_a_fine_tune_offers_its_gguf_export_and_a_refusal_reads_as_a_message(app
     # the tiny model was not made from a GGUF: there is no tokenizer to copy, and the page says so
     assert not app.exception
     assert app.error and "did not come from a GGUF file" in app.error[0].value
+
+
+def test_a_gguf_fine_tune_is_exported_by_a_queued_job_and_the_page_follows_it(app, tiny_causal):
+    """The export runs as a job (admitted by memory), not in the server; the page shows the job, not a second button."""
+    from llmos_core.models.catalog import ModelSpec
+
+    engine = get_engine(Settings.from_env())
+    engine.scheduler.stop()   # the job stays queued: what the page shows of it is what is tested here
+    engine.catalog.register(ModelSpec(name="root-gguf", source="gguf", location=str(tiny_causal)))
+    engine.catalog.register(ModelSpec(name="gguf-ft", source="trained", location=str(tiny_causal),
+                                      data={"base_model": "root-gguf", "job": 1}))
+    app.switch_page("app_pages/models.py").run()
+    app.selectbox(key="models_choice").set_value("gguf-ft").run()
+    app.radio(key="models_export_quant").set_value("q4").run()
+    app.button(key="models_export").click().run()
+    assert not app.exception and not app.error
+    jobs = engine.scheduler.list(kind="export")
+    assert [j["params"] for j in jobs] == [{"model": "gguf-ft", "quant": "q4"}]
+    assert any(f"queued as job {jobs[0]['id']}" in s.value for s in app.success)
+    app.run()
+    assert "models_export" not in [b.key for b in app.button]   # one export at a time per model
+    assert any(f"Export job {jobs[0]['id']}" in p.proto.text for p in app.get("progress"))
