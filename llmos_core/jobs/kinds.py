@@ -18,6 +18,7 @@ from ..errors import InvalidInput
 
 KINDS: dict[str, str] = {
     "benchmark": "llmos_core.jobs.benchmark",
+    "index": "llmos_core.rag.job",
     "train": "llmos_core.training.job",
     "translate": "llmos_core.translation.job",
 }

@@ -2,9 +2,6 @@
 FTS5 and vector search, reciprocal-rank fusion, the not-found verdict, the context meter, citations."""
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
 import pytest
 
 from llmos_core.errors import InvalidInput
@@ -12,23 +9,8 @@ from llmos_core.rag import answer, chunking, retrieve
 from llmos_core.rag.index import DocumentIndex, check_collection_name, fts_query, fts_table
 from llmos_core.store import Store
 from llmos_core.translation import documents
+from rag_samples import bag_of_words
 from translation_samples import make_docx, make_pdf
-
-DIM = 64
-
-
-def bag_of_words(texts: list[str]) -> list[list[float]]:
-    """Each word hashed to a dimension: texts sharing words are near, as an embedder's would be."""
-    rows = []
-    for text in texts:
-        row = np.zeros(DIM, dtype=np.float32)
-        for word in text.lower().split():
-            word = word.strip(".,?!:;")
-            if word:
-                row[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM] += 1
-        rows.append((row / max(np.linalg.norm(row), 1e-9)).tolist())
-    return rows
-
 
 MD = b"""# Leave
 
