@@ -15,6 +15,7 @@ from llmos_core.generation import SamplingParams
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, EMBEDDING
 from llmos_core.present import format_bytes
 from llmos_core.usecases import ask
+from app_pages._citations import draw_citations
 from app_pages._shared import engine, error_boundary
 
 NEW = "New collection..."
@@ -43,12 +44,16 @@ uploads = st.file_uploader("Add documents", type=ask.FILE_TYPES, accept_multiple
                            help=f"up to {eng.settings.max_upload_mb} MB each")
 if uploads and st.button("Add to collection", key="ask_add", icon=":material/upload_file:", type="primary"):
     with error_boundary("Adding documents"):
-        bar = st.progress(0.0, "Reading...")
-        reports = ask.add_files(eng, (collection or "").strip(), [(u.name, u.getvalue()) for u in uploads],
-                                state.get("ask_embed_model"),
-                                lambda done, total, what: bar.progress(min(done / max(total, 1), 1.0), what))
-        bar.empty()
-        state["ask_reports"] = reports
+        files = [(u.name, u.getvalue()) for u in uploads]
+        if ask.runs_as_job(files):         # large: a job of the scheduler, which outlives this page
+            job = ask.submit_files(eng, (collection or "").strip(), files, state.get("ask_embed_model"), origin="web")
+            st.query_params["ask_job"] = str(job)   # in the URL: a refresh finds the job again
+        else:
+            bar = st.progress(0.0, "Reading...")
+            state["ask_reports"] = ask.add_files(
+                eng, (collection or "").strip(), files, state.get("ask_embed_model"),
+                lambda done, total, what: bar.progress(min(done / max(total, 1), 1.0), what))
+            bar.empty()
         if collection not in names:
             state["ask_pending_collection"] = collection
             st.rerun()
@@ -57,6 +62,34 @@ for report in state.pop("ask_reports", []):
         st.error(f"{report.name}: {report.error}", icon=":material/error:")
     else:
         st.success(f"{report.name}: {report.chunks} passages, embedded.", icon=":material/check_circle:")
+
+
+@st.fragment(run_every=2.0)
+def index_job_panel(job_id: int) -> None:
+    job = eng.scheduler.get(job_id)
+    with st.container(border=True):
+        st.markdown(f"**Job {job_id}** · {job['description']} · {job['state']}")
+        st.progress(float(job["progress"] or 0.0), text=job["message"] or job["state"])
+        if job["state"] == "queued":
+            st.caption(eng.scheduler.waiting_reason(job_id) or "waiting for the scheduler")
+        left, right = st.columns(2)
+        if job["state"] in ("queued", "running") and left.button("Cancel", key="ask_job_cancel", icon=":material/stop:"):
+            eng.scheduler.cancel(job_id)
+            st.rerun()
+        if job["state"] not in ("queued", "running") and right.button("Close", key="ask_job_forget",
+                                                                      icon=":material/close:"):
+            st.query_params.pop("ask_job", None)
+            st.rerun()
+        if job["state"] in ("failed", "interrupted"):
+            st.error(f"The job {job['state']}: {job['message']}", icon=":material/error:")
+        if job["state"] not in ("queued", "running") and state.get("ask_job_drawn") != job_id:
+            state["ask_job_drawn"] = job_id       # once: the whole page again, so the table shows the files
+            st.rerun()
+
+
+if st.query_params.get("ask_job"):
+    with error_boundary("Reading the indexing job"):
+        index_job_panel(int(st.query_params["ask_job"]))
 
 if choice == NEW:
     st.info("Name the collection and add documents to start.", icon=":material/info:")
@@ -107,13 +140,7 @@ def draw_result(question: str, plan: dict, result: ask.Answer) -> None:
         st.caption(f":material/segment: {len(result.citations)} passage(s) were used"
                    + (f"; {plan['left_out']} more matched but did not fit" if plan["left_out"] else "") + ".")
     draw_meter(result.meter)
-    if not any(c["cited"] for c in result.citations):
-        st.caption("The answer cites no passage by number; these are the ones the model was given.")
-    for c in result.citations:
-        where = ", ".join(filter(None, [c["heading"], c["page"] and f"page {c['page']}"]))
-        label = f"[{c['number']}] {c['file']}" + (f" — {where}" if where else "") + (" · cited" if c["cited"] else "")
-        with st.expander(label, icon=":material/format_quote:"):
-            st.text(c["passage"])
+    draw_citations(result.citations)
 
 
 question = st.chat_input(f"Ask {collection}", key="ask_input")

@@ -14,12 +14,15 @@ from llmos_core.errors import LLMOSError
 from llmos_core.generation import PLAIN_NOTE, SamplingParams
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
 from llmos_core.present import reply_figures
+from llmos_core.usecases import ask
 from llmos_core.usecases import chat as chat_turns
+from app_pages._citations import draw_citations
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
 state = st.session_state
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty")   # the widgets a model's defaults set
+NO_DOCUMENTS = "None"
 
 
 # ---------------------------------------------------------------- settings <-> widgets
@@ -49,6 +52,7 @@ def apply_settings(model: str, settings: dict) -> None:
             state[f"chat_{key}"] = settings[key]
     if "stop" in settings:
         state["chat_stop"] = "\n".join(settings["stop"])
+    state["chat_collection"] = settings.get("collection") or NO_DOCUMENTS
 
 
 def current_params() -> SamplingParams:
@@ -81,6 +85,9 @@ state.setdefault("chat_system", "You are a helpful assistant.")
 state.setdefault("chat_max_new_tokens", SamplingParams().max_new_tokens)
 state.setdefault("chat_seed", None)
 state.setdefault("chat_stop", "")
+collections = [c["name"] for c in ask.list_collections(eng)]
+if state.get("chat_collection") not in collections:
+    state["chat_collection"] = NO_DOCUMENTS
 
 conversation = None
 if state["chat_conversation"] is not None:
@@ -127,10 +134,13 @@ with st.sidebar:
 # ---------------------------------------------------------------- main: settings
 
 st.title(":material/chat: Chat")
-model_col, system_col = st.columns([1, 2])
+model_col, system_col, documents_col = st.columns([1, 1.5, 1])
 model_col.selectbox("Model", models, key="chat_model", on_change=apply_model_defaults,
                     help="Any causal language model in the catalog; it loads on first use.")
 system_col.text_input("System prompt", key="chat_system")
+documents_col.selectbox("Attach documents", [NO_DOCUMENTS] + collections, key="chat_collection",
+                        help="A collection from the Ask page: each message is answered from its passages, "
+                             "with citations (the system prompt then gives way to the one that asks for them).")
 spec = eng.catalog.get(state["chat_model"])
 with st.expander("Sampling", icon=":material/tune:"):
     cols = st.columns(4)
@@ -163,8 +173,13 @@ history = conversation["messages"] if conversation else []
 for message in history:
     with st.chat_message(message["role"]):
         st.markdown(message["content"])
-        if message["role"] == "assistant" and message["stats"]:
+        if message["role"] == "assistant" and message["stats"].get("finish_reason") == "not_found":
+            st.caption(f":material/search_off: Nothing in {message['stats'].get('collection')} matched; "
+                       "no model was asked.")
+        elif message["role"] == "assistant" and message["stats"]:
             st.caption(reply_figures(message["stats"]))
+            if "citations" in message["stats"]:
+                draw_citations(message["stats"]["citations"])
             dropped = message["stats"].get("dropped_messages")
             if dropped:
                 st.caption(f":material/content_cut: The conversation outgrew the context: the {dropped} oldest "
@@ -177,7 +192,8 @@ def run_turn(kind: str, prompt: str = "") -> None:
     """kind: send (a new user message), regenerate (the last reply), continue (the last reply)."""
     name = state["chat_model"]
     turn = chat_turns.start_turn(eng, state["chat_conversation"], kind, model=name, params=current_params(),
-                                 system=state["chat_system"], prompt=prompt, seen_last=state["chat_seen_last"])
+                                 system=state["chat_system"], prompt=prompt, seen_last=state["chat_seen_last"],
+                                 collection=None if state["chat_collection"] == NO_DOCUMENTS else state["chat_collection"])
     state["chat_conversation"] = turn.conversation_id
     if kind == chat_turns.SEND:
         with st.chat_message("user"):

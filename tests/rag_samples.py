@@ -1,8 +1,28 @@
 """Documents and questions written for the retrieval evaluation (tests/unit/test_rag_eval.py).
 
 Each question names the file and a phrase of the passage that holds its answer; UNANSWERABLE are
-questions none of the documents answers (the verdict must be "not found")."""
+questions none of the documents answers (the verdict must be "not found"). And `bag_of_words`, a
+stand-in embedder for tests that need no embedding model."""
 from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+BAG_DIM = 64
+
+
+def bag_of_words(texts: list[str]) -> list[list[float]]:
+    """Each word hashed to a dimension (unit length): texts sharing words are near, as an embedder's would be."""
+    rows = []
+    for text in texts:
+        row = np.zeros(BAG_DIM, dtype=np.float32)
+        for word in text.lower().split():
+            word = word.strip(".,?!:;")
+            if word:
+                row[int(hashlib.md5(word.encode()).hexdigest(), 16) % BAG_DIM] += 1
+        rows.append((row / max(np.linalg.norm(row), 1e-9)).tolist())
+    return rows
 
 DOCUMENTS = {
     "leave-policy.md": """# Leave policy

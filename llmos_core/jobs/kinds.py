@@ -19,6 +19,7 @@ from ..errors import InvalidInput
 KINDS: dict[str, str] = {
     "benchmark": "llmos_core.jobs.benchmark",
     "export": "llmos_core.training.export_job",
+    "index": "llmos_core.rag.job",
     "train": "llmos_core.training.job",
     "translate": "llmos_core.translation.job",
 }

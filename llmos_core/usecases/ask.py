@@ -8,34 +8,30 @@
 Uploads are parsed in a limited child process (translation/isolation.py), cut into passages
 (rag/chunking.py), stored with a full-text index and embedded by a sentence-embedding model held by the
 memory manager (it is loaded, counted and evicted like any model, and a chat in progress pins its own
-model, so indexing never evicts it). The original files are kept under LLMOS_HOME/collections/NAME/.
+model, so indexing never evicts it): rag/ingest.py, here for small uploads, in an `index` job
+(rag/job.py, with progress on the Jobs page) for large ones (runs_as_job, submit_files).
 A question no passage matches gets NOT_FOUND without asking the model, so nothing is invented.
 """
 from __future__ import annotations
 
-import re
+import hashlib
+import os
 import shutil
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from ..errors import InvalidInput, LLMOSError
 from ..generation import SamplingParams
-from ..models.catalog import DEFAULT_EMBEDDING_MODEL, EMBEDDING
+from ..rag import ingest
 from ..rag.answer import NOT_FOUND, Context, build_messages, choose_context, citations
-from ..rag.chunking import chunk_document, document_blocks
 from ..rag.index import DocumentIndex, check_collection_name
+from ..rag.ingest import (FILE_TYPES, FileReport, Progress, collection_folder, embed_texts,  # noqa: F401
+                          safe_file_name)
 from ..rag.retrieve import Retrieval, retrieve  # noqa: F401  (retrieve: tests and bench use it from here)
-from ..translation.isolation import parse_in_child
 
-FILE_TYPES = ["txt", "md", "docx", "pdf", "srt", "html", "htm"]
-EMBED_BATCH = 64
-MAX_EMBED_CHARS = 1200       # what one passage's vector is made from (a heading and a passage, ~300 tokens)
-_UNSAFE_FILE_CHARS = re.compile(r"[^\w.\- ()]+", re.UNICODE)
+JOB_BYTES_DEFAULT = 256 * 1024
 _indexes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-Progress = Callable[[int, int, str], None]    # (done, total, what)
 
 
 def index_for(engine) -> DocumentIndex:
@@ -46,75 +42,42 @@ def index_for(engine) -> DocumentIndex:
     return index
 
 
-def safe_file_name(name: str) -> str:
-    """An upload's name as a plain file name in the collection's folder (no path, no leading dot)."""
-    base = _UNSAFE_FILE_CHARS.sub("_", Path(str(name).replace("\\", "/")).name).strip(" .")[:120]
-    if not base:
-        raise InvalidInput(f"{str(name)[:80]!r} is not a usable file name", "rename the file")
-    return base
-
-
-def collection_folder(engine, name: str) -> Path:
-    return engine.settings.home / "collections" / check_collection_name(name)
-
-
-@dataclass
-class FileReport:
-    name: str
-    status: str                  # embedded | failed
-    chunks: int = 0
-    embedded: int = 0
-    error: str = ""
-
-
-def embed_texts(engine, model: str) -> Callable[[list[str]], list[list[float]]]:
-    return lambda texts: engine.embeddings.embed(model, texts).vectors
-
-
 def add_files(engine, collection: str, files: list[tuple[str, bytes]], embed_model: str | None = None,
               progress: Progress | None = None) -> list[FileReport]:
-    """Parse, chunk and embed each file into the collection (made on first use). A file that cannot be
-    read is recorded as failed with the reason, and the others still go in."""
+    """Parse, chunk and embed the files here, in this process (small uploads; see runs_as_job)."""
+    return ingest.add_files(engine, index_for(engine), collection, files, embed_model, progress)
+
+
+def job_bytes() -> int:
+    """Uploads larger than this in all are indexed by an `index` job (embedding runs at a few passages a
+    second on a CPU: a few hundred KB of text is minutes). LLMOS_INDEX_JOB_BYTES overrides it."""
+    try:
+        return max(0, int(os.environ.get("LLMOS_INDEX_JOB_BYTES", str(JOB_BYTES_DEFAULT))))
+    except ValueError:
+        return JOB_BYTES_DEFAULT
+
+
+def runs_as_job(files: list[tuple[str, bytes]]) -> bool:
+    return sum(len(data) for _, data in files) > job_bytes()
+
+
+def submit_files(engine, collection: str, files: list[tuple[str, bytes]], embed_model: str | None = None,
+                 origin: str = "local") -> int:
+    """Keep the files under the data folder and queue an `index` job for them; returns the job id."""
     check_collection_name(collection)
     if not files:
         raise InvalidInput("no files to add", "choose one or more documents: " + ", ".join(FILE_TYPES))
     index = index_for(engine)
-    existing = [c for c in index.collections() if c["name"] == collection]
-    model = existing[0]["embed_model"] if existing else (embed_model or DEFAULT_EMBEDDING_MODEL)
-    if engine.catalog.get(model).task != EMBEDDING:
-        raise InvalidInput(f"{model} is not a sentence-embedding model", "pick one whose task is sentence-embedding")
-    index.create_collection(collection, model)
-    folder = collection_folder(engine, collection)
+    model = ingest.embedding_model(engine, index, collection, embed_model)
+    digest = hashlib.sha256(b"".join(hashlib.sha256(data).digest() for _, data in files)).hexdigest()[:16]
+    folder = engine.settings.uploads_dir / f"index-{digest}"   # retention.py prunes it once no job names it
     folder.mkdir(parents=True, exist_ok=True)
-    embed = embed_texts(engine, model)
-    reports = []
-    for number, (raw_name, data) in enumerate(files):
-        name = safe_file_name(raw_name)
-        fmt = Path(name).suffix.lstrip(".").lower()
-        if progress:
-            progress(number, len(files), f"reading {name}")
-        try:
-            doc = parse_in_child(data, name, engine.settings.max_upload_mb * 1024**2, pdf_output="txt")
-        except InvalidInput as exc:
-            index.mark_failed(collection, name, fmt, len(data), str(exc))
-            reports.append(FileReport(name, "failed", error=str(exc)))
-            continue
-        (folder / name).write_bytes(data)
-        chunks = chunk_document(doc)
-        text = "\n".join(block.text for block in document_blocks(doc))
-        document_id = index.add_document(collection, name, doc.format, len(data), text, chunks)
-        pending = index.unembedded(document_id)
-        for start in range(0, len(pending), EMBED_BATCH):
-            batch = pending[start:start + EMBED_BATCH]
-            if progress:
-                progress(number, len(files), f"embedding {name}: {start}/{len(pending)} passages")
-            inputs = [(row["text"] if not row["heading"] or row["text"].startswith(row["heading"])
-                       else f"{row['heading']}\n{row['text']}")[:MAX_EMBED_CHARS] for row in batch]
-            index.store_vectors(document_id, [row["id"] for row in batch], embed(inputs))
-        reports.append(FileReport(name, "embedded", len(chunks), len(pending)))
-    if progress:
-        progress(len(files), len(files), "done")
-    return reports
+    for number, (name, data) in enumerate(files):   # numbered: the job keeps the upload order
+        (folder / f"{number:04d}-{safe_file_name(name)}").write_bytes(data)
+    job_id = engine.scheduler.submit("index", {"input": str(folder), "collection": collection, "embed_model": model},
+                                     origin=origin)
+    index.create_collection(collection, model)      # listed at once; its documents appear as the job adds them
+    return job_id
 
 
 def list_collections(engine) -> list[dict]:

@@ -2,33 +2,15 @@
 FTS5 and vector search, reciprocal-rank fusion, the not-found verdict, the context meter, citations."""
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
 import pytest
 
 from llmos_core.errors import InvalidInput
 from llmos_core.rag import answer, chunking, retrieve
-from llmos_core.rag.index import DocumentIndex, check_collection_name, fts_query
+from llmos_core.rag.index import DocumentIndex, check_collection_name, fts_query, fts_table
 from llmos_core.store import Store
 from llmos_core.translation import documents
+from rag_samples import bag_of_words
 from translation_samples import make_docx, make_pdf
-
-DIM = 64
-
-
-def bag_of_words(texts: list[str]) -> list[list[float]]:
-    """Each word hashed to a dimension: texts sharing words are near, as an embedder's would be."""
-    rows = []
-    for text in texts:
-        row = np.zeros(DIM, dtype=np.float32)
-        for word in text.lower().split():
-            word = word.strip(".,?!:;")
-            if word:
-                row[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM] += 1
-        rows.append((row / max(np.linalg.norm(row), 1e-9)).tolist())
-    return rows
-
 
 MD = b"""# Leave
 
@@ -127,6 +109,37 @@ def test_removing_deletes_passages_vectors_and_the_text_index(index):
     assert index.search_text("docs", "taxi") == []
     assert all(index.chunks([i])[i].document == "it.txt" for i, _ in index.search_vectors("docs", bag_of_words(["taxi"])[0]))
     assert index.remove_collection("docs") and index.collections() == []
+
+
+def _add(idx, collection, name, text):
+    idx.create_collection(collection, "bag")
+    doc = documents.parse(text.encode(), name)
+    document_id = idx.add_document(collection, name, doc.format, len(text), text, chunking.chunk_document(doc))
+    rows = idx.unembedded(document_id)
+    idx.store_vectors(document_id, [r["id"] for r in rows], bag_of_words([r["text"] for r in rows]))
+
+
+def test_each_collection_searches_only_its_own_passages(index):
+    _add(index, "docs_data", "other.txt", "Taxi rides in the other collection.\n")   # 'docs' + FTS5's '_data' suffix
+    assert {index.chunks([i])[i].document for i, _ in index.search_text("docs", "taxi")} == {"policy.md"}
+    assert {index.chunks([i])[i].document for i, _ in index.search_text("docs_data", "taxi")} == {"other.txt"}
+    _add(index, "docs", "policy.md", "Bicycles only.\n")                 # a file replaced: its old text is gone
+    assert index.search_text("docs", "taxi") == [] and index.search_text("docs", "bicycles")
+    assert index.remove_collection("docs_data") and index.search_text("docs_data", "taxi") == []
+
+
+def test_a_database_with_the_old_shared_text_index_is_split_per_collection(tmp_path, index):
+    conn = index.store.connection()      # make it look as the first release left it
+    conn.execute(f"DROP TABLE {fts_table('docs')}")
+    conn.execute("CREATE VIRTUAL TABLE rag_fts USING fts5(text, heading, content='rag_chunks', content_rowid='id')")
+    conn.execute("CREATE TRIGGER rag_chunks_ad AFTER DELETE ON rag_chunks BEGIN "
+                 "INSERT INTO rag_fts(rag_fts, rowid, text, heading) VALUES ('delete', old.id, old.text, old.heading); END")
+    conn.execute("INSERT INTO rag_fts(rag_fts) VALUES ('rebuild')")
+    reopened = DocumentIndex(Store(tmp_path / "llmos.db"))
+    names = {row[0] for row in reopened.store.execute("SELECT name FROM sqlite_master").fetchall()}
+    assert "rag_fts" not in names and "rag_chunks_ad" not in names
+    assert "Taxi" in reopened.chunks([reopened.search_text("docs", "taxi")[0][0]]).popitem()[1].text
+    assert reopened.remove_document("docs", "policy.md") and reopened.search_text("docs", "taxi") == []
 
 
 @pytest.mark.parametrize("name", ["", "A", "../x", "a/b", "x" * 65, "-x", "a b", "é"])
