@@ -202,9 +202,14 @@ def mask(text: str, glossary: dict[str, str] | None = None, glossary_re: re.Patt
     """Protected spans -> ⟦i⟧. Glossary terms come back as their translation, the rest verbatim."""
     glossary = glossary or {}
     lowered = {k.lower(): v for k, v in glossary.items()}
+    folded = {k.casefold(): v for k, v in glossary.items()}
     spans: list[tuple[int, int, str]] = []
-    if glossary_re is not None:
-        spans += [(m.start(), m.end(), lowered[m.group(0).lower()]) for m in glossary_re.finditer(text)]
+    for m in glossary_re.finditer(text) if glossary_re is not None else ():
+        # the regex ignores case letter by letter ("ſ" matches "s", "ς" matches "σ"): a match lower() does
+        # not map back to a term is looked up folded, else left to the model
+        value = lowered.get(m.group(0).lower(), folded.get(m.group(0).casefold()))
+        if value is not None:
+            spans.append((m.start(), m.end(), value))
     taken = [(s, e) for s, e, _ in spans]
     for m in _PROTECT.finditer(text):
         if not any(s < m.end() and m.start() < e for s, e in taken):
