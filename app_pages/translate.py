@@ -258,22 +258,27 @@ if result:
     stats = result.stats
     st.subheader("Preview")
     detected = " (detected)" if stats.get("detected") else ""
+    sources = [to_display(t) for t in result.sources]
+    terms = stats.get("glossary_terms", 0)
     st.caption(f"{stats['segments']} segments from {language_name(stats['source'])}{detected} to "
                f"{language_name(result.target)} · {stats['unique']} sentences through the model, "
                f"{stats['cached']} from the cache, {stats.get('from_memory', 0)} segment(s) from the translation "
-               f"memory · {stats['seconds']:.1f} s. ⟦n⟧ marks formatting, code or links "
-               "kept from the original: leave them in place.")
+               f"memory" + (f", {terms} glossary term(s) in force" if terms else "") + f" · {stats['seconds']:.1f} s."
+               + (" ⟦n⟧ marks formatting, code or links kept from the original: leave them in place."
+                  if any("⟦" in t for t in sources) else ""))
     if stats.get("backend"):
         st.caption(f":material/memory: Engine: {stats.get('backend_reason') or stats['backend']}")
     for note in stats.get("notes", []):
         st.caption(f":material/info: {note}")
     kept = set(stats.get("kept_source", []))
-    table = pd.DataFrame({"source": [to_display(t) for t in result.sources],
+    table = pd.DataFrame({"source": sources,
                           "translation": [to_display(t) for t in result.translations],
                           "check": ["kept in the source language" if i in kept else ""
                                     for i in range(len(result.sources))]})
     edited = st.data_editor(table, key="translate_editor", hide_index=True, width="stretch",
                             disabled=["source", "check"],
+                            # the check column only when a row needs it: else it takes the translation's room
+                            column_order=["source", "translation", *(["check"] if kept else [])],
                             column_config={"source": st.column_config.TextColumn("Source", width="large"),
                                            "translation": st.column_config.TextColumn("Translation", width="large"),
                                            "check": st.column_config.TextColumn(
