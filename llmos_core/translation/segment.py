@@ -60,6 +60,15 @@ class TaggedText:
         self.parts.append(value)
         self.length += len(value)
 
+    def extend(self, inner: "TaggedText") -> None:
+        """Append another TaggedText (a line's inline markup), its tokens renumbered after ours: its text
+        was made harmless as it came in, and its tokens are real ones (text() would turn them to U+FFFD)."""
+        offset = len(self.tags)
+        value = TAG_TOKEN.sub(lambda m: tag_token(int(m.group(1)) + offset), inner.value())
+        self.parts.append(value)
+        self.length += len(value)
+        self.tags += inner.tags
+
     def tag(self, value: str) -> None:
         self.parts.append(tag_token(len(self.tags)))
         self.length += len(self.parts[-1])

@@ -157,10 +157,7 @@ def _md_segment(pieces: list[tuple[int, int]], text: str, kind: str) -> Segment 
         body = line.rstrip() if i < len(pieces) - 1 else line
         if hard and line.endswith("\\"):
             body = line[:-1]
-        inline = md_inline(body)
-        offset = len(tagged.tags)
-        tagged.text(TAG_TOKEN.sub(lambda m: f"\ue000{int(m.group(1)) + offset}\ue001", inline.value()))
-        tagged.tags += inline.tags
+        tagged.extend(md_inline(body))
         if i < len(pieces) - 1:
             if hard:
                 tagged.tag(text[start + len(body):pieces[i + 1][0]])
