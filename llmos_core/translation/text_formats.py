@@ -20,7 +20,7 @@ from bisect import bisect_left, bisect_right
 from ..errors import InvalidInput
 from .formats import Format, register
 from .parsed import ParsedDocument, decode_text
-from .segment import TAG_TOKEN, Segment, TaggedText, restore_tags
+from .segment import Segment, TaggedText, restore_tags
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r|$)")
 
