@@ -11,7 +11,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from llmos_core.errors import InvalidInput
+from llmos_core.errors import InvalidInput, LLMOSError
 from llmos_core.models.catalog import CAUSAL_LM, SEQ2SEQ
 from llmos_core.translation import documents, parse_glossary
 from llmos_core.translation.isolation import parse_in_child
@@ -48,6 +48,91 @@ def parse_once(data: bytes, name: str, pdf_as: str) -> documents.ParsedDocument:
 
 def language_label(code: str) -> str:
     return "Detect automatically" if code == "auto" else f"{language_name(code)} ({code})"
+
+
+def saved_glossary_panel(source: str, target: str) -> None:
+    """The terms saved for the language pair (added from the review below), which every translation of
+    the pair uses; a wrong one can be removed here."""
+    if source == "auto":
+        st.caption("Terms you add from the review below are saved per language pair and used by every later "
+                   "translation of the pair; choose the source language to see them.")
+        return
+    show_message("translate_glossary_message")
+    with error_boundary("Reading the saved glossary"):
+        saved = translation.saved_glossary(eng, source, target)
+        pair = f"{language_name(source)} → {language_name(target)}"
+        if not saved:
+            st.caption(f"No saved {pair} terms yet: add corrected terms from the review after a translation.")
+            return
+        st.caption(f"{len(saved)} saved {pair} term(s), used by every translation of the pair:")
+        st.dataframe(pd.DataFrame({"term": list(saved), "translation": list(saved.values())}), hide_index=True,
+                     width="stretch", height=min(36 * (len(saved) + 1) + 2, 250))
+        st.multiselect("Remove saved terms", list(saved), key="translate_glossary_remove")
+        st.button("Remove", key="translate_glossary_remove_run", icon=":material/delete:",
+                  disabled=not state.get("translate_glossary_remove"), on_click=remove_terms, args=(source, target))
+
+
+# Callbacks: they run before the script, so the saved terms the page shows are already the new ones.
+def report_to(key: str, action) -> None:
+    """Run a callback's action; keep its message (or the engine's error, with its hint) for show_message."""
+    try:
+        state[key] = ("success", action())
+    except LLMOSError as exc:
+        state[key] = ("error", exc.message + (f"  \n**What to do:** {exc.hint}" if exc.hint else ""))
+
+
+def remove_terms(source: str, target: str) -> None:
+    gone, state.translate_glossary_remove = state.translate_glossary_remove, []
+    report_to("translate_glossary_message", lambda: f"{translation.remove_from_glossary(eng, source, target, gone)} "
+                                                    "term(s) removed from the glossary")
+
+
+def add_term(result: translation.TranslationResult, term_key: str, meaning_key: str) -> None:
+    term, meaning = " ".join(state[term_key].split()), " ".join(state[meaning_key].split())
+    said = {"added": "added to", "updated": "updated in", "unchanged": "already in"}
+    report_to("translate_term_message", lambda: f"{term} → {meaning}: "
+              f"{said[translation.add_to_glossary(eng, result, term, meaning)]} the glossary; "
+              "later translations of the pair use it")
+
+
+def show_message(key: str) -> None:
+    """A callback's outcome, shown once where its button is."""
+    kind, text = state.pop(key, (None, ""))
+    if kind == "success":
+        st.success(text, icon=":material/check:")
+    elif kind == "error":
+        st.error(text, icon=":material/error:")
+
+
+def glossary_form(result: translation.TranslationResult, texts: list[str]) -> None:
+    """Corrected terms -> the saved glossary in one click: the form comes prefilled from a word diff of
+    each corrected row against the machine's translation, aligned to the source words when they are found."""
+    source, target = translation.result_languages(result)
+    suggestions = translation.suggest_glossary_terms(result, texts)
+    st.markdown(f"**Add a corrected term to the {language_name(source)} → {language_name(target)} glossary**")
+    pick = 0
+    if len(suggestions) > 1:
+        pick = st.selectbox("Corrected term", range(len(suggestions)), key="translate_term_pick",
+                            format_func=lambda i: f"{suggestions[i].source or '?'} → {suggestions[i].target} "
+                                                  f"(row {suggestions[i].row + 1})")
+    chosen = suggestions[pick] if suggestions else translation.TermSuggestion(-1, "", "")
+    if chosen.row >= 0:
+        note = "" if chosen.source else ": its source words were not found; type them"
+        st.caption(f"Row {chosen.row + 1}{note}. Source: {to_display(result.sources[chosen.row])[:300]}")
+    else:
+        st.caption("No changed words found in the corrections: type the term and its translation.")
+    # keys per suggestion: another choice comes prefilled anew, a typed value survives the form's rerun
+    suffix = hashlib.sha1(repr((pick, chosen)).encode()).hexdigest()[:10]
+    with st.form("translate_term_form", border=False):
+        left, right = st.columns(2)
+        left.text_input(f"Term ({source})", chosen.source, key=f"translate_term_source_{suffix}")
+        right.text_input(f"Translation ({target})", chosen.target, key=f"translate_term_target_{suffix}")
+        st.form_submit_button("Add to the glossary", key="translate_term_add", icon=":material/playlist_add:",
+                              on_click=add_term, args=(result, f"translate_term_source_{suffix}",
+                                                       f"translate_term_target_{suffix}"),
+                              help="saved per language pair: every later translation of the pair, here, in a job "
+                                   "or from the CLI, translates the term this way")
+    show_message("translate_term_message")
 
 
 # ---- what to translate ----
@@ -91,8 +176,10 @@ if name and name.lower().endswith(".pdf"):
     pdf_as = st.radio("A PDF comes back as", ["docx", "txt"], horizontal=True, key="translate_pdf_as",
                       help="the text of a PDF can be translated, its layout cannot be rebuilt")
 with st.expander("Glossary: terms that must be translated your way", icon=":material/menu_book:"):
-    glossary_text = st.text_area("One pair a line: term = translation", key="translate_glossary",
-                                 placeholder="engine = Motor\nLLM OS = LLM OS")
+    glossary_text = st.text_area("For this translation, one pair a line: term = translation",
+                                 key="translate_glossary", placeholder="engine = Motor\nLLM OS = LLM OS",
+                                 help="these win over the saved terms below for the same term")
+    saved_glossary_panel(source, target)
 
 glossary: dict[str, str] = {}
 doc = None
@@ -171,22 +258,27 @@ if result:
     stats = result.stats
     st.subheader("Preview")
     detected = " (detected)" if stats.get("detected") else ""
+    sources = [to_display(t) for t in result.sources]
+    terms = stats.get("glossary_terms", 0)
     st.caption(f"{stats['segments']} segments from {language_name(stats['source'])}{detected} to "
                f"{language_name(result.target)} · {stats['unique']} sentences through the model, "
                f"{stats['cached']} from the cache, {stats.get('from_memory', 0)} segment(s) from the translation "
-               f"memory · {stats['seconds']:.1f} s. ⟦n⟧ marks formatting, code or links "
-               "kept from the original: leave them in place.")
+               f"memory" + (f", {terms} glossary term(s) in force" if terms else "") + f" · {stats['seconds']:.1f} s."
+               + (" ⟦n⟧ marks formatting, code or links kept from the original: leave them in place."
+                  if any("⟦" in t for t in sources) else ""))
     if stats.get("backend"):
         st.caption(f":material/memory: Engine: {stats.get('backend_reason') or stats['backend']}")
     for note in stats.get("notes", []):
         st.caption(f":material/info: {note}")
     kept = set(stats.get("kept_source", []))
-    table = pd.DataFrame({"source": [to_display(t) for t in result.sources],
+    table = pd.DataFrame({"source": sources,
                           "translation": [to_display(t) for t in result.translations],
                           "check": ["kept in the source language" if i in kept else ""
                                     for i in range(len(result.sources))]})
     edited = st.data_editor(table, key="translate_editor", hide_index=True, width="stretch",
                             disabled=["source", "check"],
+                            # the check column only when a row needs it: else it takes the translation's room
+                            column_order=["source", "translation", *(["check"] if kept else [])],
                             column_config={"source": st.column_config.TextColumn("Source", width="large"),
                                            "translation": st.column_config.TextColumn("Translation", width="large"),
                                            "check": st.column_config.TextColumn(
@@ -201,6 +293,9 @@ if result:
         with error_boundary("Saving to the translation memory"):
             saved = translation.remember_corrections(eng, result, texts)
             st.success(f"{saved} segment(s) saved to the translation memory", icon=":material/check:")
+    if corrected:
+        with st.container(border=True), error_boundary("Finding the corrected terms"):
+            glossary_form(result, texts)
     with error_boundary("Building the translated document"):
         final = result.render(texts, eng.settings.max_upload_mb * 1024**2,
                               parse_once(result.data, result.name, result.pdf_as))

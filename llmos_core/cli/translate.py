@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--from", dest="source", default="auto", help="source language code (default: detected)")
     p.add_argument("--model", help="catalog name; default: the first translation (seq2seq) model, else the "
                                     f"best prompted LM (the embedded {DEFAULT_BASE_MODEL})")
-    p.add_argument("--glossary", help="file of term pairs, one a line: term = translation")
+    p.add_argument("--glossary", help="file of term pairs, one a line: term = translation (over the terms "
+                   "saved for the language pair from the Translate page, which are always used)")
     p.add_argument("--pdf-as", choices=["docx", "txt"], default="docx", help="output format for a PDF (default docx)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--backend", default="auto", choices=["auto", "transformers", "transformers-int8", "llamacpp"],

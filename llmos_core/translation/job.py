@@ -18,6 +18,7 @@ from ..settings import Settings
 from . import documents
 from .isolation import parse_in_child
 from .languages import check_language, language_name
+from .glossary import Glossary
 from .memory import TranslationMemory
 from .translator import Translator, open_engine
 
@@ -90,7 +91,8 @@ def run(ctx) -> dict:
         with open_engine(engine, params["model"]) as model:
             translator = Translator(model, params["target"], params.get("source") or "auto", params.get("glossary"),
                                     batch_size=params.get("batch_size") or 8,
-                                    memory=TranslationMemory.for_home(ctx.settings.home))
+                                    memory=TranslationMemory.for_home(ctx.settings.home),
+                                    saved_glossary=Glossary.for_home(ctx.settings.home))
             step = 0
 
             def progress(done: int, total: int, eta: float | None) -> None:

@@ -60,6 +60,15 @@ class TaggedText:
         self.parts.append(value)
         self.length += len(value)
 
+    def extend(self, inner: "TaggedText") -> None:
+        """Append another TaggedText (a line's inline markup), its tokens renumbered after ours: its text
+        was made harmless as it came in, and its tokens are real ones (text() would turn them to U+FFFD)."""
+        offset = len(self.tags)
+        value = TAG_TOKEN.sub(lambda m: tag_token(int(m.group(1)) + offset), inner.value())
+        self.parts.append(value)
+        self.length += len(value)
+        self.tags += inner.tags
+
     def tag(self, value: str) -> None:
         self.parts.append(tag_token(len(self.tags)))
         self.length += len(self.parts[-1])
@@ -202,9 +211,14 @@ def mask(text: str, glossary: dict[str, str] | None = None, glossary_re: re.Patt
     """Protected spans -> ⟦i⟧. Glossary terms come back as their translation, the rest verbatim."""
     glossary = glossary or {}
     lowered = {k.lower(): v for k, v in glossary.items()}
+    folded = {k.casefold(): v for k, v in glossary.items()}
     spans: list[tuple[int, int, str]] = []
-    if glossary_re is not None:
-        spans += [(m.start(), m.end(), lowered[m.group(0).lower()]) for m in glossary_re.finditer(text)]
+    for m in glossary_re.finditer(text) if glossary_re is not None else ():
+        # the regex ignores case letter by letter ("ſ" matches "s", "ς" matches "σ"): a match lower() does
+        # not map back to a term is looked up folded, else left to the model
+        value = lowered.get(m.group(0).lower(), folded.get(m.group(0).casefold()))
+        if value is not None:
+            spans.append((m.start(), m.end(), value))
     taken = [(s, e) for s, e, _ in spans]
     for m in _PROTECT.finditer(text):
         if not any(s < m.end() and m.start() < e for s, e in taken):

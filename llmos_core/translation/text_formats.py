@@ -20,7 +20,7 @@ from bisect import bisect_left, bisect_right
 from ..errors import InvalidInput
 from .formats import Format, register
 from .parsed import ParsedDocument, decode_text
-from .segment import TAG_TOKEN, Segment, TaggedText, restore_tags
+from .segment import Segment, TaggedText, restore_tags
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r|$)")
 
@@ -157,10 +157,7 @@ def _md_segment(pieces: list[tuple[int, int]], text: str, kind: str) -> Segment 
         body = line.rstrip() if i < len(pieces) - 1 else line
         if hard and line.endswith("\\"):
             body = line[:-1]
-        inline = md_inline(body)
-        offset = len(tagged.tags)
-        tagged.text(TAG_TOKEN.sub(lambda m: f"\ue000{int(m.group(1)) + offset}\ue001", inline.value()))
-        tagged.tags += inline.tags
+        tagged.extend(md_inline(body))
         if i < len(pieces) - 1:
             if hard:
                 tagged.tag(text[start + len(body):pieces[i + 1][0]])

@@ -73,6 +73,7 @@ class TranslationStats:
     unique: int = 0             # distinct pieces that needed the model
     cached: int = 0             # pieces answered from the cache
     from_memory: int = 0        # segments answered from the translation memory (a person's corrections)
+    glossary_terms: int = 0     # glossary terms in force: the saved ones of the pair and the request's own
     batches: int = 0
     repaired: int = 0           # placeholders the model lost or repeated, put right
     retried: int = 0            # sentences whose placeholders the model broke, translated again run by run
@@ -100,7 +101,7 @@ class _Piece:
 class Translator:
     def __init__(self, engine: TranslationEngine, target: str, source: str = "auto",
                  glossary: dict[str, str] | None = None, batch_size: int = 8, cache: dict | None = None,
-                 memory=None):
+                 memory=None, saved_glossary=None):
         self.engine = engine
         self.target = check_language(target, "target language")
         self.source = "auto" if (source or "auto") == "auto" else check_language(source, "source language")
@@ -111,6 +112,7 @@ class Translator:
         self.batch_size = max(1, int(batch_size), getattr(engine, "rows_per_call", 1))
         self.cache: dict[str, str] = {} if cache is None else cache
         self.memory = memory          # a TranslationMemory: corrected segments, reused before the model
+        self.saved_glossary = saved_glossary   # a glossary.Glossary: saved terms of the pair, under the given ones
         self.stats = TranslationStats()
 
     def resolve_source(self, texts: list[str]) -> str:
@@ -144,6 +146,12 @@ class Translator:
         started = time.perf_counter()
         self.resolve_source(texts)
         self.engine.check(self.source, self.target)
+        if self.saved_glossary is not None:   # known once the source language is
+            saved = self.saved_glossary.entries(self.source, self.target)
+            # The given glossary comes last: mask() reads terms in any case, the last spelling wins.
+            self.glossary = {**saved, **self.glossary}
+            self._glossary_re = seg.compile_glossary(self.glossary)
+        self.stats.glossary_terms = len({term.casefold() for term in self.glossary})
         self.stats.notes = list(self.engine.notes)
         self.stats.backend = getattr(self.engine, "backend", "transformers")
         self.stats.backend_reason = getattr(self.engine, "reason", "")

@@ -16,7 +16,10 @@ from ..errors import InvalidInput, JobError
 from ..translation import documents, formats, open_engine
 from ..translation.bilingual import bilingual_name, render_bilingual
 from ..translation.isolation import parse_in_child
+from ..translation.glossary import Glossary
 from ..translation.memory import TranslationMemory
+from ..translation.segment import to_display
+from ..translation.term_diff import changed_terms
 from ..translation.documents import ParsedDocument
 from ..translation.job import job_threshold
 from ..translation.translator import Translator
@@ -82,7 +85,8 @@ def translate_here(engine, doc: ParsedDocument, request: TranslationRequest,
     """Translate in this process; `progress(done, total, eta_s)` after each batch."""
     with open_engine(engine, request.model, progress=load_progress, backend=request.backend) as model:
         translator = Translator(model, request.target, request.source, request.glossary,
-                                batch_size=request.batch_size, memory=TranslationMemory.for_home(engine.settings.home))
+                                batch_size=request.batch_size, memory=TranslationMemory.for_home(engine.settings.home),
+                                saved_glossary=Glossary.for_home(engine.settings.home))
         texts = translator.translate(doc.texts(), progress)
     return TranslationResult(doc.name, doc.data, request.pdf_as, request.target, doc.texts(), texts,
                              translator.stats.to_dict())
@@ -120,3 +124,50 @@ def remember_corrections(engine, result: TranslationResult, corrected: list[str]
     if not source or not changed:
         return 0
     return TranslationMemory.for_home(engine.settings.home).add(source, result.target, changed)
+
+
+# ---- corrected terms -> the saved glossary (glossary.py), which later translations of the pair mask ----
+MAX_SUGGESTIONS = 50
+
+
+@dataclass(frozen=True)
+class TermSuggestion:
+    row: int        # the segment, from 0
+    source: str     # the source words, "" when they could not be found in the segment (the person types them)
+    target: str     # the words the person put in
+
+
+def suggest_glossary_terms(result: TranslationResult, corrected: list[str]) -> list[TermSuggestion]:
+    """The terms changed in the corrected rows (a word-level diff against the machine's translation),
+    aligned to their source words where they can be found; each pair once, in row order."""
+    if len(corrected) != len(result.translations):
+        raise InvalidInput("the preview lost some rows", "translate the document again")
+    found: dict[tuple[str, str], TermSuggestion] = {}
+    for row, (source, machine, fixed) in enumerate(zip(result.sources, result.translations, corrected)):
+        if fixed != machine:
+            for pair in changed_terms(to_display(source), to_display(machine), to_display(fixed)):
+                found.setdefault((pair.source, pair.target), TermSuggestion(row, pair.source, pair.target))
+    return list(found.values())[:MAX_SUGGESTIONS]
+
+
+def result_languages(result: TranslationResult) -> tuple[str, str]:
+    """The language pair a result was translated in (the source as detected when it was "auto")."""
+    source = result.stats.get("source") or ""
+    if not source:
+        raise InvalidInput("the source language of this translation is not known", "translate the document again")
+    return source, result.target
+
+
+def add_to_glossary(engine, result: TranslationResult, term: str, translation: str) -> str:
+    """Save a term pair in the glossary of the result's language pair: "added", "updated" (the term was
+    there, in any case) or "unchanged"."""
+    source, target = result_languages(result)
+    return Glossary.for_home(engine.settings.home).put(source, target, term, translation)
+
+
+def saved_glossary(engine, source: str, target: str) -> dict[str, str]:
+    return Glossary.for_home(engine.settings.home).entries(source, target)
+
+
+def remove_from_glossary(engine, source: str, target: str, terms: list[str]) -> int:
+    return Glossary.for_home(engine.settings.home).remove(source, target, terms)

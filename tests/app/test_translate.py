@@ -140,3 +140,43 @@ def test_a_correction_goes_into_the_memory_and_the_next_document_reuses_it(app):
     again = app.session_state["translate_result"]
     assert again.translations[0] == "Bonjour le monde." and again.stats["from_memory"] == 1
     assert again.translations[1] == result.translations[1]
+
+
+def test_a_corrected_term_goes_into_the_glossary_in_one_click_and_the_next_translation_uses_it(app, home):
+    from llmos_core.translation.glossary import Glossary
+
+    _translate_pasted(app, "Hello world.\nGood night.")
+    assert "translate_term_add" not in [b.key for b in app.button]   # no correction yet: nothing to add
+    edited = {"edited_rows": {0: {"translation": "Bonjour le monde."}}, "added_rows": [], "deleted_rows": []}
+    app.session_state["translate_editor"] = edited
+    app.run()
+    assert not app.exception, app.exception
+    # prefilled from the word diff: the whole row changed, so its source words are the term
+    term, meaning = app.text_input[-2], app.text_input[-1]
+    assert (term.value, meaning.value) == ("Hello world", "Bonjour le monde")
+    app.button(key="translate_term_add").click().run()
+    assert not app.exception and any("added to the glossary" in s.value for s in app.success), app.error
+    assert Glossary.for_home(home).entries("en", "de") == {"Hello world": "Bonjour le monde"}
+    # the saved term, whatever the case, is masked in the next translation and comes back as saved
+    _translate_pasted(app, "hello world, good night.")
+    again = app.session_state["translate_result"]
+    assert "Bonjour le monde" in again.translations[0] and again.stats["glossary_terms"] == 1
+    # a second click updates the term, never duplicates it; an empty term is refused with a message
+    app.session_state["translate_editor"] = {"edited_rows": {0: {"translation": "Salut le monde, bonne nuit."}},
+                                             "added_rows": [], "deleted_rows": []}
+    app.run()
+    app.text_input[-2].set_value("HELLO WORLD")
+    app.text_input[-1].set_value("Salut le monde")
+    app.button(key="translate_term_add").click().run()
+    assert Glossary.for_home(home).entries("en", "de") == {"HELLO WORLD": "Salut le monde"}
+    app.text_input[-2].set_value("  ")
+    app.button(key="translate_term_add").click().run()
+    assert any("term is empty" in e.value for e in app.error)
+    # the pair's saved terms are listed with the glossary, and a wrong one can be removed there
+    remove = app.multiselect(key="translate_glossary_remove")
+    assert remove.options == ["HELLO WORLD"]
+    remove.set_value(["HELLO WORLD"]).run()
+    app.button(key="translate_glossary_remove_run").click().run()
+    assert not app.exception and any("1 term(s) removed" in s.value for s in app.success)
+    assert Glossary.for_home(home).entries("en", "de") == {}
+    assert "translate_glossary_remove" not in [m.key for m in app.multiselect]
