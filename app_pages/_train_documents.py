@@ -39,9 +39,16 @@ def render(eng) -> None:
     with error_boundary("Reading the documents"):
         key = tuple((f.name, f.size, f.file_id) for f in files)
         if state.get("train_docs_key") != key:   # parse once per upload, not on every rerun
-            state["train_docs"] = datasets.read_documents(eng.settings, [(f.name, f.getvalue()) for f in files])
+            with st.spinner(f"Reading {len(files)} document(s) in an isolated process..."):
+                state["train_docs"] = datasets.read_documents(eng.settings, [(f.name, f.getvalue()) for f in files])
             state["train_docs_key"] = key
         documents = state["train_docs"]
+        if not datasets.tokenizer_ready(eng.settings, model) and not st.button(
+                f"Convert {model} and count its tokens", key="train_docs_prepare", icon=":material/sync:"):
+            st.info(f"Read {len(documents.paragraphs)} paragraphs from {len(documents.names)} document(s). {model} "
+                    "has not been converted yet: its tokenizer is read after a one-time conversion (about a "
+                    "minute), which the first run or Chat would do too.", icon=":material/info:")
+            return
         with st.spinner(f"Counting tokens with {model}'s tokenizer (a model never used is converted first)..."):
             chunks = datasets.chunk_documents(eng.settings, documents, model, length)
         st.caption(f"**{len(chunks.texts)}** chunks, **{sum(chunks.tokens):,}** tokens of {model} from "

@@ -44,6 +44,12 @@ def test_documents_become_chunks_kept_as_a_training_set(eng):
     assert list(preview.columns) == ["tokens", "text"] and (preview["tokens"] <= 48).all()
     assert preview["text"][0].startswith("The fox number 0 jumps") and "Page" not in preview["text"][0]
 
+    # A model never converted is not converted behind the user's back: the page asks first.
+    at.selectbox(key="train_docs_model").set_value("gemma-3-270m").run()
+    assert any("has not been converted yet" in i.value for i in at.info) and not at.dataframe
+    assert at.button(key="train_docs_prepare").label.startswith("Convert gemma-3-270m")
+    at.selectbox(key="train_docs_model").set_value("tiny").run()
+
     at.button(key="train_docs_save").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.radio(key="train_source").value == "A data file"
