@@ -126,5 +126,9 @@ def test_cli_compare_prints_every_answer_as_json_and_saves_it(engine, capsys):
         assert answer["stats"]["backend"] == "transformers" and answer["stats"]["ttft_s"] is not None
     saved = engine.comparisons.get(out["comparison"])
     assert [x["text"] for x in saved["answers"]] == [x["text"] for x in out["answers"]]
+    code = main(["chat", "--compare", f"{a},{b}", "Hello there", "--temperature", "1.5", "--max-new-tokens", "4"])
+    printed = capsys.readouterr()
+    assert code == 0 and f"=== {a}" in printed.out and f"=== {b}" in printed.out
+    assert "tokens, first token" in printed.err and "saved as comparison" in printed.err
     code = main(["chat", "--compare", a, "Hello"])
     assert code == 1 and "2 or 3 models" in capsys.readouterr().err
