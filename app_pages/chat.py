@@ -158,7 +158,9 @@ with st.expander("Sampling", icon=":material/tune:"):
     cols[1].number_input("Max new tokens", 1, 4096, key="chat_max_new_tokens")
     cols[2].number_input("Seed (empty: random)", 0, 2**31 - 1, key="chat_seed")
     cols[3].text_area("Stop sequences, one a line", key="chat_stop", height=68)
-    if spec.sampling:
+    if comparing:
+        st.caption("Every model in the comparison answers with these settings.")
+    elif spec.sampling:
         st.caption("Defaults: " + ", ".join(f"{k} {v}" for k, v in spec.sampling.items() if k != "do_sample")
                    + f" (recommended for {spec.name}).")
 if comparing:
