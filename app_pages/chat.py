@@ -1,7 +1,8 @@
 """Chat: streaming replies from any causal LM in the catalog, full sampling control, saved conversations.
 
 The engine's generation service makes the replies (shared by every session, batched per model);
-conversations live in SQLite, so they survive a refresh and a restart. A Stop press, or leaving the
+conversations live in SQLite, so they survive a refresh and a restart. Compare mode (_compare_view.py) sends
+one prompt to two or three models and streams their answers side by side. A Stop press, or leaving the
 page, interrupts this script run; the stream's `finally` then cancels the generation, and ours saves
 what was written.
 """
@@ -16,6 +17,7 @@ from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
 from llmos_core.present import reply_figures
 from llmos_core.usecases import ask
 from llmos_core.usecases import chat as chat_turns
+from app_pages import _compare_view as compare_view
 from app_pages._citations import draw_citations
 from app_pages._shared import engine, error_boundary
 
@@ -64,6 +66,7 @@ def current_params() -> SamplingParams:
 
 
 def open_conversation(conversation_id: int | None) -> None:
+    state["chat_view"] = "Chat"
     state["chat_conversation"] = conversation_id
     state["chat_seen_last"] = None
     if conversation_id is not None:
@@ -76,6 +79,10 @@ def open_conversation(conversation_id: int | None) -> None:
 
 models = eng.catalog.names(task=CAUSAL_LM)
 state.setdefault("chat_conversation", None)
+state.setdefault("chat_view", "Chat")
+for key in ("chat_model", "chat_compare_models"):   # one of them is not drawn in each view: keep its value
+    if key in state:
+        state[key] = state[key]
 state.setdefault("chat_seen_last", None)
 state.setdefault("chat_notice", None)
 if "chat_model" not in state or state["chat_model"] not in models:
@@ -130,17 +137,24 @@ with st.sidebar:
                     eng.conversations.delete(conversation["id"])
                     open_conversation(None)
                     st.rerun()
+    compare_view.list_in_sidebar(eng)
 
 # ---------------------------------------------------------------- main: settings
 
 st.title(":material/chat: Chat")
+st.radio("View", ["Chat", compare_view.COMPARE], key="chat_view", horizontal=True, label_visibility="collapsed")
+comparing = state["chat_view"] == compare_view.COMPARE
 model_col, system_col, documents_col = st.columns([1, 1.5, 1])
-model_col.selectbox("Model", models, key="chat_model", on_change=apply_model_defaults,
-                    help="Any causal language model in the catalog; it loads on first use.")
+if comparing:
+    compare_view.pick_models(model_col, models)
+else:
+    model_col.selectbox("Model", models, key="chat_model", on_change=apply_model_defaults,
+                        help="Any causal language model in the catalog; it loads on first use.")
 system_col.text_input("System prompt", key="chat_system")
-documents_col.selectbox("Attach documents", [NO_DOCUMENTS] + collections, key="chat_collection",
-                        help="A collection from the Ask page: each message is answered from its passages, "
-                             "with citations (the system prompt then gives way to the one that asks for them).")
+if not comparing:   # a comparison puts the same bare prompt to each model
+    documents_col.selectbox("Attach documents", [NO_DOCUMENTS] + collections, key="chat_collection",
+                            help="A collection from the Ask page: each message is answered from its passages, "
+                                 "with citations (the system prompt then gives way to the one that asks for them).")
 spec = eng.catalog.get(state["chat_model"])
 with st.expander("Sampling", icon=":material/tune:"):
     cols = st.columns(4)
@@ -155,9 +169,14 @@ with st.expander("Sampling", icon=":material/tune:"):
     cols[1].number_input("Max new tokens", 1, 4096, key="chat_max_new_tokens")
     cols[2].number_input("Seed (empty: random)", 0, 2**31 - 1, key="chat_seed")
     cols[3].text_area("Stop sequences, one a line", key="chat_stop", height=68)
-    if spec.sampling:
+    if comparing:
+        st.caption("Every model in the comparison answers with these settings.")
+    elif spec.sampling:
         st.caption("Defaults: " + ", ".join(f"{k} {v}" for k, v in spec.sampling.items() if k != "do_sample")
                    + f" (recommended for {spec.name}).")
+if comparing:
+    compare_view.render(eng, current_params(), state["chat_system"])
+    st.stop()
 with error_boundary("Choosing a backend"):
     st.caption(f":material/memory: {eng.chat.choose_backend(spec.name).reason}")   # what auto picks now, and why
 if not spec.chat:

@@ -18,6 +18,7 @@ from llmos_core.training.export import describe_export
 from llmos_core.training.params import PRESETS, help_text
 from llmos_core.usecases import datasets
 from llmos_core.usecases import train as train_usecase
+from app_pages import _train_documents as train_documents
 from app_pages._shared import engine, error_boundary
 
 eng = engine()
@@ -28,6 +29,9 @@ st.write("Fine-tune a model on your own text. The run is a job: it goes on if yo
 
 # ================================================================ 1. data
 st.subheader("1. Data")
+if train_documents.choose_source() == train_documents.DOCUMENTS:
+    train_documents.render(eng)
+    st.stop()
 upload = st.file_uploader("Plain text, JSONL (text, prompt/response, or chat messages) or CSV",
                           type=list(datasets.FILE_TYPES), key="train_upload")
 if upload is not None and st.session_state.get("train_uploaded") != (upload.name, upload.size):
@@ -53,7 +57,7 @@ columns: list[str] = []
 with error_boundary("Reading the columns"):
     columns = datasets.columns(data_file)
 if columns:
-    for col, role in zip(st.columns(3), train_usecase.ROLES):
+    for col, role in zip(st.columns(len(train_usecase.ROLES)), train_usecase.ROLES):
         picked = col.selectbox(f"{role} column", ["(auto)"] + columns, key=f"train_map_{role}",
                                help="which field holds this; (auto) finds the usual names")
         if picked != "(auto)":
@@ -96,6 +100,7 @@ with st.expander("Settings", icon=":material/tune:"):
     price = slots[len(shown)].number_input("Price per hour (for the cost)", 0.0, 10_000.0, train_job.price_per_hour(),
                                            0.1, key="train_price", help="what an hour of this machine costs you; 0 hides the cost")
 
+train_documents.show_formatted(eng, dataset, model)
 params = train_usecase.params_from_form(model, str(data_path), name, mapping, values)
 
 # ================================================================ 3. estimate and launch

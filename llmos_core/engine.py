@@ -17,6 +17,7 @@ from . import control, retention
 from .alerts import AlertTracker
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
+from .comparisons import Comparisons
 from .conversations import Conversations
 from .cluster import ClusterMonitor
 from .embeddings import EmbeddingService
@@ -54,6 +55,7 @@ class Engine:
         self.chat = GenerationService(self.models)   # chat replies: queue, batching, streaming
         self.embeddings = EmbeddingService(self.models)   # /v1/embeddings, under the same memory manager
         self.conversations = Conversations(self.store)
+        self.comparisons = Comparisons(self.store)   # side-by-side answers (usecases/compare.py)
         self.api = None          # the HTTP API (llmos_core/api), when asked for
         self.api_error = ""      # why it is not running, when it was asked for and could not start
         self.started_at = time.time()

@@ -57,6 +57,17 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, id);
 
+-- Side-by-side comparisons: one prompt, the answers of two or three models (comparisons.py).
+CREATE TABLE IF NOT EXISTS comparisons (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    system TEXT NOT NULL DEFAULT '',
+    settings TEXT NOT NULL DEFAULT '{}',     -- the sampling every model used
+    answers TEXT NOT NULL DEFAULT '[]',      -- [{model, text, stats, error}], in the order the models were picked
+    created REAL NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,

@@ -1,4 +1,6 @@
 """`chat`: one reply from a model, streamed to stdout; --json prints the reply with its figures.
+`chat --compare A,B "prompt"`: the same prompt to two or three models at once, each answer printed as it
+ends (--json: all of them with their figures), saved as a comparison the Chat page can reopen.
 
 The reply is made by the engine that holds the models (the web app's, or a background `serve` started
 on demand), so several CLI chats at once share one copy of the model and are batched together.
@@ -7,14 +9,18 @@ Ctrl-C closes the connection, which cancels the generation in the engine.
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 
 from .. import control
 from ..backend_choice import BACKENDS
-from ..generation import SamplingParams
+from ..comparisons import Comparisons
+from ..generation import SamplingParams, TokenEvent
 from ..models.catalog import DEFAULT_CHAT_MODEL, Catalog
 from ..settings import Settings
 from ..store import Store
+from ..usecases import compare
 from . import print_json
 from .models import ensure_server
 
@@ -23,6 +29,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("chat", help="ask a model, streaming its reply")
     p.add_argument("prompt", help="the user message")
     p.add_argument("--model", default=DEFAULT_CHAT_MODEL, help=f"catalog name (default {DEFAULT_CHAT_MODEL})")
+    p.add_argument("--compare", metavar="A,B[,C]",
+                   help="ask two or three models at once (comma-separated names; --model is then ignored); "
+                        "sampling is the first model's recommended one unless given here, the same for all")
     p.add_argument("--system", default="", help="system prompt")
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     p.add_argument("--temperature", type=float)
@@ -48,6 +57,8 @@ def params_from_args(args, sampling: dict) -> SamplingParams:
 
 
 def run(args) -> int:
+    if args.compare:
+        return run_compare(args)
     settings = Settings.from_env()
     # The catalog only, for the model's defaults: no Engine here, so a client starts in well under a second
     # and four at once do not fight the engine's generation for the CPU while they import.
@@ -85,3 +96,67 @@ def run(args) -> int:
         if stats.get("backend_reason"):
             print(f"[backend {stats['backend_reason']}]", file=sys.stderr)
     return 0
+
+
+# ---------------------------------------------------------------- chat --compare
+
+
+def remote_stream(socket_path):
+    """A compare.Source over the engine's control socket: one `chat` call per answer, run in its own thread,
+    so the engine receives them together. (Cancel is not passed on: the connection closes when we exit.)"""
+    def stream(model, messages, params, backend, cancel):
+        events: queue.Queue = queue.Queue()
+
+        def on_event(tokens, message: str) -> None:
+            event = json.loads(message)
+            events.put(TokenEvent(text=event["text"], queued=event["queued"]))
+
+        def call() -> None:
+            try:
+                result = control.call(socket_path, "chat", progress=on_event, model=model, messages=messages,
+                                      params=params.to_dict(), backend=backend)
+                known = set(TokenEvent.__dataclass_fields__)
+                events.put(TokenEvent(**{k: v for k, v in result["stats"].items() if k in known}, done=True))
+            except Exception as exc:   # raised in the reading thread, where the comparison records it
+                events.put(exc)
+
+        threading.Thread(target=call, daemon=True, name=f"llmos-compare-{model}").start()
+        while True:
+            item = events.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+            if item.done:
+                return
+    return stream
+
+
+def run_compare(args) -> int:
+    settings = Settings.from_env()
+    store = Store(settings.db_path)
+    catalog = Catalog(store)
+    models = compare.check_request(catalog, args.compare.split(","), args.prompt)
+    params = params_from_args(args, catalog.get(models[0]).sampling)
+    ensure_server(settings)
+    comparison = compare.Comparison(models, args.prompt, params, args.system, remote_stream(settings.home / "engine.sock"),
+                                    Comparisons(store), [args.backend] * len(models))
+    with comparison.running() as updates:
+        for answer in updates:
+            if answer.ended and not args.json:
+                print(f"=== {answer.model}", flush=True)
+                if answer.error:
+                    print(f"error: {answer.error}", file=sys.stderr)
+                else:
+                    print(answer.text, flush=True)
+                    print(f"[{compare_figures(answer.stats())}]", file=sys.stderr, flush=True)
+    if args.json:
+        print_json({"comparison": comparison.saved_id, "prompt": args.prompt, "params": params.to_dict(),
+                    "answers": [a.record() for a in comparison.answers]})
+    else:
+        print(f"saved as comparison {comparison.saved_id}", file=sys.stderr)
+    return 1 if any(a.error for a in comparison.answers) else 0
+
+
+def compare_figures(stats: dict) -> str:
+    return (f"{stats['tokens']} tokens, first token {stats['ttft_s']} s, {stats['tokens_per_s']} tokens/s, "
+            f"{stats['backend']}, {stats['finish_reason']}")

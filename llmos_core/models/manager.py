@@ -83,6 +83,9 @@ class ModelManager:
         self._lock = threading.RLock()
         self._resident: dict[tuple[str, str], ResidentModel] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
+        # One load at a time: transformers' loading is not thread-safe (two models loading at once in two
+        # threads, as a side-by-side comparison does, failed with "Cannot copy out of meta tensor").
+        self._loading = threading.Lock()
         self.refusals: deque[dict] = deque(maxlen=20)
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
@@ -144,7 +147,8 @@ class ModelManager:
 
         started = time.perf_counter()
         try:
-            loaded = self._backend(backend).load(spec, progress, cancel)
+            with self._loading:
+                loaded = self._backend(backend).load(spec, progress, cancel)
             if estimate == 0:   # unknown before download: check the fit now, with the real figure
                 with self._lock:
                     self._pending[key].reserved = 0

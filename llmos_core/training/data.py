@@ -209,6 +209,10 @@ def _example(record: dict, mapping: dict, where: str) -> tuple[str, dict]:
     prompt_key, response_key = pick("prompt", PROMPT_FIELDS), pick("response", RESPONSE_FIELDS)
     if "text" not in mapping and prompt_key and response_key:
         prompt, response = _string(record[prompt_key], where, prompt_key), _string(record[response_key], where, response_key)
+        # Alpaca's instruction/input/output: the input (when there is one) follows the instruction.
+        input_key = pick("input", ("input",) if prompt_key != "input" else ())
+        if input_key and input_key != prompt_key and _string(record[input_key], where, input_key).strip():
+            prompt = prompt.rstrip() + "\n\n" + _string(record[input_key], where, input_key).strip()
         if not response.strip():
             raise InvalidInput(f"{where}: the {response_key!r} field is empty", "every example needs a response")
         return PAIRS, {"prompt": prompt, "response": response}

@@ -14,7 +14,7 @@ from ..errors import InvalidInput
 from ..training import job as train_job
 from ..training.params import PRESETS, TrainParams, help_text
 
-ROLES = ("text", "prompt", "response")
+ROLES = ("text", "prompt", "input", "response")   # input: joined to the prompt (Alpaca)
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
@@ -82,7 +82,8 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
         else:
             parser.add_argument(k.flag, dest=k.name, type=k.kind, choices=k.choices or None, help=k.help)
     parser.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",
-                        help="CSV/JSONL field for text, prompt or response, e.g. --map prompt=question")
+                        help="CSV/JSONL field for text, prompt, input (joined to the prompt) or response, "
+                             "e.g. --map prompt=question")
 
 
 def params_from_cli(args: argparse.Namespace) -> dict:
@@ -97,7 +98,7 @@ def params_from_cli(args: argparse.Namespace) -> dict:
     for pair in args.map:
         role, _, column = pair.partition("=")
         if role not in ROLES or not column:
-            raise InvalidInput(f"cannot read --map {pair!r}", "write it as text=COLUMN, prompt=COLUMN or response=COLUMN")
+            raise InvalidInput(f"cannot read --map {pair!r}", "write it as text=COLUMN, prompt=COLUMN, input=COLUMN or response=COLUMN")
         mapping[role] = column
     if mapping:
         params["mapping"] = mapping
