@@ -221,8 +221,9 @@ def estimate_time(settings: Settings, model: str, method: str, device: str, para
 
 # Data-parallel training across nodes (Ray Train): a ring all-reduce moves 2 (N-1)/N of the gradient
 # bytes through each worker's link, plus a latency per step. 1 GB/s is 10 GbE less overheads (gloo on
-# the CPU); NVLink or InfiniBand are faster, so this errs long. The start (actors, process group) was
-# measured by bench/cluster.py on a loopback cluster (docs/BENCHMARKS.md).
+# the CPU); NVLink or InfiniBand are faster, so this errs long. The start (the controller and worker actors,
+# each importing torch and loading the model) is a guess for nodes with idle cores; on this oversubscribed
+# 2-core machine bench/cluster.py measured about 70 s (docs/BENCHMARKS.md).
 LINK_BYTES_PER_S = {"cpu": 1e9, "cuda": 10e9}
 ALLREDUCE_LATENCY_S = 0.005
 WORKER_GROUP_START_S = 15.0
