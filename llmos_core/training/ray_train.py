@@ -33,8 +33,10 @@ def launch(ctx, workers: int, worker_memory: int) -> dict:
     result.unlink(missing_ok=True)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), logging_level="WARNING")
-    use_gpu = ctx.settings.device != "cpu" and ray.cluster_resources().get("GPU", 0) >= workers
+    totals = ray.cluster_resources()
+    use_gpu = ctx.settings.device != "cpu" and totals.get("GPU", 0) >= workers
     per_worker = {"CPU": float(ctx.settings.threads or 1), "memory": float(worker_memory)}
+    check_room(totals, workers, per_worker)
     ctx.log.info("data-parallel training on %d Ray Train workers (%s, each %s)", workers,
                  "GPUs, NCCL" if use_gpu else "CPUs, gloo", per_worker)
     ctx.progress(0.05, f"starting {workers} Ray Train workers")
@@ -63,6 +65,17 @@ def launch(ctx, workers: int, worker_memory: int) -> dict:
                        f"{_last_line(failure[0]) if failure else 'rank 0 wrote no result'}",
                        "the job's log has each worker's output")
     return json.loads(result.read_text())
+
+
+def check_room(totals: dict, workers: int, per_worker: dict) -> None:
+    """JobError now, rather than a run that waits for ever, when the whole cluster cannot hold the workers
+    (Ray would keep them pending until a node joins). Memory is Ray's logical figure, as it places by it."""
+    for resource, each in per_worker.items():
+        have = float(totals.get(resource, 0))
+        if each * workers > have:
+            what = (f"{have / 1e9:.1f} GB of memory for {workers} workers of {each / 1e9:.1f} GB" if resource == "memory"
+                    else f"{have:g} {resource}s for {workers} workers of {each:g}")
+            raise JobError(f"the Ray cluster has {what}", "train on fewer workers, or add nodes to the cluster")
 
 
 def train_loop(config: dict) -> None:
