@@ -119,7 +119,8 @@ if figures:
     workers = figures.get("workers", 1)
     m[3].metric("Memory", format_bytes(figures["memory_bytes"]) if figures["memory_bytes"] else "N/A",
                 help=f"on {figures['device'].upper()} in {figures['precision']}; the scheduler admits the job on it"
-                + (f"; {workers} workers of {format_bytes(figures['worker_memory_bytes'])} each" if workers > 1 else ""))
+                + (f"; {workers} workers of {format_bytes(figures['worker_memory_bytes'])} each" if workers > 1
+                   else ""))
     m[4].metric("Time", format_duration(figures.get("seconds")), help=timing.get("source"))
     if timing and price:
         st.caption(f"Cost: about **{timing['seconds'] / 3600 * price:.2f}** at {price:g} an hour.")

@@ -91,9 +91,9 @@ def small_model(folder: Path) -> Path:
 
 def training_step(sched: JobScheduler, data: Path, workers: int) -> tuple[float, float]:
     """(median step seconds, whole job seconds) of one LoRA run on `workers` workers."""
-    params = {"model": "bench-small", "data": str(data), "method": "lora", "max_steps": TRAIN_STEPS, "block_size": 128,
-              "batch_size": TRAIN_BATCH // workers, "warmup_ratio": 0, "eval_every": TRAIN_STEPS, "save_every": TRAIN_STEPS,
-              "validation_fraction": 0.05, "lora_dropout": 0.0, "name": f"bench-{workers}-{time.time_ns()}",
+    params = {"model": "bench-small", "data": str(data), "method": "lora", "max_steps": TRAIN_STEPS,
+              "block_size": 128, "batch_size": TRAIN_BATCH // workers, "warmup_ratio": 0, "eval_every": TRAIN_STEPS,
+              "save_every": TRAIN_STEPS, "validation_fraction": 0.05, "lora_dropout": 0.0, "name": f"bench-{workers}-{time.time_ns()}",
               "workers": workers}
     start = time.perf_counter()
     job_id = sched.submit("train", params)

@@ -215,7 +215,7 @@ def estimate_time(settings: Settings, model: str, method: str, device: str, para
     seconds = flops / (throughput * workers) + steps * STEP_OVERHEAD_S.get(device, 0.02)
     if workers > 1:
         seconds += steps * allreduce_seconds(trained_parameters, workers, device) + WORKER_GROUP_START_S
-        source += f"; {workers} workers, each step's gradient all-reduce and the worker group's start added"
+        source += f"; {workers} workers: each step's gradient all-reduce and the workers' start added"
     return TimeEstimate(steps, tokens, flops, throughput * workers, seconds, source)
 
 
@@ -248,5 +248,5 @@ def plan_steps(train_blocks: int, batch: int, grad_accum: int, world: int, max_s
 format_seconds = format_duration   # the old name, kept for callers outside the presentation layer
 
 
-__all__ = ["ModelFacts", "memory_bytes", "estimate_time", "allreduce_seconds", "plan_steps", "record_run", "matmul_flops",
-           "format_seconds", "format_bytes", "TimeEstimate"]
+__all__ = ["ModelFacts", "memory_bytes", "estimate_time", "allreduce_seconds", "plan_steps", "record_run",
+           "matmul_flops", "format_seconds", "format_bytes", "TimeEstimate"]

@@ -141,7 +141,8 @@ def estimate(params: dict, settings: Settings) -> dict:
     the_plan = plan(p, settings, catalog)
     world = p.workers if p.workers > 1 else placement.world   # processes whose batches make one step
     out = {"device": placement.device, "precision": placement.precision, "world": world, "workers": p.workers,
-           "memory_bytes": 0, "seconds": None, "plan": the_plan.__dict__ if the_plan else None}
+           "memory_bytes": 0, "worker_memory_bytes": 0, "seconds": None,
+           "plan": the_plan.__dict__ if the_plan else None}
     if facts is None:
         return out
     compute_bytes = 4 if placement.precision == "fp32" else 2

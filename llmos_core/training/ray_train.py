@@ -73,8 +73,8 @@ def check_room(totals: dict, workers: int, per_worker: dict) -> None:
     for resource, each in per_worker.items():
         have = float(totals.get(resource, 0))
         if each * workers > have:
-            what = (f"{have / 1e9:.1f} GB of memory for {workers} workers of {each / 1e9:.1f} GB" if resource == "memory"
-                    else f"{have:g} {resource}s for {workers} workers of {each:g}")
+            what = (f"{have / 1e9:.1f} GB of memory for {workers} workers of {each / 1e9:.1f} GB"
+                    if resource == "memory" else f"{have:g} {resource}s for {workers} workers of {each:g}")
             raise JobError(f"the Ray cluster has {what}", "train on fewer workers, or add nodes to the cluster")
 
 
