@@ -102,6 +102,9 @@ with st.expander("Settings", icon=":material/tune:"):
 
 train_documents.show_formatted(eng, dataset, model)
 params = train_usecase.params_from_form(model, str(data_path), name, mapping, values)
+if eng.settings.cluster:   # Ray Train places the workers on the cluster's nodes; one machine keeps torchrun
+    params["workers"] = int(st.number_input("Workers (Ray Train)", 1, 1024, 1, key="train_workers",
+                                            help=help_text("workers")))
 
 # ================================================================ 3. estimate and launch
 st.subheader("3. Estimate and launch")
@@ -118,8 +121,11 @@ if figures:
                 help="after the model is downloaded or converted" if not plan else None)
     m[1].metric("Blocks (train / val)", f"{plan['train_blocks']} / {plan['validation_blocks']}" if plan else "N/A")
     m[2].metric("Steps", timing.get("steps", "N/A"))
+    workers = figures.get("workers", 1)
     m[3].metric("Memory", format_bytes(figures["memory_bytes"]) if figures["memory_bytes"] else "N/A",
-                help=f"on {figures['device'].upper()} in {figures['precision']}; the scheduler admits the job on it")
+                help=f"on {figures['device'].upper()} in {figures['precision']}; the scheduler admits the job on it"
+                + (f"; {workers} workers of {format_bytes(figures['worker_memory_bytes'])} each" if workers > 1
+                   else ""))
     m[4].metric("Time", format_duration(figures.get("seconds")), help=timing.get("source"))
     if timing and price:
         st.caption(f"Cost: about **{timing['seconds'] / 3600 * price:.2f}** at {price:g} an hour.")

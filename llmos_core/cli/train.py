@@ -1,11 +1,12 @@
 """`train`: fine-tune a model on a data file, as a job of the scheduler.
 
     python -m llmos_core train --model gemma-3-270m --data notes.txt [--method lora|full] [--steps N]
-        [--lr X] [--preset "Quick LoRA"] [--name my-model] [--wait] [--estimate-only] [--json]
+        [--lr X] [--preset "Quick LoRA"] [--name my-model] [--workers N] [--wait] [--estimate-only] [--json]
 
 The data is checked and copied under the data folder before the job is queued; the estimate (memory,
 time, cost) is printed; --wait follows the job (step, loss, ETA) and prints the result. Ctrl-C while
-waiting stops the job with a checkpoint (`jobs resume ID` continues it).
+waiting stops the job with a checkpoint (`jobs resume ID` continues it). --workers N trains on N Ray Train
+workers of the cluster (LLMOS_CLUSTER); on one machine the GPUs train together through torchrun (--gpus).
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def describe_estimate(figures: dict) -> str:
     plan = figures.get("plan") or {}
     lines = [f"device: {figures['device']} ({figures['precision']})",
              f"memory: about {format_bytes(figures['memory_bytes'])}"]
+    if figures.get("workers", 1) > 1:
+        lines[-1] += f" ({figures['workers']} Ray Train workers of {format_bytes(figures['worker_memory_bytes'])})"
     if plan:
         lines.append(f"data: {plan['rows']} rows ({plan['shape']}), {plan['tokens']} tokens -> "
                      f"{plan['train_blocks']} training and {plan['validation_blocks']} validation blocks")

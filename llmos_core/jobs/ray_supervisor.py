@@ -72,12 +72,12 @@ class RaySupervisor:
     def launch(self, job: dict, log_path: Path) -> RayWorker:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         submission_id = f"llmos-{self._tag}-{int(job['id'])}-{uuid.uuid4().hex[:8]}"
-        cpus, gpus = resources_of(job)
+        cpus, gpus, memory = resources_of(job)
         entrypoint = " ".join(map(shlex.quote, [sys.executable, "-m", "llmos_core.jobs.worker", str(int(job["id"]))]))
         try:
             self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id,
                                    runtime_env={"env_vars": self.worker_env()}, entrypoint_num_cpus=cpus,
-                                   entrypoint_num_gpus=gpus, entrypoint_memory=int(job["est_memory"] or 0),
+                                   entrypoint_num_gpus=gpus, entrypoint_memory=memory,
                                    metadata={"llmos_job": str(job["id"]), "llmos_kind": str(job["kind"])})
         except Exception as exc:   # Ray raises RuntimeError, ValueError, requests errors: all mean "not taken"
             raise JobError(f"the Ray cluster at {self.address} did not take it: {exc}",
@@ -194,6 +194,10 @@ class RaySupervisor:
         handle.log_copier.start()
 
 
-def resources_of(job: dict) -> tuple[float, float]:
-    """(CPUs, GPUs) a job asks Ray for: one CPU (a worker is one process), and a GPU for a CUDA job."""
-    return 1.0, 1.0 if job["device"] == "cuda" else 0.0
+def resources_of(job: dict) -> tuple[float, float, int]:
+    """(CPUs, GPUs, memory bytes) a job's worker asks Ray for: one CPU (a worker is one process), a GPU for a
+    CUDA job, its estimated memory. A training job on several Ray Train workers asks for nothing here: its
+    worker only drives them, and they ask Ray for their CPUs, GPUs and memory themselves (ray_train.py)."""
+    if job["kind"] == "train" and int((job.get("params") or {}).get("workers") or 1) > 1:
+        return 0.0, 0.0, 0
+    return 1.0, 1.0 if job["device"] == "cuda" else 0.0, int(job["est_memory"] or 0)

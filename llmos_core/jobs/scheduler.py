@@ -107,7 +107,8 @@ class JobScheduler:
         device = "cuda" if str(estimate.get("device", "cpu")).startswith("cuda") else "cpu"
         memory = int(estimate.get("memory_bytes") or 0)
         self._check_device(kind, device)
-        self._check_possible(kind, memory, device)
+        # the largest part that must fit on one node: a Ray Train worker's share, or the whole job
+        self._check_possible(kind, int(estimate.get("worker_memory_bytes") or memory), device)
         job_id = self.jobs.insert(kind, clean, priority, device, memory, estimate.get("seconds"),
                                   module.describe(clean), rerun_of, self._log_path)
         self.jobs.add_event("job_submit", str(job_id), f"job {job_id} ({kind}) queued, needs "

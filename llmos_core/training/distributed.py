@@ -40,28 +40,34 @@ def launch(ctx, placement) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    """One rank: the same context as the worker's, then the same training run."""
+    run_rank(int(argv[0]), argv[1] == "1")
+    return 0
+
+
+def run_rank(job_id: int, resume: bool, world: int | None = None, cpu: bool = False) -> None:
+    """One rank: the same context as the worker's, then the same training run; rank 0 writes the result.
+    Under torchrun the placement is chosen here; Ray Train's workers give the world and the device
+    (ray_train.py): each sees only the GPU Ray gave it, or is told to stay on the CPU."""
     from ..jobs.context import JobContext
     from ..models.catalog import Catalog
     from ..settings import Settings
     from ..store import Store
     from .params import TrainParams
-    from .model import choose_placement
+    from .model import Placement, choose_placement
     from .trainer import train
 
-    job_id, resume = int(argv[0]), argv[1] == "1"
     settings = Settings.from_env()
     store = Store(settings.db_path)
     row = store.query("SELECT * FROM jobs WHERE id = ?", (job_id,))[0]
     ctx = JobContext(job_id=job_id, kind="train", params=json.loads(row["params"]), settings=settings, store=store,
                      work_dir=settings.jobs_dir / str(job_id), resume=resume)
-    placement = choose_placement(TrainParams.from_dict(ctx.params), settings)
+    placement = Placement("cpu", "fp32") if cpu else choose_placement(TrainParams.from_dict(ctx.params), settings)
+    placement.world = world or placement.world
     out = train(ctx, Catalog(store), placement, stop_file=ctx.work_dir / STOP_FILE)
     if int(os.environ.get("RANK", "0")) == 0:
         path = Path(ctx.work_dir / RESULT_FILE)
         path.with_suffix(".tmp").write_text(json.dumps(out, default=str))
         path.with_suffix(".tmp").replace(path)
-    return 0
 
 
 if __name__ == "__main__":

@@ -202,7 +202,9 @@ class TimeEstimate:
 
 
 def estimate_time(settings: Settings, model: str, method: str, device: str, parameters: int, steps: int,
-                  tokens_per_step: int) -> TimeEstimate:
+                  tokens_per_step: int, workers: int = 1, trained_parameters: int = 0) -> TimeEstimate:
+    """`tokens_per_step` counts every worker's batch. With `workers` > 1 (Ray Train) the compute divides
+    among them, and each step pays an all-reduce of the trained parameters' gradients (allreduce_seconds)."""
     tokens = steps * tokens_per_step
     flops = float(FLOPS_PER_PARAM_TOKEN) * parameters * tokens
     throughput, source = learned_throughput(settings, model, method, device)
@@ -210,8 +212,29 @@ def estimate_time(settings: Settings, model: str, method: str, device: str, para
         peak = matmul_flops("cuda" if device == "cuda" else "cpu", settings)
         throughput = peak * DEFAULT_EFFICIENCY.get(method, 1.0)
         source = f"matmul benchmark {peak / 1e9:.0f} GFLOP/s x {DEFAULT_EFFICIENCY.get(method, 1.0)} (no run measured yet)"
-    seconds = flops / throughput + steps * STEP_OVERHEAD_S.get(device, 0.02)
-    return TimeEstimate(steps, tokens, flops, throughput, seconds, source)
+    seconds = flops / (throughput * workers) + steps * STEP_OVERHEAD_S.get(device, 0.02)
+    if workers > 1:
+        seconds += steps * allreduce_seconds(trained_parameters, workers, device) + WORKER_GROUP_START_S
+        source += f"; {workers} workers: each step's gradient all-reduce and the workers' start added"
+    return TimeEstimate(steps, tokens, flops, throughput * workers, seconds, source)
+
+
+# Data-parallel training across nodes (Ray Train): a ring all-reduce moves 2 (N-1)/N of the gradient
+# bytes through each worker's link, plus a latency per step. 1 GB/s is 10 GbE less overheads (gloo on
+# the CPU); NVLink or InfiniBand are faster, so this errs long. The start (the controller and worker actors,
+# each importing torch and loading the model) is a guess for nodes with idle cores; on this oversubscribed
+# 2-core machine bench/cluster.py measured about 70 s (docs/BENCHMARKS.md).
+LINK_BYTES_PER_S = {"cpu": 1e9, "cuda": 10e9}
+ALLREDUCE_LATENCY_S = 0.005
+WORKER_GROUP_START_S = 15.0
+
+
+def allreduce_seconds(trained_parameters: int, workers: int, device: str) -> float:
+    """Seconds one step's fp32 gradient all-reduce takes among `workers` (0 for one worker)."""
+    if workers <= 1:
+        return 0.0
+    moved = 2 * (workers - 1) / workers * trained_parameters * 4
+    return ALLREDUCE_LATENCY_S + moved / LINK_BYTES_PER_S.get(device, 1e9)
 
 
 def plan_steps(train_blocks: int, batch: int, grad_accum: int, world: int, max_steps: int, epochs: float) -> int:
@@ -225,5 +248,5 @@ def plan_steps(train_blocks: int, batch: int, grad_accum: int, world: int, max_s
 format_seconds = format_duration   # the old name, kept for callers outside the presentation layer
 
 
-__all__ = ["ModelFacts", "memory_bytes", "estimate_time", "plan_steps", "record_run", "matmul_flops",
-           "format_seconds", "format_bytes", "TimeEstimate"]
+__all__ = ["ModelFacts", "memory_bytes", "estimate_time", "allreduce_seconds", "plan_steps", "record_run",
+           "matmul_flops", "format_seconds", "format_bytes", "TimeEstimate"]

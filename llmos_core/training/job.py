@@ -109,15 +109,19 @@ def validate(params: dict, settings: Settings) -> dict:
     clean.name = clean.name or clean.default_name()
     if clean.name in EMBEDDED or clean.name in catalog.names() or (trained_dir(settings) / clean.name).exists():
         raise InvalidInput(f"a model named {clean.name!r} already exists", "give the result another name")
+    if clean.workers > 1 and not settings.cluster:
+        raise InvalidInput(f"training on {clean.workers} workers needs a Ray cluster, and LLMOS_CLUSTER is not set",
+                           "set LLMOS_CLUSTER to the head's dashboard address, or train with 1 worker (the GPUs "
+                           "of this machine train together through --gpus)")
     plan(clean, settings, catalog)   # data shorter than one block, prompts that fill it: said now
     figures = estimate(clean.to_dict(), settings)
     total = free_memory(choose_device_for(figures["device"]))[1]
-    if figures["memory_bytes"] > total:
+    if figures["worker_memory_bytes"] > total and not settings.cluster:   # on a cluster: the scheduler checks nodes
         hint = "lower the batch size or the block length"
         if clean.method == "full":
             lora = estimate({**clean.to_dict(), "method": "lora"}, settings)["memory_bytes"]
             hint = f"use LoRA instead: it needs about {format_bytes(lora)}"
-        raise InsufficientMemory(f"{clean.describe()} (estimated)", figures["memory_bytes"], total, total, hint)
+        raise InsufficientMemory(f"{clean.describe()} (estimated)", figures["worker_memory_bytes"], total, total, hint)
     return clean.to_dict()
 
 
@@ -135,19 +139,23 @@ def estimate(params: dict, settings: Settings) -> dict:
     placement = choose_placement(p, settings)
     facts = model_facts(spec, settings, catalog)
     the_plan = plan(p, settings, catalog)
-    out = {"device": placement.device, "precision": placement.precision, "world": placement.world,
-           "memory_bytes": 0, "seconds": None, "plan": the_plan.__dict__ if the_plan else None}
+    world = p.workers if p.workers > 1 else placement.world   # processes whose batches make one step
+    out = {"device": placement.device, "precision": placement.precision, "world": world, "workers": p.workers,
+           "memory_bytes": 0, "worker_memory_bytes": 0, "seconds": None,
+           "plan": the_plan.__dict__ if the_plan else None}
     if facts is None:
         return out
     compute_bytes = 4 if placement.precision == "fp32" else 2
-    out["memory_bytes"] = est.memory_bytes(facts, p.method, p.optimizer, p.batch_size, p.block_size, p.lora_r,
-                                           placement.weight_bytes, compute_bytes)
-    out["parameters"] = facts.parameters
+    # Ray Train workers each hold a whole replica: the job's memory is N of them, each on some node.
+    per_worker = est.memory_bytes(facts, p.method, p.optimizer, p.batch_size, p.block_size, p.lora_r,
+                                  placement.weight_bytes, compute_bytes)
+    out.update(memory_bytes=per_worker * p.workers, worker_memory_bytes=per_worker, parameters=facts.parameters)
     if the_plan is not None:
-        steps = est.plan_steps(the_plan.train_blocks, p.batch_size, p.grad_accum, placement.world, p.max_steps,
-                               p.epochs)
-        per_step = int(p.batch_size * p.grad_accum * placement.world * the_plan.tokens_per_block)
-        timing = est.estimate_time(settings, spec.name, p.method, placement.device, facts.parameters, steps, per_step)
+        steps = est.plan_steps(the_plan.train_blocks, p.batch_size, p.grad_accum, world, p.max_steps, p.epochs)
+        per_step = int(p.batch_size * p.grad_accum * world * the_plan.tokens_per_block)
+        trained = facts.parameters if p.method == "full" else est.lora_parameters(facts, p.lora_r)
+        timing = est.estimate_time(settings, spec.name, p.method, placement.device, facts.parameters, steps, per_step,
+                                   p.workers, trained)
         out.update(seconds=timing.seconds, time=timing.to_dict(), cost=timing.cost(price_per_hour()),
                    price_per_hour=price_per_hour() or None)
     return out
@@ -207,7 +215,11 @@ def train_and_record(ctx, catalog: Catalog) -> dict:
     params = TrainParams.from_dict(ctx.params)
     placement = choose_placement(params, settings)
     before = estimate(ctx.params, settings)
-    if placement.world > 1 and "RANK" not in os.environ:
+    if params.workers > 1:
+        from .ray_train import launch
+
+        result = launch(ctx, params.workers, before.get("worker_memory_bytes") or 0)
+    elif placement.world > 1 and "RANK" not in os.environ:
         from .distributed import launch
 
         result = launch(ctx, placement)
@@ -219,7 +231,8 @@ def train_and_record(ctx, catalog: Catalog) -> dict:
                         "cost": (result["train_seconds"] / 3600 * price_per_hour()) if price_per_hour() else None}
     fresh_steps = result["steps"] - (result.get("resumed_from_step") or 0)
     if not result.get("stopped") and fresh_steps > 0 and result.get("tokens_seen") and result.get("parameters"):
-        flops = est.FLOPS_PER_PARAM_TOKEN * result["parameters"] * result["tokens_seen"]
+        # tokens_seen counts every worker's; the estimate learns what one device achieves
+        flops = est.FLOPS_PER_PARAM_TOKEN * result["parameters"] * result["tokens_seen"] / params.workers
         est.record_run(settings, params.model, params.method, placement.device, flops, result["train_seconds"],
                        fresh_steps)
     if result.get("stopped"):

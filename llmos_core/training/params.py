@@ -69,6 +69,9 @@ class TrainParams:
     eval_every: int = knob(0, "steps between validations; 0 = about ten in the run", flag="--eval-every")
     save_every: int = knob(0, "steps between checkpoints; 0 = about five in the run", flag="--save-every")
     gpus: int = knob(0, "GPUs for data-parallel training; 0 = all there are", flag="--gpus", low=0, high=1024)
+    # No label: the Train page shows it only when LLMOS_CLUSTER is set (a Ray cluster to place the workers on).
+    workers: int = knob(1, "Ray Train workers (one process each, placed by Ray on the cluster's nodes; needs "
+                        "LLMOS_CLUSTER); the batch size is per worker", flag="--workers", low=1, high=1024)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -133,6 +133,10 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
                   "samples": generate_samples(trainer.model, tokenizer, tokens.prompts, device) if is_main else []}
         if is_main:
             before_path.write_text(json.dumps(before))
+    if placement.world > 1:
+        # evaluate() marks the bare model as prepared by accelerate, and train() then skips the DDP wrap: each
+        # rank would step on its own gradients, never averaged (found by tests/cluster/test_cluster_train.py)
+        trainer.model.__dict__.pop("_is_accelerate_prepared", None)
 
     removed = remove_incomplete_checkpoints(checkpoints) if is_main else []
     if removed:

@@ -70,6 +70,7 @@ def test_csv_mapping_preview_and_estimate(eng):
     assert list(preview.columns) == ["prompt", "response"] and preview["prompt"][0] == "Question 0?"
     assert metric(at, "Blocks (train / val)") == "36 / 4"
     assert metric(at, "Memory") != "N/A" and metric(at, "Time") != "N/A"
+    assert not [n for n in at.number_input if n.key == "train_workers"]   # Ray Train workers: only with LLMOS_CLUSTER
 
 
 def test_launch_watch_and_result(eng):

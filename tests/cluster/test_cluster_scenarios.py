@@ -1,12 +1,7 @@
-"""The scheduler on a real two-node Ray cluster. Run by test_cluster.py inside a network namespace
-where only `lo` exists (skipped anywhere else): before the first job the fixture proves every
-listening socket is on 127.0.0.1 and `lo` is the only interface.
-
-The nodes (`ray start`, one CPU each, a custom resource each so placement is visible):
-    head   1 CPU, 1 GB of Ray memory, {"head": 1}
-    node2  1 CPU, 3 GB of Ray memory, {"node2": 1}; started in a mount namespace of its own where a
-           tmpfs hides HIDDEN, so a data folder under HIDDEN is one node2 cannot see.
-A job that declares 1.5 GB can only go to node2; two one-CPU jobs at once take one node each.
+"""The scheduler on a real two-node Ray cluster (conftest.py: the nodes and the scheduler, shared with
+test_cluster_train.py). Run by test_cluster.py inside a network namespace where only `lo` exists
+(skipped anywhere else). A job that declares 1.5 GB can only go to node2; two one-CPU jobs at once
+take one node each.
 """
 from __future__ import annotations
 
@@ -40,28 +35,6 @@ from llmos_core.store import Store  # noqa: E402
 
 ADDRESS = loopback_ray.ADDRESS
 BIG_MB = 1500          # more than the head's 1 GB: only node2 can take it
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    hidden = Path(os.environ["LLMOS_RAY_BASE"]) / "hidden"   # removed with the namespace (test_cluster.py)
-    hidden.mkdir(parents=True)
-    loopback_ray.start_head(memory=10**9)
-    loopback_ray.start_node(memory=3 * 10**9, hide=hidden)
-    nodes = loopback_ray.wait_nodes(2)
-    loopback_ray.check_listeners()   # before the first job: every Ray listener is on 127.0.0.1
-    ids = {("node2" if "node2" in n["custom"] else "head"): n["node_id"] for n in nodes}
-    return {"nodes": ids, "hidden": hidden, "client": cluster.connect(ADDRESS)}
-
-
-@pytest.fixture(scope="module")
-def scheduler(ray_cluster, tmp_path_factory):
-    settings = Settings(home=tmp_path_factory.mktemp("home"), cluster=ADDRESS)
-    sched = JobScheduler(settings, Store(settings.db_path), poll_s=0.2, cancel_grace_s=5.0)
-    assert sched.on_cluster
-    assert sched.start()   # probes the data folder on both nodes first
-    yield sched
-    sched.stop()
 
 
 def _driver_node(ray_cluster, sched, job_id) -> str | None:

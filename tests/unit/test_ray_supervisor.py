@@ -67,6 +67,10 @@ def test_launch_asks_ray_for_the_jobs_cpus_gpus_and_memory(tmp_path):
     assert worker.identity == {"ray_job_id": asked["submission_id"]} and worker.pid is None
     gpu = sup.launch(job_row(tmp_path, device="cuda"), tmp_path / "jobs" / "7" / "job.log")
     assert client.submitted[1]["entrypoint_num_gpus"] == 1.0 and gpu.ray_job_id != worker.ray_job_id
+    # Ray Train workers ask for their own CPUs and memory: the job's worker, which drives them, asks for none
+    sup.launch(job_row(tmp_path, kind="train", params={"workers": 2}), tmp_path / "jobs" / "7" / "job.log")
+    asked = client.submitted[2]
+    assert (asked["entrypoint_num_cpus"], asked["entrypoint_num_gpus"], asked["entrypoint_memory"]) == (0.0, 0.0, 0)
 
 
 def test_alive_follows_rays_status_and_a_stop_is_confirmed_by_it(tmp_path):

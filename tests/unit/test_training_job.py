@@ -16,8 +16,10 @@ from llmos_core.jobs.context import JobContext
 from llmos_core.models.catalog import Catalog
 from llmos_core.settings import Settings
 from llmos_core.store import Store
+from llmos_core.training import estimate as est
 from llmos_core.training import job, trainer
 from llmos_core.training.checkpoints import CHECKPOINT_MARK, complete_checkpoints
+from llmos_core.training.model import model_facts
 
 FOX = "The quick brown fox jumps over the lazy dog."
 
@@ -213,6 +215,22 @@ def test_disk_full_while_checkpointing_keeps_the_last_good_checkpoint(lab, monke
     assert (good / CHECKPOINT_MARK).exists() and (good / "optimizer.pt").exists()
 
 
+def test_the_estimate_counts_ray_train_workers(lab):
+    """N workers: N replicas' memory (each on its node), the same steps' tokens split N ways, plus a cost
+    per step for the gradients' all-reduce and the worker group's start."""
+    params = lab.params(method="lora", max_steps=20)
+    one = job.estimate(params, lab.settings)
+    two = job.estimate({**params, "workers": 2}, lab.settings)
+    assert two["worker_memory_bytes"] == one["memory_bytes"] and two["memory_bytes"] == 2 * one["memory_bytes"]
+    assert two["world"] == 2 and two["time"]["tokens"] == 2 * one["time"]["tokens"]   # batch per worker
+    facts = model_facts(lab.catalog.get("tiny-base"), lab.settings, lab.catalog)
+    per_step = est.allreduce_seconds(est.lora_parameters(facts, 8), 2, "cpu")
+    assert per_step > est.ALLREDUCE_LATENCY_S
+    # twice the tokens on two workers: the same compute time, plus the communication and the start
+    assert two["seconds"] == pytest.approx(one["seconds"] + 20 * per_step + est.WORKER_GROUP_START_S)
+    assert "2 workers" in two["time"]["source"]
+
+
 def test_validate_refuses_before_queueing(lab, tmp_path, monkeypatch):
     with pytest.raises(ModelNotFound):
         lab.params(model="no-such-model")
@@ -228,6 +246,9 @@ def test_validate_refuses_before_queueing(lab, tmp_path, monkeypatch):
         lab.params(data=str(bad))
     with pytest.raises(InvalidInput, match="learning rate 0"):
         lab.params(learning_rate=0)
+    with pytest.raises(InvalidInput, match="2 workers needs a Ray cluster") as info:   # one machine: torchrun
+        lab.params(workers=2)
+    assert "LLMOS_CLUSTER" in info.value.hint
     # The data is copied under the data folder: the job does not depend on the user's file.
     clean = lab.params()
     assert clean["data"].startswith(str(lab.settings.home / "datasets"))
