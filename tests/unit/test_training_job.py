@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import random
 import time
 
 import pytest
@@ -20,6 +21,7 @@ from llmos_core.training import job, trainer
 from llmos_core.training.checkpoints import CHECKPOINT_MARK, complete_checkpoints
 
 FOX = "The quick brown fox jumps over the lazy dog."
+GERMAN = "Der schnelle braune Fuchs springt über den faulen Hund."
 
 
 @pytest.fixture
@@ -211,6 +213,30 @@ def test_disk_full_while_checkpointing_keeps_the_last_good_checkpoint(lab, monke
     assert not (checkpoints / "checkpoint-8").exists()          # the half-written one is gone
     good = checkpoints / "checkpoint-4"
     assert (good / CHECKPOINT_MARK).exists() and (good / "optimizer.pt").exists()
+
+
+def test_rising_validation_loss_stops_early_and_registers_the_best_step(lab, tmp_path):
+    # One prompt, two answers: the training rows say the fox, the held-out rows the German fox (which rows
+    # are held out is the seeded shuffle of data.tokenize). The more it learns the one, the worse the other.
+    rows, held_out = 20, 4
+    order = list(range(rows))
+    random.Random(42).shuffle(order)
+    data = tmp_path / "two-answers.jsonl"
+    data.write_text("".join(json.dumps({"prompt": "Say it:", "response": GERMAN if i in order[:held_out] else FOX})
+                            + "\n" for i in range(rows)))
+    params = lab.params(data=str(data), validation_fraction=held_out / rows, max_steps=40, eval_every=2,
+                        patience=2, learning_rate=1e-2, name="best")
+    result = job.run(lab.context(params))
+    rows = lab.store.query("SELECT step, data FROM job_metrics WHERE job_id = 1")
+    evals = {r["step"]: json.loads(r["data"])["eval_loss"] for r in rows if "eval_loss" in json.loads(r["data"])}
+    best = min(evals, key=evals.get)
+    assert result["stopped_early"] and result["steps"] < 40 and result["steps"] == max(evals)
+    assert max(evals) - best == 2 * 2                        # patience: two validations without a lower loss
+    assert result["best_step"] == best < result["steps"]
+    assert result["best_eval_loss"] == pytest.approx(evals[best])
+    # The registered weights are the best step's, not the last: the "after" validation measures them.
+    assert result["after"]["loss"] == pytest.approx(evals[best], rel=1e-4)
+    assert lab.catalog.get("best").source == "trained"
 
 
 def test_validate_refuses_before_queueing(lab, tmp_path, monkeypatch):
