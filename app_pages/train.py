@@ -109,8 +109,9 @@ if figures:
     plan = figures.get("plan") or {}
     timing = figures.get("time") or {}
     m = st.columns(5)
-    m[0].metric("Tokens", f"{plan['tokens']:,}" if plan else "N/A",
-                help="after the model is downloaded or converted" if not plan else None)
+    guessed = plan.get("guessed")
+    m[0].metric("Tokens", (f"~{plan['tokens']:,}" if guessed else f"{plan['tokens']:,}") if plan else "N/A",
+                help="guessed from the characters (about 4 a token) until the model is converted" if guessed else None)
     m[1].metric("Blocks (train / val)", f"{plan['train_blocks']} / {plan['validation_blocks']}" if plan else "N/A")
     m[2].metric("Steps", timing.get("steps", "N/A"))
     m[3].metric("Memory", format_bytes(figures["memory_bytes"]) if figures["memory_bytes"] else "N/A",
@@ -122,9 +123,9 @@ if figures:
     if timing and price:
         st.caption(f"Cost: about **{timing['seconds'] / 3600 * price:.2f}** at {price:g} an hour.")
     if timing:
-        st.caption(f"FLOPs 6 x {figures['parameters'] / 1e6:.1f}M parameters x {timing['tokens']:,} tokens = "
-                   f"{timing['flops'] / 1e12:.2f} TFLOP at {timing['flops_per_s'] / 1e9:.0f} GFLOP/s "
-                   f"({timing['source']}).")
+        st.caption(f"{timing['flops'] / 1e12:.2f} TFLOP ({figures['parameters'] / 1e6:.1f}M parameters, "
+                   f"{timing['tokens']:,} tokens trained, validations included) at "
+                   f"{timing['flops_per_s'] / 1e9:.0f} GFLOP/s ({timing['source']}).")
     if plan and plan.get("dropped"):
         st.warning(f"{plan['dropped']} examples have prompts longer than the block and are left out.",
                    icon=":material/warning:")

@@ -22,7 +22,7 @@ from . import data as datalib
 from . import estimate as est
 from .callback import RunState, make_callback
 from .checkpoints import complete_checkpoints, remove_incomplete_checkpoints
-from .model import Placement, base_folder, load_model, load_tokenizer
+from .model import Placement, base_folder, convert_apart, load_model, load_tokenizer
 from .params import TrainParams
 
 SAMPLE_TOKENS = 48
@@ -69,7 +69,7 @@ def training_arguments(params: TrainParams, placement: Placement, output_dir: Pa
                        has_validation: bool = True):
     from transformers import TrainingArguments
 
-    eval_every = params.eval_every or max(1, steps // 10)
+    eval_every = est.eval_interval(params.eval_every, steps)
     save_every = params.save_every or max(1, steps // 5)
     # Keeping the best: a checkpoint at each validation, so the lowest point has one to go back to; the
     # Trainer keeps that one out of the rotation and loads it at the end (early stopping needs the same).
@@ -106,6 +106,7 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
     name = params.name or params.default_name()
     spec = catalog.get(params.model)
     ctx.progress(0.01, f"preparing {spec.name}")
+    convert_apart(spec, settings, catalog, lambda f, m: ctx.progress(0.01 + 0.04 * f, m))
     folder = base_folder(spec, settings, catalog, lambda f, m: ctx.progress(0.01 + 0.04 * f, m))
     tokenizer = load_tokenizer(folder)
     dataset = datalib.load(params.data, params.mapping)
@@ -183,6 +184,9 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
               "tokens_seen": trainer.state.num_input_tokens_seen - run.start_tokens, "resumed_from_step": run.start_step,
               "before": before, "train_loss": output.training_loss}
     result["tokens_per_s"] = result["tokens_seen"] / train_seconds if train_seconds > 0 else None
+    # Forward-only tokens of the validations during the run (their time is in train_seconds; the estimate counts them).
+    mid_run_evals = sum(1 for h in run.history if "eval_loss" in h)
+    result["eval_tokens"] = mid_run_evals * sum(len(b["input_ids"]) for b in validation)
     if run.stopped:
         done = complete_checkpoints(checkpoints)
         result.update(stopped=True, checkpoint=done[-1].name if done else None)
