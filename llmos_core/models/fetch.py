@@ -175,7 +175,7 @@ def _read_gguf_header(buffer) -> tuple[str, int, dict]:
         if field and kind in (4, 5, 10, 11):   # u32, i32, u64, i64
             (shape[field],) = take(_GGUF_SCALARS[kind])
         elif key == b"tokenizer.ggml.tokens" and kind == 9:
-            item, shape["vocab"] = take("IQ")
+            _, shape["vocab"] = take("IQ")   # the item type, then the count
             pos -= 12
             skip_value(kind)
         elif key == b"general.architecture" and kind == 8:

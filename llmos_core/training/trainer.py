@@ -86,7 +86,8 @@ def training_arguments(params: TrainParams, placement: Placement, output_dir: Pa
         logging_steps=1, logging_nan_inf_filter=False, include_num_input_tokens_seen="non_padding",
         eval_strategy="steps" if has_validation else "no", eval_steps=eval_every, save_strategy="steps",
         save_steps=save_every, save_total_limit=2, load_best_model_at_end=keep_best,
-        metric_for_best_model="eval_loss" if keep_best else None, greater_is_better=False if keep_best else None, report_to=[], disable_tqdm=True, remove_unused_columns=False,
+        metric_for_best_model="eval_loss" if keep_best else None, greater_is_better=False if keep_best else None,
+        report_to=[], disable_tqdm=True, remove_unused_columns=False,
         use_cpu=placement.device == "cpu", bf16=placement.precision == "bf16", fp16=placement.precision == "fp16",
         dataloader_pin_memory=placement.device == "cuda", ddp_find_unused_parameters=False if placement.world > 1 else None,
     )
