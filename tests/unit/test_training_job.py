@@ -237,6 +237,9 @@ def test_rising_validation_loss_stops_early_and_registers_the_best_step(lab, tmp
     # The registered weights are the best step's, not the last: the "after" validation measures them.
     assert result["after"]["loss"] == pytest.approx(evals[best], rel=1e-4)
     assert lab.catalog.get("best").source == "trained"
+    from llmos_core.cli.train import summarize
+
+    assert f"kept the best checkpoint, step {best}" in summarize({"id": 1, "state": "succeeded", "result": result})
 
 
 def test_validate_refuses_before_queueing(lab, tmp_path, monkeypatch):
