@@ -117,8 +117,9 @@ if figures:
     plan = figures.get("plan") or {}
     timing = figures.get("time") or {}
     m = st.columns(5)
-    m[0].metric("Tokens", f"{plan['tokens']:,}" if plan else "N/A",
-                help="after the model is downloaded or converted" if not plan else None)
+    guessed = plan.get("guessed")
+    m[0].metric("Tokens", (f"~{plan['tokens']:,}" if guessed else f"{plan['tokens']:,}") if plan else "N/A",
+                help="guessed from the characters (about 4 a token) until the model is converted" if guessed else None)
     m[1].metric("Blocks (train / val)", f"{plan['train_blocks']} / {plan['validation_blocks']}" if plan else "N/A")
     m[2].metric("Steps", timing.get("steps", "N/A"))
     workers = figures.get("workers", 1)
@@ -126,13 +127,16 @@ if figures:
                 help=f"on {figures['device'].upper()} in {figures['precision']}; the scheduler admits the job on it"
                 + (f"; {workers} workers of {format_bytes(figures['worker_memory_bytes'])} each" if workers > 1
                    else ""))
-    m[4].metric("Time", format_duration(figures.get("seconds")), help=timing.get("source"))
+    first = timing and not timing.get("learned")   # no finished run of this kind taught the estimate yet
+    m[4].metric("Time (first estimate)" if first else "Time", format_duration(figures.get("seconds")),
+                help=(f"{timing['source']}; " if timing else "") + ("a first estimate: finished runs teach later "
+                                                                    "ones this machine's real speed" if first else ""))
     if timing and price:
         st.caption(f"Cost: about **{timing['seconds'] / 3600 * price:.2f}** at {price:g} an hour.")
     if timing:
-        st.caption(f"FLOPs 6 x {figures['parameters'] / 1e6:.1f}M parameters x {timing['tokens']:,} tokens = "
-                   f"{timing['flops'] / 1e12:.2f} TFLOP at {timing['flops_per_s'] / 1e9:.0f} GFLOP/s "
-                   f"({timing['source']}).")
+        st.caption(f"{timing['flops'] / 1e12:.2f} TFLOP ({figures['parameters'] / 1e6:.1f}M parameters, "
+                   f"{timing['tokens']:,} tokens trained, validations included) at "
+                   f"{timing['flops_per_s'] / 1e9:.0f} GFLOP/s ({timing['source']}).")
     if plan and plan.get("dropped"):
         st.warning(f"{plan['dropped']} examples have prompts longer than the block and are left out.",
                    icon=":material/warning:")
@@ -154,9 +158,11 @@ if st.session_state.get("train_job") not in labels:
 job_id = st.selectbox("Run", list(labels), format_func=labels.get, key="train_job")
 
 
-def curve_figure(metrics: list[dict]) -> go.Figure:
+def curve_figure(metrics: list[dict], best_step: int | None = None) -> go.Figure:
     frame = pd.DataFrame(metrics)
     figure = go.Figure()
+    if best_step is not None:
+        figure.add_vline(x=best_step, line=dict(dash="dash", color="green"), annotation_text=f"kept: step {best_step}")
     for column, label in (("loss", "training loss"), ("eval_loss", "validation loss")):
         if column in frame:
             rows = frame.dropna(subset=[column])
@@ -205,7 +211,7 @@ def live(job_id: int) -> None:
     m[3].metric("Tokens/s", f"{last['tokens_per_s']:.0f}" if last.get("tokens_per_s") else "N/A")
     m[4].metric("ETA", format_duration(last.get("eta_s")) if job["state"] == "running" else "-")
     if metrics:
-        st.plotly_chart(curve_figure(metrics), key="train_curve_chart")
+        st.plotly_chart(curve_figure(metrics, (job.get("result") or {}).get("best_step")), key="train_curve_chart")
     else:
         st.caption("The curve appears with the first step." if job["state"] in ("queued", "running") else "No steps.")
     if job["state"] == "queued":
@@ -239,6 +245,11 @@ with error_boundary("Showing the run"):
         before, after = result["before"], result["after"]
         st.success(f"**{result['model']}** is in the catalog: pick it in Chat or Translate.",
                    icon=":material/check_circle:")
+        if result.get("best_step") is not None and result["best_step"] != result["steps"]:
+            st.caption(f"Registered the best checkpoint, step **{result['best_step']}** (validation loss "
+                       f"{result['best_eval_loss']:.4f}), not the last step {result['steps']}"
+                       + (" (stopped early: the validation loss had stopped falling)." if result.get("stopped_early")
+                          else "."))
         if describe_export(result.get("export")):
             st.caption(describe_export(result.get("export")))
         if before.get("loss") is not None:

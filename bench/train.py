@@ -9,6 +9,14 @@
    (matmul benchmark x default efficiency), the second learns from the first.
 Prints tokens/s of each and the ratio (target >= 0.9x), and estimated vs actual training time
 (target within 30%). Uses a fresh data folder; the embedded model's converted folder is linked in.
+
+    python bench/train.py --estimates [--steps 6]
+
+3. The estimates a person sees before the first run, against what the run measured, for each embedded
+   model x method (LoRA, full; batch 4 x 128 by default): memory against the worker's peak RSS (target
+   within 15%) and time against the training time (target within 30%), each job in a fresh data folder
+   with no earlier run to learn from; `--convert` also leaves the GGUF unconverted, so the job converts it
+   first (what the very first run does).
 """
 from __future__ import annotations
 
@@ -57,16 +65,18 @@ def baseline(folder: str, data: str, steps: int, block: int, batch: int, r: int,
     Path(out).write_text(json.dumps({"tokens": steps * batch * block, "seconds": seconds}))
 
 
-def run_llmos(home: Path, model: str, data: Path, steps: int, block: int, batch: int, r: int, name: str) -> dict:
+def run_llmos(home: Path, model: str, data: Path, steps: int, block: int, batch: int, r: int, name: str,
+              method: str = "lora", validation: float = 0.05) -> dict:
     from llmos_core.engine import Engine
     from llmos_core.settings import Settings
 
     engine = Engine(Settings.from_env(home=home))
     try:
         job_id = engine.scheduler.submit("train", {
-            "model": model, "data": str(data), "method": "lora", "max_steps": steps, "block_size": block,
-            "batch_size": batch, "lora_r": r, "lora_alpha": 2 * r, "learning_rate": 2e-4, "name": name,
-            "validation_fraction": 0.05, "save_every": 10 * steps, "eval_every": 10 * steps})   # like the script: no mid-run eval or save
+            "model": model, "data": str(data), "method": method, "max_steps": steps, "block_size": block,
+            "batch_size": batch, "lora_r": r, "lora_alpha": 2 * r, "name": name,
+            "learning_rate": 2e-4 if method == "lora" else 5e-5, "validation_fraction": validation,
+            "save_every": 10 * steps, "eval_every": 10 * steps})   # like the script: no mid-run eval or save
         while engine.scheduler.get(job_id)["state"] not in ("succeeded", "failed", "cancelled", "interrupted"):
             time.sleep(1)
         job = engine.scheduler.get(job_id)
@@ -77,6 +87,57 @@ def run_llmos(home: Path, model: str, data: Path, steps: int, block: int, batch:
         engine.close()
 
 
+def fresh_home(model: str, link_converted: bool) -> tuple[Path, Path, Path]:
+    """(data folder, converted model folder, data file): a new data folder, the converted model linked in
+    unless the run is to convert it itself."""
+    from llmos_core.engine import Engine
+    from llmos_core.models import fetch
+    from llmos_core.settings import Settings
+
+    home = Path(tempfile.mkdtemp(prefix="llmos-bench-train-"))
+    shared = Settings.from_env()
+    engine = Engine(shared, primary=False, start_threads=False)
+    spec = engine.catalog.get(model)
+    folder = fetch.model_folder(spec, shared)   # converted once per machine, then linked into the bench home
+    engine.close()
+    if spec.source == "embedded" and link_converted:
+        (home / "models").mkdir(parents=True)
+        (home / "models" / spec.name).symlink_to(folder)
+    data = home / "bench.txt"
+    data.write_text("\n\n".join(f"{i}. {TEXT}" for i in range(400)))
+    return home, folder, data
+
+
+def estimates(args) -> None:
+    """Each embedded model x method in a fresh data folder, in its own process: estimate against measured."""
+    if args.one:
+        model, method = args.one
+        home, _, data = fresh_home(model, link_converted=not args.convert)
+        os.environ.update(LLMOS_HOME=str(home), LLMOS_EXPORT_GGUF="0")
+        # No validation share: no evaluation or samples before and after, only loading, training and saving.
+        result = run_llmos(home, model, data, args.steps, args.block, args.batch, args.lora_r, "bench", method, 0.0)
+        print(json.dumps({"estimate": result["estimate"], "actual": result["actual"], "steps": result["steps"]}))
+        return
+    print(f"{args.steps} steps of {args.batch} x {args.block} tokens, {os.cpu_count()} CPUs, "
+          f"{'the GGUF converted by the job' if args.convert else 'converted folder linked in'}; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    for model in args.models.split(","):
+        for method in args.methods.split(","):
+            out = subprocess.run([sys.executable, __file__, "--estimates", "--one", model, method, "--steps",
+                                  str(args.steps), "--block", str(args.block), "--batch", str(args.batch)]
+                                 + (["--convert"] if args.convert else []), capture_output=True, text=True)
+            if out.returncode:
+                print(f"{model} {method}: failed\n{out.stderr[-2000:]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            est, act = r["estimate"], r["actual"]
+            print(f"{model:24s} {method:4s}  memory {est['memory_bytes'] / 2**30:5.2f} GiB est / "
+                  f"{act['memory_bytes'] / 2**30:5.2f} GiB peak = {est['memory_bytes'] / act['memory_bytes']:.2f}x"
+                  f"   time {est['seconds'] or 0:6.1f} s est / {act['seconds']:6.1f} s = "
+                  f"{(est['seconds'] or 0) / act['seconds']:.2f}x  [{est['source']}]; "
+                  f"load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma-3-270m")
@@ -85,26 +146,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--baseline", nargs=3, metavar=("FOLDER", "DATA", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--estimates", action="store_true", help="memory and time estimates against measured")
+    parser.add_argument("--models", default="gemma-3-270m,smollm2-135m-instruct")
+    parser.add_argument("--methods", default="lora,full")
+    parser.add_argument("--convert", action="store_true", help="with --estimates: the job converts the GGUF")
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.estimates:
+        estimates(args)
+        return
     if args.baseline:
         baseline(args.baseline[0], args.baseline[1], args.steps, args.block, args.batch, args.lora_r, args.baseline[2])
         return
 
-    from llmos_core.engine import Engine
-    from llmos_core.models import fetch
-    from llmos_core.settings import Settings
-
-    home = Path(tempfile.mkdtemp(prefix="llmos-bench-train-"))
-    shared = Settings.from_env()
-    engine = Engine(shared, primary=False, start_threads=False)
-    spec = engine.catalog.get(args.model)
-    folder = fetch.model_folder(spec, shared)   # converted once per machine, then linked into the bench home
-    engine.close()
-    if spec.source == "embedded":
-        (home / "models").mkdir(parents=True)
-        (home / "models" / spec.name).symlink_to(folder)
-    data = home / "bench.txt"
-    data.write_text("\n\n".join(f"{i}. {TEXT}" for i in range(400)))
+    home, folder, data = fresh_home(args.model, link_converted=True)
     print(f"model {args.model}, LoRA r={args.lora_r}, {args.steps} steps of {args.batch} x {args.block} tokens, "
           f"{os.cpu_count()} CPUs")
 

@@ -114,6 +114,9 @@ def summarize(job: dict) -> str:
     before, after = result.get("before", {}), result.get("after", {})
     lines = [f"{result['model']} is in the catalog ({result['method']} on {result['base_model']}, "
              f"{result['steps']} steps)"]
+    if result.get("best_step") is not None and result["best_step"] != result["steps"]:
+        lines.append(f"kept the best checkpoint, step {result['best_step']} (validation loss "
+                     f"{result['best_eval_loss']:.4f})" + ("; stopped early" if result.get("stopped_early") else ""))
     if describe_export(result.get("export")):
         lines.append(describe_export(result.get("export")))
     if before.get("loss") is not None:

@@ -100,7 +100,7 @@ def read_gguf_summary(path: Path) -> dict:
     """Architecture and parameter count from a GGUF header; a corrupt or truncated file raises ModelLoadError."""
     try:
         with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
-            arch, n_params = _read_gguf_header(buffer)
+            arch, n_params, shape = _read_gguf_header(buffer)
     except FileNotFoundError as exc:
         raise ModelNotFound(f"no GGUF file at {path}") from exc
     except Exception as exc:   # struct.error, ValueError, KeyError on cut, empty or foreign files
@@ -108,15 +108,21 @@ def read_gguf_summary(path: Path) -> dict:
                              "the file may be truncated or corrupt; download it again") from exc
     if n_params == 0:
         raise ModelLoadError(f"{path.name} holds no tensors", "the file is truncated or corrupt")
-    return {"architecture": arch, "parameters": n_params, "file_bytes": path.stat().st_size}
+    return {"architecture": arch, "parameters": n_params, "file_bytes": path.stat().st_size, "shape": shape}
 
 
 # struct formats of GGUF's fixed-size value types (gguf.GGUFValueType); 8 is a string, 9 an array.
 _GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
-def _read_gguf_header(buffer) -> tuple[str, int]:
-    """(architecture, parameters) from the GGUF header in `buffer`, skipping the metadata it does not need.
+# Metadata keys (after "<architecture>.") that give a model's shape, for the training estimate before conversion.
+GGUF_SHAPE_KEYS = {"embedding_length": "hidden", "block_count": "layers", "attention.head_count": "heads",
+                   "feed_forward_length": "intermediate"}
+
+
+def _read_gguf_header(buffer) -> tuple[str, int, dict]:
+    """(architecture, parameters, shape) from the GGUF header in `buffer`, skipping the metadata it does not
+    need; shape holds hidden, layers, heads, intermediate and vocab where the header says them.
     By hand: gguf's GGUFReader turns every metadata array into numpy views, and Gemma's 262k-token
     vocabulary made one call take about 10 s here (the Train page's check waited on two); this takes 0.02 s."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -159,13 +165,20 @@ def _read_gguf_header(buffer) -> tuple[str, int]:
         else:
             pos += struct.calcsize(_GGUF_SCALARS[kind])
 
-    arch, alignment = "unknown", 32
+    arch, alignment, shape = "unknown", 32, {}
     for _ in range(n_kv):
         start = pos
         skip_strings(1)
         key = bytes(buffer[start + 8:pos])
         (kind,) = take("I")
-        if key == b"general.architecture" and kind == 8:
+        field = GGUF_SHAPE_KEYS.get(key.split(b".", 1)[-1].decode(errors="replace"))
+        if field and kind in (4, 5, 10, 11):   # u32, i32, u64, i64
+            (shape[field],) = take(_GGUF_SCALARS[kind])
+        elif key == b"tokenizer.ggml.tokens" and kind == 9:
+            _, shape["vocab"] = take("IQ")   # the item type, then the count
+            pos -= 12
+            skip_value(kind)
+        elif key == b"general.architecture" and kind == 8:
             start = pos
             skip_value(kind)
             arch = bytes(buffer[start + 8:pos]).decode()
@@ -184,7 +197,7 @@ def _read_gguf_header(buffer) -> tuple[str, int]:
         data_bytes = max(data_bytes, offset + math.prod(dims) // block * type_bytes)
     if -(-pos // alignment) * alignment + data_bytes > len(buffer):
         raise ValueError("the tensor data is cut short")
-    return arch, n_params
+    return arch, n_params, shape
 
 
 def convert_gguf(gguf: Path, target: Path, progress: Progress | None = None,

@@ -308,7 +308,7 @@ def tokenize(dataset: Dataset, tokenizer, block_size: int, validation_fraction: 
                                f"add more text or lower the block length below {total}")
         order = list(range(len(blocks)))
         rng.shuffle(order)
-        n_val = _validation_count(len(blocks), validation_fraction)
+        n_val = validation_count(len(blocks), validation_fraction)
         validation = [blocks[i] for i in sorted(order[:n_val])]
         train = [blocks[i] for i in sorted(order[n_val:])]
         # Prompts for samples: the start of each validation block; the rest is what it should say.
@@ -325,7 +325,7 @@ def tokenize(dataset: Dataset, tokenizer, block_size: int, validation_fraction: 
 
     order = list(range(dataset.rows))
     rng.shuffle(order)
-    n_val = _validation_count(dataset.rows, validation_fraction)
+    n_val = validation_count(dataset.rows, validation_fraction)
     val_ids, train_ids = set(order[:n_val]), order[n_val:]
     train, validation, prompts, references = [], [], [], []
     total = dropped = 0
@@ -351,7 +351,7 @@ def tokenize(dataset: Dataset, tokenizer, block_size: int, validation_fraction: 
                      references)
 
 
-def _validation_count(n: int, fraction: float) -> int:
+def validation_count(n: int, fraction: float) -> int:
     """At least one validation item when there are two or more, never all of them."""
     if n < 2 or fraction <= 0:
         return 0

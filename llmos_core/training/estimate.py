@@ -1,12 +1,17 @@
 """Before launch: how much memory a training run needs (the scheduler admits on it), how long it takes,
 and what it costs. After the run, the same figures sit beside the measured ones.
 
-Memory = weights + (gradients + optimizer state) of the trained parameters + activations + logits.
-Calibrated on Gemma 3 270M on this CPU (DESIGN.md): LoRA r=8, batch 4 x 128 -> 4.5 GB peak; full -> 7.3 GB.
-Time = FLOPs / throughput + steps x a fixed per-step cost, with FLOPs = 6 x parameters x tokens.
-The throughput is measured on this machine: a matmul benchmark (a quarter of a second, cached in the data
-folder per machine, device and dtype) times an efficiency that finished runs teach (the achieved figure of
-the last runs of the same model, method and device).
+Memory = the process and its tokenizer + weights + optimizer state + the larger of the gradients and the
+activations (logits included), each from the model's shape (the GGUF header's before conversion); checked
+against the measured peaks of both embedded models, LoRA and full (bench/train.py --estimates).
+Time = FLOPs / throughput + steps x a fixed per-step cost. FLOPs per token: 2 x parameters forward, as
+much again for the gradients of the activations, and (full fine-tuning only) as much again for the
+weights' gradients: 6 x parameters full, 4 x under LoRA (its adapters are too small to count); the
+validations during the run are forward passes, 2 x parameters a token. The parameter count comes from the
+GGUF header before the model is converted. The throughput is measured on this machine: a matmul benchmark
+(a quarter of a second, cached in the data folder per machine, device and dtype) times an efficiency,
+DEFAULT_EFFICIENCY until finished runs teach it (the achieved figure of the last runs of the same model,
+method and device): the first estimate, marked as such on the page.
 """
 from __future__ import annotations
 
@@ -23,14 +28,19 @@ from ..errors import format_bytes
 from ..present import format_duration
 from ..settings import Settings
 
-FLOPS_PER_PARAM_TOKEN = 6          # forward 2 + backward 4 (Kaplan et al.)
-# Fraction of the matmul benchmark a training step reaches, before any run has been measured here.
-# From Gemma 270M on 2 CPU cores (LoRA 169 tokens/s against the matmul figure); a guess until a run teaches it.
-DEFAULT_EFFICIENCY = {"lora": 1.6, "full": 0.8}
+FLOPS_PER_PARAM_TOKEN = {"full": 6, "lora": 4}   # forward 2 + activation gradients 2 + weight gradients 2
+EVAL_FLOPS_PER_PARAM_TOKEN = 2                      # a validation is a forward pass
+FLOPS_MODEL = 2   # runs recorded under the old count (6 x parameters for LoRA too) are not learned from
+# Fraction of the matmul benchmark a training step reaches, before any run has been measured here. LoRA:
+# Gemma 3 270M on a quiet 2-core CPU ran 4 x parameters FLOPs a token at 0.57x (first job, cold) to 0.65x
+# (a warm one) of the benchmark (docs/BENCHMARKS.md, Training). Full: not yet measured on a quiet machine;
+# 6 x parameters a token at LoRA's rate plus AdamW's pass over every weight (memory-bound) gives about 0.5.
+DEFAULT_EFFICIENCY = {"lora": 0.6, "full": 0.5}
 STEP_OVERHEAD_S = {"cpu": 0.02, "cuda": 0.01}   # optimizer step, dataloader, callbacks: cost per step not per token
-FIXED_BYTES = 450 * 1024**2        # the Python process with torch and transformers imported (RSS measured here)
-LOGIT_COPIES = 4                   # logits, their float copy, log-softmax, and its gradient
-SLACK = 1.1                        # allocator fragmentation: measured peaks sit 5-10% above the sum of tensors
+FIXED_BYTES = 450 * 1024**2        # the worker with torch, transformers and peft imported (RSS measured here)
+TOKENIZER_BYTES_PER_TOKEN = 1000   # a fast tokenizer in memory, per vocabulary entry
+LOGIT_COPIES = 4                   # logits, log-softmax, and the gradients of both in the backward pass
+SCORE_COPIES = 3                   # attention scores, their softmax, and its gradient
 OPTIMIZER_BYTES = {"adamw": 8, "sgd": 0}   # fp32 state per trained parameter (AdamW: two moments)
 
 
@@ -42,6 +52,9 @@ class ModelFacts:
     layers: int = 0
     heads: int = 0
     vocab: int = 0
+    intermediate: int = 0
+    converts: bool = False   # the run first converts the GGUF (gguf_bytes) to an fp32 folder
+    gguf_bytes: int = 0
 
     @classmethod
     def from_folder(cls, folder: Path, parameters: int) -> "ModelFacts":
@@ -50,38 +63,69 @@ class ModelFacts:
         return cls(parameters=parameters, hidden=int(config.get("hidden_size") or config.get("d_model") or 0),
                    layers=int(config.get("num_hidden_layers") or config.get("n_layer") or 0),
                    heads=int(config.get("num_attention_heads") or config.get("n_head") or 0),
-                   vocab=int(config.get("vocab_size") or 0))
+                   vocab=int(config.get("vocab_size") or 0),
+                   intermediate=int(config.get("intermediate_size") or config.get("n_inner") or 0))
+
+    @classmethod
+    def from_gguf(cls, summary: dict) -> "ModelFacts":
+        """From fetch.read_gguf_summary: what the header says, before the model is converted."""
+        shape = summary.get("shape", {})
+        return cls(parameters=summary["parameters"], converts=True, gguf_bytes=int(summary.get("file_bytes", 0)),
+                   **{k: int(shape[k]) for k in ("hidden", "layers", "heads", "vocab", "intermediate") if k in shape})
 
 
 def lora_parameters(facts: ModelFacts, r: int) -> int:
-    """Adapter size for every attention and MLP projection: about 2 x r x (in + out) per matrix, seven
-    matrices a layer whose widths sum to about 14 x hidden (q, k, v, o and the three MLP ones)."""
+    """Adapter size for every attention and MLP projection: r x (in + out) per matrix; q, k, v, o and the
+    three MLP matrices of a layer have widths summing to about 8 x hidden + 3 x (hidden + intermediate)."""
     if not facts.hidden or not facts.layers:
         return int(facts.parameters * 0.01 * r / 8)
-    return facts.layers * r * 14 * facts.hidden * 2
+    return facts.layers * r * (8 * facts.hidden + 3 * (facts.hidden + _intermediate(facts)))
 
 
-def activation_bytes(facts: ModelFacts, batch: int, block: int, dtype_bytes: int) -> int:
-    """Per layer s*b*h*(34 + 5*a*s/h) half-precision bytes (Korthikanti et al. 2022), scaled to the dtype,
-    plus the logits, which dominate small models with big vocabularies."""
+def _intermediate(facts: ModelFacts) -> int:
+    return facts.intermediate or 4 * facts.hidden
+
+
+def activation_bytes(facts: ModelFacts, method: str, batch: int, block: int, dtype_bytes: int) -> int:
+    """What the backward pass keeps per token and layer, in values: the norms' inputs and outputs and the
+    residuals (8 x hidden), attention's q, k, v before and after rotation, k and v repeated for grouped
+    heads and the output (6 x hidden), the MLP's gate, up, activation and product (4 x intermediate); under
+    LoRA the dropped-out copies of the adapted projections' inputs add 6 x hidden + intermediate. The
+    attention scores, heads x block per token and layer, SCORE_COPIES of them (scores, softmax, and its
+    gradient: the CPU's SDPA computes them whole). Then the logits in fp32, LOGIT_COPIES of them."""
     tokens = batch * block
     if not facts.hidden or not facts.layers:
         return int(facts.parameters * dtype_bytes * tokens / 512)
-    per_layer = tokens * (34 * facts.hidden + 5 * max(facts.heads, 1) * block) * dtype_bytes // 2
+    inter = _intermediate(facts)
+    per_token_layer = 14 * facts.hidden + 4 * inter
+    if method == "lora":
+        per_token_layer += 6 * facts.hidden + inter
+    per_token_layer += SCORE_COPIES * max(facts.heads, 1) * block
     logits = tokens * facts.vocab * 4 * LOGIT_COPIES
-    return facts.layers * per_layer + logits
+    return facts.layers * tokens * per_token_layer * dtype_bytes + logits
+
+
+def conversion_bytes(facts: ModelFacts) -> int:
+    """Peak of converting the GGUF (fetch.convert_gguf, in its own process before a first run): the file
+    mapped, the de-quantized fp32 weights and their copy while written, the tokenizer's vocabulary."""
+    return FIXED_BYTES + facts.gguf_bytes + 2 * 4 * facts.parameters + facts.vocab * TOKENIZER_BYTES_PER_TOKEN
 
 
 def memory_bytes(facts: ModelFacts, method: str, optimizer: str, batch: int, block: int, lora_r: int,
                  weight_bytes: int, compute_bytes: int) -> int:
-    """Peak bytes of a run: weights in `weight_bytes` per parameter (fp32 master weights when full),
-    gradients and optimizer state in fp32 for the trained parameters, activations in `compute_bytes`."""
+    """Peak bytes of a run: the process, the tokenizer, weights in `weight_bytes` per parameter (fp32 master
+    weights when full), optimizer state in fp32 for the trained parameters, and the larger of their fp32
+    gradients and the activations in `compute_bytes`: the backward pass frees a layer's activations as it
+    fills in its gradients, so the two never peak together (full fine-tuning of SmolLM2 135M peaked 0.6 GB
+    under their sum). A first run converts the GGUF before, and the larger peak counts."""
     trained = facts.parameters if method == "full" else lora_parameters(facts, lora_r)
     weights = facts.parameters * (4 if method == "full" else weight_bytes)
     if method == "lora":
         weights += trained * 4
-    state = trained * (4 + OPTIMIZER_BYTES.get(optimizer, 8))
-    return int(SLACK * (weights + state + activation_bytes(facts, batch, block, compute_bytes)) + FIXED_BYTES)
+    state = trained * OPTIMIZER_BYTES.get(optimizer, 8)
+    process = FIXED_BYTES + facts.vocab * TOKENIZER_BYTES_PER_TOKEN
+    peak = process + weights + state + max(trained * 4, activation_bytes(facts, method, batch, block, compute_bytes))
+    return int(max(peak, conversion_bytes(facts) if facts.converts else 0))
 
 
 # ---------------------------------------------------------------- throughput
@@ -159,9 +203,15 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def run_flops(method: str, parameters: int, tokens: int, eval_tokens: int = 0) -> float:
+    """FLOPs of a run: `tokens` trained, `eval_tokens` forward only (the validations during the run)."""
+    return float(FLOPS_PER_PARAM_TOKEN.get(method, 6) * parameters * tokens
+                 + EVAL_FLOPS_PER_PARAM_TOKEN * parameters * eval_tokens)
+
+
 def learned_throughput(settings: Settings, model: str, method: str, device: str) -> tuple[float | None, str]:
     """(FLOP/s, where from) out of earlier runs: same model first, then any model with this method and device."""
-    runs = _read_calibration(settings).get("runs", [])
+    runs = [r for r in _read_calibration(settings).get("runs", []) if r.get("flops_model") == FLOPS_MODEL]
     for same_model in (True, False):
         found = [r["flops_per_s"] for r in runs if r["method"] == method and r["device"] == device
                  and (r["model"] == model or not same_model)]
@@ -179,7 +229,8 @@ def record_run(settings: Settings, model: str, method: str, device: str, flops: 
     achieved = flops / compute_s
     data = _read_calibration(settings)
     data["runs"] = (data.get("runs", []) + [{"model": model, "method": method, "device": device,
-                                             "flops_per_s": achieved, "ts": time.time()}])[-50:]
+                                             "flops_per_s": achieved, "ts": time.time(),
+                                             "flops_model": FLOPS_MODEL}])[-50:]
     _write_calibration(settings, data)
     return achieved
 
@@ -192,31 +243,40 @@ class TimeEstimate:
     flops_per_s: float
     seconds: float
     source: str              # where the throughput came from, shown beside the figure
+    learned: bool = False    # from finished runs here; False: a first estimate from the matmul benchmark
 
     def cost(self, price_per_hour: float | None) -> float | None:
         return None if not price_per_hour else self.seconds / 3600 * price_per_hour
 
     def to_dict(self) -> dict:
         return {"steps": self.steps, "tokens": self.tokens, "flops": self.flops, "flops_per_s": self.flops_per_s,
-                "seconds": self.seconds, "source": self.source}
+                "seconds": self.seconds, "source": self.source, "learned": self.learned}
 
 
 def estimate_time(settings: Settings, model: str, method: str, device: str, parameters: int, steps: int,
-                  tokens_per_step: int, workers: int = 1, trained_parameters: int = 0) -> TimeEstimate:
+                  tokens_per_step: int, eval_tokens: int = 0, workers: int = 1, trained_parameters: int = 0
+                  ) -> TimeEstimate:
     """`tokens_per_step` counts every worker's batch. With `workers` > 1 (Ray Train) the compute divides
     among them, and each step pays an all-reduce of the trained parameters' gradients (allreduce_seconds)."""
     tokens = steps * tokens_per_step
-    flops = float(FLOPS_PER_PARAM_TOKEN) * parameters * tokens
+    flops = run_flops(method, parameters, tokens, eval_tokens)
     throughput, source = learned_throughput(settings, model, method, device)
+    learned = throughput is not None
     if throughput is None:
         peak = matmul_flops("cuda" if device == "cuda" else "cpu", settings)
         throughput = peak * DEFAULT_EFFICIENCY.get(method, 1.0)
-        source = f"matmul benchmark {peak / 1e9:.0f} GFLOP/s x {DEFAULT_EFFICIENCY.get(method, 1.0)} (no run measured yet)"
+        source = (f"first estimate: {parameters / 1e6:.0f}M parameters at the matmul benchmark's "
+                  f"{peak / 1e9:.0f} GFLOP/s x {DEFAULT_EFFICIENCY.get(method, 1.0)}")
     seconds = flops / (throughput * workers) + steps * STEP_OVERHEAD_S.get(device, 0.02)
     if workers > 1:
         seconds += steps * allreduce_seconds(trained_parameters, workers, device) + WORKER_GROUP_START_S
         source += f"; {workers} workers: each step's gradient all-reduce and the workers' start added"
-    return TimeEstimate(steps, tokens, flops, throughput * workers, seconds, source)
+    return TimeEstimate(steps, tokens, flops, throughput * workers, seconds, source, learned)
+
+
+def eval_interval(eval_every: int, steps: int) -> int:
+    """Steps between validations: the setting, or about ten in the run."""
+    return eval_every or max(1, steps // 10)
 
 
 # Data-parallel training across nodes (Ray Train): a ring all-reduce moves 2 (N-1)/N of the gradient

@@ -22,7 +22,7 @@ from . import data as datalib
 from . import estimate as est
 from .params import TrainParams
 from .model import base_folder, choose_placement, load_tokenizer, model_facts
-from .trainer import trained_dir
+from .trainer import MAX_EVAL_BLOCKS, trained_dir
 
 
 # Stop saves a checkpoint; Resume (ctx.resume) continues from the last finished one.
@@ -50,11 +50,33 @@ class Plan:
     trained_tokens: int
     input_tokens: int
     dropped: int
+    guessed: bool = False     # from the characters (rough_plan): the tokenizer is not there yet
 
     @property
     def tokens_per_block(self) -> float:
         """Tokens fed in per block: what compute (and tokens/s) counts, prompts included."""
         return self.input_tokens / max(self.train_blocks, 1)
+
+
+CHARS_PER_TOKEN = 4   # English text in the BPE vocabularies of these models; only until the tokenizer is there
+
+
+def rough_plan(params: TrainParams) -> Plan:
+    """The plan before the model's tokenizer exists (not converted yet), from the file's characters: text
+    packs into full blocks; each pair or chat example is one block, padded to the longest in its batch."""
+    dataset = datalib.load(params.data, params.mapping)
+    chars = [len(json.dumps(e, ensure_ascii=False)) if dataset.shape == datalib.CHAT else sum(map(len, e.values()))
+             for e in dataset.examples]
+    tokens = sum(chars) // CHARS_PER_TOKEN
+    if dataset.shape == datalib.TEXT:
+        blocks = max(1, tokens // params.block_size)
+        per_block = params.block_size
+    else:
+        blocks = dataset.rows
+        per_block = min(params.block_size, max(chars, default=0) // CHARS_PER_TOKEN + 1)
+    n_val = datalib.validation_count(blocks, params.validation_fraction)
+    return Plan(dataset.rows, dataset.shape, tokens, blocks - n_val, n_val, (blocks - n_val) * per_block,
+                (blocks - n_val) * per_block, 0, guessed=True)
 
 
 _plans: dict[tuple, Plan] = {}
@@ -150,14 +172,17 @@ def estimate(params: dict, settings: Settings) -> dict:
     per_worker = est.memory_bytes(facts, p.method, p.optimizer, p.batch_size, p.block_size, p.lora_r,
                                   placement.weight_bytes, compute_bytes)
     out.update(memory_bytes=per_worker * p.workers, worker_memory_bytes=per_worker, parameters=facts.parameters)
-    if the_plan is not None:
-        steps = est.plan_steps(the_plan.train_blocks, p.batch_size, p.grad_accum, world, p.max_steps, p.epochs)
-        per_step = int(p.batch_size * p.grad_accum * world * the_plan.tokens_per_block)
-        trained = facts.parameters if p.method == "full" else est.lora_parameters(facts, p.lora_r)
-        timing = est.estimate_time(settings, spec.name, p.method, placement.device, facts.parameters, steps, per_step,
-                                   p.workers, trained)
-        out.update(seconds=timing.seconds, time=timing.to_dict(), cost=timing.cost(price_per_hour()),
-                   price_per_hour=price_per_hour() or None)
+    rough = the_plan or rough_plan(p)   # before the tokenizer exists: the file's characters, ~4 a token
+    out["plan"] = rough.__dict__
+    steps = est.plan_steps(rough.train_blocks, p.batch_size, p.grad_accum, world, p.max_steps, p.epochs)
+    per_step = int(p.batch_size * p.grad_accum * world * rough.tokens_per_block)
+    evals = steps // est.eval_interval(p.eval_every, steps) if rough.validation_blocks else 0
+    eval_tokens = evals * min(rough.validation_blocks, MAX_EVAL_BLOCKS) * rough.tokens_per_block
+    trained = facts.parameters if p.method == "full" else est.lora_parameters(facts, p.lora_r)
+    timing = est.estimate_time(settings, spec.name, p.method, placement.device, facts.parameters, steps, per_step,
+                               eval_tokens, p.workers, trained)
+    out.update(seconds=timing.seconds, time=timing.to_dict(), cost=timing.cost(price_per_hour()),
+               price_per_hour=price_per_hour() or None)
     return out
 
 
@@ -232,7 +257,8 @@ def train_and_record(ctx, catalog: Catalog) -> dict:
     fresh_steps = result["steps"] - (result.get("resumed_from_step") or 0)
     if not result.get("stopped") and fresh_steps > 0 and result.get("tokens_seen") and result.get("parameters"):
         # tokens_seen counts every worker's; the estimate learns what one device achieves
-        flops = est.FLOPS_PER_PARAM_TOKEN * result["parameters"] * result["tokens_seen"] / params.workers
+        flops = est.run_flops(params.method, result["parameters"], result["tokens_seen"] / params.workers,
+                              result.get("eval_tokens", 0) / params.workers)
         est.record_run(settings, params.model, params.method, placement.device, flops, result["train_seconds"],
                        fresh_steps)
     if result.get("stopped"):

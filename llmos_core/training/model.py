@@ -55,6 +55,24 @@ def base_folder(spec: ModelSpec, settings: Settings, catalog: Catalog, progress=
     return fetch.model_folder(spec, settings, progress)
 
 
+def convert_apart(spec: ModelSpec, settings: Settings, catalog: Catalog, progress=None) -> None:
+    """A first run's GGUF is converted in a child process, not in the run's own: de-quantizing the weights
+    and converting the tokenizer left the process 0.7 GB larger (Gemma 3 270M: 1.2 GB resident after, measured),
+    which the training would have carried on top of its own peak. A failure is left to the in-process path to report."""
+    import multiprocessing
+
+    root = spec
+    while root.data.get("adapter"):
+        root = catalog.get(root.data["base_model"])
+    if root.source not in ("embedded", "gguf") or fetch.is_ready(root, settings):
+        return
+    if progress:
+        progress(0.1, f"converting {root.name} from GGUF, once, in its own process (about a minute)")
+    child = multiprocessing.get_context("spawn").Process(target=fetch.model_folder, args=(root, settings))
+    child.start()
+    child.join()
+
+
 def model_facts(spec: ModelSpec, settings: Settings, catalog: Catalog) -> est.ModelFacts | None:
     """Parameters and shape, from the converted folder or the GGUF header; None when not downloaded yet."""
     from ..models.backends import safetensors_parameter_bytes
@@ -63,7 +81,7 @@ def model_facts(spec: ModelSpec, settings: Settings, catalog: Catalog) -> est.Mo
         return model_facts(catalog.get(spec.data["base_model"]), settings, catalog)
     if not fetch.is_ready(spec, settings):
         if spec.source in ("embedded", "gguf"):
-            return est.ModelFacts(parameters=fetch.read_gguf_summary(fetch.gguf_path(spec, settings))["parameters"])
+            return est.ModelFacts.from_gguf(fetch.read_gguf_summary(fetch.gguf_path(spec, settings)))
         return None
     folder = fetch.model_folder(spec, settings)
     n_params = safetensors_parameter_bytes(folder)[0] or sum(p.stat().st_size for p in folder.glob("*.bin")) // 4

@@ -66,7 +66,12 @@ class TrainParams:
                              "and MLP projection", flag="--lora-targets", lora_only=True)
     precision: str = knob("auto", "auto: bf16 on GPUs that support it, else fp16; fp32 on CPU", flag="--precision",
                           choices=PRECISIONS)
-    eval_every: int = knob(0, "steps between validations; 0 = about ten in the run", flag="--eval-every")
+    eval_every: int = knob(0, "steps between validations on the held-out share; 0 = about ten in the run",
+                           "Validate every (steps, 0 = auto)", "--eval-every", low=0, high=1_000_000)
+    patience: int = knob(0, "validations in a row without a lower validation loss before the run stops early; "
+                         "0 = never stop early", "Early-stop patience", "--patience", low=0, high=1000)
+    keep_best: bool = knob(True, "register the checkpoint with the lowest validation loss, not the last step "
+                           "(a checkpoint is saved at each validation)", "Keep the best", "--keep-best")
     save_every: int = knob(0, "steps between checkpoints; 0 = about five in the run", flag="--save-every")
     gpus: int = knob(0, "GPUs for data-parallel training; 0 = all there are", flag="--gpus", low=0, high=1024)
     # No label: the Train page shows it only when LLMOS_CLUSTER is set (a Ray cluster to place the workers on).

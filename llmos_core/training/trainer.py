@@ -22,7 +22,7 @@ from . import data as datalib
 from . import estimate as est
 from .callback import RunState, make_callback
 from .checkpoints import complete_checkpoints, remove_incomplete_checkpoints
-from .model import Placement, base_folder, load_model, load_tokenizer
+from .model import Placement, base_folder, convert_apart, load_model, load_tokenizer
 from .params import TrainParams
 
 SAMPLE_TOKENS = 48
@@ -65,11 +65,17 @@ def peak_memory(device: str) -> int:
 
 # ---------------------------------------------------------------- the run
 
-def training_arguments(params: TrainParams, placement: Placement, output_dir: Path, steps: int):
+def training_arguments(params: TrainParams, placement: Placement, output_dir: Path, steps: int,
+                       has_validation: bool = True):
     from transformers import TrainingArguments
 
-    eval_every = params.eval_every or max(1, steps // 10)
+    eval_every = est.eval_interval(params.eval_every, steps)
     save_every = params.save_every or max(1, steps // 5)
+    # Keeping the best: a checkpoint at each validation, so the lowest point has one to go back to; the
+    # Trainer keeps that one out of the rotation and loads it at the end (early stopping needs the same).
+    keep_best = has_validation and (params.keep_best or params.patience > 0)
+    if keep_best:
+        save_every = eval_every
     optim = "sgd" if params.optimizer == "sgd" else ("adamw_torch_fused" if placement.device == "cuda" else "adamw_torch")
     return TrainingArguments(
         output_dir=str(output_dir), max_steps=steps, learning_rate=params.learning_rate,
@@ -78,8 +84,10 @@ def training_arguments(params: TrainParams, placement: Placement, output_dir: Pa
         per_device_train_batch_size=params.batch_size, per_device_eval_batch_size=params.batch_size,
         gradient_accumulation_steps=params.grad_accum, seed=params.seed, data_seed=params.seed,
         logging_steps=1, logging_nan_inf_filter=False, include_num_input_tokens_seen="non_padding",
-        eval_strategy="steps", eval_steps=eval_every, save_strategy="steps", save_steps=save_every,
-        save_total_limit=2, report_to=[], disable_tqdm=True, remove_unused_columns=False,
+        eval_strategy="steps" if has_validation else "no", eval_steps=eval_every, save_strategy="steps",
+        save_steps=save_every, save_total_limit=2, load_best_model_at_end=keep_best,
+        metric_for_best_model="eval_loss" if keep_best else None, greater_is_better=False if keep_best else None,
+        report_to=[], disable_tqdm=True, remove_unused_columns=False,
         use_cpu=placement.device == "cpu", bf16=placement.precision == "bf16", fp16=placement.precision == "fp16",
         dataloader_pin_memory=placement.device == "cuda", ddp_find_unused_parameters=False if placement.world > 1 else None,
     )
@@ -99,6 +107,7 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
     name = params.name or params.default_name()
     spec = catalog.get(params.model)
     ctx.progress(0.01, f"preparing {spec.name}")
+    convert_apart(spec, settings, catalog, lambda f, m: ctx.progress(0.01 + 0.04 * f, m))
     folder = base_folder(spec, settings, catalog, lambda f, m: ctx.progress(0.01 + 0.04 * f, m))
     tokenizer = load_tokenizer(folder)
     dataset = datalib.load(params.data, params.mapping)
@@ -118,10 +127,14 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
 
     run = RunState()
     checkpoints = ctx.checkpoint_dir
-    trainer = Trainer(model=model, args=training_arguments(params, placement, checkpoints, steps),
-                      train_dataset=tokens.train, eval_dataset=validation or None,
-                      data_collator=datalib.Collator(tokenizer.pad_token_id),
-                      callbacks=[make_callback(ctx, run, is_main, stop_file)])
+    args = training_arguments(params, placement, checkpoints, steps, bool(validation))
+    callbacks = [make_callback(ctx, run, is_main, stop_file)]
+    if params.patience and validation:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.patience))
+    trainer = Trainer(model=model, args=args, train_dataset=tokens.train, eval_dataset=validation or None,
+                      data_collator=datalib.Collator(tokenizer.pad_token_id), callbacks=callbacks)
     device = str(trainer.args.device)
 
     before_path = ctx.work_dir / "before.json"
@@ -176,11 +189,21 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
               "tokens_seen": trainer.state.num_input_tokens_seen - run.start_tokens, "resumed_from_step": run.start_step,
               "before": before, "train_loss": output.training_loss}
     result["tokens_per_s"] = result["tokens_seen"] / train_seconds if train_seconds > 0 else None
+    # Forward-only tokens of the validations during the run (their time is in train_seconds; the estimate counts them).
+    mid_run_evals = sum(1 for h in run.history if "eval_loss" in h)
+    result["eval_tokens"] = mid_run_evals * sum(len(b["input_ids"]) for b in validation)
     if run.stopped:
         done = complete_checkpoints(checkpoints)
         result.update(stopped=True, checkpoint=done[-1].name if done else None)
         ctx.log.info("stopped at step %s; checkpoint %s kept", trainer.state.global_step, result["checkpoint"])
         return result
+    result.update(best_checkpoint(trainer.state, args.load_best_model_at_end, steps))
+    if result["stopped_early"]:
+        ctx.log.info("stopped early at step %s: no lower validation loss in %s validations", result["steps"],
+                     params.patience)
+    if result["best_step"] != result["steps"]:
+        ctx.log.info("keeping the best checkpoint, step %s (validation loss %.4f)", result["best_step"],
+                     result["best_eval_loss"])
     ctx.progress(0.92, "measuring the model after training")
     after = evaluate(trainer, bool(validation))   # every rank: evaluation is collective under torchrun
     if not is_main:
@@ -192,6 +215,15 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
     result["location"] = str(save_result(trainer.model, tokenizer, params, settings, name))
     register_result(catalog, spec, params, name, Path(result["location"]), ctx.job_id)
     return result
+
+
+def best_checkpoint(state, kept_best: bool, planned: int) -> dict:
+    """Which step the registered weights come from: the lowest validation loss when the best was kept (the
+    Trainer loaded it at the end), else the last step; and whether early stopping ended the run."""
+    folder = state.best_model_checkpoint if kept_best else None
+    best = int(Path(folder).name.split("-")[-1]) if folder else state.global_step
+    return {"best_step": best, "best_eval_loss": state.best_metric if folder else None,
+            "stopped_early": kept_best and state.global_step < planned}
 
 
 def _oom(params: TrainParams) -> InsufficientMemory:

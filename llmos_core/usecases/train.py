@@ -78,7 +78,9 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
         if not k.flag:
             continue
         if k.kind is bool:
-            parser.add_argument(k.flag, dest=k.name, action="store_true", default=None, help=k.help)
+            # --keep-best / --no-keep-best: a knob on by default must be possible to turn off
+            parser.add_argument(k.flag, dest=k.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=k.help)
         else:
             parser.add_argument(k.flag, dest=k.name, type=k.kind, choices=k.choices or None, help=k.help)
     parser.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",

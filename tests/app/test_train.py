@@ -69,7 +69,8 @@ def test_csv_mapping_preview_and_estimate(eng):
     preview = at.dataframe[0].value
     assert list(preview.columns) == ["prompt", "response"] and preview["prompt"][0] == "Question 0?"
     assert metric(at, "Blocks (train / val)") == "36 / 4"
-    assert metric(at, "Memory") != "N/A" and metric(at, "Time") != "N/A"
+    # No run has taught the estimate yet: the time is there, marked as a first estimate.
+    assert metric(at, "Memory") != "N/A" and metric(at, "Time (first estimate)") != "N/A"
     assert not [n for n in at.number_input if n.key == "train_workers"]   # Ray Train workers: only with LLMOS_CLUSTER
 
 

@@ -84,6 +84,8 @@ def test_gguf_header_gives_parameter_count(tmp_path):
     assert time.perf_counter() - started < 3
     assert summary["architecture"] == "gemma3"
     assert summary["parameters"] == 268_098_176
+    # The shape the training estimate needs before conversion, as the converted config.json says it.
+    assert summary["shape"] == {"hidden": 640, "layers": 18, "heads": 4, "intermediate": 2048, "vocab": 262_144}
 
 
 def test_gguf_header_reader_agrees_with_the_gguf_package(tmp_path):
@@ -92,6 +94,8 @@ def test_gguf_header_reader_agrees_with_the_gguf_package(tmp_path):
     path = tmp_path / "small.gguf"
     writer = GGUFWriter(str(path), "llama")
     writer.add_token_list([f"token{i}" for i in range(1000)])   # a string array, as vocabularies are
+    writer.add_embedding_length(64)
+    writer.add_block_count(3)
     writer.add_array("tokenizer.ggml.scores", [0.5] * 1000)
     writer.add_tensor("a", np.ones((3, 64), dtype=np.float32))
     writer.add_tensor("b", np.ones(64, dtype=np.float16))
@@ -102,6 +106,7 @@ def test_gguf_header_reader_agrees_with_the_gguf_package(tmp_path):
     writer.close()
     summary = fetch.read_gguf_summary(path)
     assert summary["architecture"] == "llama"
+    assert summary["shape"] == {"vocab": 1000, "hidden": 64, "layers": 3}
     assert summary["parameters"] == sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors) == 384
     path.write_bytes(path.read_bytes()[:-30])   # into the last tensor's data (past its padding)
     with pytest.raises(ModelLoadError, match="cut short"):

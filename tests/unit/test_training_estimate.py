@@ -15,14 +15,18 @@ from llmos_core.training.params import PRESETS, TrainParams
 
 GB = 1024**3
 # Gemma 3 270M, as its config says; DESIGN.md measured its peaks on this CPU (batch 4, block 128).
-GEMMA = est.ModelFacts(parameters=268_098_176, hidden=640, layers=18, heads=4, vocab=262_144)
+GEMMA = est.ModelFacts(parameters=268_098_176, hidden=640, layers=18, heads=4, vocab=262_144, intermediate=2048)
 
 
-def test_memory_matches_the_measured_gemma_peaks():
-    lora = est.memory_bytes(GEMMA, "lora", "adamw", 4, 128, 8, weight_bytes=4, compute_bytes=4)
-    full = est.memory_bytes(GEMMA, "full", "adamw", 4, 128, 8, weight_bytes=4, compute_bytes=4)
-    assert lora == pytest.approx(4.5 * GB, rel=0.15)
-    assert full == pytest.approx(7.3 * GB, rel=0.15)
+SMOLLM2 = est.ModelFacts(parameters=134_515_008, hidden=576, layers=30, heads=9, vocab=49_152, intermediate=1536)
+
+
+@pytest.mark.parametrize("facts, method, peak_gib", [
+    (GEMMA, "lora", 4.45), (SMOLLM2, "lora", 2.71), (SMOLLM2, "full", 3.25)])
+def test_memory_matches_the_measured_peaks(facts, method, peak_gib):
+    # Worker peak RSS measured by bench/train.py --estimates (batch 4 x 128, fp32 CPU; docs/BENCHMARKS.md).
+    estimate = est.memory_bytes(facts, method, "adamw", 4, 128, 8, weight_bytes=4, compute_bytes=4)
+    assert estimate == pytest.approx(peak_gib * GB, rel=0.15)
 
 
 def test_memory_grows_with_what_is_trained_and_the_batch():
@@ -46,15 +50,18 @@ def test_plan_steps():
 def test_time_uses_the_matmul_benchmark_then_learns_from_runs(tmp_path):
     settings = Settings(home=tmp_path)
     first = est.estimate_time(settings, "m", "lora", "cpu", parameters=1_000_000, steps=10, tokens_per_step=512)
-    assert first.flops == 6 * 1_000_000 * 5120 and "matmul benchmark" in first.source
-    assert first.seconds > 0 and math.isfinite(first.seconds)
+    assert first.flops == 4 * 1_000_000 * 5120 and "matmul benchmark" in first.source   # LoRA: no weight gradients
+    assert first.seconds > 0 and math.isfinite(first.seconds) and not first.learned
+    full = est.estimate_time(settings, "m", "full", "cpu", parameters=1_000_000, steps=10, tokens_per_step=512,
+                             eval_tokens=1000)
+    assert full.flops == 6 * 1_000_000 * 5120 + 2 * 1_000_000 * 1000   # validations are forward passes
     # A finished run that achieved 1 GFLOP/s teaches the next estimate of that model.
     achieved = est.record_run(settings, "m", "lora", "cpu", flops=20e9, seconds=20 + 10 * est.STEP_OVERHEAD_S["cpu"],
                               steps=10)
     assert achieved == pytest.approx(1e9)
     second = est.estimate_time(settings, "m", "lora", "cpu", parameters=1_000_000, steps=10, tokens_per_step=512)
-    assert "earlier m runs" in second.source
-    assert second.seconds == pytest.approx(30.72 + 0.2)
+    assert "earlier m runs" in second.source and second.learned
+    assert second.seconds == pytest.approx(20.48 + 0.2)
     other = est.estimate_time(settings, "other", "lora", "cpu", parameters=1_000_000, steps=10, tokens_per_step=512)
     assert "lora runs on cpu" in other.source
     assert second.cost(3.6) == pytest.approx(second.seconds / 1000) and second.cost(0) is None
@@ -122,3 +129,18 @@ def test_params_coerce_form_values_and_presets_are_valid():
     for preset in PRESETS.values():
         TrainParams.from_dict({"model": "m", "data": "d", **preset})
     assert TrainParams(model="gemma-3-270m", data="d").describe() == "LoRA on gemma-3-270m"
+
+
+def test_before_conversion_the_first_estimate_has_the_models_shape_and_a_time(tmp_path):
+    from llmos_core.training import job
+
+    # Gemma's GGUF is assembled (2 s) but not converted: the header gives the shape, the characters the tokens.
+    settings = Settings(home=tmp_path / "home", threads=1)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("\n\n".join(f"Note {i}: the weather was mild and the river high today." for i in range(400)))
+    figures = job.estimate({"model": "gemma-3-270m", "data": str(notes), "max_steps": 0, "epochs": 1.0}, settings)
+    plan = figures["plan"]
+    assert plan["guessed"] and 4000 < plan["tokens"] < 8000   # ~14 tokens a note, by the characters
+    assert figures["seconds"] > 0 and not figures["time"]["learned"] and "first estimate" in figures["time"]["source"]
+    measured = est.memory_bytes(GEMMA, "lora", "adamw", 4, 128, 8, weight_bytes=4, compute_bytes=4)
+    assert figures["memory_bytes"] == pytest.approx(measured, rel=0.01)   # the header's shape, not a guess

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import random
 import time
 
 import pytest
@@ -22,6 +23,7 @@ from llmos_core.training.checkpoints import CHECKPOINT_MARK, complete_checkpoint
 from llmos_core.training.model import model_facts
 
 FOX = "The quick brown fox jumps over the lazy dog."
+GERMAN = "Der schnelle braune Fuchs springt über den faulen Hund."
 
 
 @pytest.fixture
@@ -226,9 +228,41 @@ def test_the_estimate_counts_ray_train_workers(lab):
     facts = model_facts(lab.catalog.get("tiny-base"), lab.settings, lab.catalog)
     per_step = est.allreduce_seconds(est.lora_parameters(facts, 8), 2, "cpu")
     assert per_step > est.ALLREDUCE_LATENCY_S
-    # twice the tokens on two workers: the same compute time, plus the communication and the start
-    assert two["seconds"] == pytest.approx(one["seconds"] + 20 * per_step + est.WORKER_GROUP_START_S)
+    # twice the tokens on two workers: the compute (training and validations) splits two ways, and the
+    # communication and the start are added
+    speed = one["time"]["flops_per_s"]
+    assert two["time"]["flops_per_s"] == pytest.approx(2 * speed)
+    compute_one, compute_two = one["time"]["flops"] / speed, two["time"]["flops"] / (2 * speed)
+    assert two["seconds"] == pytest.approx(one["seconds"] - compute_one + compute_two + 20 * per_step
+                                           + est.WORKER_GROUP_START_S)
     assert "2 workers" in two["time"]["source"]
+
+
+def test_rising_validation_loss_stops_early_and_registers_the_best_step(lab, tmp_path):
+    # One prompt, two answers: the training rows say the fox, the held-out rows the German fox (which rows
+    # are held out is the seeded shuffle of data.tokenize). The more it learns the one, the worse the other.
+    rows, held_out = 20, 4
+    order = list(range(rows))
+    random.Random(42).shuffle(order)
+    data = tmp_path / "two-answers.jsonl"
+    data.write_text("".join(json.dumps({"prompt": "Say it:", "response": GERMAN if i in order[:held_out] else FOX})
+                            + "\n" for i in range(rows)))
+    params = lab.params(data=str(data), validation_fraction=held_out / rows, max_steps=40, eval_every=2,
+                        patience=2, learning_rate=1e-2, name="best")
+    result = job.run(lab.context(params))
+    rows = lab.store.query("SELECT step, data FROM job_metrics WHERE job_id = 1")
+    evals = {r["step"]: json.loads(r["data"])["eval_loss"] for r in rows if "eval_loss" in json.loads(r["data"])}
+    best = min(evals, key=evals.get)
+    assert result["stopped_early"] and result["steps"] < 40 and result["steps"] == max(evals)
+    assert max(evals) - best == 2 * 2                        # patience: two validations without a lower loss
+    assert result["best_step"] == best < result["steps"]
+    assert result["best_eval_loss"] == pytest.approx(evals[best])
+    # The registered weights are the best step's, not the last: the "after" validation measures them.
+    assert result["after"]["loss"] == pytest.approx(evals[best], rel=1e-4)
+    assert lab.catalog.get("best").source == "trained"
+    from llmos_core.cli.train import summarize
+
+    assert f"kept the best checkpoint, step {best}" in summarize({"id": 1, "state": "succeeded", "result": result})
 
 
 def test_validate_refuses_before_queueing(lab, tmp_path, monkeypatch):
