@@ -32,7 +32,8 @@ FOX = "The quick brown fox jumps over the lazy dog."
 def _run(scheduler, data: Path, workers: int, batch_size: int) -> tuple[dict, dict[int, float]]:
     params = {"model": "tiny-base", "data": str(data), "method": "lora", "max_steps": STEPS, "learning_rate": 2e-2,
               "block_size": 32, "batch_size": batch_size, "warmup_ratio": 0, "eval_every": STEPS, "save_every": 3,
-              "lora_dropout": 0.0, "lora_r": 4, "name": f"fox-{workers}", "workers": workers}
+              "lora_dropout": 0.0, "lora_r": 4, "name": f"fox-{workers}", "workers": workers,
+              "keep_best": False}   # checkpoints every save_every steps, not at each validation
     job_id = scheduler.submit("train", params)
     job = wait_for(lambda: (lambda j: j if j["state"] not in ("queued", "running") else None)(scheduler.get(job_id)),
                    400, f"the {workers}-worker training job to end")
