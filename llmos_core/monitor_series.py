@@ -76,6 +76,16 @@ def increment_payload(samples: list[dict], markers: list[dict], charts: list[dic
     return {"epoch": epoch, "reset": False, "ts": ts, "values": values, "markers": [_marker(m) for m in markers]}
 
 
+def feed_payload(samples: list[dict], markers: list[dict]) -> dict[str, Any]:
+    """The live feed's content (monitor_feed.py): recent samples, each line's values under its chart id and
+    label, so a browser holding any layout takes the lines it draws and notices one it lacks."""
+    charts = layout(samples)
+    values = columns(samples, charts)
+    return {"ts": [round(s["ts"], 2) for s in samples],
+            "lines": {c["id"]: {line["label"]: col for line, col in zip(c["series"], values[c["id"]])} for c in charts},
+            "markers": [_marker(m) for m in markers]}
+
+
 def fits(samples: list[dict], charts: list[dict], only: tuple[str, ...] | None = None) -> bool:
     """Whether `charts` has a line for everything in `samples` (a new job or GPU needs a new layout)."""
     have = {(c["id"], line["label"]) for c in charts for line in c["series"]}

@@ -18,6 +18,11 @@ const state = {
   renders: 0,       // payloads received, for the tests
   resets: 0,        // of which whole windows (a full page run, a new window or layout)
   acked: null,      // the window this frame told the page it holds
+  feed: null,       // URL of the live feed file (llmos_core/monitor_feed.py), when the page gives one
+  intervalS: 1,     // the sampler's interval: a longer gap in the feed means samples were missed
+  only: null,       // the chart ids this frame may show (null: all)
+  asked: 0,         // when this frame last asked the page for the whole window (ms), 0: not waiting
+  asks: 0,
 };
 window.liveChart = state;
 
@@ -36,7 +41,13 @@ window.addEventListener("message", function (event) {
 
 function receive(p) {
   state.renders += 1;
+  if (p.epoch === state.epoch || p.reset) {
+    state.feed = p.feed || null;
+    if (p.interval_s) state.intervalS = p.interval_s;
+    state.only = p.only || null;
+  }
   if (p.reset) {
+    state.asked = 0;
     state.resets += 1;
     state.epoch = p.epoch;
     state.windowS = p.window_s;
@@ -61,6 +72,60 @@ function receive(p) {
   }
   redraw();
 }
+
+// ---- the live feed: new samples fetched by this frame itself, no rerun of the page ----
+function poll() {
+  if (!state.feed || !state.epoch || document.hidden) return;   // a hidden tab fetches nothing
+  fetch(state.feed, { cache: "no-store" })
+    .then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (feed) { if (feed) takeFeed(feed); })
+    .catch(function () {});   // the server restarting: the next poll tries again
+}
+
+function takeFeed(feed) {
+  const last = state.ts.length ? state.ts[state.ts.length - 1] : -Infinity;
+  const fresh = [];
+  for (let k = 0; k < feed.ts.length; k++) if (feed.ts[k] > last) fresh.push(k);
+  if (!fresh.length) return;
+  // Samples missed (a tab hidden for a while) or a line this frame has no place for (a new job, a GPU):
+  // the page sends the whole window again.
+  const missed = state.ts.length && feed.ts[fresh[0]] - last > 2.5 * state.intervalS;
+  if (missed || !fitsLayout(feed.lines)) return askWhole();
+  const p = { ts: fresh.map(function (k) { return feed.ts[k]; }), values: {}, markers: feed.markers };
+  for (const chart of state.charts) {
+    const lines = feed.lines[chart.id] || {};
+    p.values[chart.id] = chart.series.map(function (line) {
+      const column = lines[line.label];
+      return fresh.map(function (k) { return column ? column[k] : null; });
+    });
+  }
+  state.renders += 1;
+  append(p);
+  redraw();
+}
+
+function fitsLayout(lines) {
+  for (const id in lines) {
+    if (state.only && state.only.indexOf(id) < 0) continue;
+    const chart = state.charts.find(function (c) { return c.id === id; });
+    if (!chart) return false;
+    for (const label in lines[id]) {
+      if (!chart.series.some(function (s) { return s.label === label; })) return false;
+    }
+  }
+  return true;
+}
+
+function askWhole() {
+  const now = Date.now();
+  if (state.asked && now - state.asked < 10000) return;   // asked already: the page answers with a rerun
+  state.asked = now;
+  state.asks += 1;
+  state.acked = "stale " + state.epoch + " " + state.asks;
+  send("streamlit:setComponentValue", { value: { have: state.acked }, dataType: "json" });
+}
+
+setInterval(poll, 1000);
 
 function faint(alpha) {
   // The text colour, see-through: grid and ticks. Only a #rrggbb colour takes an alpha suffix.
