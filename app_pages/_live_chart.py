@@ -62,7 +62,7 @@ def draw(sampler: Sampler, window_s: float, key: str, only: tuple[str, ...] | No
     sent.setdefault("last_ts", now - window_s)
     sent["markers_at"] = now
     if feed is not None and window_s <= FEED_MAX_WINDOW_S:
-        payload.update(feed=feed_url(feed), interval_s=sampler.interval_s, only=list(only) if only else None)
+        payload.update(feed=feed_url(feed), only=list(only) if only else None)
     _component(payload=payload, chart_height=chart_height, key=key, default=None)
     return payload
 

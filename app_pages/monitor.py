@@ -19,7 +19,7 @@ from app_pages._shared import engine, error_boundary
 
 # Seconds between chart updates per window: a week of minutes need not move every second.
 REFRESH_S = {"5 min": 1.0, "1 h": 5.0, "1 day": 30.0, "1 week": 60.0}
-FIGURES_S = 2.0      # the current figures and what LLM OS runs
+FIGURES_S = 3.0      # the current figures and the alerts firing (the charts move every second)
 TABLE_S = 5.0        # the process table and who holds GPU memory
 
 eng = engine()

@@ -23,7 +23,7 @@ from . import monitor_series
 from .alerts import recent_alerts
 from .monitor import Sampler
 
-KEEP_S = 10.0        # seconds of samples in the file: a viewer that missed more asks for the window again
+KEEP_S = 5.0         # seconds of samples in the file: a viewer that missed more asks for the window again
 MARKERS_S = 60.0     # events and alerts of the last minute ride along (the browser drops repeats)
 
 

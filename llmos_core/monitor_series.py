@@ -21,7 +21,8 @@ MAX_POINTS = 2000            # per series and window, after downsampling
 def layout(samples: list[dict], only: tuple[str, ...] | None = None) -> list[dict]:
     """The charts and their lines for these samples: [{"id", "title", "unit", "y_max", "series": [...]}].
     `only` keeps the charts of those ids (Home shows the CPU alone)."""
-    cores = max((len(s["cpu"].get("per_core") or []) for s in samples), default=0)
+    # The core count too: the first sample has no per-core figures yet, and the layout must not change after it.
+    cores = max((max(len(s["cpu"].get("per_core") or []), int(s["cpu"].get("cores") or 0)) for s in samples), default=0)
     cpu = [_line("total", "", width=2.5)]   # "": the theme's text colour (black on light, white on dark)
     if cores <= MAX_CORE_LINES:
         cpu += [_line(f"core {i}", COLORS[i % len(COLORS)], width=1) for i in range(cores)]

@@ -19,7 +19,6 @@ const state = {
   resets: 0,        // of which whole windows (a full page run, a new window or layout)
   acked: null,      // the window this frame told the page it holds
   feed: null,       // URL of the live feed file (llmos_core/monitor_feed.py), when the page gives one
-  intervalS: 1,     // the sampler's interval: a longer gap in the feed means samples were missed
   only: null,       // the chart ids this frame may show (null: all)
   asked: 0,         // when this frame last asked the page for the whole window (ms), 0: not waiting
   asks: 0,
@@ -43,7 +42,6 @@ function receive(p) {
   state.renders += 1;
   if (p.epoch === state.epoch || p.reset) {
     state.feed = p.feed || null;
-    if (p.interval_s) state.intervalS = p.interval_s;
     state.only = p.only || null;
   }
   if (p.reset) {
@@ -87,9 +85,9 @@ function takeFeed(feed) {
   const fresh = [];
   for (let k = 0; k < feed.ts.length; k++) if (feed.ts[k] > last) fresh.push(k);
   if (!fresh.length) return;
-  // Samples missed (a tab hidden for a while) or a line this frame has no place for (a new job, a GPU):
-  // the page sends the whole window again.
-  const missed = state.ts.length && feed.ts[fresh[0]] - last > 2.5 * state.intervalS;
+  // Samples missed (the feed no longer holds this frame's last one: a tab hidden for a while) or a line
+  // this frame has no place for (a new job, a GPU): the page sends the whole window again.
+  const missed = state.ts.length > 0 && fresh[0] === 0;
   if (missed || !fitsLayout(feed.lines)) return askWhole();
   const p = { ts: fresh.map(function (k) { return feed.ts[k]; }), values: {}, markers: feed.markers };
   for (const chart of state.charts) {
