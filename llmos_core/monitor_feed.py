@@ -23,15 +23,15 @@ from . import monitor_series
 from .alerts import recent_alerts
 from .monitor import Sampler
 
-KEEP_S = 5.0         # seconds of samples in the file: a viewer that missed more asks for the window again
+KEEP = 5             # samples in the file (5 s at 1 Hz): a viewer that missed more asks for the window again
 MARKERS_S = 60.0     # events and alerts of the last minute ride along (the browser drops repeats)
 
 
 class MonitorFeed:
     """Writes `path` after each sample of `sampler`; `name` is the file's unguessable name."""
 
-    def __init__(self, sampler: Sampler, folder: Path | None = None, keep_s: float = KEEP_S):
-        self.sampler, self.keep_s = sampler, keep_s
+    def __init__(self, sampler: Sampler, folder: Path | None = None, keep: int = KEEP):
+        self.sampler, self.keep = sampler, keep
         self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="llmos-feed-"))
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.name = f"feed-{secrets.token_urlsafe(18)}.json"
@@ -44,8 +44,10 @@ class MonitorFeed:
         self.write()
 
     def write(self) -> None:
-        """The last `keep_s` seconds, with each line's values under its chart and label, written atomically."""
-        samples = self.sampler.history(self.keep_s + self.sampler.interval_s / 2)
+        """The last `keep` samples, with each line's values under its chart and label, written atomically.
+        A count, not seconds: on a loaded machine samples can come seconds apart, and a viewer that has
+        the previous one must still find it in the file."""
+        samples = self.sampler.recent(self.keep)
         now = samples[-1]["ts"] if samples else time.time()   # the sampler's clock (the tests fake it)
         markers = sorted(self.sampler.markers(MARKERS_S) + recent_alerts(self.sampler.store, now - MARKERS_S),
                          key=lambda m: m["ts"])

@@ -47,7 +47,7 @@ def test_the_feed_follows_each_sample_by_line_label(machine, tmp_path):
     sampler = make_sampler(machine, two_gpu_machine(SERVER, JOB), store=store)
     for _ in range(3):
         tick(sampler, machine, busy=[0.5, 0.5, 0.5, 0.5])
-    feed = MonitorFeed(sampler, tmp_path / "feed", keep_s=10)
+    feed = MonitorFeed(sampler, tmp_path / "feed", keep=10)
     first = read(feed)
     assert len(first["ts"]) == 3 and first["lines"]["cpu"]["total"][-1] == 50.0
     assert set(first["lines"]) == {"cpu", "memory", "gpu0", "gpu1", "llmos"}
@@ -56,9 +56,9 @@ def test_the_feed_follows_each_sample_by_line_label(machine, tmp_path):
     for _ in range(12):
         tick(sampler, machine)
     now = read(feed)
-    assert feed.writes == 13 and len(now["ts"]) == 11 and now["ts"][-1] == round(sampler.latest()["ts"], 2)
+    assert feed.writes == 13 and len(now["ts"]) == 10 and now["ts"][-1] == round(sampler.latest()["ts"], 2)
     assert [m["text"] for m in now["markers"] if m["alert"]] == ["alert: RAM 95% in use"]
-    assert len(json.dumps(now)) < 3000                              # ten seconds of five charts: a few KB at most
+    assert len(json.dumps(now)) < 3000                              # ten samples of five charts: a few KB at most
     feed.close()
     store.close()
 
