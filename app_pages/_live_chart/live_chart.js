@@ -44,7 +44,11 @@ function receive(p) {
     state.feed = p.feed || null;
     state.only = p.only || null;
   }
-  if (p.reset) {
+  if (p.reset && p.epoch === state.epoch && state.acked === p.epoch && state.charts.length) {
+    // The window this frame holds, sent again (a second run of the page before it heard this frame's
+    // answer): the same layout, so only its newer samples count; nothing is rebuilt.
+    append(p);
+  } else if (p.reset) {
     state.asked = 0;
     state.resets += 1;
     state.epoch = p.epoch;
