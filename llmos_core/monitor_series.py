@@ -3,7 +3,8 @@
 `layout(samples)` says which charts and lines there are (CPU, memory, one per GPU, LLM OS parts);
 `columns(samples, layout)` gives each line's values, rounded, aligned on the samples' timestamps;
 `window_payload` and `increment_payload` wrap them for the live chart component: the whole window
-once (downsampled min/max so spikes survive), then only the samples that came after.
+once (downsampled min/max so spikes survive), then only the samples that came after; `feed_payload`
+is the content of the live feed file (monitor_feed.py) the charts fetch by themselves.
 Pure functions of compact samples (monitor.Sampler.history); nothing here reads the machine.
 """
 from __future__ import annotations

@@ -1,8 +1,10 @@
 // The Monitor's live charts, drawn in the browser.
 //
 // The page sends a payload (llmos_core/monitor_series.py): with reset, the layout and the whole window;
-// without, only the samples since the last one, which are appended here and the charts redrawn. The
-// server never builds a figure. Speaks Streamlit's component protocol through window.parent.postMessage.
+// without, only the samples since the last one, which are appended here and the charts redrawn. With a
+// feed URL (llmos_core/monitor_feed.py), this frame fetches the new samples itself each second, so the
+// page need not rerun. The server never builds a figure. Speaks Streamlit's component protocol through
+// window.parent.postMessage.
 "use strict";
 
 const state = {
