@@ -7,10 +7,11 @@ every viewer together, by the sampler's own thread (a Sampler listener).
 
 The web server serves the folder without asking for the login, so the file's name holds a random token
 that only a logged-in page is given (app_pages/_live_chart.py); the folder is private to this process
-(a fresh temporary directory, mode 0700) and removed when the feed closes.
+(a fresh temporary directory, mode 0700) and removed when the feed closes or the process exits.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
@@ -34,6 +35,7 @@ class MonitorFeed:
         self.sampler, self.keep = sampler, keep
         self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="llmos-feed-"))
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atexit.register(shutil.rmtree, self.folder, True)   # a server stopped without closing its engine
         self.name = f"feed-{secrets.token_urlsafe(18)}.json"
         self.path = self.folder / self.name
         self.writes = 0
