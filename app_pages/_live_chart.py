@@ -1,9 +1,11 @@
 """The live chart component: the Monitor's charts drawn in the browser by uPlot, fed increments.
 
-The page's fragment calls `draw` every few seconds. A new frame (and a change of window, a new job or
-GPU) gets the whole window, downsampled, until the frame answers that it holds it; every later call
-sends only the samples since the last one, a few hundred bytes, and the browser appends and redraws.
-The server builds no figure. The component's files (uPlot 1.6.32, MIT, vendored: no CDN) are in
+A new frame (and a change of window, a new job or GPU) gets the whole window, downsampled, until the
+frame answers that it holds it. After that a short window (5 min) grows from the engine's live feed
+(llmos_core/monitor_feed.py): the frame fetches that small file each second by itself, so no script
+reruns for it; the frame asks for the whole window again (a rerun of the chart's fragment) when it sees
+a line it has no place for or missed samples. Longer windows move by the fragment's reruns every few
+seconds, each sending only the samples since the last one. The server builds no figure. The component's files (uPlot 1.6.32, MIT, vendored: no CDN) are in
 app_pages/_live_chart/.
 """
 from __future__ import annotations
@@ -18,14 +20,18 @@ import streamlit.components.v1 as components
 from llmos_core import monitor_series
 from llmos_core.alerts import recent_alerts
 from llmos_core.monitor import Sampler
+from llmos_core.monitor_feed import MonitorFeed
 
 _component = components.declare_component("live_chart", path=str(Path(__file__).with_suffix("")))
+FEED_MAX_WINDOW_S = 600      # windows drawn from the live feed, second by second; longer ones move by reruns
+_feed_folders: dict[str, str] = {}   # feed folder -> its URL, once declared to the web server
 
 
 def draw(sampler: Sampler, window_s: float, key: str, only: tuple[str, ...] | None = None,
-         chart_height: int = 240) -> dict:
+         chart_height: int = 240, feed: MonitorFeed | None = None) -> dict:
     """Send the chart what it lacks; returns the payload sent (for the tests and the benchmark).
-    `only` keeps the charts of those ids ("cpu", "memory", "gpu0", "llmos")."""
+    `only` keeps the charts of those ids ("cpu", "memory", "gpu0", "llmos"). With a `feed`, a short window
+    then grows from the feed file, fetched by the browser: the page need not rerun to move it."""
     sent = st.session_state.setdefault(f"{key}_sent", {})
     # The frame says which window it holds once it has drawn it; until then it gets the whole window again
     # (a frame still loading is handed the latest payload only, so an increment would leave it empty; a
@@ -55,8 +61,20 @@ def draw(sampler: Sampler, window_s: float, key: str, only: tuple[str, ...] | No
         sent["last_ts"] = samples[-1]["ts"]
     sent.setdefault("last_ts", now - window_s)
     sent["markers_at"] = now
+    if feed is not None and window_s <= FEED_MAX_WINDOW_S:
+        payload.update(feed=feed_url(feed), only=list(only) if only else None)
     _component(payload=payload, chart_height=chart_height, key=key, default=None)
     return payload
+
+
+def feed_url(feed: MonitorFeed) -> str:
+    """The feed file's URL relative to the chart's frame: its folder is served as a component's files."""
+    folder = str(feed.folder)
+    if folder not in _feed_folders:
+        components.declare_component("live_feed", path=folder)
+        _feed_folders.clear()   # one feed per engine: a new folder replaces the old one
+        _feed_folders[folder] = f"../{__name__}.live_feed/"
+    return _feed_folders[folder] + feed.name
 
 
 def _markers(sampler: Sampler, window_s: float, now: float) -> list[dict]:

@@ -2,8 +2,9 @@
 
 The engine's one sampler does the reading (1 Hz, one thread for every browser); this page only passes
 its samples on. The charts are drawn in the browser (app_pages/_live_chart.py): the server sends the
-window once, then only the new samples. The figures and the process table sit in slower fragments of
-their own, so a viewer costs the server little.
+window once, then the browser fetches the new samples itself from the engine's live feed file, with no
+rerun of this script. The figures and the process table sit in slower fragments of their own, so a
+viewer costs the server little.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from app_pages._shared import engine, error_boundary
 
 # Seconds between chart updates per window: a week of minutes need not move every second.
 REFRESH_S = {"5 min": 1.0, "1 h": 5.0, "1 day": 30.0, "1 week": 60.0}
-FIGURES_S = 2.0      # the current figures and what LLM OS runs
+FIGURES_S = 3.0      # the current figures and the alerts firing (the charts move every second)
 TABLE_S = 5.0        # the process table and who holds GPU memory
 
 eng = engine()
@@ -43,10 +44,16 @@ def figures() -> None:
         view.firing_alerts(eng.store)
 
 
-@st.fragment(run_every=REFRESH_S[window])
+feed = eng.monitor_feed()
+# A short window grows from the live feed, fetched by the browser itself: no rerun a second per viewer.
+# Its fragment reruns only when the chart asks for the whole window again (a new job's line, a hidden tab).
+live = feed is not None and WINDOWS[window] <= live_chart.FEED_MAX_WINDOW_S
+
+
+@st.fragment(run_every=None if live else REFRESH_S[window])
 def charts() -> None:
     with error_boundary("Drawing the charts"):
-        live_chart.draw(sampler, WINDOWS[window], key="monitor_live")
+        live_chart.draw(sampler, WINDOWS[window], key="monitor_live", feed=feed)
 
 
 @st.fragment(run_every=TABLE_S)

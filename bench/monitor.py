@@ -5,7 +5,7 @@
    (cpu_percent, memory_info, cmdline), the way a simple top-like tool samples.
 2. The Streamlit server's CPU with 1 and with 5 browsers on the Monitor page (target: 5 viewers
    under 10 % of one core in all), against the same server idle with no browser, and the bytes a
-   second the server sends each viewer (websocket frames counted in the browser).
+   second the server sends each viewer (websocket frames and live feed responses, counted in the browser).
 
     python bench/monitor.py [--seconds 30] [--skip-page] [--skip-sampler] [--viewers 1,5]
 """
@@ -126,6 +126,9 @@ def open_viewer(browser, url: str, received: list[int]):
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.__setitem__(
         0, received[0] + len(frame if isinstance(frame, (bytes, str)) else b""))))
+    # The live feed, fetched by the chart's frame itself: its bodies count too (headers alone, no round trip).
+    page.on("response", lambda response: received.__setitem__(0, received[0] + int(
+        response.headers.get("content-length") or 0)) if "live_feed" in response.url else None)
     page.goto(url, timeout=180_000, wait_until="commit")   # a loaded 2-core machine: patience
     # The live chart's frame, not "script not running": with fragments every second the page is seldom idle.
     page.wait_for_selector('iframe[src*="live_chart"]', timeout=180_000)

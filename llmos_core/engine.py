@@ -29,6 +29,7 @@ from .models.catalog import Catalog
 from .models.llamacpp import LlamaCppBackend, availability as llamacpp_availability
 from .models.manager import ModelManager
 from .monitor import Sampler
+from .monitor_feed import MonitorFeed
 from .paths import secure_folder
 from .settings import Settings
 from .store import Store
@@ -72,6 +73,8 @@ class Engine:
         # Alerts are recorded by the primary only: two engines on one folder would write each one twice.
         self.alerts = AlertTracker(self.store if self.is_primary else None)
         self.sampler.listeners.append(self.alerts.check)
+        self._feed: MonitorFeed | None = None     # the Monitor page's live feed, made for its first viewer
+        self._feed_lock = threading.Lock()
         # Every engine can submit/cancel/list jobs through the store; only the primary runs the loop.
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")
@@ -101,6 +104,21 @@ class Engine:
             logging.getLogger(__name__).error("API not started: %s", exc)
             raise
         return self.api
+
+    def monitor_feed(self) -> MonitorFeed | None:
+        """The live feed file the Monitor's charts fetch each second, made on the first viewer's visit (no
+        viewer, nothing written); a sampler swapped in (the tests do) gets a feed of its own. None where no
+        temporary folder can be written: the charts then move by page reruns, as before."""
+        with self._feed_lock:
+            if self._feed is None or self._feed.sampler is not self.sampler:
+                if self._feed is not None:
+                    self._feed.close()
+                    self._feed = None
+                try:
+                    self._feed = MonitorFeed(self.sampler)
+                except OSError as exc:
+                    logging.getLogger(__name__).warning("no live feed for the monitor: %s", exc)
+            return self._feed
 
     @property
     def socket_path(self) -> Path:
@@ -188,6 +206,8 @@ class Engine:
             self.api = None
         self.scheduler.stop()   # running jobs go on; the next scheduler reattaches them
         self.sampler.stop()
+        if self._feed is not None:
+            self._feed.close()
         self.control.stop()
         self.chat.close()
         self.models.close()

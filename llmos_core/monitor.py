@@ -194,6 +194,11 @@ class Sampler:
             samples = [average(samples[i:i + step]) for i in range(0, len(samples), step)]
         return samples
 
+    def recent(self, count: int) -> list[dict]:
+        """The last `count` compact samples, oldest first (the ring buffer only: no database read)."""
+        with self._lock:
+            return list(self._ring)[-count:]
+
     def markers(self, window_s: float) -> list[dict]:
         """Events of the window (job start/end, model load/unload/evict...) to draw on the charts, oldest first."""
         if self.store is None:

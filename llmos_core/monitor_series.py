@@ -3,7 +3,8 @@
 `layout(samples)` says which charts and lines there are (CPU, memory, one per GPU, LLM OS parts);
 `columns(samples, layout)` gives each line's values, rounded, aligned on the samples' timestamps;
 `window_payload` and `increment_payload` wrap them for the live chart component: the whole window
-once (downsampled min/max so spikes survive), then only the samples that came after.
+once (downsampled min/max so spikes survive), then only the samples that came after; `feed_payload`
+is the content of the live feed file (monitor_feed.py) the charts fetch by themselves.
 Pure functions of compact samples (monitor.Sampler.history); nothing here reads the machine.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ MAX_POINTS = 2000            # per series and window, after downsampling
 def layout(samples: list[dict], only: tuple[str, ...] | None = None) -> list[dict]:
     """The charts and their lines for these samples: [{"id", "title", "unit", "y_max", "series": [...]}].
     `only` keeps the charts of those ids (Home shows the CPU alone)."""
-    cores = max((len(s["cpu"].get("per_core") or []) for s in samples), default=0)
+    # The core count too: the first sample has no per-core figures yet, and the layout must not change after it.
+    cores = max((max(len(s["cpu"].get("per_core") or []), int(s["cpu"].get("cores") or 0)) for s in samples), default=0)
     cpu = [_line("total", "", width=2.5)]   # "": the theme's text colour (black on light, white on dark)
     if cores <= MAX_CORE_LINES:
         cpu += [_line(f"core {i}", COLORS[i % len(COLORS)], width=1) for i in range(cores)]
@@ -74,6 +76,16 @@ def increment_payload(samples: list[dict], markers: list[dict], charts: list[dic
     """The samples and markers since the last payload, on the layout the chart already has."""
     ts, values = _downsampled(samples, charts, max_points)
     return {"epoch": epoch, "reset": False, "ts": ts, "values": values, "markers": [_marker(m) for m in markers]}
+
+
+def feed_payload(samples: list[dict], markers: list[dict]) -> dict[str, Any]:
+    """The live feed's content (monitor_feed.py): recent samples, each line's values under its chart id and
+    label, so a browser holding any layout takes the lines it draws and notices one it lacks."""
+    charts = layout(samples)
+    values = columns(samples, charts)
+    return {"ts": [round(s["ts"], 2) for s in samples],
+            "lines": {c["id"]: {line["label"]: col for line, col in zip(c["series"], values[c["id"]])} for c in charts},
+            "markers": [_marker(m) for m in markers]}
 
 
 def fits(samples: list[dict], charts: list[dict], only: tuple[str, ...] | None = None) -> bool:

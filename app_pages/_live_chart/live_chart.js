@@ -1,8 +1,10 @@
 // The Monitor's live charts, drawn in the browser.
 //
 // The page sends a payload (llmos_core/monitor_series.py): with reset, the layout and the whole window;
-// without, only the samples since the last one, which are appended here and the charts redrawn. The
-// server never builds a figure. Speaks Streamlit's component protocol through window.parent.postMessage.
+// without, only the samples since the last one, which are appended here and the charts redrawn. With a
+// feed URL (llmos_core/monitor_feed.py), this frame fetches the new samples itself each second, so the
+// page need not rerun. The server never builds a figure. Speaks Streamlit's component protocol through
+// window.parent.postMessage.
 "use strict";
 
 const state = {
@@ -18,6 +20,10 @@ const state = {
   renders: 0,       // payloads received, for the tests
   resets: 0,        // of which whole windows (a full page run, a new window or layout)
   acked: null,      // the window this frame told the page it holds
+  feed: null,       // URL of the live feed file (llmos_core/monitor_feed.py), when the page gives one
+  only: null,       // the chart ids this frame may show (null: all)
+  asked: 0,         // when this frame last asked the page for the whole window (ms), 0: not waiting
+  asks: 0,
 };
 window.liveChart = state;
 
@@ -36,7 +42,16 @@ window.addEventListener("message", function (event) {
 
 function receive(p) {
   state.renders += 1;
-  if (p.reset) {
+  if (p.epoch === state.epoch || p.reset) {
+    state.feed = p.feed || null;
+    state.only = p.only || null;
+  }
+  if (p.reset && p.epoch === state.epoch && state.acked === p.epoch && state.charts.length) {
+    // The window this frame holds, sent again (a second run of the page before it heard this frame's
+    // answer): the same layout, so only its newer samples count; nothing is rebuilt.
+    append(p);
+  } else if (p.reset) {
+    state.asked = 0;
     state.resets += 1;
     state.epoch = p.epoch;
     state.windowS = p.window_s;
@@ -61,6 +76,60 @@ function receive(p) {
   }
   redraw();
 }
+
+// ---- the live feed: new samples fetched by this frame itself, no rerun of the page ----
+function poll() {
+  if (!state.feed || !state.epoch || document.hidden) return;   // a hidden tab fetches nothing
+  fetch(state.feed, { cache: "no-store" })
+    .then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (feed) { if (feed) takeFeed(feed); })
+    .catch(function () {});   // the server restarting: the next poll tries again
+}
+
+function takeFeed(feed) {
+  const last = state.ts.length ? state.ts[state.ts.length - 1] : -Infinity;
+  const fresh = [];
+  for (let k = 0; k < feed.ts.length; k++) if (feed.ts[k] > last) fresh.push(k);
+  if (!fresh.length) return;
+  // Samples missed (the feed no longer holds this frame's last one: a tab hidden for a while) or a line
+  // this frame has no place for (a new job, a GPU): the page sends the whole window again.
+  const missed = state.ts.length > 0 && fresh[0] === 0;
+  if (missed || !fitsLayout(feed.lines)) return askWhole();
+  const p = { ts: fresh.map(function (k) { return feed.ts[k]; }), values: {}, markers: feed.markers };
+  for (const chart of state.charts) {
+    const lines = feed.lines[chart.id] || {};
+    p.values[chart.id] = chart.series.map(function (line) {
+      const column = lines[line.label];
+      return fresh.map(function (k) { return column ? column[k] : null; });
+    });
+  }
+  state.renders += 1;
+  append(p);
+  redraw();
+}
+
+function fitsLayout(lines) {
+  for (const id in lines) {
+    if (state.only && state.only.indexOf(id) < 0) continue;
+    const chart = state.charts.find(function (c) { return c.id === id; });
+    if (!chart) return false;
+    for (const label in lines[id]) {
+      if (!chart.series.some(function (s) { return s.label === label; })) return false;
+    }
+  }
+  return true;
+}
+
+function askWhole() {
+  const now = Date.now();
+  if (state.asked && now - state.asked < 10000) return;   // asked already: the page answers with a rerun
+  state.asked = now;
+  state.asks += 1;
+  state.acked = "stale " + state.epoch + " " + state.asks;
+  send("streamlit:setComponentValue", { value: { have: state.acked }, dataType: "json" });
+}
+
+setInterval(poll, 1000);
 
 function faint(alpha) {
   // The text colour, see-through: grid and ticks. Only a #rrggbb colour takes an alpha suffix.

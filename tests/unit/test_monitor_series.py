@@ -51,3 +51,9 @@ def test_a_new_job_needs_a_new_layout():
     assert not monitor_series.fits([sample(2.0, job=True)], charts)
     assert not monitor_series.fits([sample(2.0, gpus=2)], charts)
     assert monitor_series.fits([], charts)
+
+
+def test_the_first_sample_without_per_core_figures_has_the_same_layout():
+    first = sample(1.0)
+    first["cpu"] = {"total": None, "per_core": None, "load": None, "cores": 2}   # psutil's first reading
+    assert monitor_series.layout([first]) == monitor_series.layout([sample(2.0)])
