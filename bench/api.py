@@ -7,6 +7,11 @@
 (3) /v1/embeddings for N sentences (default 1,000): one request (batched on the server) vs one request
     per sentence: embeddings per second, and the ratio.
 Runs of (1) alternate between the two sides and take medians, so machine load hits both alike.
+The API is served by its own process (`python -m llmos_core serve --api`), as its users meet it: in one
+process the client's parsing of each chunk would hold the same GIL as the server's event loop and the
+decoder's sampler. `--same-process` serves it from the bench's own engine instead. (2) also measures the
+same n requests in-process, together against one after another: what the engine itself gives on this
+machine, which the API can only approach.
 Usage: python bench/api.py [--model smollm2-135m-instruct] [--tokens 64] [--repeats 3] [--sentences 1000]
 The data folder defaults to the one the slow tests share (~/.cache/llmos-test-embedded).
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,6 +71,36 @@ def api_whole(client, model: str, tokens: int, seed: int) -> int:
     return reply.usage.completion_tokens
 
 
+def local_whole(engine, model: str, tokens: int, seed: int) -> int:
+    from llmos_core.generation import SamplingParams
+
+    params = SamplingParams.for_model(engine.catalog.get(model).sampling, max_new_tokens=tokens, seed=seed)
+    event = None
+    for event in engine.chat.stream(model, MESSAGES, params):
+        pass
+    return event.tokens
+
+
+def serve_apart() -> tuple[subprocess.Popen, str]:
+    """`python -m llmos_core serve --api --port 0` in its own process; (the process, its URL)."""
+    server = subprocess.Popen([sys.executable, "-m", "llmos_core", "serve", "--api", "--host", "127.0.0.1",
+                               "--port", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        line = server.stderr.readline()
+        if not line and server.poll() is not None:
+            raise SystemExit(f"the API server exited with {server.returncode}")
+        if "OpenAI-compatible API on " in line:
+            url = line.split("OpenAI-compatible API on ", 1)[1].split("/v1", 1)[0].strip()
+            # keep reading its stderr, so a chatty server never blocks on a full pipe
+            import threading
+
+            threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
+            return server, url
+    server.kill()
+    raise SystemExit("the API server did not start within 300 s")
+
+
 def sentences(n: int) -> list[str]:
     subjects = ["The keeper", "A small boat", "The old map", "Her brother", "The storm", "A quiet town"]
     verbs = ["found", "lost", "painted", "carried", "watched", "remembered"]
@@ -81,6 +117,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--same-process", action="store_true", help="serve the API from the bench's own engine")
     args = parser.parse_args()
     os.environ.setdefault("LLMOS_HOME", str(Path.home() / ".cache" / "llmos-test-embedded"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -91,11 +128,15 @@ def main() -> int:
     from llmos_core.settings import Settings
 
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
+    server = None
     try:
-        api = engine.start_api("127.0.0.1", 0)
-        client = openai.OpenAI(base_url=f"{api.url}/v1", api_key="bench", max_retries=0, timeout=600)
-        print(f"API at {api.url}; model {args.model}, {args.tokens} tokens, backend "
-              f"{engine.chat.choose_backend(args.model).backend}")
+        if args.same_process:
+            url = engine.start_api("127.0.0.1", 0).url
+        else:
+            server, url = serve_apart()
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0, timeout=600)
+        print(f"API at {url} ({'this process' if args.same_process else 'its own process'}); model {args.model}, "
+              f"{args.tokens} tokens, backend {engine.chat.choose_backend(args.model).backend}")
         api_whole(client, args.model, 8, 0)      # warm-up: load, first batch
         local_stream(engine, args.model, 8, 0)
 
@@ -119,6 +160,13 @@ def main() -> int:
         concurrent_tps = sum(counts) / wall
         print(f"(2) {args.clients} clients: together {concurrent_tps:.1f} tok/s, one after another "
               f"{sequential_tps:.1f} tok/s -> {concurrent_tps / sequential_tps:.2f}x (target >= 1.8x)")
+        started = time.perf_counter()
+        one_by_one = sum(local_whole(engine, args.model, args.tokens, seed=i) for i in range(args.clients))
+        local_sequential = one_by_one / (time.perf_counter() - started)
+        counts, wall = run_at_once(lambda i: local_whole(engine, args.model, args.tokens, seed=i), args.clients)
+        local_concurrent = sum(counts) / wall
+        print(f"    the same in-process: together {local_concurrent:.1f} tok/s, one after another "
+              f"{local_sequential:.1f} tok/s -> {local_concurrent / local_sequential:.2f}x (the engine's own ceiling)")
 
         # (3) embeddings: one batched request vs one request per sentence
         texts = sentences(args.sentences)
@@ -133,6 +181,9 @@ def main() -> int:
         print(f"(3) embeddings of {len(texts)} sentences: batched {batched:.0f}/s, one at a time {single:.0f}/s "
               f"-> {batched / single:.1f}x")
     finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
         engine.close()
     return 0
 

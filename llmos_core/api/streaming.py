@@ -29,10 +29,11 @@ class EventPump:
     def _run(self, open_stream) -> None:
         try:
             with closing(open_stream(self.cancel)) as stream:
+                # No break on cancel: the service ends the reply at its next step once the event is set, and
+                # reading on to that last event lets it count the reply as cancelled (metrics, observers).
+                # Closing the stream mid-reply skipped that, and a disconnected request went uncounted.
                 for event in stream:
                     self._put(event)
-                    if self.cancel.is_set():
-                        break
         except BaseException as exc:   # raised in the caller's task by next()
             self._put(exc)
         self._put(_END)

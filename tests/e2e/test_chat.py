@@ -52,7 +52,7 @@ def test_a_chat_turn_streams_and_stop_keeps_the_text(app_server, page, embedded_
     # A long reply, stopped while it streams: what was written stays, marked as stopped.
     set_number(page, "Max new tokens", 400)
     send(page, "Write a long story about a lighthouse keeper.")
-    stop = page.get_by_role("button", name="Stop")
+    stop = page.get_by_role("button", name="Stop", exact=True)
     stop.wait_for(timeout=60_000)
     page.wait_for_function(   # some reply text (not the Stop button's label) has streamed in
         "() => { const m = document.querySelectorAll('[data-testid=\"stChatMessage\"]'); if (m.length < 4) return false;"

@@ -83,7 +83,7 @@ def test_launch_lora_watch_the_curve_grow_stop_and_resume(app_server, page, tmp_
     grown = wait_points(page, first)           # redrawn in place by the fragment, no click
     assert grown > first
     screenshot(page, "train-running")
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name="Stop", exact=True).click()   # not "Help for Early-stop patience"
     page.get_by_text("Resume continues from it").wait_for(timeout=60_000)   # "Stopped at step N; checkpoint-N is kept"
     stopped_at = chart_points(page)
 
@@ -96,7 +96,7 @@ def test_launch_lora_watch_the_curve_grow_stop_and_resume(app_server, page, tmp_
         assert time.monotonic() < deadline, f"Resume never took: {scheduler.get(job_id)}"
         page.wait_for_selector('button:has-text("Resume"):not([disabled])', timeout=60_000)
         wait_idle(page)
-        page.get_by_role("button", name="Resume").click()
+        page.get_by_role("button", name="Resume", exact=True).click()
         page.wait_for_timeout(2000)
     try:
         page.get_by_text("is in the catalog").wait_for(timeout=240_000)
