@@ -7,17 +7,18 @@
 (3) /v1/embeddings for N sentences (default 1,000): one request (batched on the server) vs one request
     per sentence: embeddings per second, and the ratio.
 Runs of (1) alternate between the two sides and take medians, so machine load hits both alike.
-The API is served by its own process (`python -m llmos_core serve --api`), as its users meet it: in one
-process the client's parsing of each chunk would hold the same GIL as the server's event loop and the
-decoder's sampler. `--same-process` serves it from the bench's own engine instead. (2) also measures the
-same n requests in-process, together against one after another: what the engine itself gives on this
-machine, which the API can only approach.
+The API is served by the bench's own engine, so both sides use the same loaded model; the API client runs
+in a child process, as its users do: in one process the client's parsing of each chunk would hold the same
+GIL as the server's event loop and the decoder's sampler (`--client-here` keeps it in this process, the
+first version of this bench). (2) also measures the same n requests in-process, together against one after
+another: the engine's own ceiling on this machine, which the API can only approach.
 Usage: python bench/api.py [--model smollm2-135m-instruct] [--tokens 64] [--repeats 3] [--sentences 1000]
 The data folder defaults to the one the slow tests share (~/.cache/llmos-test-embedded).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -81,24 +82,31 @@ def local_whole(engine, model: str, tokens: int, seed: int) -> int:
     return event.tokens
 
 
-def serve_apart() -> tuple[subprocess.Popen, str]:
-    """`python -m llmos_core serve --api --port 0` in its own process; (the process, its URL)."""
-    server = subprocess.Popen([sys.executable, "-m", "llmos_core", "serve", "--api", "--host", "127.0.0.1",
-                               "--port", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        line = server.stderr.readline()
-        if not line and server.poll() is not None:
-            raise SystemExit(f"the API server exited with {server.returncode}")
-        if "OpenAI-compatible API on " in line:
-            url = line.split("OpenAI-compatible API on ", 1)[1].split("/v1", 1)[0].strip()
-            # keep reading its stderr, so a chatty server never blocks on a full pipe
-            import threading
+def in_child(url: str, what: str, model: str, tokens: int, n: int) -> dict:
+    """Runs `what` (stream | whole | sequential | together) as an API client in a fresh process; its timings
+    are taken there, around the requests only (the child's start and imports are not timed)."""
+    out = subprocess.run([sys.executable, __file__, "--client", url, what, model, str(tokens), str(n)],
+                         capture_output=True, text=True, timeout=900)
+    if out.returncode:
+        raise SystemExit(f"the API client failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
-            threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
-            return server, url
-    server.kill()
-    raise SystemExit("the API server did not start within 300 s")
+
+def client_main(url: str, what: str, model: str, tokens: int, n: int) -> dict:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0, timeout=600)
+    if what == "stream":
+        return api_stream(client, model, tokens, seed=n)
+    if what == "whole":
+        return {"tokens": api_whole(client, model, tokens, seed=n)}
+    started = time.perf_counter()
+    if what == "sequential":
+        counts = [api_whole(client, model, tokens, seed=i) for i in range(n)]
+        wall = time.perf_counter() - started
+    else:
+        counts, wall = run_at_once(lambda i: api_whole(client, model, tokens, seed=i), n)
+    return {"tokens": sum(counts), "wall_s": wall}
 
 
 def sentences(n: int) -> list[str]:
@@ -117,8 +125,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sentences", type=int, default=1000)
-    parser.add_argument("--same-process", action="store_true", help="serve the API from the bench's own engine")
+    parser.add_argument("--client-here", action="store_true", help="the API client in this process, not a child")
+    parser.add_argument("--client", nargs=5, metavar=("URL", "WHAT", "MODEL", "TOKENS", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client:
+        url, what, model, tokens, n = args.client
+        print(json.dumps(client_main(url, what, model, int(tokens), int(n))))
+        return 0
     os.environ.setdefault("LLMOS_HOME", str(Path.home() / ".cache" / "llmos-test-embedded"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -128,14 +141,19 @@ def main() -> int:
     from llmos_core.settings import Settings
 
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
-    server = None
     try:
-        if args.same_process:
-            url = engine.start_api("127.0.0.1", 0).url
-        else:
-            server, url = serve_apart()
+        url = engine.start_api("127.0.0.1", 0).url
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0, timeout=600)
-        print(f"API at {url} ({'this process' if args.same_process else 'its own process'}); model {args.model}, "
+        here = args.client_here
+
+        def api(what: str, n: int = 0) -> dict:
+            if not here:
+                return in_child(url, what, args.model, args.tokens, n)
+            if what == "stream":
+                return api_stream(client, args.model, args.tokens, seed=n)
+            return client_main(url, what, args.model, args.tokens, n)
+
+        print(f"API at {url}, client {'in this process' if here else 'in a child process'}; model {args.model}, "
               f"{args.tokens} tokens, backend {engine.chat.choose_backend(args.model).backend}")
         api_whole(client, args.model, 8, 0)      # warm-up: load, first batch
         local_stream(engine, args.model, 8, 0)
@@ -144,7 +162,7 @@ def main() -> int:
         api_runs, local_runs = [], []
         for r in range(args.repeats):
             local_runs.append(local_stream(engine, args.model, args.tokens, seed=r))
-            api_runs.append(api_stream(client, args.model, args.tokens, seed=r))
+            api_runs.append(api("stream", r))
         med = lambda runs, key: statistics.median(x[key] for x in runs if x[key] is not None)  # noqa: E731
         speed_ratio = med(api_runs, "tokens_per_s") / med(local_runs, "tokens_per_s")
         ttft_delta_ms = 1000 * (med(api_runs, "ttft_s") - med(local_runs, "ttft_s"))
@@ -153,16 +171,15 @@ def main() -> int:
               f" -> {speed_ratio:.2f}x tokens/s (target >= 0.95x), TTFT {ttft_delta_ms:+.0f} ms (target <= +20 ms)")
 
         # (2) n concurrent API clients vs the same n one after another
-        started = time.perf_counter()
-        one_by_one = sum(api_whole(client, args.model, args.tokens, seed=i) for i in range(args.clients))
-        sequential_tps = one_by_one / (time.perf_counter() - started)
-        counts, wall = run_at_once(lambda i: api_whole(client, args.model, args.tokens, seed=i), args.clients)
-        concurrent_tps = sum(counts) / wall
+        one_by_one = api("sequential", args.clients)
+        together = api("together", args.clients)
+        sequential_tps = one_by_one["tokens"] / one_by_one["wall_s"]
+        concurrent_tps = together["tokens"] / together["wall_s"]
         print(f"(2) {args.clients} clients: together {concurrent_tps:.1f} tok/s, one after another "
               f"{sequential_tps:.1f} tok/s -> {concurrent_tps / sequential_tps:.2f}x (target >= 1.8x)")
         started = time.perf_counter()
-        one_by_one = sum(local_whole(engine, args.model, args.tokens, seed=i) for i in range(args.clients))
-        local_sequential = one_by_one / (time.perf_counter() - started)
+        local_sequential = sum(local_whole(engine, args.model, args.tokens, seed=i)
+                               for i in range(args.clients)) / (time.perf_counter() - started)
         counts, wall = run_at_once(lambda i: local_whole(engine, args.model, args.tokens, seed=i), args.clients)
         local_concurrent = sum(counts) / wall
         print(f"    the same in-process: together {local_concurrent:.1f} tok/s, one after another "
@@ -181,9 +198,6 @@ def main() -> int:
         print(f"(3) embeddings of {len(texts)} sentences: batched {batched:.0f}/s, one at a time {single:.0f}/s "
               f"-> {batched / single:.1f}x")
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(30)
         engine.close()
     return 0
 
