@@ -31,11 +31,13 @@ from ..settings import Settings
 FLOPS_PER_PARAM_TOKEN = {"full": 6, "lora": 4}   # forward 2 + activation gradients 2 + weight gradients 2
 EVAL_FLOPS_PER_PARAM_TOKEN = 2                      # a validation is a forward pass
 FLOPS_MODEL = 2   # runs recorded under the old count (6 x parameters for LoRA too) are not learned from
-# Fraction of the matmul benchmark a training step reaches, before any run has been measured here. LoRA:
-# Gemma 3 270M on a quiet 2-core CPU ran 4 x parameters FLOPs a token at 0.57x (first job, cold) to 0.65x
-# (a warm one) of the benchmark (docs/BENCHMARKS.md, Training). Full: not yet measured on a quiet machine;
-# 6 x parameters a token at LoRA's rate plus AdamW's pass over every weight (memory-bound) gives about 0.5.
-DEFAULT_EFFICIENCY = {"lora": 0.6, "full": 0.5}
+# Fraction of the matmul benchmark a training step reaches, before any run has been measured here: fitted
+# to first runs (fresh data folders, 6 steps of 4 x 128 tokens) of both embedded models on a quiet 2-core CPU,
+# `bench/train.py --estimates` (docs/BENCHMARKS.md, Training): LoRA ran at 0.47 of the benchmark (Gemma and
+# SmolLM2 alike), full fine-tuning at 0.34 (Gemma) to 0.39 (SmolLM2; AdamW's pass over every weight is
+# memory-bound). The benchmark itself reads 100 to 180 GFLOP/s on the same quiet machine, which limits how
+# close a first estimate can be.
+DEFAULT_EFFICIENCY = {"lora": 0.47, "full": 0.37}
 STEP_OVERHEAD_S = {"cpu": 0.02, "cuda": 0.01}   # optimizer step, dataloader, callbacks: cost per step not per token
 FIXED_BYTES = 450 * 1024**2        # the worker with torch, transformers and peft imported (RSS measured here)
 TOKENIZER_BYTES_PER_TOKEN = 1000   # a fast tokenizer in memory, per vocabulary entry
