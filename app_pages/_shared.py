@@ -73,6 +73,21 @@ def error_boundary(action: str = "That") -> Iterator[None]:
             st.code(traceback.format_exc())
 
 
+def job_card_head(eng: Engine, job: dict, cancel_key: str):
+    """The top of the card a page shows for a job it submitted (Translate, Ask): title, progress, why it
+    waits, and Cancel while it is queued or running. Returns (left, right) columns for the page's own buttons."""
+    job_id = job["id"]
+    st.markdown(f"**Job {job_id}** · {job['description']} · {job['state']}")
+    st.progress(float(job["progress"] or 0.0), text=job["message"] or job["state"])
+    if job["state"] == "queued":
+        st.caption(eng.scheduler.waiting_reason(job_id) or "waiting for the scheduler")
+    left, right = st.columns(2)
+    if job["state"] in ("queued", "running") and left.button("Cancel", key=cancel_key, icon=":material/stop:"):
+        eng.scheduler.cancel(job_id)
+        st.rerun()
+    return left, right
+
+
 def draw_sidebar() -> None:
     eng = engine()
     with st.sidebar:

@@ -16,7 +16,7 @@ from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL, DEFAULT_EMB
 from llmos_core.present import format_bytes
 from llmos_core.usecases import ask
 from app_pages._citations import draw_citations
-from app_pages._shared import engine, error_boundary
+from app_pages._shared import engine, error_boundary, job_card_head
 
 NEW = "New collection..."
 eng = engine()
@@ -68,14 +68,7 @@ for report in state.pop("ask_reports", []):
 def index_job_panel(job_id: int) -> None:
     job = eng.scheduler.get(job_id)
     with st.container(border=True):
-        st.markdown(f"**Job {job_id}** · {job['description']} · {job['state']}")
-        st.progress(float(job["progress"] or 0.0), text=job["message"] or job["state"])
-        if job["state"] == "queued":
-            st.caption(eng.scheduler.waiting_reason(job_id) or "waiting for the scheduler")
-        left, right = st.columns(2)
-        if job["state"] in ("queued", "running") and left.button("Cancel", key="ask_job_cancel", icon=":material/stop:"):
-            eng.scheduler.cancel(job_id)
-            st.rerun()
+        _, right = job_card_head(eng, job, "ask_job_cancel")
         if job["state"] not in ("queued", "running") and right.button("Close", key="ask_job_forget",
                                                                       icon=":material/close:"):
             st.query_params.pop("ask_job", None)

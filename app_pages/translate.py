@@ -19,7 +19,7 @@ from llmos_core.translation.languages import LANGUAGES, language_name
 from llmos_core.translation.model_choice import coverage_warning, default_translation_model
 from llmos_core.translation.segment import from_display, to_display
 from llmos_core.usecases import translate as translation
-from app_pages._shared import engine, error_boundary
+from app_pages._shared import engine, error_boundary, job_card_head
 
 eng = engine()
 st.title(":material/translate: Translate")
@@ -227,15 +227,7 @@ if st.button("Translate", key="translate_run", type="primary", icon=":material/t
 def job_panel(job_id: int) -> None:
     job = eng.scheduler.get(job_id)
     with st.container(border=True):
-        st.markdown(f"**Job {job_id}** · {job['description']} · {job['state']}")
-        st.progress(float(job["progress"] or 0.0), text=job["message"] or job["state"])
-        if job["state"] == "queued":
-            st.caption(eng.scheduler.waiting_reason(job_id) or "waiting for the scheduler")
-        left, right = st.columns(2)
-        if job["state"] in ("queued", "running") and left.button("Cancel", key="translate_job_cancel",
-                                                                 icon=":material/stop:"):
-            eng.scheduler.cancel(job_id)
-            st.rerun()
+        _, right = job_card_head(eng, job, "translate_job_cancel")
         if right.button("Forget this job", key="translate_job_forget", icon=":material/close:"):
             st.query_params.pop("translate_job", None)
             st.rerun()

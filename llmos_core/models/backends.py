@@ -71,6 +71,23 @@ def tensor_bytes(model: Any) -> int:
     return total
 
 
+def job_model_estimate(settings: Settings, name: str, device: DeviceChoice | None = None) -> tuple[int, str]:
+    """(bytes, "cpu" | "cuda") of catalog model `name` held by transformers in a job's worker: what a job
+    kind's estimate() declares to admission. `device`: the settings' choice unless given."""
+    from ..device import choose_device
+    from ..store import Store
+    from .catalog import Catalog
+
+    device = device or choose_device(settings.device, settings.dtype)
+    store = Store(settings.db_path)
+    try:
+        catalog = Catalog(store)
+        memory = TransformersBackend(settings, device, catalog).estimate(catalog.get(name))
+    finally:
+        store.close()
+    return memory, "cuda" if device.kind == "cuda" else "cpu"
+
+
 def with_overhead(weight_bytes: int) -> int:
     return int(weight_bytes * (1 + RUNTIME_OVERHEAD)) + RUNTIME_FIXED
 

@@ -53,15 +53,10 @@ def validate(params: dict, settings: Settings) -> dict:
 
 def estimate(params: dict, settings: Settings) -> dict:
     from ..device import choose_device
-    from ..models.backends import TransformersBackend
+    from ..models.backends import job_model_estimate
 
-    store, catalog = _catalog(settings)
-    try:
-        weights = TransformersBackend(settings, choose_device("cpu", "float32"), catalog).estimate(
-            catalog.get(params["model"]))
-    finally:
-        store.close()
-    # Always on the CPU: merging and quantizing do not need a GPU, and must not take one from a chat.
+    # Always on the CPU in fp32: merging and quantizing do not need a GPU, and must not take one from a chat.
+    weights, _ = job_model_estimate(settings, params["model"], choose_device("cpu", "float32"))
     return {"memory_bytes": int(2 * weights + _WORKER_BYTES), "device": "cpu", "seconds": None}
 
 

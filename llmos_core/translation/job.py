@@ -58,19 +58,10 @@ def validate(params: dict, settings: Settings) -> dict:
 
 
 def estimate(params: dict, settings: Settings) -> dict:
-    from ..device import choose_device
-    from ..models.backends import TransformersBackend
-    from ..models.catalog import Catalog
-    from ..store import Store
+    from ..models.backends import job_model_estimate
 
-    device = choose_device(settings.device, settings.dtype)
-    store = Store(settings.db_path)
-    try:
-        catalog = Catalog(store)
-        memory = TransformersBackend(settings, device, catalog).estimate(catalog.get(params["model"]))
-    finally:
-        store.close()
-    return {"memory_bytes": memory, "device": "cuda" if device.kind == "cuda" else "cpu", "seconds": None}
+    memory, device = job_model_estimate(settings, params["model"])
+    return {"memory_bytes": memory, "device": device, "seconds": None}
 
 
 def describe(params: dict) -> str:
