@@ -29,9 +29,16 @@ st.caption("Upload documents into a collection, then ask questions: answers come
 # ---------------------------------------------------------------- the collection
 collections = ask.list_collections(eng)
 names = [c["name"] for c in collections]
-if state.get("ask_pending_collection") in names:      # made by the last upload: show it
-    state["ask_collection"] = state.pop("ask_pending_collection")
-choice = st.selectbox("Collection", names + [NEW], key="ask_collection")
+# A collection made by the last upload is shown through a new key for the box, not by setting the old key's
+# value: the browser kept showing "New collection..." (still one of the options) over a value set from here
+# and sent it back with the next change of any widget, so the page fell back to it (the browser test, 2 in 3).
+if state.get("ask_pending_collection") in names:
+    state["ask_collection_made"] = state.pop("ask_pending_collection")
+    state["ask_collection_box"] = state.get("ask_collection_box", 0) + 1
+options = names + [NEW]
+made = state.get("ask_collection_made")
+choice = st.selectbox("Collection", options, index=options.index(made) if made in options else 0,
+                      key=f"ask_collection_{state.get('ask_collection_box', 0)}")
 collection = choice
 if choice == NEW:
     cols = st.columns([2, 1])
