@@ -7,7 +7,9 @@ every viewer together, by the sampler's own thread (a Sampler listener).
 
 The web server serves the folder without asking for the login, so the file's name holds a random token
 that only a logged-in page is given (app_pages/_live_chart.py); the folder is private to this process
-(a fresh temporary directory, mode 0700) and removed when the feed closes or the process exits.
+(a fresh temporary directory, mode 0700) and removed when the feed closes or the process exits. A process
+killed with -9 cannot remove its own: the folder's name holds its pid, and the next feed removes folders
+whose process is gone.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .monitor import Sampler
 
 KEEP = 5             # samples in the file (5 s at 1 Hz): a viewer that missed more asks for the window again
 MARKERS_S = 60.0     # events and alerts of the last minute ride along (the browser drops repeats)
+PREFIX = "llmos-feed-"   # then the pid of the process that made the folder, then mkdtemp's random part
 
 
 class MonitorFeed:
@@ -33,7 +36,10 @@ class MonitorFeed:
 
     def __init__(self, sampler: Sampler, folder: Path | None = None, keep: int = KEEP):
         self.sampler, self.keep = sampler, keep
-        self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="llmos-feed-"))
+        if folder is None:
+            remove_orphaned_feeds()
+            folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        self.folder = Path(folder)
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         atexit.register(shutil.rmtree, self.folder, True)   # a server stopped without closing its engine
         self.name = f"feed-{secrets.token_urlsafe(18)}.json"
@@ -63,3 +69,23 @@ class MonitorFeed:
         if self.on_sample in self.sampler.listeners:
             self.sampler.listeners.remove(self.on_sample)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove_orphaned_feeds(temp_root: Path | None = None) -> int:
+    """Remove feed folders left by processes that no longer run (a server killed with -9). Only folders
+    of this user whose name carries a pid that is gone; returns how many."""
+    import psutil
+
+    root = Path(temp_root or tempfile.gettempdir())
+    removed = 0
+    for folder in root.glob(f"{PREFIX}*-*"):
+        pid = folder.name[len(PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed

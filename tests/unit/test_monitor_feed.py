@@ -74,3 +74,21 @@ def test_the_file_name_is_secret_and_the_folder_private_and_removed(machine, tmp
         feed.close()
         assert not feed.folder.exists() and feed.on_sample not in sampler.listeners
     tick(sampler, machine)                                          # a closed feed writes nothing more
+
+
+def test_folders_left_by_a_killed_server_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from llmos_core.monitor_feed import PREFIX, remove_orphaned_feeds
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{PREFIX}{int(gone.stdout)}-abc"      # its process has exited: as after kill -9
+    live = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    other = tmp_path / f"{PREFIX}notapid-ghi"
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "feed-x.json").write_text("{}")
+    assert remove_orphaned_feeds(tmp_path) == 1
+    assert not dead.exists() and live.exists() and other.exists()
