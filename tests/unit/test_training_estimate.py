@@ -71,7 +71,7 @@ def test_the_matmul_benchmark_is_short_and_measured_once_per_data_folder(tmp_pat
     args = dict(model="m", method="lora", device="cpu", parameters=1_000_000, steps=10, tokens_per_step=512)
     started = time.perf_counter()
     first = est.estimate_time(Settings(home=tmp_path / "a"), **args)
-    assert time.perf_counter() - started < 5   # a quarter of a second timed; more only on a crowded machine
+    assert time.perf_counter() - started < 5   # five 80 ms windows timed; more only on a crowded machine
     assert "matmul benchmark" in first.source and first.flops_per_s > 1e9
     # Another Settings on the folder is what another engine or process has: it reads the figure back.
     again = est.estimate_time(Settings(home=tmp_path / "a"), **args)
