@@ -51,6 +51,8 @@ class Plan:
     input_tokens: int
     dropped: int
     guessed: bool = False     # from the characters (rough_plan): the tokenizer is not there yet
+    longest_block: int = 0    # tokens in the longest block: a batch is padded to its longest row, not to the
+                              # block length, so short pairs need far less activation memory (0: unknown)
 
     @property
     def tokens_per_block(self) -> float:
@@ -76,7 +78,7 @@ def rough_plan(params: TrainParams) -> Plan:
         per_block = min(params.block_size, max(chars, default=0) // CHARS_PER_TOKEN + 1)
     n_val = datalib.validation_count(blocks, params.validation_fraction)
     return Plan(dataset.rows, dataset.shape, tokens, blocks - n_val, n_val, (blocks - n_val) * per_block,
-                (blocks - n_val) * per_block, 0, guessed=True)
+                (blocks - n_val) * per_block, 0, guessed=True, longest_block=per_block)
 
 
 _plans: dict[tuple, Plan] = {}
@@ -101,8 +103,9 @@ def plan(params: TrainParams, settings: Settings, catalog: Catalog) -> Plan | No
     dataset = datalib.load(path, params.mapping)
     tokens = datalib.tokenize(dataset, load_tokenizer(base_folder(spec, settings, catalog)), params.block_size,
                               params.validation_fraction, params.seed)
+    longest = max((len(b["input_ids"]) for b in tokens.train + tokens.validation), default=params.block_size)
     result = Plan(dataset.rows, dataset.shape, tokens.tokens, len(tokens.train), len(tokens.validation),
-                  tokens.trained_tokens, tokens.input_tokens, tokens.dropped)
+                  tokens.trained_tokens, tokens.input_tokens, tokens.dropped, longest_block=longest)
     with _plans_lock:
         _plans[key] = result
     return result
@@ -168,12 +171,14 @@ def estimate(params: dict, settings: Settings) -> dict:
     if facts is None:
         return out
     compute_bytes = 4 if placement.precision == "fp32" else 2
-    # Ray Train workers each hold a whole replica: the job's memory is N of them, each on some node.
-    per_worker = est.memory_bytes(facts, p.method, p.optimizer, p.batch_size, p.block_size, p.lora_r,
-                                  placement.weight_bytes, compute_bytes)
-    out.update(memory_bytes=per_worker * p.workers, worker_memory_bytes=per_worker, parameters=facts.parameters)
     rough = the_plan or rough_plan(p)   # before the tokenizer exists: the file's characters, ~4 a token
     out["plan"] = rough.__dict__
+    # Activations follow the longest row a batch can hold, which for short pairs is far below the block.
+    width = min(p.block_size, rough.longest_block or p.block_size)
+    # Ray Train workers each hold a whole replica: the job's memory is N of them, each on some node.
+    per_worker = est.memory_bytes(facts, p.method, p.optimizer, p.batch_size, width, p.lora_r,
+                                  placement.weight_bytes, compute_bytes)
+    out.update(memory_bytes=per_worker * p.workers, worker_memory_bytes=per_worker, parameters=facts.parameters)
     steps = est.plan_steps(rough.train_blocks, p.batch_size, p.grad_accum, world, p.max_steps, p.epochs)
     per_step = int(p.batch_size * p.grad_accum * world * rough.tokens_per_block)
     evals = steps // est.eval_interval(p.eval_every, steps) if rough.validation_blocks else 0
