@@ -98,6 +98,11 @@ class JobStore:
             " pid_started = NULL, exit_code = NULL, finished = NULL, cancel_requested = 0, message = 'starting'"
             " WHERE id = ? AND state = 'queued'", (time.time(), job_id)).rowcount)
 
+    def note_before_start(self, job_id: int, message: str) -> None:
+        """A launched job's message until its worker begins (its first act is to write its pid)."""
+        self.store.execute("UPDATE jobs SET message = ? WHERE id = ? AND state = 'running' AND pid IS NULL",
+                           (message, job_id))
+
     def set_message(self, job_id: int, message: str) -> None:
         self.store.execute("UPDATE jobs SET message = ? WHERE id = ?", (message, job_id))
 

@@ -45,6 +45,7 @@ class _Running:
     cancel_free_before: int | None = None
     cancel_held: int = 0
     cancel_sent_at: float = 0.0
+    waiting: str | None = None              # why its launched worker has not begun, as last noted
 
 
 class SchedulerLoop:
@@ -152,6 +153,10 @@ class SchedulerLoop:
         for run in list(self.running.values()):
             if not self.supervisor.alive(run.worker):
                 self._finish(run)
+            elif run.worker.waiting != run.waiting:   # launched, not begun: say why (Ray holds it PENDING)
+                run.waiting = run.worker.waiting
+                if run.waiting:
+                    self.jobs.note_before_start(run.job_id, run.waiting)
         self._act_on_cancels()
         self._adopt_strays()
         if time.monotonic() - self._sampled_at >= self.sample_s:
@@ -183,8 +188,9 @@ class SchedulerLoop:
         except JobError:   # its row was deleted once the worker had recorded its end: nothing to record
             del self.running[run.job_id]
             return
-        free_after = self.capacity.measure(run.device)[0]
-        freed = None if run.cancel_free_before is None else free_after - run.cancel_free_before
+        # Only a cancel measured free memory before (and only here: on a cluster, a node's came back).
+        # Measuring on every end cost a Ray cluster two dashboard requests while the next job started.
+        freed = None if run.cancel_free_before is None else self.capacity.measure(run.device)[0] - run.cancel_free_before
         updates: dict = {"freed_memory": freed}
         if job["state"] == "running":   # the worker died before recording its end
             tail = read_tail(Path(job["log_path"] or log_path(self.settings.jobs_dir, run.job_id)), 1).strip()

@@ -7,13 +7,14 @@ worker reads and writes the data folder as it does locally: the folder must be a
 every node (a shared filesystem; cluster.check_data_folder proves it at start).
 
     launch      submit_job; the handle carries Ray's submission id, stored in the job row (ray_job_id)
-    alive       get_job_status is not SUCCEEDED, FAILED or STOPPED (read at most every STATUS_TTL_S)
+    alive       get_job_status is not SUCCEEDED, FAILED or STOPPED (read at most every STATUS_TTL_S[status])
     exit_code   JobDetails.driver_exit_code
     usage       None: the worker's processes are on another node; the cluster view has node figures
     stop        stop_job (Ray sends SIGTERM, then SIGKILL after its own grace); the loop confirms it
                 by the status turning STOPPED
     reattach    get_job_status of the stored id: not terminal -> watched again, else None (interrupted)
-The worker's stdout and stderr are copied from tail_job_logs into the job's log, as a local worker's are.
+The worker's stdout and stderr are copied from tail_job_logs into the job's log, as a local worker's are,
+from when Ray says it runs: a PENDING job has no output yet, and each open log stream costs the dashboard.
 """
 from __future__ import annotations
 
@@ -29,12 +30,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .. import cluster
-from ..errors import JobError
+from ..errors import JobError, format_bytes
 from ..settings import Settings
 from .supervisor import PACKAGE_ROOT, settings_env
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-STATUS_TTL_S = 0.5          # the loop polls every 0.25 s; Ray's status needs no more than this
+# How long a status read stays good, by the status. Every read is a request to the one dashboard process,
+# which on a small head shares its cores with the job supervisors Ray is starting, so read no more than
+# the loop needs: a PENDING job only waits for Ray to place it (Ray starts it without us), and the end of a
+# RUNNING one is recorded by its worker in the store at once; the loop only winds it up (exit code, event).
+# With 0.5 s for all, 8 watched jobs made 16 requests a second.
+STATUS_TTL_S = {"PENDING": 2.0, "RUNNING": 1.0}
 STOP_WAIT_S = 30.0          # stop_now: how long Ray may take to report STOPPED after its own grace
 
 
@@ -43,6 +49,7 @@ class RayWorker:
     """A worker submitted to Ray, known by its submission id."""
     ray_job_id: str
     log_path: Path
+    asks: str = ""          # what it asked Ray for, in words ("1 CPU and 100 MB of memory")
     status: str = "PENDING"
     status_at: float = 0.0
     log_copier: threading.Thread | None = field(default=None, repr=False)
@@ -57,6 +64,14 @@ class RayWorker:
     @property
     def where(self) -> str:
         return f"Ray job {self.ray_job_id}"
+
+    @property
+    def waiting(self) -> str | None:
+        """Why a launched job has not begun (as of the last status read): Ray holds it PENDING until a node
+        has what it asked for, and starts it without us."""
+        if self.status != "PENDING":
+            return None
+        return f"waits on the Ray cluster for a node with {self.asks or 'room for it'} free (Ray holds it PENDING)"
 
 
 class RaySupervisor:
@@ -82,19 +97,21 @@ class RaySupervisor:
         except Exception as exc:   # Ray raises RuntimeError, ValueError, requests errors: all mean "not taken"
             raise JobError(f"the Ray cluster at {self.address} did not take it: {exc}",
                            "see `ray status` on the head node") from exc
-        return RayWorker(submission_id, log_path)
+        return RayWorker(submission_id, log_path, describe_resources(cpus, gpus, memory))
 
     def reattach(self, job: dict) -> RayWorker | None:
         submission_id = job.get("ray_job_id")
         if not submission_id:
             return None
-        worker = RayWorker(submission_id, Path(job["log_path"]))
+        worker = RayWorker(submission_id, Path(job["log_path"]), describe_resources(*resources_of(job)))
         return None if self._status(worker, fresh=True) in TERMINAL + ("UNKNOWN",) else worker
 
     def alive(self, handle: RayWorker) -> bool:
-        if handle.log_copier is None:   # only the loop asks: one copier per watched worker, not per reattach()
+        status = self._status(handle)
+        # only the loop asks: one copier per watched worker (not per reattach()), once it has output to copy
+        if handle.log_copier is None and status != "PENDING":
             self._copy_log(handle)
-        return self._status(handle) not in TERMINAL
+        return status not in TERMINAL
 
     def exit_code(self, handle: RayWorker) -> int | None:
         try:
@@ -150,7 +167,7 @@ class RaySupervisor:
 
     # ---- helpers ----
     def _status(self, handle: RayWorker, fresh: bool = False) -> str:
-        if fresh or time.monotonic() - handle.status_at > STATUS_TTL_S:
+        if fresh or time.monotonic() - handle.status_at > STATUS_TTL_S.get(handle.status, 0.0):
             try:
                 handle.status = str(self.client.get_job_status(handle.ray_job_id).value)
             except RuntimeError as exc:   # the dashboard answers 404 for an id it does not know
@@ -201,3 +218,9 @@ def resources_of(job: dict) -> tuple[float, float, int]:
     if job["kind"] == "train" and int((job.get("params") or {}).get("workers") or 1) > 1:
         return 0.0, 0.0, 0
     return 1.0, 1.0 if job["device"] == "cuda" else 0.0, int(job["est_memory"] or 0)
+
+
+def describe_resources(cpus: float, gpus: float, memory: int) -> str:
+    parts = [f"{n:g} {name}" for n, name in ((cpus, "CPU"), (gpus, "GPU")) if n] + (
+        [f"{format_bytes(memory)} of memory"] if memory else [])
+    return " and ".join(parts)

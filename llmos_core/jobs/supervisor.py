@@ -16,7 +16,8 @@ still runs, read what it holds, and stop it.
     stop_now(handle, grace_s) -> dict        blocking request_stop + kill, for callers with no loop
 
 A handle carries `identity`, the columns written to the job row so a later scheduler can reattach
-(here `pid` and `pid_started`), and `where`, for messages ("pid 123"). LocalProcessSupervisor is
+(here `pid` and `pid_started`), `where`, for messages ("pid 123"), and `waiting`: why a launched
+worker has not begun yet, or None (the loop shows it as the job's message). LocalProcessSupervisor is
 today's behaviour: child processes of this machine. With LLMOS_CLUSTER set,
 ray_supervisor.RaySupervisor has the same shape over Ray's Jobs API: its handles carry the Ray
 submission id, and its `frees_memory_here = False` tells the loop a cancel frees no memory here.
@@ -76,6 +77,8 @@ class LocalWorker:
     @property
     def where(self) -> str:
         return f"pid {self.pid}"
+
+    waiting = None   # a child process begins at once (a Ray job may wait for a node: RayWorker.waiting)
 
 
 class LocalProcessSupervisor:

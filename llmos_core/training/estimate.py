@@ -292,12 +292,14 @@ def eval_interval(eval_every: int, steps: int) -> int:
 
 # Data-parallel training across nodes (Ray Train): a ring all-reduce moves 2 (N-1)/N of the gradient
 # bytes through each worker's link, plus a latency per step. 1 GB/s is 10 GbE less overheads (gloo on
-# the CPU); NVLink or InfiniBand are faster, so this errs long. The start (the controller and worker actors,
-# each importing torch and loading the model) is a guess for nodes with idle cores; on this oversubscribed
-# 2-core machine bench/cluster.py measured about 70 s (docs/BENCHMARKS.md).
+# the CPU); NVLink or InfiniBand are faster, so this errs long. The worker group's start (the Ray Train
+# controller and worker actors, each importing torch and loading the model) is what a 2-worker job took
+# beyond a 1-worker one in bench/cluster.py on a quiet 2-core machine (load average about 1.5, both nodes
+# on it, 12 steps of about the same length): 24, 27, 27 and 34 s in four runs, median 27 s
+# (docs/BENCHMARKS.md). Nodes with cores of their own start their workers side by side: this errs long there.
 LINK_BYTES_PER_S = {"cpu": 1e9, "cuda": 10e9}
 ALLREDUCE_LATENCY_S = 0.005
-WORKER_GROUP_START_S = 15.0
+WORKER_GROUP_START_S = 27.0
 
 
 def allreduce_seconds(trained_parameters: int, workers: int, device: str) -> float:

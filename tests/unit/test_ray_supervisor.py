@@ -10,6 +10,7 @@ import pytest
 
 from llmos_core import cluster
 from llmos_core.errors import ClusterError, SettingsError
+from llmos_core.jobs import ray_supervisor
 from llmos_core.jobs.ray_supervisor import RaySupervisor
 from llmos_core.settings import Settings
 from llmos_core.store import SCHEMA, Store
@@ -27,6 +28,7 @@ class RecordingClient:
 
     def __init__(self):
         self.submitted, self.stopped, self.status = [], [], {}
+        self.status_reads = 0
 
     def submit_job(self, **kwargs):
         self.submitted.append(kwargs)
@@ -34,6 +36,7 @@ class RecordingClient:
         return kwargs["submission_id"]
 
     def get_job_status(self, job_id):
+        self.status_reads += 1
         if job_id not in self.status:
             raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
         return self.status[job_id]
@@ -73,16 +76,32 @@ def test_launch_asks_ray_for_the_jobs_cpus_gpus_and_memory(tmp_path):
     assert (asked["entrypoint_num_cpus"], asked["entrypoint_num_gpus"], asked["entrypoint_memory"]) == (0.0, 0.0, 0)
 
 
-def test_alive_follows_rays_status_and_a_stop_is_confirmed_by_it(tmp_path):
+def test_alive_follows_rays_status_and_a_stop_is_confirmed_by_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(ray_supervisor, "STATUS_TTL_S", {})   # every call reads Ray's status afresh
     client = RecordingClient()
     sup = RaySupervisor(Settings(home=tmp_path, cluster="http://head:8265"), client=client)
     worker = sup.launch(job_row(tmp_path), tmp_path / "jobs" / "7" / "job.log")
-    assert sup.alive(worker)
+    assert sup.alive(worker) and worker.log_copier is None   # PENDING: no output yet, no log stream opened
+    assert worker.waiting == ("waits on the Ray cluster for a node with 1 CPU and 300.0 MB of memory free "
+                              "(Ray holds it PENDING)")
+    client.status[worker.ray_job_id] = Status.RUNNING
+    assert sup.alive(worker) and worker.waiting is None
     worker.log_copier.join(5)
     assert "worker output" in (tmp_path / "jobs" / "7" / "job.log").read_text()
     sup.request_stop(worker)
     assert client.stopped == [worker.ray_job_id] and not sup.alive(worker)
     assert sup.exit_code(worker) == 143
+
+
+def test_a_status_read_is_kept_a_while_so_watched_jobs_do_not_flood_the_dashboard(tmp_path):
+    client = RecordingClient()
+    sup = RaySupervisor(Settings(home=tmp_path, cluster="http://head:8265"), client=client)
+    workers = [sup.launch(job_row(tmp_path), tmp_path / "jobs" / "7" / "job.log") for _ in range(8)]
+    for _ in range(5):   # five loop passes over eight PENDING jobs: one read each
+        assert all(sup.alive(w) for w in workers)
+    assert client.status_reads == 8
+    sup.request_stop(workers[0])   # a stop is confirmed by a fresh read, not the kept one
+    assert not sup.alive(workers[0]) and client.status_reads == 9
 
 
 def test_reattach_watches_a_job_ray_still_runs_and_gives_up_on_one_it_does_not(tmp_path):

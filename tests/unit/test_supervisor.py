@@ -57,6 +57,7 @@ class FakeWorker:
     running: bool = True
     code: int | None = None
     calls: list = field(default_factory=list)
+    waiting: str | None = None   # why it has not begun (a Ray job PENDING)
 
     @property
     def identity(self) -> dict:   # the row's columns that find it again (a Ray worker: its submission id)
@@ -136,3 +137,20 @@ def test_the_scheduler_runs_jobs_through_any_supervisor(home, monkeypatch):
     assert fake.workers[cancelled].calls == ["request_stop", "kill", "wind_up"]
     assert "all its processes gone" in sched.get(cancelled)["message"]
     sched.stop()
+
+
+def test_a_launched_job_that_has_not_begun_says_why_until_its_worker_does(home):
+    settings = Settings(home=home)
+    fake = FakeSupervisor()
+    sched = JobScheduler(settings, Store(settings.db_path), supervisor=fake, limits="",
+                         measure=lambda device: (4000 * MB, 8000 * MB))
+    job_id = sched.submit("benchmark", {"memory_mb": 1})
+    sched.step()   # launched
+    fake.workers[job_id].waiting = "waits on the Ray cluster for a node with 1 CPU free (Ray holds it PENDING)"
+    sched.step()
+    assert sched.get(job_id)["message"] == fake.workers[job_id].waiting
+    # the worker begins (it writes its pid first, then its own messages): no later note overwrites them
+    sched.store.execute("UPDATE jobs SET pid = 1, message = 'step 1 of 5' WHERE id = ?", (job_id,))
+    fake.workers[job_id].waiting = "waits again"
+    sched.step()
+    assert sched.get(job_id)["message"] == "step 1 of 5"
