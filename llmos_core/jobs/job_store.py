@@ -98,6 +98,12 @@ class JobStore:
             " pid_started = NULL, exit_code = NULL, finished = NULL, cancel_requested = 0, message = 'starting'"
             " WHERE id = ? AND state = 'queued'", (time.time(), job_id)).rowcount)
 
+    def requeue_unstarted(self, job_id: int, message: str) -> bool:
+        """running -> queued for a job whose worker never began (Ray gave up placing it): admitted again."""
+        return bool(self.store.execute(
+            "UPDATE jobs SET state = 'queued', started = NULL, ray_job_id = NULL, waiting = NULL, message = ?"
+            " WHERE id = ? AND state = 'running' AND pid IS NULL AND cancel_requested = 0", (message, job_id)).rowcount)
+
     def note_before_start(self, job_id: int, message: str) -> None:
         """A launched job's message until its worker begins (its first act is to write its pid)."""
         self.store.execute("UPDATE jobs SET message = ? WHERE id = ? AND state = 'running' AND pid IS NULL",

@@ -192,6 +192,14 @@ class SchedulerLoop:
         # Measuring on every end cost a Ray cluster two dashboard requests while the next job started.
         freed = None if run.cancel_free_before is None else self.capacity.measure(run.device)[0] - run.cancel_free_before
         updates: dict = {"freed_memory": freed}
+        gave_up = getattr(run.worker, "gave_up", None)
+        if gave_up and job["state"] == "running" and self.jobs.requeue_unstarted(
+                run.job_id, f"queued again: the Ray cluster gave up placing it ({gave_up})"):
+            del self.running[run.job_id]
+            self.jobs.add_event("job_requeue", str(run.job_id), f"job {run.job_id} queued again: Ray gave up "
+                                "placing it before it began", reason=gave_up)
+            self._wake.set()
+            return
         if job["state"] == "running":   # the worker died before recording its end
             tail = read_tail(Path(job["log_path"] or log_path(self.settings.jobs_dir, run.job_id)), 1).strip()
             if job["cancel_requested"]:

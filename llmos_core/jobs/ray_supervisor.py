@@ -41,6 +41,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 # RUNNING one is recorded by its worker in the store at once; the loop only winds it up (exit code, event).
 # With 0.5 s for all, 8 watched jobs made 16 requests a second.
 STATUS_TTL_S = {"PENDING": 2.0, "RUNNING": 1.0}
+START_TIMEOUT = "JOB_SUPERVISOR_ACTOR_START_TIMEOUT"   # Ray's JobErrorType: no node freed up in time
 STOP_WAIT_S = 30.0          # stop_now: how long Ray may take to report STOPPED after its own grace
 
 
@@ -53,6 +54,8 @@ class RayWorker:
     status: str = "PENDING"
     status_at: float = 0.0
     log_copier: threading.Thread | None = field(default=None, repr=False)
+    gave_up: str | None = None   # Ray failed it before it began (its start timeout): why, in Ray's words
+    info: object = field(default=None, repr=False)   # Ray's JobDetails, read once at the end
     pid = None              # on another node: the worker writes its own pid to the row
     pid_started = None
 
@@ -114,10 +117,8 @@ class RaySupervisor:
         return status not in TERMINAL
 
     def exit_code(self, handle: RayWorker) -> int | None:
-        try:
-            return self.client.get_job_info(handle.ray_job_id).driver_exit_code
-        except Exception:
-            return None
+        info = handle.info or self._info(handle)
+        return getattr(info, "driver_exit_code", None)
 
     def usage(self, handle: RayWorker) -> dict | None:
         return None
@@ -129,9 +130,15 @@ class RaySupervisor:
         self._stop(handle)   # Ray has sent SIGKILL after its own grace; asking again is harmless
 
     def wind_up(self, handle: RayWorker) -> None:
-        """Ray has ended the whole process group; let the log copier take the last lines."""
+        """Ray has ended the whole process group; let the log copier take the last lines. A job Ray failed
+        before it began, because no node freed up within Ray's start timeout (RAY_JOB_START_TIMEOUT_SECONDS
+        on the head, 15 min by default), is marked gave_up: the loop queues it again rather than failing
+        a job that only waited behind others."""
         if handle.log_copier is not None:
             handle.log_copier.join(5.0)
+        info = handle.info = self._info(handle)
+        if str(getattr(getattr(info, "error_type", None), "value", getattr(info, "error_type", None))) == START_TIMEOUT:
+            handle.gave_up = str(getattr(info, "message", "") or "Ray's start timeout passed")
 
     def stop_now(self, handle: RayWorker, grace_s: float) -> dict:
         self._stop(handle)
@@ -176,6 +183,12 @@ class RaySupervisor:
                 pass
             handle.status_at = time.monotonic()
         return handle.status
+
+    def _info(self, handle: RayWorker):
+        try:
+            return self.client.get_job_info(handle.ray_job_id)
+        except Exception:   # the head is unreachable for a moment: no exit code, no reason
+            return None
 
     def _stop(self, handle: RayWorker) -> None:
         try:

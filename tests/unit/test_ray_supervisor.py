@@ -21,6 +21,7 @@ class Status(enum.Enum):
     RUNNING = "RUNNING"
     STOPPED = "STOPPED"
     SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
 
 
 class RecordingClient:
@@ -42,7 +43,10 @@ class RecordingClient:
         return self.status[job_id]
 
     def get_job_info(self, job_id):
-        return SimpleNamespace(driver_exit_code=143 if self.status[job_id] is Status.STOPPED else 0)
+        if self.status[job_id] is Status.FAILED:   # Ray gave up placing it: no driver ran
+            return SimpleNamespace(driver_exit_code=None, error_type="JOB_SUPERVISOR_ACTOR_START_TIMEOUT",
+                                   message="Job supervisor actor failed to start within 900.0 seconds.")
+        return SimpleNamespace(driver_exit_code=143 if self.status[job_id] is Status.STOPPED else 0, error_type=None)
 
     def stop_job(self, job_id):
         self.stopped.append(job_id)
@@ -137,3 +141,15 @@ def test_an_older_database_gets_the_ray_job_id_column(tmp_path):
     Store(path)
     with sqlite3.connect(path) as conn:
         assert "ray_job_id" in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+
+
+def test_a_job_ray_failed_for_its_start_timeout_is_marked_gave_up_and_others_are_not(tmp_path):
+    client = RecordingClient()
+    sup = RaySupervisor(Settings(home=tmp_path, cluster="http://head:8265"), client=client)
+    waited = sup.launch(job_row(tmp_path), tmp_path / "jobs" / "7" / "job.log")
+    done = sup.launch(job_row(tmp_path), tmp_path / "jobs" / "7" / "job.log")
+    client.status[waited.ray_job_id], client.status[done.ray_job_id] = Status.FAILED, Status.SUCCEEDED
+    for worker in (waited, done):
+        sup.wind_up(worker)
+    assert "900.0 seconds" in waited.gave_up and sup.exit_code(waited) is None
+    assert done.gave_up is None and sup.exit_code(done) == 0

@@ -58,6 +58,7 @@ class FakeWorker:
     code: int | None = None
     calls: list = field(default_factory=list)
     waiting: str | None = None   # why it has not begun (a Ray job PENDING)
+    gave_up: str | None = None   # Ray failed it before it began (its start timeout)
 
     @property
     def identity(self) -> dict:   # the row's columns that find it again (a Ray worker: its submission id)
@@ -154,3 +155,26 @@ def test_a_launched_job_that_has_not_begun_says_why_until_its_worker_does(home):
     fake.workers[job_id].waiting = "waits again"
     sched.step()
     assert sched.get(job_id)["message"] == "step 1 of 5"
+
+
+def test_a_job_ray_gave_up_placing_goes_back_to_the_queue_and_is_launched_again(home):
+    """Ray fails a job left PENDING past its start timeout (15 min by default): behind other jobs on a busy
+    cluster that is waiting, not failing, so the job is queued again rather than marked failed."""
+    settings = Settings(home=home)
+    fake = FakeSupervisor()
+    sched = JobScheduler(settings, Store(settings.db_path), supervisor=fake, limits="",
+                         measure=lambda device: (4000 * MB, 8000 * MB))
+    job_id = sched.submit("benchmark", {"memory_mb": 1})
+    sched.step()   # launched; Ray holds it PENDING, then gives up
+    first = fake.workers[job_id]
+    first.running, first.gave_up = False, "Job supervisor actor failed to start within 900.0 seconds."
+    sched.step()   # seen ended: queued again, then admitted again in the same pass
+    job = sched.get(job_id)
+    assert fake.workers[job_id] is not first and job["state"] == "running" and job["runs"] == 2
+    requeued = sched.store.query("SELECT message FROM events WHERE kind = 'job_requeue'")
+    assert len(requeued) == 1 and "queued again" in requeued[0]["message"]
+    # a worker that began and then failed is a failure as before, whatever Ray says
+    sched.store.execute("UPDATE jobs SET pid = 1 WHERE id = ?", (job_id,))
+    fake.workers[job_id].running, fake.workers[job_id].gave_up, fake.workers[job_id].code = False, "x", 1
+    sched.step()
+    assert sched.get(job_id)["state"] == "failed"
