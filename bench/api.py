@@ -8,9 +8,10 @@
     per sentence: embeddings per second, and the ratio.
 Runs of (1) alternate between the two sides and take medians, so machine load hits both alike.
 The API is served by the bench's own engine, so both sides use the same loaded model; the API client runs
-in a child process, as its users do: in one process the client's parsing of each chunk would hold the same
-GIL as the server's event loop and the decoder's sampler (`--client-here` keeps it in this process, the
-first version of this bench). (2) also measures the same n requests in-process, together against one after
+in a child process, as its users do, warmed by one short request first, as a client in use is (the first
+request of a fresh client is timed apart and shown beside): in one process the client's parsing of each
+chunk would hold the same GIL as the server's event loop and the decoder's sampler (`--client-here` keeps
+it in this process, the first version of this bench). (2) also measures the same n requests in-process, together against one after
 another: the engine's own ceiling on this machine, which the API can only approach.
 Usage: python bench/api.py [--model smollm2-135m-instruct] [--tokens 64] [--repeats 3] [--sentences 1000]
 The data folder defaults to the one the slow tests share (~/.cache/llmos-test-embedded).
@@ -97,7 +98,11 @@ def client_main(url: str, what: str, model: str, tokens: int, n: int) -> dict:
 
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0, timeout=600)
     if what == "stream":
-        return api_stream(client, model, tokens, seed=n)
+        # The in-process side is warm (its first request ran before any timing); so is a client in use. A fresh
+        # client's first request also pays its own start (connection, the openai package's lazy set-up): about
+        # 25 ms here. It is timed apart, with a 2-token reply, and reported beside the warm figure.
+        cold = api_stream(client, model, 2, seed=n)
+        return {**api_stream(client, model, tokens, seed=n), "cold_ttft_s": cold["ttft_s"]}
     if what == "whole":
         return {"tokens": api_whole(client, model, tokens, seed=n)}
     started = time.perf_counter()
@@ -166,9 +171,11 @@ def main() -> int:
         med = lambda runs, key: statistics.median(x[key] for x in runs if x[key] is not None)  # noqa: E731
         speed_ratio = med(api_runs, "tokens_per_s") / med(local_runs, "tokens_per_s")
         ttft_delta_ms = 1000 * (med(api_runs, "ttft_s") - med(local_runs, "ttft_s"))
+        cold = (f"; a fresh client's first request {1000 * (med(api_runs, 'cold_ttft_s') - med(local_runs, 'ttft_s')):+.0f}"
+                " ms" if not here else "")
         print(f"(1) one stream: API {med(api_runs, 'tokens_per_s'):.1f} tok/s, TTFT {1000 * med(api_runs, 'ttft_s'):.0f} ms"
               f" | in-process {med(local_runs, 'tokens_per_s'):.1f} tok/s, TTFT {1000 * med(local_runs, 'ttft_s'):.0f} ms"
-              f" -> {speed_ratio:.2f}x tokens/s (target >= 0.95x), TTFT {ttft_delta_ms:+.0f} ms (target <= +20 ms)")
+              f" -> {speed_ratio:.2f}x tokens/s (target >= 0.95x), TTFT {ttft_delta_ms:+.0f} ms (target <= +20 ms{cold})")
 
         # (2) n concurrent API clients vs the same n one after another
         one_by_one = api("sequential", args.clients)
