@@ -23,7 +23,7 @@ import psutil
 
 from ..errors import InvalidInput, LoadCancelled, ModelLoadError, ModelNotFound
 from ..settings import Settings
-from . import fetch
+from . import batched_form, fetch
 from .backends import Loaded
 from .catalog import ModelSpec
 from .llamacpp_batch import N_BATCH, PARALLEL, BatchDecoder, stream
@@ -234,6 +234,14 @@ class GGUFTokenizer:
         return self.encode(text) if tokenize else text
 
 
+def file_type_of(metadata: dict) -> int:
+    """general.file_type (llama.cpp's LLAMA_FTYPE), -1 when the header does not say."""
+    try:
+        return int(metadata.get("general.file_type", -1))
+    except (TypeError, ValueError):
+        return -1
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     """The GGUF's key-value header through llama.cpp's own reader (vocab only: no weights, no context)."""
     key = (str(path), path.stat().st_mtime_ns)
@@ -299,16 +307,22 @@ class LlamaCppBackend:
         return fetch.gguf_path(spec, self.settings)
 
     def estimate(self, spec: ModelSpec) -> int:
-        """GGUF file size (the weights are read as stored) + the shared KV cache + compute buffers."""
+        """Served GGUF's size (the weights are read as stored) + the shared KV cache + compute buffers."""
         path = self._gguf(spec)
         metadata = read_metadata(path)
         kv_cells = context_length(metadata) * SHARED_CONTEXTS
-        return path.stat().st_size + kv_cache_bytes(metadata, kv_cells) + COMPUTE_FIXED
+        served = batched_form.expected_bytes(path, file_type_of(metadata), self.settings)
+        return served + kv_cache_bytes(metadata, kv_cells) + COMPUTE_FIXED
 
     def load(self, spec: ModelSpec, progress: fetch.Progress, cancel: threading.Event | None = None) -> Loaded:
-        path = self._gguf(spec)
+        shipped = self._gguf(spec)
         if cancel is not None and cancel.is_set():
             raise LoadCancelled("the load was cancelled")
+        shipped_type = file_type_of(read_metadata(shipped))
+        if batched_form.needs_conversion(shipped_type):
+            progress(0.2, f"{shipped.name} is {batched_form.UNBATCHED[shipped_type]}, which llama.cpp cannot batch: "
+                          "serving its Q8_0 copy (made once)")
+        path = batched_form.served_path(shipped, shipped_type, self.settings, self.threads)
         metadata = read_metadata(path)
         n_ctx = context_length(metadata)
         progress(0.5, f"loading {path.name} into llama.cpp ({self.threads} threads, context {n_ctx}, "
@@ -326,9 +340,11 @@ class LlamaCppBackend:
                 raise
             raise ModelLoadError(f"llama.cpp could not load {path.name}: {type(exc).__name__}: {exc}") from exc
         measured = process_rss() - before
-        file_type = FILE_TYPES.get(int(metadata.get("general.file_type", -1)), "GGUF")
+        file_type = FILE_TYPES.get(file_type_of(metadata), "GGUF")
+        form = f"GGUF {file_type} via llama.cpp" + (
+            f" (a copy of the shipped {FILE_TYPES.get(shipped_type)}: batched kernels)" if path != shipped else "")
         return Loaded(model, GGUFTokenizer(model), max(measured, 0), {
-            "gguf": str(path), "device": "cpu", "dtype": file_type, "form": f"GGUF {file_type} via llama.cpp",
+            "gguf": str(path), "device": "cpu", "dtype": file_type, "form": form, "shipped_gguf": str(shipped),
             "n_ctx": n_ctx, "parallel": PARALLEL, "kv_cells": model.kv_cells, "threads": self.threads,
             "file_bytes": path.stat().st_size, "kv_bytes": kv_cache_bytes(metadata, model.kv_cells)})
 

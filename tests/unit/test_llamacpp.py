@@ -19,7 +19,7 @@ from llmos_core.models import llamacpp, llamacpp_batch
 from llmos_core.models.catalog import ModelSpec
 from llmos_core.settings import Settings
 
-CHAT = "smollm2-135m-instruct"   # 93 MB GGUF in its package: loads in under a second, no conversion
+CHAT = "smollm2-135m-instruct"   # 94 MB Q4_1 GGUF in its package, served as a 138 MB Q8_0 copy made in a second
 
 
 @pytest.fixture
@@ -107,11 +107,14 @@ def _at_once(jobs):
 def test_load_measures_memory_and_unload_closes(chat_model):
     engine, resident = chat_model
     details = resident.loaded.details
-    assert details["dtype"] == "Q4_1" and details["threads"] == 1 and details["parallel"] == llamacpp.PARALLEL
+    assert details["dtype"] == "Q8_0" and details["threads"] == 1 and details["parallel"] == llamacpp.PARALLEL
+    assert details["shipped_gguf"].endswith("Q4_1.gguf") and "batched kernels" in details["form"]
     file_bytes = details["file_bytes"]
     # The weights are touched at load (one token is evaluated) and the KV cache is cleared: both are resident.
     assert 0.8 * (file_bytes + details["kv_bytes"]) < resident.measured_bytes < 3 * resident.estimated_bytes
-    assert resident.estimated_bytes == file_bytes + details["kv_bytes"] + llamacpp.COMPUTE_FIXED
+    # before the first load the Q8_0 copy's size is foreseen from the shipped file's (within a few %)
+    assert resident.estimated_bytes == pytest.approx(file_bytes + details["kv_bytes"] + llamacpp.COMPUTE_FIXED,
+                                                     rel=0.03)
     assert [m["backend"] for m in engine.models.resident()] == ["llamacpp"]
     model = resident.model
     assert engine.models.unload(CHAT, "llamacpp")
@@ -271,3 +274,24 @@ def test_typed_control_tokens_are_read_as_text_and_an_ordinary_prompt_is_unchang
         assert plan.input_ids.count(token) == ordinary.input_ids.count(token) > 0
     typed = model.tokenize(forged, add_bos=False)
     assert start[0] not in typed and end[0] not in typed
+
+
+@pytest.mark.slow
+def test_a_q4_1_gguf_is_served_as_a_q8_0_copy_made_once(binding, tmp_path, monkeypatch):
+    """Q4_1 has no batched CPU kernel in llama.cpp: its Q8_0 copy is made once per data folder and reused;
+    LLMOS_GGUF_AS_SHIPPED=1 serves the shipped file; other types are served as they are."""
+    from llmos_core.models import batched_form
+    from llmos_core.models.catalog import EMBEDDED, embedded_gguf_path
+
+    settings = Settings(home=tmp_path)
+    shipped = embedded_gguf_path(EMBEDDED[CHAT], settings.cache_dir)
+    copy = batched_form.served_path(shipped, 3, settings)
+    assert copy != shipped and copy.parent == settings.cache_dir / "gguf" and copy.stat().st_size > shipped.stat().st_size
+    assert llamacpp.file_type_of(llamacpp.read_metadata(copy)) == batched_form.Q8_0
+    made = copy.stat().st_mtime_ns
+    assert batched_form.served_path(shipped, 3, settings) == copy and copy.stat().st_mtime_ns == made
+    assert batched_form.expected_bytes(shipped, 3, settings) == copy.stat().st_size
+    assert not list(copy.parent.glob(".*partial*"))
+    assert batched_form.served_path(shipped, 15, settings) == shipped   # Q4_K_M: batched kernels exist
+    monkeypatch.setenv("LLMOS_GGUF_AS_SHIPPED", "1")
+    assert batched_form.served_path(shipped, 3, settings) == shipped
