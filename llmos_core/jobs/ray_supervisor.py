@@ -137,7 +137,8 @@ class RaySupervisor:
         if handle.log_copier is not None:
             handle.log_copier.join(5.0)
         info = handle.info = self._info(handle)
-        if str(getattr(getattr(info, "error_type", None), "value", getattr(info, "error_type", None))) == START_TIMEOUT:
+        error_type = getattr(info, "error_type", None)   # JobDetails: a str; Ray's JobInfo: a JobErrorType
+        if getattr(error_type, "value", error_type) == START_TIMEOUT:
             handle.gave_up = str(getattr(info, "message", "") or "Ray's start timeout passed")
 
     def stop_now(self, handle: RayWorker, grace_s: float) -> dict:

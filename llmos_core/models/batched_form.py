@@ -67,13 +67,16 @@ def served_path(source: Path, file_type: int, settings: Settings, threads: int =
 
 
 def _quantize(source: Path, target: Path, threads: int) -> None:
-    import llama_cpp
     from llama_cpp._logger import set_verbose
 
+    from .export_gguf import ExportError, quantize
+
     set_verbose(False)   # llama.cpp logs every tensor it converts otherwise
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype, params.nthread, params.allow_requantize = Q8_0, threads, True
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params) != 0 \
-            or not target.exists():
+    try:
+        quantize(source, target, Q8_0, threads, allow_requantize=True)
+        made = target.exists()
+    except ExportError:
+        made = False
+    if not made:
         raise ModelLoadError(f"llama.cpp could not make a Q8_0 copy of {source.name} to serve",
                              "set LLMOS_GGUF_AS_SHIPPED=1 to serve the file as it is, or free disk space")

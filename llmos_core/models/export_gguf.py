@@ -134,13 +134,15 @@ def write_f16_gguf(state: dict, config: dict, source: Path, target: Path) -> int
     return int(file_type.contents()) if file_type is not None else 0
 
 
-def quantize(source: Path, target: Path, ftype: int, threads: int) -> Path:
-    """llama.cpp's own quantizer, as `llama-quantize` runs it (token embedding and output included)."""
+def quantize(source: Path, target: Path, ftype: int, threads: int, allow_requantize: bool = False) -> Path:
+    """llama.cpp's own quantizer, as `llama-quantize` runs it (token embedding and output included).
+    `allow_requantize`: the source is quantized already (models/batched_form.py's Q8_0 copies)."""
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads
+    params.allow_requantize = allow_requantize
     if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params) != 0:
         raise ExportError(f"llama.cpp could not quantize {source.name} (type {ftype})", "see the log for its message")
     return target
