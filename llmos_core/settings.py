@@ -49,6 +49,10 @@ class Settings:
         "help": "address the API listens on (LLMOS_API_HOST); beyond loopback it needs LLMOS_API_KEY"})
     api_key: str | None = field(default=None, repr=False, metadata={
         "help": "the key API clients must send as 'Authorization: Bearer KEY' (LLMOS_API_KEY)"})
+    api_stream_interval_ms: float = field(default=50.0, metadata={
+        "help": "a streamed API reply sends at most one chunk per this many milliseconds, joining the tokens "
+                "made meanwhile; the first token and the last go at once (LLMOS_API_STREAM_INTERVAL_MS; 0: a "
+                "chunk per token)"})
     keep_events_days: float = field(default=30.0, metadata={
         "help": "days the event log is kept (LLMOS_KEEP_EVENTS_DAYS)"})
     keep_usage_days: float = field(default=30.0, metadata={
@@ -75,6 +79,9 @@ class Settings:
             raise SettingsError("threads must be positive")
         if self.api_port is not None and not 0 <= self.api_port <= 65535:
             raise SettingsError(f"API port must be between 0 and 65535, got {self.api_port}")
+        if not 0 <= self.api_stream_interval_ms <= 1000:
+            raise SettingsError(f"the API's stream interval must be 0 to 1000 ms, got {self.api_stream_interval_ms}",
+                                "0 sends a chunk per token; 50 (the default) joins the tokens of each 50 ms")
         for name in ("keep_events_days", "keep_usage_days", "keep_uploads_days"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be a positive number of days, got {getattr(self, name)}")
@@ -129,7 +136,7 @@ def _convert(name: str, raw: str):
             return Path(raw)
         if name == "memory_budget":
             return parse_size(raw)
-        if name in ("keep_alive_s", "keep_events_days", "keep_usage_days", "keep_uploads_days"):
+        if name in ("keep_alive_s", "api_stream_interval_ms", "keep_events_days", "keep_usage_days", "keep_uploads_days"):
             return float(raw)
         if name in ("max_upload_mb", "threads", "api_port"):
             return int(raw)

@@ -27,7 +27,8 @@ def test_parse_size(text, expected):
 
 @pytest.mark.parametrize("env", [{"LLMOS_MEMORY_BUDGET": "lots"}, {"LLMOS_DEVICE": "tpu"},
                                  {"LLMOS_KEEP_ALIVE_S": "-1"}, {"LLMOS_DTYPE": "int3"},
-                                 {"LLMOS_THREADS": "two"}])
+                                 {"LLMOS_THREADS": "two"}, {"LLMOS_API_STREAM_INTERVAL_MS": "-5"},
+                                 {"LLMOS_API_STREAM_INTERVAL_MS": "soon"}])
 def test_bad_values_are_refused_with_a_message(env):
     with pytest.raises(SettingsError) as info:
         Settings.from_env(env)
