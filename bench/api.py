@@ -6,15 +6,19 @@
     tokens/s (they must join one batch);
 (3) /v1/embeddings for N sentences (default 1,000): one request (batched on the server) vs one request
     per sentence: embeddings per second, and the ratio.
-Runs of (1) alternate between the two sides and take medians, so machine load hits both alike.
-The API is served by the bench's own engine, so both sides use the same loaded model; the API client runs
-in a child process, as its users do, warmed by one short request first, as a client in use is (the first
-request of a fresh client is timed apart and shown beside): in one process the client's parsing of each
-chunk would hold the same GIL as the server's event loop and the decoder's sampler (`--client-here` keeps
-it in this process, the first version of this bench). (2) also measures the same n requests in-process, together against one after
-another: the engine's own ceiling on this machine, which the API can only approach.
-Usage: python bench/api.py [--model smollm2-135m-instruct] [--tokens 64] [--repeats 3] [--sentences 1000]
-The data folder defaults to the one the slow tests share (~/.cache/llmos-test-embedded).
+(1) runs in pairs, one API stream beside one in-process stream, the order swapped each pair (API first,
+then in-process first), and reports the median of the pairs' ratios and differences: this machine's speed
+drifts by a third within minutes (a shared host), and a pair run back to back sees the same speed, where
+two medians taken apart did not. The API is served by the bench's own engine, so both sides use the same
+loaded model; the API client runs in a child process, as its users do, started once and kept (a client in
+use), warmed by one short request whose time to first token is shown apart (a fresh client's first
+request). In one process the client's parsing of each chunk would hold the same GIL as the server's event
+loop and the decoder's sampler (`--client-here` keeps it in this process, the first version of this bench).
+(2) also measures the same n requests in-process, together against one after another: the engine's own
+ceiling on this machine, which the API can only approach.
+Usage: python bench/api.py [--model smollm2-135m-instruct] [--tokens 64] [--pairs 10] [--sentences 1000]
+The data folder defaults to the one the slow tests share (~/.cache/llmos-test-embedded). The server's
+settings come from the environment as the app's do (LLMOS_API_STREAM_INTERVAL_MS=0: a chunk per token).
 """
 from __future__ import annotations
 
@@ -84,7 +88,7 @@ def local_whole(engine, model: str, tokens: int, seed: int) -> int:
 
 
 def in_child(url: str, what: str, model: str, tokens: int, n: int) -> dict:
-    """Runs `what` (stream | whole | sequential | together) as an API client in a fresh process; its timings
+    """Runs `what` (whole | sequential | together) as an API client in a fresh process; its timings
     are taken there, around the requests only (the child's start and imports are not timed)."""
     out = subprocess.run([sys.executable, __file__, "--client", url, what, model, str(tokens), str(n)],
                          capture_output=True, text=True, timeout=900)
@@ -93,16 +97,40 @@ def in_child(url: str, what: str, model: str, tokens: int, n: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def client_main(url: str, what: str, model: str, tokens: int, n: int) -> dict:
+class StreamingClient:
+    """An API client in a child process kept for the whole of (1): a client in use, as Open WebUI or a script
+    that chats more than once is. Each line written to it is a seed; it answers with one stream's timings."""
+
+    def __init__(self, url: str, model: str, tokens: int):
+        self.process = subprocess.Popen([sys.executable, __file__, "--client", url, "streams", model, str(tokens), "0"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.cold = self._read()   # its first request, 2 tokens: a fresh client's start
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the API client ended (exit code {self.process.wait()})")
+        return json.loads(line)
+
+    def stream(self, seed: int) -> dict:
+        self.process.stdin.write(f"{seed}\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def client_main(url: str, what: str, model: str, tokens: int, n: int) -> dict | None:
     import openai
 
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0, timeout=600)
-    if what == "stream":
-        # The in-process side is warm (its first request ran before any timing); so is a client in use. A fresh
-        # client's first request also pays its own start (connection, the openai package's lazy set-up): about
-        # 25 ms here. It is timed apart, with a 2-token reply, and reported beside the warm figure.
-        cold = api_stream(client, model, 2, seed=n)
-        return {**api_stream(client, model, tokens, seed=n), "cold_ttft_s": cold["ttft_s"]}
+    if what == "streams":
+        print(json.dumps(api_stream(client, model, 2, seed=0)), flush=True)
+        for line in sys.stdin:
+            print(json.dumps(api_stream(client, model, tokens, seed=int(line))), flush=True)
+        return None
     if what == "whole":
         return {"tokens": api_whole(client, model, tokens, seed=n)}
     started = time.perf_counter()
@@ -127,7 +155,7 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--embedding-model", default="all-minilm-l6-v2")
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=10, help="(1): API and in-process streams, run in pairs")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--client-here", action="store_true", help="the API client in this process, not a child")
@@ -135,7 +163,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.client:
         url, what, model, tokens, n = args.client
-        print(json.dumps(client_main(url, what, model, int(tokens), int(n))))
+        result = client_main(url, what, model, int(tokens), int(n))
+        if result is not None:
+            print(json.dumps(result))
         return 0
     os.environ.setdefault("LLMOS_HOME", str(Path.home() / ".cache" / "llmos-test-embedded"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -152,30 +182,40 @@ def main() -> int:
         here = args.client_here
 
         def api(what: str, n: int = 0) -> dict:
-            if not here:
-                return in_child(url, what, args.model, args.tokens, n)
-            if what == "stream":
-                return api_stream(client, args.model, args.tokens, seed=n)
-            return client_main(url, what, args.model, args.tokens, n)
+            return (client_main if here else in_child)(url, what, args.model, args.tokens, n)
 
         print(f"API at {url}, client {'in this process' if here else 'in a child process'}; model {args.model}, "
-              f"{args.tokens} tokens, backend {engine.chat.choose_backend(args.model).backend}")
+              f"{args.tokens} tokens, backend {engine.chat.choose_backend(args.model).backend}, stream interval "
+              f"{engine.settings.api_stream_interval_ms:g} ms")
         api_whole(client, args.model, 8, 0)      # warm-up: load, first batch
         local_stream(engine, args.model, 8, 0)
 
-        # (1) one stream: API vs in-process, alternating
-        api_runs, local_runs = [], []
-        for r in range(args.repeats):
-            local_runs.append(local_stream(engine, args.model, args.tokens, seed=r))
-            api_runs.append(api("stream", r))
-        med = lambda runs, key: statistics.median(x[key] for x in runs if x[key] is not None)  # noqa: E731
-        speed_ratio = med(api_runs, "tokens_per_s") / med(local_runs, "tokens_per_s")
-        ttft_delta_ms = 1000 * (med(api_runs, "ttft_s") - med(local_runs, "ttft_s"))
-        cold = (f"; a fresh client's first request {1000 * (med(api_runs, 'cold_ttft_s') - med(local_runs, 'ttft_s')):+.0f}"
-                " ms" if not here else "")
-        print(f"(1) one stream: API {med(api_runs, 'tokens_per_s'):.1f} tok/s, TTFT {1000 * med(api_runs, 'ttft_s'):.0f} ms"
-              f" | in-process {med(local_runs, 'tokens_per_s'):.1f} tok/s, TTFT {1000 * med(local_runs, 'ttft_s'):.0f} ms"
-              f" -> {speed_ratio:.2f}x tokens/s (target >= 0.95x), TTFT {ttft_delta_ms:+.0f} ms (target <= +20 ms{cold})")
+        # (1) one stream: API vs in-process, in pairs, the order swapped each pair
+        streamer = None if here else StreamingClient(url, args.model, args.tokens)
+        api_one = (lambda seed: api_stream(client, args.model, args.tokens, seed)) if here else streamer.stream
+        pairs = []
+        for r in range(args.pairs):
+            if r % 2:
+                local = local_stream(engine, args.model, args.tokens, seed=r)
+                remote = api_one(r)
+            else:
+                remote = api_one(r)
+                local = local_stream(engine, args.model, args.tokens, seed=r)
+            pairs.append((remote, local))
+        if streamer is not None:
+            streamer.close()
+        median = statistics.median
+        speed_ratio = median(a["tokens_per_s"] / b["tokens_per_s"] for a, b in pairs)
+        ttft_delta_ms = 1000 * median(a["ttft_s"] - b["ttft_s"] for a, b in pairs)
+        side = lambda i, key: median(pair[i][key] for pair in pairs)  # noqa: E731
+        cold = (f"; a fresh client's first request {1000 * (streamer.cold['ttft_s'] - side(1, 'ttft_s')):+.0f} ms"
+                if streamer is not None else "")
+        ratios = sorted(a["tokens_per_s"] / b["tokens_per_s"] for a, b in pairs)
+        print(f"(1) one stream, {len(pairs)} pairs: API {side(0, 'tokens_per_s'):.1f} tok/s, TTFT "
+              f"{1000 * side(0, 'ttft_s'):.0f} ms | in-process {side(1, 'tokens_per_s'):.1f} tok/s, TTFT "
+              f"{1000 * side(1, 'ttft_s'):.0f} ms -> {speed_ratio:.2f}x tokens/s (median of the pairs' ratios, "
+              f"which ran {ratios[0]:.2f}x-{ratios[-1]:.2f}x; target >= 0.95x), TTFT {ttft_delta_ms:+.0f} ms "
+              f"(target <= +20 ms{cold})")
 
         # (2) n concurrent API clients vs the same n one after another
         one_by_one = api("sequential", args.clients)
