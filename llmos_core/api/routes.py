@@ -155,7 +155,7 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
             params = body.sampling(spec.sampling)
         except LLMOSError as exc:
             raise ApiError(exc, body.model, endpoint) from exc
-        pump = EventPump(lambda cancel: open_stream(cancel, params))
+        pump = EventPump(lambda cancel: open_stream(cancel, params), whole=not body.stream)
         watcher = asyncio.create_task(watch_disconnect(request.receive, pump))
         try:
             first = await pump.first()
