@@ -17,6 +17,9 @@ from typing import Any
 
 # Tokens summed per block by `draw`: one cumulative sum over the blocks, then one inside the block.
 DRAW_BLOCK = 1024
+# Top-p first looks among the tokens at least this likely: usually a handful that already hold top_p of the
+# mass, found by one comparison (about 20 us over 49k tokens, where torch.topk takes 110 us).
+NUCLEUS_FLOOR = 1e-4
 
 
 def draw(weights, generator) -> int:
@@ -58,12 +61,14 @@ def sample_next(scores, history, params: Any, generator) -> int:
     vocab = probs.numel()
     k = params.top_k if 0 < params.top_k < vocab else vocab
     if params.top_p < 1.0:
-        k_try = min(k, 64)
-        while True:
-            top, idx = torch.topk(probs, k_try)
-            if k_try >= k or float(top.sum()) >= params.top_p:
-                break
-            k_try = min(k, k_try * 4)
+        top, idx = _likely_nucleus(probs, k, params.top_p)
+        if top is None:
+            k_try = min(k, 64)
+            while True:
+                top, idx = torch.topk(probs, k_try)
+                if k_try >= k or float(top.sum()) >= params.top_p:
+                    break
+                k_try = min(k, k_try * 4)
         cumulative = torch.cumsum(top, 0)
         keep = int((cumulative < params.top_p).sum()) + 1   # the smallest set reaching top_p
         top, idx = top[:keep], idx[:keep]
@@ -72,6 +77,27 @@ def sample_next(scores, history, params: Any, generator) -> int:
     else:
         return draw(probs, generator)
     return int(idx[draw(top, generator)])
+
+
+def _likely_nucleus(probs, k: int, top_p: float):
+    """The most likely tokens, most likely first, when those above NUCLEUS_FLOOR hold top_p of the mass and are
+    no more than top-k allows: then the nucleus is a prefix of them, as it is of torch.topk's answer (ties in
+    token order). (None, None) otherwise, and the caller widens torch.topk until it holds top_p. In numpy on
+    the CPU: torch's per-op overhead made the same steps cost 90 us, numpy's 15 us."""
+    import numpy as np
+    import torch
+
+    if probs.device.type != "cpu":
+        return None, None
+    weights = probs.numpy()
+    idx = np.flatnonzero(weights >= NUCLEUS_FLOOR)
+    if not 0 < idx.size <= k:
+        return None, None
+    top = weights[idx]
+    if float(top.sum(dtype=np.float64)) < top_p:
+        return None, None
+    order = np.argsort(-top, kind="stable")
+    return torch.from_numpy(top[order]), torch.from_numpy(idx[order])
 
 
 class RequestSampler:

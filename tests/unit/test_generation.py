@@ -12,6 +12,7 @@ from llmos_core.engine import Engine
 from llmos_core.errors import Busy, InvalidInput
 from llmos_core.generation import (MAX_PROMPT_CHARS, PLAIN_STOP, GenerationService, SamplingParams, StopScanner,
                                    build_prompt, render_plain)
+from llmos_core import sampling as sampling_module
 from llmos_core.sampling import draw, sample_next
 from llmos_core.settings import Settings
 
@@ -221,6 +222,26 @@ def test_sample_next_honours_each_setting():
     draws = lambda seed: [sample_next(scores, empty, SamplingParams(temperature=2.0),  # noqa: E731
                                       torch.Generator().manual_seed(seed)) for _ in range(1)]
     assert draws(3) == draws(3)
+
+
+@pytest.mark.parametrize("scale, temperature, top_p, top_k", [(3.0, 0.2, 0.9, 0), (1.0, 1.0, 0.95, 0),
+                                                              (0.1, 1.0, 0.9, 0), (3.0, 0.7, 0.9, 40),
+                                                              (4.0, 1.0, 0.99, 3)])
+def test_the_nucleus_shortcut_draws_what_topk_draws(monkeypatch, scale, temperature, top_p, top_k):
+    # Peaked (the shortcut applies), flat (it does not: too little mass above the floor), and with top-k.
+    params = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=1.1)
+    history = torch.tensor([3, 17, 400])
+
+    def tokens() -> list[int]:
+        out = []
+        for seed in range(40):
+            scores = torch.randn(49_152, generator=torch.Generator().manual_seed(seed)) * scale
+            out.append(sample_next(scores, history, params, torch.Generator().manual_seed(seed)))
+        return out
+
+    shortcut = tokens()
+    monkeypatch.setattr(sampling_module, "NUCLEUS_FLOOR", 2.0)   # no token is that likely: torch.topk every time
+    assert shortcut == tokens()
 
 
 def test_draw_follows_the_weights_exactly_and_never_picks_a_zero():
