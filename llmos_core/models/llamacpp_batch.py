@@ -303,19 +303,26 @@ class BatchDecoder:
             request.slot.tokens.extend(tokens)
             if request.todo:
                 request.todo = request.todo[len(tokens):]
+        # Every row is sampled before any token is handed out: a reader's thread woken by its token takes the GIL
+        # (the service's stop strings, the API's event loop), and woken mid-loop it held up the rows still to
+        # sample; woken after, it runs while the next llama_decode has let the GIL go.
+        sampled: list[tuple[_Request, tuple[str, int] | None]] = []
         for request, index in wants_token:
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
             token = request.sampler.sample(torch.from_numpy(logits))   # a view: read before the next decode
             request.next_token = None
             if llama_cpp.llama_vocab_is_eog(self.vocab, token):
-                self._release(request)
+                sampled.append((request, None))
                 continue
             request.generated += 1
-            request.out.put((request.piece(token), request.generated))
-            if request.generated >= request.params.max_new_tokens or token in request.stop_tokens:
-                self._release(request)
-            else:
+            sampled.append((request, (request.piece(token), request.generated)))
+            if request.generated < request.params.max_new_tokens and token not in request.stop_tokens:
                 request.next_token = token
+        for request, out in sampled:
+            if out is not None:
+                request.out.put(out)
+            if request.next_token is None:   # it ended: at EOS, at its length, or at a stop token
+                self._release(request)
 
 
 def stream(decoder: BatchDecoder, prompt: list[int], params: Any, cancel: threading.Event) -> Iterator[tuple[str, int]]:
