@@ -5,6 +5,7 @@ reordered. The stream is a paced generator in the pump's own thread, as Generati
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -27,12 +28,32 @@ def paced(gaps: list[float], fail: bool = False):
     return open_stream
 
 
+def in_own_loop(make_coroutine):
+    """asyncio.run in a thread of its own, as the API's server runs: the browser tests' Playwright (sync API)
+    keeps an event loop running in the main thread for the whole session, and asyncio.run refuses to start
+    beside it."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = asyncio.run(make_coroutine())
+        except BaseException as exc:   # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def chunks(gaps: list[float], interval: float, fail: bool = False) -> list[list[TokenEvent]]:
     async def run():
         pump = EventPump(paced(gaps, fail))
         assert (await pump.first()).prompt_tokens == 3
         return [group async for group in pump.groups(interval)]
-    return asyncio.run(run())
+    return in_own_loop(run)
 
 
 def texts(groups: list[list[TokenEvent]]) -> list[str]:
@@ -72,4 +93,4 @@ def test_an_error_comes_after_what_was_held():
             async for group in pump.groups(0.05):
                 seen.append(group)
         return seen
-    assert "".join(texts(asyncio.run(run()))) == "t0 t1 t2 "
+    assert "".join(texts(in_own_loop(run))) == "t0 t1 t2 "
