@@ -1,25 +1,51 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need on this machine, then runs them.
+# The test command: builds a venv from the lock, checks it is the lock, then runs the tests in it.
 #   bash tests/run.sh [pytest arguments]
-# On a fresh machine it installs torch (the CPU build, unless a torch is already there), the
-# requirements, and Debian's Chromium for the browser tests (apt-get, as root). Installed things are
-# left alone, so a second run starts the tests at once.
+# The venv is made from requirements-dev.txt alone (every package pinned; tools/lock.sh writes it), under
+# ~/.cache/llmos/ in a folder named by the lock's hash: a changed lock gets a fresh venv, an unchanged one
+# reuses it, so the tests never run on whatever else this machine has installed. LLMOS_TEST_VENV=DIR picks
+# the folder instead. The first build compiles llama-cpp-python (about 10 minutes; pip keeps the wheel).
+# Browser tests use Debian's Chromium, installed here through apt-get when run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-PY=${PYTHON:-python3}
+LOCK=requirements-dev.txt
+BASE_PY=${PYTHON:-python3}
 
 say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
 
-# torch first: requirements.txt accepts any torch >= 2.4, and an unpinned install pulls a CUDA build of
-# several GB. A GPU user installs their CUDA build beforehand and it is kept.
-if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-    say "installing torch (CPU build)"
-    "$PY" -m pip install -q torch==2.13.0 || "$PY" -m pip install -q torch \
-        --index-url https://download.pytorch.org/whl/cpu
+lock_hash=$( { cat "$LOCK"; "$BASE_PY" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)
+cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/llmos
+VENV=${LLMOS_TEST_VENV:-$cache_root/test-venv-$lock_hash}
+PY=$VENV/bin/python
+
+mkdir -p "$cache_root"
+# One build at a time per machine (two test runs at once share the venv and the apt install).
+exec 9>"$cache_root/.setup.lock"
+flock 9
+if [ ! -f "$VENV/.built-from-lock" ]; then
+    say "building a venv from $LOCK in $VENV (lock $lock_hash)"
+    rm -rf "$VENV"
+    "$BASE_PY" -m venv "$VENV"
+    "$PY" -m pip install -q -r "$LOCK"
+    cp "$LOCK" "$VENV/.built-from-lock"
+    # Older lock venvs are dead weight (a few GB each): keep this one and the one before.
+    if [ -z "${LLMOS_TEST_VENV:-}" ]; then
+        ls -1dt "$cache_root"/test-venv-* 2>/dev/null | tail -n +3 | xargs -r rm -rf
+    fi
 fi
-say "installing requirements-dev.txt (the first install compiles llama-cpp-python, about 10 minutes)"
-"$PY" -m pip install -q -r requirements-dev.txt
+# The venv must still be the lock (someone may have pip-installed into it): reinstall what differs.
+if ! "$PY" tools/check_lock.py "$LOCK" >/dev/null; then
+    "$PY" tools/check_lock.py "$LOCK" | sed 's/^/tests\/run.sh: differs from the lock: /' >&2 || true
+    say "reinstalling the locked versions"
+    "$PY" -m pip install -q -r "$LOCK"
+    if ! "$PY" tools/check_lock.py "$LOCK" >&2; then
+        say "the venv still differs from $LOCK (above); remove $VENV and run again"
+        exit 2
+    fi
+fi
+say "testing in $VENV, built from $LOCK (lock $lock_hash): $("$PY" tools/check_lock.py "$LOCK" | tail -1)"
+export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
 
 # Browser tests drive Debian's Chromium at /usr/bin/chromium (never `playwright install`).
 if [ ! -x /usr/bin/chromium ]; then
@@ -39,4 +65,5 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+flock -u 9
 exec "$PY" -m pytest -q "$@"
