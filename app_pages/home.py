@@ -7,6 +7,7 @@ from llmos_core.present import format_bytes
 from llmos_core.models.catalog import DEFAULT_CHAT_MODEL
 from llmos_core.cluster import describe as describe_cluster
 from app_pages import _monitor_view as monitor_view
+from llmos_core.usecases.doctor import run_checks
 from app_pages._shared import engine
 
 eng = engine()
@@ -28,6 +29,19 @@ if not all(alive.values()):
     st.warning("A background thread of the engine has stopped: queued jobs wait or the monitor stands still. "
                "Restart the app; its terminal says why it stopped.", icon=":material/warning:")
 st.caption(f":material/lan: Jobs run on: **{describe_cluster(eng.settings)}**")
+
+with st.expander("Health check (the same as `python -m llmos_core doctor`)", icon=":material/stethoscope:",
+                 expanded=False):
+    full = st.button("Run the full check: load each embedded model and time one reply", key="home_doctor_full")
+    with st.spinner("Loading the embedded models…" if full else "Checking…"):
+        checks = run_checks(eng, generate=full, ports=False)
+    for check in checks:
+        icon = {"ok": ":material/check_circle:", "info": ":material/info:"}.get(check.status, ":material/error:")
+        st.markdown(f"{icon} **{check.name}**: {check.detail}" + (f"  \n→ {check.fix}" if check.fix else ""))
+problems = [check for check in checks if check.status == "problem"]
+if problems:
+    st.warning(f"{len(problems)} problem(s) with this install: " + "; ".join(f"{c.name}: {c.fix}" for c in problems),
+               icon=":material/warning:")
 
 st.subheader("Go to")
 links = st.columns(3)

@@ -35,16 +35,16 @@ if [ ! -f "$VENV/.built-from-lock" ]; then
     fi
 fi
 # The venv must still be the lock (someone may have pip-installed into it): reinstall what differs.
-if ! "$PY" tools/check_lock.py "$LOCK" >/dev/null; then
-    "$PY" tools/check_lock.py "$LOCK" | sed 's/^/tests\/run.sh: differs from the lock: /' >&2 || true
+if ! "$PY" -m llmos_core.lockcheck "$LOCK" >/dev/null; then
+    "$PY" -m llmos_core.lockcheck "$LOCK" | sed 's/^/tests\/run.sh: differs from the lock: /' >&2 || true
     say "reinstalling the locked versions"
     "$PY" -m pip install -q -r "$LOCK"
-    if ! "$PY" tools/check_lock.py "$LOCK" >&2; then
+    if ! "$PY" -m llmos_core.lockcheck "$LOCK" >&2; then
         say "the venv still differs from $LOCK (above); remove $VENV and run again"
         exit 2
     fi
 fi
-say "testing in $VENV, built from $LOCK (lock $lock_hash): $("$PY" tools/check_lock.py "$LOCK" | tail -1)"
+say "testing in $VENV, built from $LOCK (lock $lock_hash): $("$PY" -m llmos_core.lockcheck "$LOCK" | tail -1)"
 export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
 
 # Browser tests drive Debian's Chromium at /usr/bin/chromium (never `playwright install`).

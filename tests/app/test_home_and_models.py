@@ -114,3 +114,18 @@ def test_a_gguf_fine_tune_is_exported_by_a_queued_job_and_the_page_follows_it(ap
     app.run()
     assert "models_export" not in [b.key for b in app.button]   # one export at a time per model
     assert any(f"Export job {jobs[0]['id']}" in p.proto.text for p in app.get("progress"))
+
+
+def test_home_shows_doctors_checks_and_warns_of_a_problem(new_app, monkeypatch, tmp_path):
+    at = new_app()
+    lines = " ".join(m.value for m in at.markdown)
+    assert "**packages**: all" in lines and "**llama.cpp**" in lines and "**data folder**" in lines
+    assert not any("problem(s) with this install" in w.value for w in at.warning)
+    from llmos_core import lockcheck
+    lock = tmp_path / "requirements.txt"
+    lock.write_text("psutil==0.0.1\n")
+    monkeypatch.setattr(lockcheck, "find_lock", lambda name="requirements.txt": lock)
+    at.run()
+    assert not at.exception
+    assert any("1 problem(s) with this install" in w.value and "pip install -r requirements.txt" in w.value
+               for w in at.warning)

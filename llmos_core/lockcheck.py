@@ -1,12 +1,12 @@
 """Compares the installed packages with a lock file (requirements*.txt compiled by tools/lock.sh).
 
-    python tools/check_lock.py requirements-dev.txt [--json]
+    python -m llmos_core.lockcheck requirements-dev.txt [--json]
 
 Prints one line per package whose installed version is not the locked one (or that is missing), and
 exits 1 when there is any; 0 when the environment is the lock. Packages installed beyond the lock are
 listed as a note (a CUDA build of torch brings its nvidia-* libraries, which the CPU lock does not
 name). A local build label is a build of the same version: torch 2.13.0+cpu satisfies torch==2.13.0.
-Standard library only, so it runs in any Python before anything is installed; `doctor` uses it too.
+Standard library only (tests/run.sh runs it before it knows what is installed); `doctor` uses it too.
 """
 from __future__ import annotations
 
@@ -61,6 +61,12 @@ def compare(pins: dict[str, str], installed: dict[str, str]) -> dict:
         if name not in pins and name not in _TOOLING
     ]
     return {"differ": differ, "extra": extra}
+
+
+def find_lock(name: str = "requirements.txt") -> Path | None:
+    """The lock beside this package's checkout (None when LLM OS was installed some other way)."""
+    path = Path(__file__).resolve().parent.parent / name
+    return path if path.is_file() else None
 
 
 def main(argv: list[str]) -> int:
