@@ -63,8 +63,8 @@ def chat_speed(home: Path, model: Path, device: str, tokens: int) -> dict:
 
     engine = Engine(Settings(home=home, device=device), primary=False, start_threads=False)
     try:
-        name = engine.catalog.register(engine.catalog.resolve(str(model)), name="gpu-check-model").name
-        params = SamplingParams(temperature=0.0, max_new_tokens=tokens)
+        name = engine.catalog.register(engine.catalog.resolve(str(model), name="gpu-check-model")).name
+        params = SamplingParams(do_sample=False, max_new_tokens=tokens)
         messages = [{"role": "user", "content": "Say what a scheduler does."}]
         engine.chat.generate(name, messages, params, backend="transformers")   # load and warm up
         result = engine.chat.generate(name, messages, params, backend="transformers")
@@ -82,7 +82,7 @@ def lora_run(home: Path, model: Path, steps: int) -> dict:
     data.write_text("\n\n".join([TEXT] * 8), encoding="utf-8")
     engine = Engine(Settings(home=home, device="cuda"))
     try:
-        name = engine.catalog.register(engine.catalog.resolve(str(model)), name="gpu-check-base").name
+        name = engine.catalog.register(engine.catalog.resolve(str(model), name="gpu-check-base")).name
         job_id = engine.scheduler.submit("train", {
             "model": name, "data": str(data), "method": "lora", "max_steps": steps, "block_size": 256,
             "batch_size": 8, "precision": "bf16", "name": "gpu-check-lora", "save_every": 10 * steps,
