@@ -23,7 +23,10 @@ ADDRESS = "http://127.0.0.1:8265"
 GCS = "127.0.0.1:6390"
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0",
            # a loaded 2-core machine starts the node agents slowly; Ray's default gives up after 10 s
-           "RAY_agent_register_timeout_ms": "600000", "RAY_worker_register_timeout_seconds": "300"}
+           "RAY_agent_register_timeout_ms": "600000", "RAY_worker_register_timeout_seconds": "300",
+           # and the dashboard's modules slowly: each gets 30 s to start by default, and the dashboard (so
+           # the node list the tests read) dies with the first that misses it (seen at load 20)
+           "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "300"}
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
