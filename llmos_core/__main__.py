@@ -8,7 +8,7 @@ import sys
 from .errors import LLMOSError
 
 # Each command lives in llmos_core/cli/<name>.py with `register(subparsers)`.
-COMMANDS = ["models", "serve", "chat", "monitor", "jobs", "translate", "train", "collections", "ask", "web"]
+COMMANDS = ["models", "serve", "chat", "monitor", "jobs", "translate", "train", "collections", "ask", "web", "mcp"]
 
 
 def build_parser() -> argparse.ArgumentParser:
