@@ -194,3 +194,20 @@ def test_resource_names_are_checked(local):
                     errors.append(str(exc))
             return errors
     assert all(in_own_loop(session))
+
+
+def test_a_long_document_becomes_a_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMOS_TRANSLATE_JOB_SEGMENTS", "1")
+    engine = Engine(Settings(home=tmp_path / "home"), primary=False, start_threads=False)
+    try:
+        queued, jobs, early = call_all(engine, [
+            ("translate", {"text": "Good morning.\n\nThe weather is fine.\n", "target": "de"}),
+            ("list_jobs", {"kind": "translate"}),
+            ("translation_result", {"job_id": 1}),
+        ])
+    finally:
+        engine.close()
+    job = payload(queued)
+    assert job["job"] == 1 and job["segments"] == 2 and "translation_result" in job["note"]
+    assert [(j["id"], j["state"]) for j in payload(jobs)] == [(1, "queued")]
+    assert early.is_error and "queued" in early.content[0].text
