@@ -10,6 +10,7 @@ from typing import Iterator
 import streamlit as st
 
 from llmos_core import access
+from llmos_core.api.server import start_configured_api
 from llmos_core.engine import Engine, get_engine
 from llmos_core.errors import LLMOSError
 from llmos_core.present import format_bytes
@@ -52,7 +53,9 @@ def require_login() -> None:
 
 @st.cache_resource(show_spinner="Starting the LLM OS engine...")
 def _engine_for(home: str) -> Engine:
-    return get_engine(Settings.from_env(home=home))
+    engine = get_engine(Settings.from_env(home=home))
+    start_configured_api(engine)   # the app's start serves the API (LLMOS_API_PORT); the engine never does
+    return engine
 
 
 def engine() -> Engine:

@@ -175,12 +175,13 @@ def main() -> int:
 
     import openai
 
+    from llmos_core.api.server import start_api
     from llmos_core.engine import Engine
     from llmos_core.settings import Settings
 
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
     try:
-        url = engine.start_api("127.0.0.1", 0).url
+        url = start_api(engine, "127.0.0.1", 0).url
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0, timeout=600)
         here = args.client_here
 

@@ -57,7 +57,9 @@ class Engine:
         self.embeddings = EmbeddingService(self.models)   # /v1/embeddings, under the same memory manager
         self.conversations = Conversations(self.store)
         self.comparisons = Comparisons(self.store)   # side-by-side answers (usecases/compare.py)
-        self.api = None          # the HTTP API (llmos_core/api), when asked for
+        # The HTTP API sits on the engine: the process entry that serves it (serve, the app) starts it with
+        # llmos_core/api/server.py, which records it here; the engine only stops it on close (no import).
+        self.api = None          # the running API server, when this process serves one
         self.api_error = ""      # why it is not running, when it was asked for and could not start
         self.started_at = time.time()
         self._lock_handle = None
@@ -86,24 +88,6 @@ class Engine:
             if self.is_primary:
                 self.scheduler.start()
             self.sampler.start()
-            if self.is_primary and self.settings.api_port is not None:
-                try:
-                    self.start_api()
-                except LLMOSError:
-                    pass   # kept in api_error and logged; the pages and the CLI work without it
-
-    def start_api(self, host: str | None = None, port: int | None = None):
-        """Serve the OpenAI-compatible API from this process (LLMOS_API_PORT, or `serve --api`). A web app
-        whose API cannot start still runs; the Models page says why."""
-        from .api.server import start_api
-        try:
-            self.api = start_api(self, host, port)
-            self.api_error = ""
-        except LLMOSError as exc:
-            self.api_error = str(exc)
-            logging.getLogger(__name__).error("API not started: %s", exc)
-            raise
-        return self.api
 
     def monitor_feed(self) -> MonitorFeed | None:
         """The live feed file the Monitor's charts fetch each second, made on the first viewer's visit (no

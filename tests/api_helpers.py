@@ -1,8 +1,11 @@
-"""A tiny sentence-embedding model for the API tests: a random BERT (hidden size 32, two layers) with the
-tiny tokenizer, saved with sentence-transformers' files (mean pooling, then Normalize)."""
+"""For the API tests: a tiny sentence-embedding model, a random BERT (hidden size 32, two layers) with the
+tiny tokenizer, saved with sentence-transformers' files (mean pooling, then Normalize); and an event loop
+of a test's own."""
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 
 import tiny_models
@@ -27,3 +30,23 @@ def make_embedding_model(folder: Path, seed: int = 0) -> Path:
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
                                                                   "pooling_mode_mean_tokens": True}))
     return folder
+
+
+def in_own_loop(make_coroutine):
+    """asyncio.run in a thread of its own, as the API's server runs: the browser tests' Playwright (sync API)
+    keeps an event loop running in the main thread for the whole session, and asyncio.run refuses to start
+    beside it."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = asyncio.run(make_coroutine())
+        except BaseException as exc:   # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

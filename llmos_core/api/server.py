@@ -1,5 +1,6 @@
 """The API server: uvicorn in a thread of the engine's process, so it shares the engine's models and queues.
 
+MCP over streamable HTTP is served at /mcp by the same app (llmos_core/mcp/server.py), behind the same key.
 Loopback by default. Listening on any other address needs an API key (LLMOS_API_KEY), or the server
 refuses to start: a model server open to the network would let anyone use the machine's memory.
 The socket is bound here, before uvicorn starts, so a taken port is an error with a hint, not a log line
@@ -65,12 +66,18 @@ class ApiServer:
     def start(self, timeout: float = 30.0) -> "ApiServer":
         import uvicorn
 
+        from ..mcp.server import http_route
         from .metrics import ApiMetrics
         from .routes import build_app
 
         self.metrics = ApiMetrics(self.engine)
         app = build_app(self.engine, self.api_key, self.metrics)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+        # MCP's streamable HTTP beside /v1, inside the same app, so the same key check guards it (routes.KeyCheck);
+        # its sessions run in a task group the lifespan holds for as long as the server runs.
+        routes, run_sessions = http_route(self.engine, self.host)
+        app.router.routes.extend(routes)
+        app.router.lifespan_context = lambda _app: run_sessions()
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
                                 timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
@@ -97,8 +104,29 @@ class ApiServer:
 
 
 def start_api(engine: "Engine", host: str | None = None, port: int | None = None) -> ApiServer:
-    """The API of `engine`, from the settings unless host/port are given."""
+    """Serve the API of `engine` from this process (from the settings unless host/port are given) and record
+    it on the engine (`engine.api`, stopped by `engine.close()`). The process entries call this: `serve`
+    and the web app's start (start_configured_api); the engine itself never starts the API."""
     settings = engine.settings
     if port is None:
         port = DEFAULT_PORT if settings.api_port is None else settings.api_port
-    return ApiServer(engine, host or settings.api_host, port, settings.api_key).start()
+    try:
+        engine.api = ApiServer(engine, host or settings.api_host, port, settings.api_key).start()
+        engine.api_error = ""
+    except LLMOSError as exc:
+        engine.api_error = str(exc)
+        log.error("API not started: %s", exc)
+        raise
+    return engine.api
+
+
+def start_configured_api(engine: "Engine") -> ApiServer | None:
+    """The web app's start: serve the API when LLMOS_API_PORT is set and this process holds the data folder's
+    engine (once; later calls return the running one). An API that cannot start leaves the app running:
+    the reason is kept in engine.api_error, which the Models page shows."""
+    if engine.api is not None or engine.api_error or not engine.is_primary or engine.settings.api_port is None:
+        return engine.api
+    try:
+        return start_api(engine)
+    except LLMOSError:
+        return None

@@ -7,6 +7,7 @@ import threading
 import time
 
 from .. import control
+from ..api.server import check_listen, start_api, start_configured_api
 from ..engine import Engine
 from ..errors import LLMOSError
 from ..settings import Settings
@@ -35,20 +36,20 @@ def run(args) -> int:
     want_api = args.api or args.host is not None or args.port is not None
     port = args.port if args.port is not None else settings.api_port
     if want_api:
-        from ..api.server import check_listen
         check_listen(args.host or settings.api_host, settings.api_key)   # refuse before loading anything
-        settings.api_port = None   # started below, with the command line's host and port
     engine = Engine(settings)
     if not engine.is_primary:
         engine.close()
         raise LLMOSError(f"another LLM OS engine (pid {engine.primary_pid()}) already serves {engine.home}",
                          "use that one, or stop it first")
-    if want_api:
+    if want_api:   # the API sits on the engine: this entry starts it (the engine never does)
         try:
-            engine.start_api(args.host, port)
+            start_api(engine, args.host, port)
         except LLMOSError:
             engine.close()
             raise
+    else:
+        start_configured_api(engine)   # LLMOS_API_PORT alone: served too; if it cannot start, the engine runs
     if engine.api is not None:
         print(f"OpenAI-compatible API on {engine.api.url}/v1 (metrics: {engine.api.url}/metrics)"
               + ("; API key required" if settings.api_key else ""), file=sys.stderr, flush=True)

@@ -10,8 +10,9 @@ def api_port_env(monkeypatch):
 
 
 def test_use_from_code_shows_the_running_api(api_port_env, app_engine, new_app):
-    assert app_engine.api is not None
+    assert app_engine.api is None   # the engine never starts the API itself: the app's start does
     at = new_app()
+    assert app_engine.api is not None
     at.switch_page("app_pages/models.py").run()
     assert not at.exception, at.exception
     address = f"{app_engine.api.url}/v1"

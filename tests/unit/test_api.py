@@ -15,7 +15,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmos_core.api.server import ApiServer, check_listen
+from llmos_core.api.server import ApiServer, check_listen, start_api
 from llmos_core.engine import Engine
 from llmos_core.errors import SettingsError
 from llmos_core.generation import SamplingParams
@@ -34,7 +34,7 @@ def engine(tmp_path_factory, tiny_causal, tiny_base):
         eng.catalog.register(eng.catalog.resolve(str(folder)))
     embedder = make_embedding_model(tmp_path_factory.mktemp("tiny-embed"))
     eng.catalog.register(eng.catalog.resolve(str(embedder), task=EMBEDDING))
-    eng.start_api("127.0.0.1", 0)
+    start_api(eng, "127.0.0.1", 0)
     yield eng
     eng.close()
 

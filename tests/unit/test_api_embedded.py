@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from llmos_core.api.server import start_api
 from llmos_core.engine import Engine
 from llmos_core.models.catalog import DEFAULT_EMBEDDING_MODEL, EMBEDDING
 from llmos_core.settings import Settings
@@ -17,7 +18,7 @@ def test_all_minilm_embeds_offline_and_ranks_meaning(tmp_path, monkeypatch):
     try:
         spec = engine.catalog.get(DEFAULT_EMBEDDING_MODEL)
         assert spec.task == EMBEDDING and DEFAULT_EMBEDDING_MODEL in engine.catalog.names(EMBEDDING)
-        api = engine.start_api("127.0.0.1", 0)
+        api = start_api(engine, "127.0.0.1", 0)
         client = openai.OpenAI(base_url=f"{api.url}/v1", api_key="x", max_retries=0, timeout=120)
         texts = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."]
         vectors = [d.embedding for d in client.embeddings.create(model=DEFAULT_EMBEDDING_MODEL, input=texts).data]

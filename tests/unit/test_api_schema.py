@@ -9,6 +9,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
+from llmos_core.api.server import start_api  # noqa: E402
 from llmos_core.engine import Engine  # noqa: E402
 from llmos_core.models.catalog import EMBEDDING  # noqa: E402
 from llmos_core.settings import Settings  # noqa: E402
@@ -23,7 +24,7 @@ def api_schema(tmp_path_factory, tiny_causal):
     models = {"chat": engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name}
     embedder = make_embedding_model(tmp_path_factory.mktemp("schema-embed"))
     models["embed"] = engine.catalog.register(engine.catalog.resolve(str(embedder), task=EMBEDDING)).name
-    api = engine.start_api("127.0.0.1", 0)
+    api = start_api(engine, "127.0.0.1", 0)
     yield schemathesis.openapi.from_url(f"{api.url}/openapi.json"), models
     engine.close()
 

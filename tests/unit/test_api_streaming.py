@@ -4,14 +4,14 @@ sent when its interval ends even if no other comes, the last event goes at once,
 reordered. The stream is a paced generator in the pump's own thread, as GenerationService.stream is."""
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 
 import pytest
 
 from llmos_core.api.streaming import EventPump
 from llmos_core.generation import TokenEvent
+
+from api_helpers import in_own_loop
 
 
 def paced(gaps: list[float], fail: bool = False):
@@ -26,26 +26,6 @@ def paced(gaps: list[float], fail: bool = False):
             raise RuntimeError("the runner failed")
         yield TokenEvent(tokens=len(gaps), done=True, finish_reason="stop")
     return open_stream
-
-
-def in_own_loop(make_coroutine):
-    """asyncio.run in a thread of its own, as the API's server runs: the browser tests' Playwright (sync API)
-    keeps an event loop running in the main thread for the whole session, and asyncio.run refuses to start
-    beside it."""
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = asyncio.run(make_coroutine())
-        except BaseException as exc:   # re-raised in the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def chunks(gaps: list[float], interval: float, fail: bool = False) -> list[list[TokenEvent]]:

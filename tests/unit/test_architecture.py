@@ -53,13 +53,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def module_level_imports(path: Path, modules: set[str]) -> set[str]:
+def module_level_imports(path: Path, modules: set[str], everywhere: bool = False) -> set[str]:
     """The llmos_core modules a file imports when it is imported (imports inside functions are lazy: a
-    deliberate way to break a cycle, so they are left out)."""
+    deliberate way to break a cycle, so they are left out), or with `everywhere`, every import in it."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree) if everywhere else tree.body:
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -108,7 +109,7 @@ def test_the_operations_live_in_the_use_cases_not_in_the_pages():
 # ---------------------------------------------------------------- docs/ARCHITECTURE.md stays true
 
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
-FRONT_DOORS = ("llmos_core.cli", "llmos_core.api", "llmos_core.usecases")
+FRONT_DOORS = ("llmos_core.cli", "llmos_core.api", "llmos_core.mcp", "llmos_core.usecases")
 SERVICES = ("llmos_core.generation", "llmos_core.translation", "llmos_core.training")
 MAX_LINES = 420   # "about 400": a module that grows past this is doing two jobs
 
@@ -138,6 +139,15 @@ def test_only_the_front_doors_import_the_front_doors():
             continue
         wrong = sorted(t for t in targets if under(t, FRONT_DOORS))
         assert not wrong, f"{name} imports {wrong}: only the CLI, the API and the use cases sit on top"
+
+
+def test_the_engine_does_not_start_the_front_doors():
+    """The API (and MCP) sit on the engine: the process entries start them (serve, the app), never engine.py,
+    not even by an import inside a function."""
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    wrong = sorted(t for t in module_level_imports(PACKAGE / "engine.py", modules, everywhere=True)
+                   if under(t, FRONT_DOORS))
+    assert not wrong, f"llmos_core.engine imports {wrong}: the front doors import the engine, not the other way"
 
 
 def test_resources_do_not_import_the_services():
