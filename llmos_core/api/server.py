@@ -65,11 +65,12 @@ class ApiServer:
     def start(self, timeout: float = 30.0) -> "ApiServer":
         import uvicorn
 
+        from .guard import Guard
         from .metrics import ApiMetrics
         from .routes import build_app
 
         self.metrics = ApiMetrics(self.engine)
-        app = build_app(self.engine, self.api_key, self.metrics)
+        app = Guard(build_app(self.engine, self.api_key, self.metrics), self.engine.settings, self.host)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                 timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
