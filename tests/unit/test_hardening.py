@@ -102,3 +102,95 @@ def test_a_corrupt_memory_is_kept_aside_and_reported_never_emptied(tmp_path):
     assert len(kept) == 1 and kept[0].read_text(encoding="utf-8") == '{"en>de": {"Hello.": "Hal'
     memory.add("en", "de", {"Bye.": "Tschüss."})     # then it starts anew, beside the kept copy
     assert memory.entries("en", "de") == {"Bye.": "Tschüss."}
+
+
+# ---------------------------------------------------------------- two GGUF exports at once
+
+def test_two_exports_at_once_keep_to_their_own_files(tmp_path, monkeypatch):
+    """Export A writes its f16 file and waits; export B of the same target runs whole meanwhile (it used to
+    sweep `.<target>.*`, A's file among them, and used the same names in one process); then A goes on."""
+    from llmos_core.models import export_gguf as export
+
+    a_wrote, b_done = threading.Event(), threading.Event()
+
+    def fake_f16(state, config, source, f16):
+        f16.write_bytes(state["tag"] * 1000)
+        if state["tag"] == b"A":
+            a_wrote.set()
+            assert b_done.wait(30)
+        return 7
+
+    def fake_quantize(source, target, ftype, threads, allow_requantize=False):
+        target.write_bytes(source.read_bytes()[:10])   # fails if another export removed `source`
+
+    monkeypatch.setattr(export, "write_f16_gguf", fake_f16)
+    monkeypatch.setattr(export, "quantize", fake_quantize)
+
+    class Model:
+        def __init__(self, tag):
+            self.tag = tag
+            self.config = type("Config", (), {"to_dict": lambda _: {}})()
+
+        def state_dict(self):
+            return {"tag": self.tag}
+
+    target = tmp_path / "out" / "model.Q8_0.gguf"
+    errors = []
+
+    def run_a():
+        try:
+            export.export_gguf(Model(b"A"), tmp_path / "base.gguf", target)
+        except Exception as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    a = threading.Thread(target=run_a)
+    a.start()
+    assert a_wrote.wait(30)
+    other = tmp_path / "out" / "other.Q8_0.gguf"
+    export.export_gguf(Model(b"B"), tmp_path / "base.gguf", other)
+    export.export_gguf(Model(b"B"), tmp_path / "base.gguf", target)
+    b_done.set()
+    a.join(30)
+    assert not errors, errors
+    assert target.read_bytes() == b"A" * 10 and other.read_bytes() == b"B" * 10
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.Q8_0.gguf", "other.Q8_0.gguf"]
+    # a folder left by a killed export (its lock free, and old) is swept by the next export; a live one is not
+    dead = target.parent / f".{target.name}.export-dead"
+    dead.mkdir()
+    (dead / ".lock").touch()
+    (dead / "f16.gguf").write_bytes(b"x")
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    export.export_gguf(Model(b"C"), tmp_path / "base.gguf", target)
+    assert not dead.exists()
+
+
+# ---------------------------------------------------------------- the Q8_0 cache: keyed by content
+
+def test_two_same_name_same_size_files_within_a_second_get_their_own_copies(tmp_path, monkeypatch):
+    from llmos_core.models import batched_form
+    from llmos_core.settings import Settings
+
+    made = []
+
+    def fake_quantize(source, target, threads):   # a "copy" that says which file it came from
+        made.append(source)
+        target.write_bytes(b"Q8_0 of " + source.read_bytes())
+
+    monkeypatch.setattr(batched_form, "_quantize", fake_quantize)
+    monkeypatch.delenv("LLMOS_GGUF_AS_SHIPPED", raising=False)
+    settings = Settings(home=tmp_path / "home")
+    first, second = tmp_path / "a" / "model.gguf", tmp_path / "b" / "model.gguf"
+    for path, content in ((first, b"weights one"), (second, b"weights two")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+        os.utime(path, ns=(1_700_000_000_100_000_000, 1_700_000_000_100_000_000 + len(made)))
+    os.utime(second, ns=(1_700_000_000_900_000_000,) * 2)   # the same whole second as the first
+    served_first = batched_form.served_path(first, 3, settings)
+    served_second = batched_form.served_path(second, 3, settings)
+    assert served_first != served_second
+    assert served_first.read_bytes() == b"Q8_0 of weights one"
+    assert served_second.read_bytes() == b"Q8_0 of weights two"
+    assert batched_form.served_path(first, 3, settings) == served_first and len(made) == 2   # reused, not remade
+    record = served_first.with_name(served_first.name + ".sha256").read_text().split()[0]
+    assert record == batched_form.source_digest(first) and len(record) == 64
+    assert batched_form.expected_bytes(second, 3, settings) == served_second.stat().st_size
