@@ -175,7 +175,7 @@ def test_a_client_that_disconnects_cancels_its_generation(engine, names):
     body = json.dumps({"model": names["chat"], "messages": HELLO, "stream": True, "max_tokens": 240,
                        "temperature": 1.0}).encode()
     sock = socket.create_connection(("127.0.0.1", engine.api.port), timeout=30)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
     received = b""
     while b"data: " not in received:            # the headers may come alone, then the first event
