@@ -78,10 +78,11 @@ def open_files() -> Counter:
 POOLS = ("uvloop_", "asyncio_", "AnyIO worker thread", "ThreadPoolExecutor")
 
 
-# SQLite keeps the descriptors of a closed connection open while another connection of the process holds a
-# lock on the file, and reuses them for the next connection (its unix VFS: POSIX locks are per process), and
-# psutil may hold a /proc file of a worker gone: a few descriptors, whatever the length of the run. A leak
-# grows with the requests (thousands in 20 minutes); this slack cannot hide one.
+# SQLite keeps the descriptors of a connection closed while another connection of the process holds a lock
+# on the file, and reuses them for the next connection (its unix VFS: POSIX locks are per process): at most
+# one per connection that was open at once, i.e. per load thread using the store (Soak.fd_slack); psutil may
+# hold a /proc file of a worker gone. A leak grows with the requests (thousands in 20 minutes); this slack
+# cannot hide one, and live SQLite connections are counted apart (their own target).
 FD_SLACK = 4
 
 
@@ -93,12 +94,12 @@ def db_bytes(home: Path) -> int:
     return sum(p.stat().st_size for p in home.glob("llmos.db*") if p.is_file())
 
 
-def back(start: dict, end: dict) -> bool:
+def back(start: dict, end: dict, slack: int = FD_SLACK) -> bool:
     """Descriptors and threads back to their start figure. Bounded pools' idle threads are not counted (they
     may not pass their bounds), nor the database connection each may hold (one per thread: store.py), at
-    most three descriptors (the file, its WAL and its shared memory), nor FD_SLACK more."""
+    most three descriptors (the file, its WAL and its shared memory), nor `slack` more (FD_SLACK and the note above it)."""
     grown = max(0, end["pool_threads"] - start["pool_threads"])
-    return (end["fds"] <= start["fds"] + 3 * grown + FD_SLACK and end["pool_threads"] <= 32 + 40
+    return (end["fds"] <= start["fds"] + 3 * grown + slack and end["pool_threads"] <= 32 + 40
             and end["threads"] - end["pool_threads"] <= start["threads"] - start["pool_threads"])
 
 
@@ -123,6 +124,7 @@ class Soak:
         self.written: dict[str, dict] = {"memory": {}, "glossary": {}}
         self.samples: list[dict] = []
         self.created = time.time()
+        self.fd_slack = FD_SLACK + args.ask_clients + args.viewers + 3   # + teacher, jobs, sampler threads
 
     def say(self, text: str) -> None:
         print(f"soak +{time.time() - self.created:.0f}s: {text}", file=sys.stderr, flush=True)
@@ -239,6 +241,10 @@ class Soak:
         start_db = db_bytes(self.home)
         start_names = Counter(t.name for t in threading.enumerate())
         self.start_files = open_files()
+        import gc
+        import sqlite3
+
+        self.start_connections = sum(isinstance(o, sqlite3.Connection) for o in gc.get_objects())
         began = time.time()
         client = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("soak_client.py")), "--port", str(self.engine.api.port), "--seconds",
@@ -272,14 +278,17 @@ class Soak:
         scheduler = self.engine.scheduler
         deadline = time.time() + grace_s
         for job_id in getattr(self, "job_ids", []):
+            late = False
             while scheduler.get(job_id)["state"] not in ("succeeded", "failed", "cancelled", "interrupted"):
                 if time.time() > deadline:
                     scheduler.cancel(job_id)
+                    late = True
                     break
                 time.sleep(1.0)
             job = scheduler.get(job_id)
-            self.record(kind=f"{job['kind']} job", outcome=job["state"] + (f": {job.get('error')}"
-                                                                           if job["state"] == "failed" else ""))
+            outcome = "cancelled: not done within the grace after the load" if late else job["state"]
+            self.record(kind=f"{job['kind']} job", outcome=outcome + (f": {job.get('error')}"
+                                                                      if job["state"] == "failed" else ""))
 
     def settle(self, start: dict, wait_s: float = 60.0) -> dict:
         """Figures once the load is gone: waits (bounded) for fds and threads to come back."""
@@ -289,7 +298,7 @@ class Soak:
         while True:
             gc.collect()   # what only a cycle still holds (a connection in a dead thread's frame) goes now
             end = process_figures(os.getpid(), set())
-            if back(start, end) or time.time() > deadline:
+            if back(start, end, self.fd_slack) or time.time() > deadline:
                 return end
             time.sleep(2.0)
 
@@ -337,7 +346,7 @@ class Soak:
         failed = [o for (k, o) in outcomes if o.startswith(("error", "unexpected", "failed"))]
         if failed:
             hard.append(f"in-process failures: {failed[:5]}")
-        if not back(start, end):
+        if not back(start, end, self.fd_slack):
             extra = Counter(t.name for t in threading.enumerate()) - start_names
             hard.append(f"fds {start['fds']} -> {end['fds']} or threads {start['threads']} -> {end['threads']} not "
                         f"back to their start (threads left: {dict(extra)}; descriptors left: "
@@ -346,8 +355,15 @@ class Soak:
         glossary = Glossary.for_home(self.home).entries("en", "de")
         lost = [k for k, v in self.written["memory"].items() if memory.get(k) != v]
         lost += [k for k, v in self.written["glossary"].items() if glossary.get(k) != v]
+        import gc
+        import sqlite3
+
+        connections = sum(isinstance(o, sqlite3.Connection) for o in gc.get_objects())
+        if connections > self.start_connections + max(0, end["pool_threads"] - start["pool_threads"]):
+            hard.append(f"{connections} SQLite connections open, {self.start_connections} at the start")
         lines.append(f"threads now: {sorted(t.name for t in threading.enumerate())}; descriptors beyond the start: "
-                     f"{dict(open_files() - self.start_files)}")
+                     f"{dict(open_files() - self.start_files)}; SQLite connections open: {connections} "
+                     f"(at the start: {self.start_connections})")
         lines.append(f"translation memory: {len(self.written['memory'])} written, {len(memory)} held; glossary: "
                      f"{len(self.written['glossary'])} written, {len(glossary)} held")
         if lost:
