@@ -90,6 +90,17 @@ def pool_threads() -> int:
     return sum(t.name.startswith(POOLS) for t in threading.enumerate())
 
 
+def sqlite_connections() -> int:
+    """SQLite connections alive in this process (a leak of them is what the descriptors would hide)."""
+    import gc
+    import sqlite3
+    import warnings
+
+    with warnings.catch_warnings():   # isinstance() on every object touches deprecated module attributes
+        warnings.simplefilter("ignore")
+        return sum(isinstance(o, sqlite3.Connection) for o in gc.get_objects())
+
+
 def db_bytes(home: Path) -> int:
     return sum(p.stat().st_size for p in home.glob("llmos.db*") if p.is_file())
 
@@ -241,10 +252,7 @@ class Soak:
         start_db = db_bytes(self.home)
         start_names = Counter(t.name for t in threading.enumerate())
         self.start_files = open_files()
-        import gc
-        import sqlite3
-
-        self.start_connections = sum(isinstance(o, sqlite3.Connection) for o in gc.get_objects())
+        self.start_connections = sqlite_connections()
         began = time.time()
         client = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("soak_client.py")), "--port", str(self.engine.api.port), "--seconds",
@@ -355,10 +363,7 @@ class Soak:
         glossary = Glossary.for_home(self.home).entries("en", "de")
         lost = [k for k, v in self.written["memory"].items() if memory.get(k) != v]
         lost += [k for k, v in self.written["glossary"].items() if glossary.get(k) != v]
-        import gc
-        import sqlite3
-
-        connections = sum(isinstance(o, sqlite3.Connection) for o in gc.get_objects())
+        connections = sqlite_connections()
         if connections > self.start_connections + max(0, end["pool_threads"] - start["pool_threads"]):
             hard.append(f"{connections} SQLite connections open, {self.start_connections} at the start")
         lines.append(f"threads now: {sorted(t.name for t in threading.enumerate())}; descriptors beyond the start: "
