@@ -5,6 +5,12 @@ bad request 400, bad key 401, a full queue 429 (with Retry-After), no memory for
 """
 from __future__ import annotations
 
+import os
+import re
+from contextvars import ContextVar
+from functools import lru_cache
+from pathlib import Path
+
 from ..errors import Busy, InsufficientMemory, InvalidInput, LLMOSError, ModelNotFound, format_bytes
 
 # Seconds a client is told to wait when a model's queue is full: about one short reply.
@@ -15,8 +21,44 @@ class Unauthorized(LLMOSError):
     hint = "send the key of LLMOS_API_KEY as 'Authorization: Bearer KEY'"
 
 
+# The data folder of the server answering the current request (set by guard.Guard): paths under it are
+# shown relative to it. Any other absolute path is cut to its last part: a client learns no folder names.
+data_home: ContextVar[Path | None] = ContextVar("llmos_data_home", default=None)
+_PATH = re.compile(r"""(?<![\w.~:/])(/[^\s'"`:;,()\[\]<>]+)""")
+
+
+@lru_cache(maxsize=1)
+def _root_entries() -> frozenset[str]:
+    """The names at the file system's root (root, home, tmp, usr...): a '/x/...' whose x is not one of them
+    is an API path (/v1/models) or a fraction, not a file."""
+    try:
+        return frozenset(os.listdir("/"))
+    except OSError:
+        return frozenset()
+
+
+def scrub(text: str, home: Path | None = None) -> str:
+    """`text` with its absolute file paths relative to the data folder `home`, or cut to their last part."""
+    home = home if home is not None else data_home.get()
+    roots = _root_entries()
+
+    def shorten(match: re.Match) -> str:
+        path = match.group(1).rstrip(".")
+        if path.split("/")[1] not in roots:
+            return match.group(0)
+        for base in ([home, home.resolve()] if home is not None else []):
+            try:
+                relative = str(Path(path).relative_to(base))
+                return (relative if relative != "." else "<data folder>") + match.group(1)[len(path):]
+            except ValueError:
+                continue
+        return (Path(path).name or "/") + match.group(1)[len(path):]
+
+    return _PATH.sub(shorten, text)
+
+
 def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return {"error": {"message": scrub(message), "type": kind, "param": param, "code": code}}
 
 
 def describe(exc: Exception) -> tuple[int, dict, dict]:

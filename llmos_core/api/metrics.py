@@ -8,6 +8,8 @@ so two engines in one process (the tests) never collide.
 """
 from __future__ import annotations
 
+import threading
+import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SPEED_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+# Requests naming a model the catalog does not hold are counted under this one label: a label per name a
+# client makes up would be a time series per name, for ever (2,000 names made 1 MB of metrics).
+UNKNOWN_MODEL = "(unknown)"
 
 
 class ApiMetrics:
@@ -40,6 +45,9 @@ class ApiMetrics:
                                ["model"], buckets=SPEED_BUCKETS, registry=self.registry)
         self.embedded = Counter("llmos_embedded_inputs", "texts embedded, by model", ["model"],
                                 registry=self.registry)
+        self._known: frozenset[str] = frozenset()
+        self._known_at = float("-inf")
+        self._known_lock = threading.Lock()
         self.registry.register(_EngineGauges(engine))
         engine.chat.observers.append(self.observe_reply)
 
@@ -52,7 +60,16 @@ class ApiMetrics:
             self.speed.labels(model).observe(event.tokens_per_s)
 
     def count_request(self, model: str, endpoint: str, status: int) -> None:
-        self.requests.labels(model, endpoint, str(status)).inc()
+        self.requests.labels(self.model_label(model), endpoint, str(status)).inc()
+
+    def model_label(self, model: str) -> str:
+        """`model` when the catalog holds it, else UNKNOWN_MODEL. The names are re-read at most once a second,
+        and only when a name is not among them (a model registered a moment ago)."""
+        with self._known_lock:
+            if model not in self._known and time.monotonic() - self._known_at > 1.0:
+                self._known = frozenset(self.engine.catalog.names())
+                self._known_at = time.monotonic()
+            return model if model in self._known else UNKNOWN_MODEL
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

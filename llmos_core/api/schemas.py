@@ -15,6 +15,7 @@ from ..generation import SamplingParams
 
 MAX_TOKENS = 8192          # SamplingParams' own limit
 MAX_STOP = 4               # as OpenAI
+MAX_STOP_CHARS = 200       # a stop sequence is a marker, not a text; each is checked against every token
 MAX_EMBED_INPUTS = 2048    # as OpenAI
 
 
@@ -28,6 +29,7 @@ def _utf8(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_utf8)]
+StopText = Annotated[str, Field(max_length=MAX_STOP_CHARS), AfterValidator(_utf8)]
 
 
 class _Body(BaseModel):
@@ -65,7 +67,7 @@ class _Sampling(_Body):
     top_k: int | None = Field(None, ge=0, le=1_000_000)
     repetition_penalty: float | None = Field(None, gt=0, le=10)
     max_tokens: int | None = Field(None, ge=1)
-    stop: Text | list[Text] | None = None
+    stop: StopText | Annotated[list[StopText], Field(max_length=MAX_STOP)] | None = None
     seed: int | None = None
     n: int | None = Field(None, ge=1, le=128)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)

@@ -67,6 +67,7 @@ class ApiServer:
         import uvicorn
 
         from ..mcp.server import http_route
+        from .guard import Guard
         from .metrics import ApiMetrics
         from .routes import build_app
 
@@ -77,6 +78,8 @@ class ApiServer:
         routes, run_sessions = http_route(self.engine, self.host)
         app.router.routes.extend(routes)
         app.router.lifespan_context = lambda _app: run_sessions()
+        # The guard (Host, body size) in front of everything, /mcp included; lifespan events pass through it.
+        app = Guard(app, self.engine.settings, self.host)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
                                 timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)

@@ -20,9 +20,14 @@ Qwen2 (rotary in halves in both) needs none of them.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -151,16 +156,13 @@ def quantize(source: Path, target: Path, ftype: int, threads: int, allow_requant
 def export_gguf(model, source: Path, target: Path, quant: str = DEFAULT_QUANT, threads: int | None = None,
                 progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> Path:
     """A loaded (merged) transformers causal LM -> `target`, a GGUF in `quant`. Written beside the target
-    and renamed into place, so a cancelled or failed export leaves no file llama.cpp could half-read."""
+    and renamed into place, so a cancelled or failed export leaves no file llama.cpp could half-read. Its
+    temporary files live in a folder of its own (_workspace): two exports at once never touch each other's."""
     progress = progress or (lambda fraction, message: None)
     if quant not in QUANTS:
         raise ExportError(f"unknown GGUF form {quant!r}", f"use one of: {', '.join(QUANTS)}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*"):   # left by an export that was killed
-        stale.unlink(missing_ok=True)
-    f16 = target.parent / f".{target.name}.f16-{os.getpid()}"
-    partial = target.parent / f".{target.name}.partial-{os.getpid()}"
-    try:
+    with _workspace(target) as work:
+        f16, partial = work / "f16.gguf", work / "partial.gguf"
         progress(0.1, f"writing the merged weights as GGUF (f16, {source.name}'s tokenizer and metadata)")
         source_type = write_f16_gguf(model.state_dict(), model.config.to_dict(), source, f16)
         _check_cancel(cancelled)
@@ -172,11 +174,36 @@ def export_gguf(model, source: Path, target: Path, quant: str = DEFAULT_QUANT, t
             quantize(f16, partial, ftype, threads or os.cpu_count() or 1)
         _check_cancel(cancelled)
         partial.rename(target)
-    finally:
-        f16.unlink(missing_ok=True)
-        partial.unlink(missing_ok=True)
     progress(1.0, f"{target.name} written ({target.stat().st_size / 1e6:.0f} MB)")
     return target
+
+
+@contextmanager
+def _workspace(target: Path) -> Iterator[Path]:
+    """A folder of this export's own beside `target` (same file system: the last step is a rename), held
+    under a lock for as long as the export runs and removed after it. Another export's folder is never
+    touched while it runs: a folder is swept only when its lock is free (its export died) and it is old."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_dead_workspaces(target)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.export-"))
+    try:
+        with open(work / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sweep_dead_workspaces(target: Path, min_age_s: float = 60.0) -> None:
+    for folder in target.parent.glob(f".{target.name}.export-*"):
+        try:
+            if time.time() - folder.stat().st_mtime < min_age_s:
+                continue   # just made: its export may not hold its lock yet
+            with open(folder / ".lock", "r") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)   # free: whoever made it is gone
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:   # held (BlockingIOError), or gone already
+            continue
 
 
 def _check_cancel(cancelled: Callable[[], bool] | None) -> None:

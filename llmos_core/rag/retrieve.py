@@ -13,9 +13,11 @@ want others, so they are arguments.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import InvalidInput
 from .index import DocumentIndex, StoredChunk, keywords
 
 RRF_K = 60
@@ -23,6 +25,7 @@ STRONG_SIMILARITY = 0.4     # this close in meaning is a match on its own
 WEAK_SIMILARITY = 0.25      # ... this close is one when half the keywords are there too
 KEYWORD_COVERAGE = 0.5
 KEYWORD_HITS = 2            # two distinct keywords and half of them: a match on words alone
+MAX_QUESTION_CHARS = 4000   # a question, not a document: its words are searched and matched in every passage
 
 Embed = Callable[[list[str]], list[list[float]]]
 
@@ -64,15 +67,27 @@ def fuse(rankings: list[list[int]], k: int = RRF_K) -> dict[int, float]:
 
 
 def keyword_hits(words: list[str], text: str) -> int:
-    """How many of `words` are in `text` (a long word also matches its stem: 'invoices' -> 'invoice')."""
+    """How many of `words` are in `text` (a long word also matches its stem: 'invoices' -> 'invoice').
+    Words of the text that start with a stem sit together in sorted order, right where the stem would go:
+    one binary search per word, so the time grows with the text plus the words, not with their product."""
     present = set(keywords(text))
-    return sum(1 for word in words if word in present or (len(word) > 4 and any(
-        p.startswith(word[:max(4, len(word) - 2)]) for p in present)))
+    ordered = sorted(present)
+
+    def stem_found(word: str) -> bool:
+        stem = word[:max(4, len(word) - 2)]
+        at = bisect_left(ordered, stem)
+        return at < len(ordered) and ordered[at].startswith(stem)
+
+    return sum(1 for word in words if word in present or (len(word) > 4 and stem_found(word)))
 
 
 def retrieve(index: DocumentIndex, collection: str, question: str, embed: Embed, top_k: int = 5,
              mode: str = "hybrid") -> Retrieval:
     """The `top_k` best passages for `question`; mode 'bm25' or 'vector' uses one search alone."""
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidInput(f"the question is {len(question):,} characters long; the most is {MAX_QUESTION_CHARS:,}",
+                           "ask a shorter question: the documents are searched for its words, so a long text "
+                           "finds everything and nothing; to work on a whole text, add it as a document")
     text_hits = index.search_text(collection, question) if mode in ("hybrid", "bm25") else []
     vector_hits = (index.search_vectors(collection, embed([question])[0]) if mode in ("hybrid", "vector") else [])
     scores = fuse([[i for i, _ in text_hits], [i for i, _ in vector_hits]])
