@@ -58,7 +58,7 @@ class Accounts:
         self.api_key = api_key or None       # LLMOS_API_KEY: an admin key
         self.on_first_admin = on_first_admin  # hands what the local admin made to the first admin
         self.backoff = Backoff()
-        self._dummy_hash = HASHER.hash(secrets.token_hex(8))
+        self._dummy = ""                      # a hash to check unknown names against, made at the first login
         self._lock = threading.Lock()         # add_user: the first-admin check and the insert as one
 
     # ---- users ----
@@ -154,7 +154,8 @@ class Accounts:
                 return None
             return row_to_user(rows[0]) if rows else self._legacy_admin()
         try:
-            HASHER.verify(rows[0]["hash"] if rows else self._dummy_hash, password)
+            self._dummy = self._dummy or HASHER.hash(secrets.token_hex(8))
+            HASHER.verify(rows[0]["hash"] if rows else self._dummy, password)
         except (VerificationError, InvalidHashError):
             return None
         return row_to_user(rows[0]) if rows else None
