@@ -200,11 +200,12 @@ class Accounts:
             return None
         if self.api_key and hmac.compare_digest(hash_key(key), hash_key(self.api_key)):
             return self.first_admin() or LOCAL_ADMIN
-        rows = self.store.query("SELECT u.id, u.name, u.role, k.id AS key_id FROM api_keys k "
+        rows = self.store.query("SELECT u.id, u.name, u.role, k.id AS key_id, k.last_used FROM api_keys k "
                                 "JOIN users u ON u.id = k.user_id WHERE k.hash = ? AND u.disabled = 0", (hash_key(key),))
         if not rows:
             return None
-        self.store.execute("UPDATE api_keys SET last_used = ? WHERE id = ?", (now(), rows[0]["key_id"]))
+        if (rows[0]["last_used"] or 0) < now() - 60:   # a write a minute at most, not one per request
+            self.store.execute("UPDATE api_keys SET last_used = ? WHERE id = ?", (now(), rows[0]["key_id"]))
         return row_to_user(rows[0])
 
     # ---- limits ----
