@@ -55,7 +55,8 @@ class FakeModels:
     """What the service asks of the model manager: the catalog, the device, the backends, use() and room."""
 
     def __init__(self):
-        self.catalog = SimpleNamespace(get=lambda name: ModelSpec(name=name, source="local", location="/nowhere"))
+        self.catalog = SimpleNamespace(get=lambda name: ModelSpec(name=name, source="local", location="/nowhere"),
+                                       check_visible=lambda user, name: None)
         self.device = SimpleNamespace(kind="cpu")
         self.backends = {"transformers": None}
         self.reserved: list[tuple[str, int, str]] = []

@@ -223,6 +223,8 @@ class GenerationService:
         reply it is (fair sharing and limits); None: the engine's own work, outside any user's share."""
         cancel = cancel or threading.Event()
         started = time.perf_counter()
+        if user is not None:      # someone else's unpublished model reads as a missing one
+            self.models.catalog.check_visible(user, name)
         spec = self.models.catalog.get(name)
         if spec.task != CAUSAL_LM:
             raise InvalidInput(f"{name} is a {spec.task} model, not a causal language model",

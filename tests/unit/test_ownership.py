@@ -121,3 +121,23 @@ def test_stores_refuse_a_call_without_an_acting_user(world):
     with pytest.raises(TypeError):
         engine.scheduler.for_user("alice")
     assert User(5, "x", "admin").is_admin
+
+
+def test_a_fine_tuned_model_is_its_owners_until_an_admin_publishes_it(world, tmp_path):
+    from llmos_core.errors import ModelNotFound
+    from llmos_core.models.catalog import ModelSpec
+    from llmos_core.usecases.models import list_catalog, model_names
+
+    engine, admin, a, b = world
+    engine.catalog.register(ModelSpec(name="alices-tune", source="trained", location=str(tmp_path)), owner=a.id)
+    assert "alices-tune" in model_names(engine, a) and "alices-tune" not in model_names(engine, b)
+    assert "alices-tune" not in [e.name for e in list_catalog(engine, b)]
+    with pytest.raises(ModelNotFound):
+        engine.catalog.check_visible(b, "alices-tune")
+    with pytest.raises(ModelNotFound):       # chatting with it by name: refused as a missing model
+        next(engine.chat.stream("alices-tune", [{"role": "user", "content": "hi"}], SamplingParams(), user=b))
+    embedded = [s for s in engine.catalog.visible(b) if s.is_embedded]
+    assert embedded                           # the embedded models are shared with everyone
+    engine.catalog.publish("alices-tune")
+    assert "alices-tune" in model_names(engine, b)
+    assert [s.data["owner"] for s in engine.catalog.visible(admin) if s.name == "alices-tune"] == [a.id]
