@@ -4,7 +4,7 @@ embedded SmolLM2 served by llama.cpp. The same is measured with both requests fr
 single-user start (no accounts: the first user's streams may take every slot) to show what the fair
 admission changes. Rounds alternate alone / beside eight streams; medians and every ratio are printed.
 
-    python bench/fairness.py [--rounds 5] [--tokens 16]
+    python bench/fairness.py [--rounds 5] [--tokens 16] [--unfair-rounds 1]
 """
 from __future__ import annotations
 
@@ -100,6 +100,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=16, help="new tokens of the second user's request")
+    parser.add_argument("--unfair-rounds", type=int, default=1,
+                        help="rounds without accounts (each waits for a background reply to end: minutes)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="llmos-fairness-"))
     engine = Engine(Settings.from_env(home=str(home)), primary=False, start_threads=False)
@@ -113,9 +115,12 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f}")
         print(f"{'who sends':42} {'alone s':>8} {'beside 8 s':>10} {'ratio':>6}  every round")
         results = {}
-        for label, first, second in (("two users (fair admission)", a, b),
-                                     ("one local admin (no accounts: no headroom)", None, None)):
-            alone, beside, ratios = measure(engine, first, second, args.rounds, args.tokens)
+        for label, first, second, rounds in (("two users (fair admission)", a, b, args.rounds),
+                                             ("one local admin (no accounts: no headroom)", None, None,
+                                              args.unfair_rounds)):
+            if rounds < 1:
+                continue
+            alone, beside, ratios = measure(engine, first, second, rounds, args.tokens)
             results[label] = beside / alone
             print(f"{label:42} {alone:8.3f} {beside:10.3f} {beside / alone:5.2f}x  "
                   + ", ".join(f"{r:.2f}x" for r in ratios))
