@@ -11,6 +11,7 @@ import streamlit as st
 
 from llmos_core import access
 from llmos_core.api.server import start_configured_api
+from llmos_core.accounts import LOCAL_ADMIN, User
 from llmos_core.engine import Engine, get_engine
 from llmos_core.errors import LLMOSError
 from llmos_core.present import format_bytes
@@ -63,6 +64,27 @@ def engine() -> Engine:
     return _engine_for(str(Settings.from_env().home))
 
 
+def current_user() -> User | None:
+    """Who this browser session acts as: the user its login stored, else the implicit local admin while no
+    user exists (the single-user start on loopback, as before accounts), else None (the login gate in
+    app.py stops the page before it gets here)."""
+    user = st.session_state.get("llmos_user")
+    if isinstance(user, User):
+        return user
+    if not engine().accounts.any_users():
+        return LOCAL_ADMIN
+    return None
+
+
+def acting_user() -> User:
+    """current_user() for a page that needs one: without a login, the page stops here."""
+    user = current_user()
+    if user is None:
+        st.info("Log in to use LLM OS.", icon=":material/lock:")
+        st.stop()
+    return user
+
+
 @contextmanager
 def error_boundary(action: str = "That") -> Iterator[None]:
     """Engine errors become a message with a hint; anything else shows its traceback only in an expander."""
@@ -83,10 +105,10 @@ def job_card_head(eng: Engine, job: dict, cancel_key: str):
     st.markdown(f"**Job {job_id}** · {job['description']} · {job['state']}")
     st.progress(float(job["progress"] or 0.0), text=job["message"] or job["state"])
     if job["state"] == "queued":
-        st.caption(eng.scheduler.waiting_reason(job_id) or "waiting for the scheduler")
+        st.caption(eng.scheduler.for_user(acting_user()).waiting_reason(job_id) or "waiting for the scheduler")
     left, right = st.columns(2)
     if job["state"] in ("queued", "running") and left.button("Cancel", key=cancel_key, icon=":material/stop:"):
-        eng.scheduler.cancel(job_id)
+        eng.scheduler.for_user(acting_user()).cancel(job_id)
         st.rerun()
     return left, right
 

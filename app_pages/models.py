@@ -8,9 +8,10 @@ from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
 from llmos_core import access
 from llmos_core.present import format_bytes
 from llmos_core.usecases.models import export_in_progress, list_catalog, pull_and_register, submit_export
-from app_pages._shared import engine, error_boundary
+from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
+user = acting_user()
 st.title(":material/deployed_code: Models")
 
 # ---- memory ----
@@ -52,7 +53,7 @@ else:
 
 # ---- catalog ----
 st.subheader("Catalog")
-entries = list_catalog(eng)
+entries = list_catalog(eng, user)
 rows = [{"name": e.name, "source": e.source, "task": e.task, "chat template": e.chat, "ready on disk": e.ready,
          "loaded": eng.models.is_resident(e.name), "description": e.description} for e in entries]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
@@ -82,7 +83,7 @@ if chosen is not None and chosen.source == "trained":
     else:
         st.caption(f"{choice} runs on transformers in fp32. Export it to GGUF and llama.cpp serves it, "
                    "several times faster on a CPU (about a minute for a model of a few hundred million parameters).")
-    running = export_in_progress(eng, choice)
+    running = export_in_progress(eng, user, choice)
     if running is not None:
         st.progress(float(running.get("progress") or 0.0),
                     text=f"Export job {running['id']} ({running['state']}): {running.get('message') or 'waiting'}")
@@ -95,7 +96,7 @@ if chosen is not None and chosen.source == "trained":
         # by memory like any job, and the export survives this page being closed.
         if st.button("Export to GGUF for llama.cpp", key="models_export", icon=":material/bolt:"):
             with error_boundary("Exporting"):
-                job_id = submit_export(eng, choice, quant, origin=access.WEB)
+                job_id = submit_export(eng, user, choice, quant, origin=access.WEB)
                 st.success(f"Export of {choice} queued as job {job_id}. When it is done, chat with backend auto "
                            "serves it on llama.cpp.")
                 st.page_link("app_pages/jobs.py", label="Follow it on the Jobs page", icon=":material/work_history:")
@@ -130,7 +131,7 @@ with st.expander("Add a model: Hugging Face id, local folder or .gguf file", ico
     if st.button("Pull", key="models_pull", icon=":material/download:", disabled=not ref.strip()):
         bar = st.progress(0.0, text="Starting...")
         with error_boundary("Pulling"):
-            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust, origin="web",
+            pulled = pull_and_register(eng, user, ref, name=name, task=task, trust_remote_code=trust, origin="web",
                                        progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
             st.success(f"{pulled.name} is in the catalog." if pulled.registered else
                        f"{pulled.name} was in the catalog already; its files are ready.")

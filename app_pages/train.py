@@ -18,11 +18,13 @@ from llmos_core.training.export import describe_export
 from llmos_core.training.params import PRESETS, help_text
 from llmos_core.usecases import datasets
 from llmos_core.usecases import train as train_usecase
+from llmos_core.usecases.models import model_names
 from app_pages import _train_documents as train_documents
-from app_pages._shared import engine, error_boundary
+from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
-sched = eng.scheduler
+user = acting_user()
+sched = eng.scheduler.for_user(user)   # this user's jobs only (an admin: all)
 st.title(":material/model_training: Train")
 st.write("Fine-tune a model on your own text. The run is a job: it goes on if you close the page, and "
          "Stop keeps a checkpoint that Resume continues from.")
@@ -72,7 +74,7 @@ st.dataframe(pd.DataFrame(dataset.preview()), hide_index=True, width="stretch", 
 
 # ================================================================ 2. model and settings
 st.subheader("2. Model and settings")
-models = [s.name for s in eng.catalog.list() if s.task == CAUSAL_LM]
+models = model_names(eng, user, CAUSAL_LM)
 top = st.columns([2, 2, 2])
 model = top[0].selectbox("Start from", models, index=models.index(DEFAULT_BASE_MODEL) if DEFAULT_BASE_MODEL in models else 0,
                          key="train_model", help=help_text("model"))
@@ -142,7 +144,7 @@ if figures:
                    icon=":material/warning:")
     if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start"):
         with error_boundary("Starting the job"):
-            job_id = train_usecase.submit(eng, checked, origin="web")
+            job_id = train_usecase.submit(eng, user, checked, origin="web")
             st.session_state["train_job"] = job_id
             st.toast(f"Job {job_id} queued", icon=":material/check_circle:")
 

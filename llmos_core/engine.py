@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import control, retention
+from .accounts import Accounts, adopt_local
 from .alerts import AlertTracker
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
@@ -42,6 +43,9 @@ class Engine:
         secure_folder(self.home)   # 0700, created so or tightened: it holds conversations, uploads, models
         self.store = Store(self.settings.db_path)
         self.catalog = Catalog(self.store)
+        # Users, keys and limits; the first admin made inherits what the local admin owned (accounts/).
+        self.accounts = Accounts(self.store, self.settings.api_key,
+                                 on_first_admin=lambda admin: adopt_local(self.store, self.home, admin))
         self.device: DeviceChoice = choose_device(self.settings.device, self.settings.dtype)
         self.backends = {"transformers": TransformersBackend(self.settings, self.device, self.catalog)}
         # llama.cpp only where its binding imports; the Models page shows the reason when it does not.
@@ -81,6 +85,8 @@ class Engine:
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")
         self.models.reserved_elsewhere = lambda: self.scheduler.reserved_by_jobs(self.device.kind)
+        self.scheduler.limits_for = self.accounts.limits_for
+        self.chat.limits_for = self.accounts.limits_for
         # With LLMOS_CLUSTER set, the pages' cluster view reads Ray's nodes through this (None: this machine).
         self.cluster = ClusterMonitor(self.settings.cluster) if self.settings.cluster else None
         if start_threads:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
 import os
 import struct
@@ -24,39 +23,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import InvalidInput, LLMOSError
 from ..generation import TokenEvent
 from ..models.catalog import CAUSAL_LM, EMBEDDING
-from .errors import Unauthorized, describe, error_body
+from .auth import UserAuth, request_user
+from .errors import describe, error_body
 from .metrics import CONTENT_TYPE, ApiMetrics
+from .objects import register_objects
 from .schemas import ChatRequest, CompletionRequest, EmbeddingRequest, _Sampling
 from .streaming import EventPump, sse, watch_disconnect
 
 if TYPE_CHECKING:
     from ..engine import Engine
-
-# With a key set, only a bare liveness answer goes without it; /docs, /openapi.json and /redoc need it too.
-OPEN_PATHS = ("/health",)
-
-
-class KeyCheck:
-    """Plain ASGI middleware (Starlette's BaseHTTPMiddleware would add a hop to every streamed chunk and
-    wrap `receive`, which the disconnect watch reads): a request without the right key gets a 401."""
-
-    def __init__(self, app, api_key: str):
-        self.app, self.api_key = app, api_key.encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            scheme, _, token = given.partition(b" ")
-            # constant-time: a wrong key takes as long to refuse whatever prefix it shares with the right one
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
-                if scope["path"] in OPEN_PATHS:   # a probe's liveness: no pid, no models
-                    await JSONResponse({"status": "ok"})(scope, receive, send)
-                    return
-                status, body, headers = describe(Unauthorized("missing or wrong API key"))
-                await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
 
 class ApiError(Exception):
     """Carries an engine error out of a route, with the model and endpoint for the request counter."""
@@ -75,8 +50,8 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
             metrics.count_request(model, endpoint, status)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    if api_key:
-        app.add_middleware(KeyCheck, api_key=api_key)
+    app.add_middleware(UserAuth, engine=engine, api_key=api_key)   # api/auth.py: the key's user, or 401
+    register_objects(app, engine)   # /llmos/v1: conversations, collections, jobs of the key's user
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError):
@@ -104,15 +79,16 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models")
-    def list_models() -> dict:
+    def list_models(request: Request) -> dict:
         created = int(engine.started_at)
         return {"object": "list", "data": [
             {"id": s.name, "object": "model", "created": created, "owned_by": "llmos", "task": s.task}
-            for s in engine.catalog.list() if s.task in (CAUSAL_LM, EMBEDDING)]}
+            for s in engine.catalog.visible(request_user(request)) if s.task in (CAUSAL_LM, EMBEDDING)]}
 
     @app.get("/v1/models/{name}")
-    def get_model(name: str) -> dict:
+    def get_model(name: str, request: Request) -> dict:
         try:
+            engine.catalog.check_visible(request_user(request), name)   # someone else's reads as missing
             spec = engine.catalog.get(name)
         except LLMOSError as exc:
             raise ApiError(exc) from exc
@@ -123,7 +99,7 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
     async def chat(body: ChatRequest, request: Request):
         messages = [m.as_dict() for m in body.messages]
         return await _generate(request, body, "chat", lambda cancel, params: engine.chat.stream(
-            body.model, messages, params, cancel=cancel))
+            body.model, messages, params, cancel=cancel, user=request_user(request)))
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
@@ -132,7 +108,7 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
         except LLMOSError as exc:
             raise ApiError(exc, body.model, "completions") from exc
         return await _generate(request, body, "completions", lambda cancel, params: engine.chat.stream(
-            body.model, [], params, cancel=cancel, raw_prompt=prompt))
+            body.model, [], params, cancel=cancel, raw_prompt=prompt, user=request_user(request)))
 
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest):
