@@ -55,6 +55,33 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(header: str) -> str:
+    """The name of a Host header, lowercased, without its port: 'LocalHost:8000' -> 'localhost',
+    '[::1]:8000' -> '::1'. '' when it is not a well-formed host."""
+    text = header.strip().lower()
+    if text.startswith("["):
+        name, bracket, rest = text[1:].partition("]")
+        return name if bracket and (not rest or rest[:1] == ":" and rest[1:].isdigit()) else ""
+    name, colon, port = text.partition(":")
+    if colon and not port.isdigit():
+        return ""
+    return name.rstrip(".")
+
+
+def allowed_hosts(settings: Settings) -> frozenset[str]:
+    """The names a request may carry in its Host header: loopback's, and LLMOS_PUBLIC_HOST's."""
+    public = {host_name(part) for part in (settings.public_host or "").split(",") if part.strip()}
+    return LOOPBACK_NAMES | {name for name in public if name}
+
+
+def host_allowed(header: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a request's Host header names this server (a DNS-rebinding page sends its own name)."""
+    return bool(header) and host_name(header) in allowed
+
+
 def web_password() -> str:
     return os.environ.get("LLMOS_WEB_PASSWORD", "")
 

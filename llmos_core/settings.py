@@ -49,6 +49,13 @@ class Settings:
         "help": "address the API listens on (LLMOS_API_HOST); beyond loopback it needs LLMOS_API_KEY"})
     api_key: str | None = field(default=None, repr=False, metadata={
         "help": "the key API clients must send as 'Authorization: Bearer KEY' (LLMOS_API_KEY)"})
+    api_max_body_mb: float = field(default=4.0, metadata={
+        "help": "largest API request body, in MB; a bigger one is refused with 413 before it is parsed "
+                "(LLMOS_API_MAX_BODY_MB)"})
+    public_host: str | None = field(default=None, metadata={
+        "help": "the name (or names, comma-separated) clients use to reach LLM OS beyond this machine, as in "
+                "their Host header: 'llm.example.org'; loopback names are always accepted, any other is "
+                "refused, so a web page cannot reach the API through a DNS rebinding (LLMOS_PUBLIC_HOST)"})
     api_stream_interval_ms: float = field(default=50.0, metadata={
         "help": "a streamed API reply sends at most one chunk per this many milliseconds, joining the tokens "
                 "made meanwhile; the first token and the last go at once (LLMOS_API_STREAM_INTERVAL_MS; 0: a "
@@ -82,6 +89,8 @@ class Settings:
         if not 0 <= self.api_stream_interval_ms <= 1000:
             raise SettingsError(f"the API's stream interval must be 0 to 1000 ms, got {self.api_stream_interval_ms}",
                                 "0 sends a chunk per token; 50 (the default) joins the tokens of each 50 ms")
+        if not 0 < self.api_max_body_mb <= 1024:
+            raise SettingsError(f"the API's body limit must be over 0 and at most 1024 MB, got {self.api_max_body_mb}")
         for name in ("keep_events_days", "keep_usage_days", "keep_uploads_days"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be a positive number of days, got {getattr(self, name)}")
@@ -136,7 +145,7 @@ def _convert(name: str, raw: str):
             return Path(raw)
         if name == "memory_budget":
             return parse_size(raw)
-        if name in ("keep_alive_s", "api_stream_interval_ms", "keep_events_days", "keep_usage_days", "keep_uploads_days"):
+        if name in ("keep_alive_s", "api_stream_interval_ms", "api_max_body_mb", "keep_events_days", "keep_usage_days", "keep_uploads_days"):
             return float(raw)
         if name in ("max_upload_mb", "threads", "api_port"):
             return int(raw)
