@@ -10,6 +10,7 @@ from typing import Iterator
 import streamlit as st
 
 from llmos_core import access
+from llmos_core.accounts import LOCAL_ADMIN, User
 from llmos_core.engine import Engine, get_engine
 from llmos_core.errors import LLMOSError
 from llmos_core.present import format_bytes
@@ -58,6 +59,27 @@ def _engine_for(home: str) -> Engine:
 def engine() -> Engine:
     """One engine per server process and data folder, shared by every browser session (thread-safe)."""
     return _engine_for(str(Settings.from_env().home))
+
+
+def current_user() -> User | None:
+    """Who this browser session acts as: the user its login stored, else the implicit local admin while no
+    user exists (the single-user start on loopback, as before accounts), else None (the login gate in
+    app.py stops the page before it gets here)."""
+    user = st.session_state.get("llmos_user")
+    if isinstance(user, User):
+        return user
+    if not engine().accounts.any_users():
+        return LOCAL_ADMIN
+    return None
+
+
+def acting_user() -> User:
+    """current_user() for a page that needs one: without a login, the page stops here."""
+    user = current_user()
+    if user is None:
+        st.info("Log in to use LLM OS.", icon=":material/lock:")
+        st.stop()
+    return user
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import control, retention
+from .accounts import Accounts, adopt_local
 from .alerts import AlertTracker
 from .device import DeviceChoice, choose_device
 from .errors import InvalidInput, LLMOSError
@@ -42,6 +43,9 @@ class Engine:
         secure_folder(self.home)   # 0700, created so or tightened: it holds conversations, uploads, models
         self.store = Store(self.settings.db_path)
         self.catalog = Catalog(self.store)
+        # Users, keys and limits; the first admin made inherits what the local admin owned (accounts/).
+        self.accounts = Accounts(self.store, self.settings.api_key,
+                                 on_first_admin=lambda admin: adopt_local(self.store, self.home, admin))
         self.device: DeviceChoice = choose_device(self.settings.device, self.settings.dtype)
         self.backends = {"transformers": TransformersBackend(self.settings, self.device, self.catalog)}
         # llama.cpp only where its binding imports; the Models page shows the reason when it does not.

@@ -129,8 +129,11 @@ CREATE TABLE IF NOT EXISTS monitor_samples (
 """
 
 
-# Columns added to existing tables after their first release: table -> {column: type}.
-_ADDED_COLUMNS = {"jobs": {"ray_job_id": "TEXT"}}
+# Columns added to existing tables after their first release: table -> {column: type}. `owner` (accounts/
+# ownership.py): a user id, 0 for the local admin, which every row from before accounts gets.
+_OWNER = "INTEGER NOT NULL DEFAULT 0"
+_ADDED_COLUMNS = {"jobs": {"ray_job_id": "TEXT", "owner": _OWNER}, "conversations": {"owner": _OWNER},
+                  "comparisons": {"owner": _OWNER}, "models": {"owner": _OWNER, "shared": "INTEGER NOT NULL DEFAULT 0"}}
 
 
 class Store:
@@ -142,19 +145,19 @@ class Store:
         secure_database(self.path)   # 0600: conversations and job parameters are the user's own
         self._local = threading.local()
         self.connection().executescript(SCHEMA)   # idempotent: CREATE ... IF NOT EXISTS
-        self._add_new_columns()
-
-    def _add_new_columns(self) -> None:
-        """A database made by an older version lacks columns added since: add them (CREATE IF NOT EXISTS does not)."""
         for table, columns in _ADDED_COLUMNS.items():
-            have = {row["name"] for row in self.query(f"PRAGMA table_info({table})")}
-            for name, kind in columns.items():
-                if name not in have:
-                    try:
-                        self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-                    except sqlite3.OperationalError as exc:   # another process added it just now
-                        if "duplicate column" not in str(exc):
-                            raise
+            self.add_columns(table, columns)
+
+    def add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """A database made by an older version lacks columns added since: add them (CREATE IF NOT EXISTS does not)."""
+        have = {row["name"] for row in self.query(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in have:
+                try:
+                    self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:   # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -151,6 +151,7 @@ class DocumentIndex:
     def __init__(self, store: Store):
         self.store = store
         self.store.connection().executescript(SCHEMA)
+        self.store.add_columns("rag_collections", {"owner": "INTEGER NOT NULL DEFAULT 0"})   # accounts/ownership.py
         _split_shared_fts(store)
         self._matrices: dict[str, tuple[tuple | None, np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
