@@ -8,15 +8,15 @@ from llmos_core.errors import LLMOSError
 from llmos_core.generation import SamplingParams
 from llmos_core.present import reply_figures
 from llmos_core.usecases import compare
-from app_pages._shared import error_boundary
+from app_pages._shared import acting_user, error_boundary
 
 COMPARE = "Compare side by side"
 state = st.session_state
 
 
-def list_in_sidebar(eng) -> None:
+def list_in_sidebar(eng, user) -> None:
     """The saved comparisons, newest first; a click opens one in compare mode."""
-    rows = eng.comparisons.list()
+    rows = [r for r in eng.comparisons.list(user) if r["owner"] == user.id]   # only this user's
     if not rows:
         return
     st.subheader("Comparisons")
@@ -65,7 +65,7 @@ def show_saved(eng) -> None:
     if writing is not None:
         writing.saved.wait(timeout=5.0)   # a Stop press reruns while the stopped answers are still being saved
     try:
-        saved = eng.comparisons.get(state["chat_comparison"])
+        saved = eng.comparisons.get(acting_user(), state["chat_comparison"])
     except LLMOSError:
         state["chat_comparison"] = None
         st.warning("That comparison was deleted (perhaps in another tab).", icon=":material/sync_problem:")
@@ -76,18 +76,18 @@ def show_saved(eng) -> None:
     for (text_slot, figures_slot), record in zip(slots, saved["answers"]):
         draw_answer(text_slot, figures_slot, record)
     cols = st.columns([1.5, 1.5, 5])
-    cols[0].download_button("Export JSON", eng.comparisons.export_json(saved["id"]), key="chat_compare_export",
+    cols[0].download_button("Export JSON", eng.comparisons.export_json(acting_user(), saved["id"]), key="chat_compare_export",
                             file_name=f"comparison-{saved['id']}.json", mime="application/json",
                             icon=":material/data_object:")
     if cols[1].button("Delete", key="chat_compare_delete", icon=":material/delete:"):
         with error_boundary("Deleting"):
-            eng.comparisons.delete(saved["id"])
+            eng.comparisons.delete(acting_user(), saved["id"])
             state["chat_comparison"] = None
             st.rerun()
 
 
 def run_comparison(eng, prompt: str, params: SamplingParams, system: str) -> None:
-    comparison = compare.start_comparison(eng, state["chat_compare_models"], prompt, params=params, system=system)
+    comparison = compare.start_comparison(eng, acting_user(), state["chat_compare_models"], prompt, params=params, system=system)
     with st.chat_message("user"):
         st.markdown(prompt)
     for answer in compare.models_to_load(eng, comparison):

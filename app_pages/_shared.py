@@ -77,10 +77,10 @@ def job_card_head(eng: Engine, job: dict, cancel_key: str):
     st.markdown(f"**Job {job_id}** · {job['description']} · {job['state']}")
     st.progress(float(job["progress"] or 0.0), text=job["message"] or job["state"])
     if job["state"] == "queued":
-        st.caption(eng.scheduler.waiting_reason(job_id) or "waiting for the scheduler")
+        st.caption(eng.scheduler.for_user(acting_user()).waiting_reason(job_id) or "waiting for the scheduler")
     left, right = st.columns(2)
     if job["state"] in ("queued", "running") and left.button("Cancel", key=cancel_key, icon=":material/stop:"):
-        eng.scheduler.cancel(job_id)
+        eng.scheduler.for_user(acting_user()).cancel(job_id)
         st.rerun()
     return left, right
 

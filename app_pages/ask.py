@@ -16,10 +16,11 @@ from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL, DEFAULT_EMB
 from llmos_core.present import format_bytes
 from llmos_core.usecases import ask
 from app_pages._citations import draw_citations
-from app_pages._shared import engine, error_boundary, job_card_head
+from app_pages._shared import acting_user, engine, error_boundary, job_card_head
 
 NEW = "New collection..."
 eng = engine()
+user = acting_user()
 state = st.session_state
 state.setdefault("ask_result", None)          # (collection, question, Answer, plan summary) of the last question
 st.title(":material/quick_reference_all: Ask your documents")
@@ -27,7 +28,7 @@ st.caption("Upload documents into a collection, then ask questions: answers come
            "match, with citations. " + " ".join(f".{t}" for t in ask.FILE_TYPES if t != "htm"))
 
 # ---------------------------------------------------------------- the collection
-collections = ask.list_collections(eng)
+collections = ask.list_collections(eng, user)
 names = [c["name"] for c in collections]
 # A collection made by the last upload is shown through a new key for the box, not by setting the old key's
 # value: the browser kept showing "New collection..." (still one of the options) over a value set from here
@@ -53,12 +54,12 @@ if uploads and st.button("Add to collection", key="ask_add", icon=":material/upl
     with error_boundary("Adding documents"):
         files = [(u.name, u.getvalue()) for u in uploads]
         if ask.runs_as_job(files):         # large: a job of the scheduler, which outlives this page
-            job = ask.submit_files(eng, (collection or "").strip(), files, state.get("ask_embed_model"), origin="web")
+            job = ask.submit_files(eng, user, (collection or "").strip(), files, state.get("ask_embed_model"), origin="web")
             st.query_params["ask_job"] = str(job)   # in the URL: a refresh finds the job again
         else:
             bar = st.progress(0.0, "Reading...")
             state["ask_reports"] = ask.add_files(
-                eng, (collection or "").strip(), files, state.get("ask_embed_model"),
+                eng, user, (collection or "").strip(), files, state.get("ask_embed_model"),
                 lambda done, total, what: bar.progress(min(done / max(total, 1), 1.0), what))
             bar.empty()
         if collection not in names:
@@ -73,7 +74,7 @@ for report in state.pop("ask_reports", []):
 
 @st.fragment(run_every=2.0)
 def index_job_panel(job_id: int) -> None:
-    job = eng.scheduler.get(job_id)
+    job = eng.scheduler.for_user(user).get(job_id)
     with st.container(border=True):
         _, right = job_card_head(eng, job, "ask_job_cancel")
         if job["state"] not in ("queued", "running") and right.button("Close", key="ask_job_forget",
@@ -95,7 +96,7 @@ if choice == NEW:
     st.info("Name the collection and add documents to start.", icon=":material/info:")
     st.stop()
 
-documents = ask.list_documents(eng, collection)
+documents = ask.list_documents(eng, user, collection)
 with st.expander(f"{len(documents)} document(s) in {collection}", expanded=not state["ask_result"]):
     if documents:
         table = pd.DataFrame([{"file": d["name"], "format": d["format"], "size": format_bytes(d["size"]),
@@ -107,11 +108,11 @@ with st.expander(f"{len(documents)} document(s) in {collection}", expanded=not s
                                    label_visibility="collapsed")
         if cols[1].button("Delete document", key="ask_delete_document", icon=":material/delete:"):
             with error_boundary("Deleting"):
-                ask.remove_document(eng, collection, doomed)
+                ask.remove_document(eng, user, collection, doomed)
                 st.rerun()
         if cols[2].button("Delete collection", key="ask_delete_collection", icon=":material/delete_forever:"):
             with error_boundary("Deleting"):
-                ask.remove_collection(eng, collection)
+                ask.remove_collection(eng, user, collection)
                 state["ask_result"] = None
                 st.rerun()
 
@@ -149,7 +150,7 @@ if question is not None:
     with error_boundary("Asking"):
         params = SamplingParams.for_model(eng.catalog.get(model).sampling, max_new_tokens=int(max_new))
         with st.spinner("Finding passages..."):
-            plan = ask.prepare(eng, collection, question, model, params)
+            plan = ask.prepare(eng, user, collection, question, model, params)
         summary = {"whole": plan.context.whole_document if plan.context else None,
                    "left_out": len(plan.context.left_out) if plan.context else 0}
         with st.chat_message("user"):
@@ -157,7 +158,7 @@ if question is not None:
         with st.chat_message("assistant"):
             text, stats = "", {}
             if plan.found:
-                stream = eng.chat.stream(model, plan.messages, params)
+                stream = eng.chat.stream(model, plan.messages, params, user=user)
                 parts = []
 
                 def pieces():

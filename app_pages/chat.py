@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llmos_core.conversations import Conflict
+from llmos_core.conversations import Conflict, group_by_day
 from llmos_core.errors import LLMOSError
 from llmos_core.generation import PLAIN_NOTE, SamplingParams
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
@@ -19,9 +19,11 @@ from llmos_core.usecases import ask
 from llmos_core.usecases import chat as chat_turns
 from app_pages import _compare_view as compare_view
 from app_pages._citations import draw_citations
-from app_pages._shared import engine, error_boundary
+from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
+user = acting_user()
+GROUP_AFTER = 12   # conversations in the sidebar before they are grouped by day
 state = st.session_state
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty")   # the widgets a model's defaults set
 NO_DOCUMENTS = "None"
@@ -70,7 +72,7 @@ def open_conversation(conversation_id: int | None) -> None:
     state["chat_conversation"] = conversation_id
     state["chat_seen_last"] = None
     if conversation_id is not None:
-        conversation = eng.conversations.get(conversation_id)
+        conversation = eng.conversations.get(user, conversation_id)
         apply_settings(conversation["model"], conversation["settings"])
         state["chat_title"] = conversation["title"]
 
@@ -92,7 +94,7 @@ state.setdefault("chat_system", "You are a helpful assistant.")
 state.setdefault("chat_max_new_tokens", SamplingParams().max_new_tokens)
 state.setdefault("chat_seed", None)
 state.setdefault("chat_stop", "")
-collections = [c["name"] for c in ask.list_collections(eng)]
+collections = [c["name"] for c in ask.list_collections(eng, user) if c["owner"] == user.id]
 if state.get("chat_collection") not in collections:
     state["chat_collection"] = NO_DOCUMENTS
 
@@ -101,7 +103,7 @@ if state["chat_conversation"] is not None:
     # A Stop press starts this run while the stopped one is still saving its partial reply: wait for it.
     eng.conversations.wait_until_idle(state["chat_conversation"], timeout=5.0)
     try:
-        conversation = eng.conversations.get(state["chat_conversation"])
+        conversation = eng.conversations.get(user, state["chat_conversation"])
     except LLMOSError:
         state["chat_notice"] = "That conversation was deleted (perhaps in another tab)."
         state["chat_conversation"] = None
@@ -113,31 +115,40 @@ with st.sidebar:
     if st.button("New chat", key="chat_new", icon=":material/add:", width="stretch"):
         open_conversation(None)
         st.rerun()
-    for row in eng.conversations.list():
-        current = conversation is not None and row["id"] == conversation["id"]
-        if st.button(row["title"], key=f"chat_open_{row['id']}", width="stretch",
-                     type="primary" if current else "secondary", help=f"{row['model']} · {row['messages']} messages"):
-            open_conversation(row["id"])
-            st.rerun()
+    search = st.text_input("Search", key="chat_search", placeholder="Search conversations",
+                           label_visibility="collapsed")
+    rows = eng.conversations.list(user, search=search, mine=True)   # only this user's, newest first
+    if search and not rows:
+        st.caption("No conversation matches.")
+    groups = group_by_day(rows) if len(rows) > GROUP_AFTER else [("", rows)]
+    for label, group in groups:
+        if label:
+            st.caption(label)
+        for row in group:
+            current = conversation is not None and row["id"] == conversation["id"]
+            if st.button(row["title"], key=f"chat_open_{row['id']}", width="stretch",
+                         type="primary" if current else "secondary", help=f"{row['model']} · {row['messages']} messages"):
+                open_conversation(row["id"])
+                st.rerun()
     if conversation is not None:
         with st.expander("This conversation", icon=":material/settings:"):
             title = st.text_input("Title", key="chat_title")
             if st.button("Rename", key="chat_rename", icon=":material/edit:"):
                 with error_boundary("Renaming"):
-                    eng.conversations.rename(conversation["id"], title)
+                    eng.conversations.rename(user, conversation["id"], title)
                     st.rerun()
-            st.download_button("Export Markdown", eng.conversations.export_markdown(conversation["id"]),
+            st.download_button("Export Markdown", eng.conversations.export_markdown(user, conversation["id"]),
                                file_name=f"conversation-{conversation['id']}.md", mime="text/markdown",
                                key="chat_export_md", icon=":material/download:")
-            st.download_button("Export JSON", eng.conversations.export_json(conversation["id"]),
+            st.download_button("Export JSON", eng.conversations.export_json(user, conversation["id"]),
                                file_name=f"conversation-{conversation['id']}.json", mime="application/json",
                                key="chat_export_json", icon=":material/data_object:")
             if st.button("Delete", key="chat_delete", icon=":material/delete:", type="primary"):
                 with error_boundary("Deleting"):
-                    eng.conversations.delete(conversation["id"])
+                    eng.conversations.delete(user, conversation["id"])
                     open_conversation(None)
                     st.rerun()
-    compare_view.list_in_sidebar(eng)
+    compare_view.list_in_sidebar(eng, user)
 
 # ---------------------------------------------------------------- main: settings
 
@@ -210,7 +221,7 @@ if not history:
 def run_turn(kind: str, prompt: str = "") -> None:
     """kind: send (a new user message), regenerate (the last reply), continue (the last reply)."""
     name = state["chat_model"]
-    turn = chat_turns.start_turn(eng, state["chat_conversation"], kind, model=name, params=current_params(),
+    turn = chat_turns.start_turn(eng, user, state["chat_conversation"], kind, model=name, params=current_params(),
                                  system=state["chat_system"], prompt=prompt, seen_last=state["chat_seen_last"],
                                  collection=None if state["chat_collection"] == NO_DOCUMENTS else state["chat_collection"])
     state["chat_conversation"] = turn.conversation_id

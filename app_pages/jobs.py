@@ -18,10 +18,16 @@ from llmos_core.present import format_bytes, format_duration
 from llmos_core.jobs.kinds import KINDS
 from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
 from app_pages import _cluster_view as cluster_view
-from app_pages._shared import engine, error_boundary
+from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
-sched = eng.scheduler
+user = acting_user()
+sched = eng.scheduler.for_user(user)   # this user's jobs only (an admin: all)
+
+
+def owner_column(job: dict) -> dict:
+    """An admin sees whose each job is."""
+    return {"owner": eng.accounts.names().get(job.get("owner", 0), "?")} if user.is_admin else {}
 st.title(":material/work_history: Jobs")
 
 
@@ -94,7 +100,8 @@ def live() -> None:
         return
     rows = [{"position": j["position"], "id": j["id"], "kind": j["kind"], "description": j["description"],
              "priority": j["priority"], "needs": format_bytes(j["est_memory"]),
-             "starts in about": format_duration(j["eta_s"]), "waits because": sched.waiting_reason(j["id"])}
+             "starts in about": format_duration(j["eta_s"]), "waits because": sched.waiting_reason(j["id"]),
+             **owner_column(j)}
             for j in queued]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="jobs_queue_table")
 
@@ -130,7 +137,7 @@ if history:
     st.dataframe(pd.DataFrame([{"id": j["id"], "kind": j["kind"], "state": j["state"], "description": j["description"],
                                 "finished": when(j["finished"]), "exit code": j["exit_code"],
                                 "peak memory": format_bytes(j["peak_memory"]), "Ray job": j["ray_job_id"] or "",
-                                "message": j["message"]}
+                                "message": j["message"], **owner_column(j)}
                                for j in history]), hide_index=True, width="stretch", key="jobs_history_table")
 else:
     st.caption("No finished job matches.")

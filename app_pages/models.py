@@ -8,9 +8,10 @@ from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
 from llmos_core import access
 from llmos_core.present import format_bytes
 from llmos_core.usecases.models import export_in_progress, list_catalog, pull_and_register, submit_export
-from app_pages._shared import engine, error_boundary
+from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
+user = acting_user()
 st.title(":material/deployed_code: Models")
 
 # ---- memory ----
@@ -82,7 +83,7 @@ if chosen is not None and chosen.source == "trained":
     else:
         st.caption(f"{choice} runs on transformers in fp32. Export it to GGUF and llama.cpp serves it, "
                    "several times faster on a CPU (about a minute for a model of a few hundred million parameters).")
-    running = export_in_progress(eng, choice)
+    running = export_in_progress(eng, user, choice)
     if running is not None:
         st.progress(float(running.get("progress") or 0.0),
                     text=f"Export job {running['id']} ({running['state']}): {running.get('message') or 'waiting'}")
@@ -95,7 +96,7 @@ if chosen is not None and chosen.source == "trained":
         # by memory like any job, and the export survives this page being closed.
         if st.button("Export to GGUF for llama.cpp", key="models_export", icon=":material/bolt:"):
             with error_boundary("Exporting"):
-                job_id = submit_export(eng, choice, quant, origin=access.WEB)
+                job_id = submit_export(eng, user, choice, quant, origin=access.WEB)
                 st.success(f"Export of {choice} queued as job {job_id}. When it is done, chat with backend auto "
                            "serves it on llama.cpp.")
                 st.page_link("app_pages/jobs.py", label="Follow it on the Jobs page", icon=":material/work_history:")

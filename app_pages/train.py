@@ -19,10 +19,11 @@ from llmos_core.training.params import PRESETS, help_text
 from llmos_core.usecases import datasets
 from llmos_core.usecases import train as train_usecase
 from app_pages import _train_documents as train_documents
-from app_pages._shared import engine, error_boundary
+from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
-sched = eng.scheduler
+user = acting_user()
+sched = eng.scheduler.for_user(user)   # this user's jobs only (an admin: all)
 st.title(":material/model_training: Train")
 st.write("Fine-tune a model on your own text. The run is a job: it goes on if you close the page, and "
          "Stop keeps a checkpoint that Resume continues from.")
@@ -142,7 +143,7 @@ if figures:
                    icon=":material/warning:")
     if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start"):
         with error_boundary("Starting the job"):
-            job_id = train_usecase.submit(eng, checked, origin="web")
+            job_id = train_usecase.submit(eng, user, checked, origin="web")
             st.session_state["train_job"] = job_id
             st.toast(f"Job {job_id} queued", icon=":material/check_circle:")
 

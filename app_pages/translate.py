@@ -19,9 +19,10 @@ from llmos_core.translation.languages import LANGUAGES, language_name
 from llmos_core.translation.model_choice import coverage_warning, default_translation_model
 from llmos_core.translation.segment import from_display, to_display
 from llmos_core.usecases import translate as translation
-from app_pages._shared import engine, error_boundary, job_card_head
+from app_pages._shared import acting_user, engine, error_boundary, job_card_head
 
 eng = engine()
+user = acting_user()
 st.title(":material/translate: Translate")
 st.caption("Text, Markdown, Word, PDF, subtitles and HTML come back in their own format, with their headings, "
            "lists, tables, formatting, code and timings in place.")
@@ -59,7 +60,7 @@ def saved_glossary_panel(source: str, target: str) -> None:
         return
     show_message("translate_glossary_message")
     with error_boundary("Reading the saved glossary"):
-        saved = translation.saved_glossary(eng, source, target)
+        saved = translation.saved_glossary(eng, user, source, target)
         pair = f"{language_name(source)} → {language_name(target)}"
         if not saved:
             st.caption(f"No saved {pair} terms yet: add corrected terms from the review after a translation.")
@@ -83,7 +84,7 @@ def report_to(key: str, action) -> None:
 
 def remove_terms(source: str, target: str) -> None:
     gone, state.translate_glossary_remove = state.translate_glossary_remove, []
-    report_to("translate_glossary_message", lambda: f"{translation.remove_from_glossary(eng, source, target, gone)} "
+    report_to("translate_glossary_message", lambda: f"{translation.remove_from_glossary(eng, user, source, target, gone)} "
                                                     "term(s) removed from the glossary")
 
 
@@ -91,7 +92,7 @@ def add_term(result: translation.TranslationResult, term_key: str, meaning_key: 
     term, meaning = " ".join(state[term_key].split()), " ".join(state[meaning_key].split())
     said = {"added": "added to", "updated": "updated in", "unchanged": "already in"}
     report_to("translate_term_message", lambda: f"{term} → {meaning}: "
-              f"{said[translation.add_to_glossary(eng, result, term, meaning)]} the glossary; "
+              f"{said[translation.add_to_glossary(eng, user, result, term, meaning)]} the glossary; "
               "later translations of the pair use it")
 
 
@@ -202,7 +203,7 @@ def run_here(doc: documents.ParsedDocument, request: translation.TranslationRequ
         left = f" · about {eta:.0f} s left" if eta is not None else ""
         bar.progress(done / max(total, 1), text=f"{done}/{total} segments{left}")
 
-    state.translate_result = translation.translate_here(eng, doc, request, progress)
+    state.translate_result = translation.translate_here(eng, user, doc, request, progress)
     bar.progress(1.0, text=f"Done: {len(state.translate_result.translations)} segments in "
                            f"{state.translate_result.stats['seconds']:.1f} s")
 
@@ -213,7 +214,7 @@ if st.button("Translate", key="translate_run", type="primary", icon=":material/t
     with error_boundary("Translating"):
         request = translation.TranslationRequest(model_name, target, source, glossary, pdf_as)
         if translation.runs_as_job(doc):
-            job_id = str(translation.submit_upload(eng, doc, request, origin="web"))
+            job_id = str(translation.submit_upload(eng, user, doc, request, origin="web"))
             st.query_params["translate_job"] = job_id   # in the URL: a refresh finds the job again
             state.translate_result = None
         else:
@@ -225,7 +226,7 @@ if st.button("Translate", key="translate_run", type="primary", icon=":material/t
 # ---- a long document's job ----
 @st.fragment(run_every=2.0)
 def job_panel(job_id: int) -> None:
-    job = eng.scheduler.get(job_id)
+    job = eng.scheduler.for_user(user).get(job_id)
     with st.container(border=True):
         _, right = job_card_head(eng, job, "translate_job_cancel")
         if right.button("Forget this job", key="translate_job_forget", icon=":material/close:"):
@@ -237,7 +238,7 @@ def job_panel(job_id: int) -> None:
         if job["state"] in ("failed", "interrupted"):
             st.error(f"The job {job['state']}: {job['message']}", icon=":material/error:")
             with st.expander("Log"):
-                st.code(eng.scheduler.log_tail(job_id, 30))
+                st.code(eng.scheduler.for_user(user).log_tail(job_id, 30))
 
 
 if job_id:
@@ -283,7 +284,7 @@ if result:
                  help="the translation memory: a later document with the same segment gets your translation, "
                       "not the model's"):
         with error_boundary("Saving to the translation memory"):
-            saved = translation.remember_corrections(eng, result, texts)
+            saved = translation.remember_corrections(eng, user, result, texts)
             st.success(f"{saved} segment(s) saved to the translation memory", icon=":material/check:")
     if corrected:
         with st.container(border=True), error_boundary("Finding the corrected terms"):

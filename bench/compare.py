@@ -22,6 +22,7 @@ from llmos_core.engine import Engine  # noqa: E402
 from llmos_core.generation import SamplingParams  # noqa: E402
 from llmos_core.settings import Settings  # noqa: E402
 from llmos_core.usecases import compare  # noqa: E402
+from llmos_core.accounts import LOCAL_ADMIN
 
 MODELS = ["smollm2-135m-instruct", "gemma-3-270m"]
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -39,14 +40,14 @@ def one_after_another(engine, params) -> tuple[float, float]:
 
 
 def side_by_side(engine, params) -> tuple[float, float]:
-    comparison = compare.start_comparison(engine, MODELS, PROMPT, params=params)
+    comparison = compare.start_comparison(engine, LOCAL_ADMIN, MODELS, PROMPT, params=params)
     started = time.perf_counter()
     first: dict[str, float] = {}
     with comparison.running() as updates:
         for answer in updates:
             if answer.text and answer.model not in first:
                 first[answer.model] = time.perf_counter() - started
-    engine.comparisons.delete(comparison.saved_id)   # the shared test folder keeps no bench comparisons
+    engine.comparisons.delete(LOCAL_ADMIN, comparison.saved_id)   # the shared test folder keeps no bench comparisons
     return time.perf_counter() - started, max(first.values())
 
 
@@ -60,7 +61,7 @@ def main() -> None:
     engine = Engine(Settings.from_env(home=args.home), primary=False, start_threads=False)
     params = SamplingParams(do_sample=False, max_new_tokens=args.tokens, repetition_penalty=1.1)
     try:
-        comparison = compare.start_comparison(engine, MODELS, PROMPT, params=params)
+        comparison = compare.start_comparison(engine, LOCAL_ADMIN, MODELS, PROMPT, params=params)
         for answer in compare.models_to_load(engine, comparison):
             compare.load_model(engine, answer)
         print("backends:", ", ".join(f"{a.model} {a.backend}" for a in comparison.answers))

@@ -34,6 +34,7 @@ from llmos_core.rag.chunking import Chunk  # noqa: E402
 from llmos_core.rag.index import DocumentIndex, fts_query, fts_table  # noqa: E402
 from llmos_core.rag.retrieve import retrieve  # noqa: E402
 from llmos_core.store import Store  # noqa: E402
+from llmos_core.accounts import LOCAL_ADMIN
 
 WORDS = ("leave policy expense hotel travel invoice contract salary laptop password security office parking "
          "meeting report budget customer product release server backup holiday training badge manager team "
@@ -61,7 +62,7 @@ def vocabulary(rng: random.Random, size: int = 30_000) -> tuple[list[str], list[
 
 def synthetic_index(folder: Path, size: int, rng: random.Random) -> tuple[DocumentIndex, np.ndarray]:
     index = DocumentIndex(Store(folder / f"bench-{size}.db"))
-    index.create_collection("bench", "random")
+    index.create_collection("bench", "random", 0)
     vectors = np.random.default_rng(0).standard_normal((size, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     words, weights = vocabulary(rng)
@@ -185,7 +186,7 @@ def bench_recall(engine) -> None:
 
     from llmos_core.usecases import ask
 
-    ask.add_files(engine, "bench-eval", [(n, t.encode()) for n, t in DOCUMENTS.items()])
+    ask.add_files(engine, LOCAL_ADMIN, "bench-eval", [(n, t.encode()) for n, t in DOCUMENTS.items()])
     index, embed = ask.index_for(engine), ask.embed_texts(engine, "all-minilm-l6-v2")
     for mode in ("hybrid", "bm25", "vector"):
         hits = sum(any(p.chunk.document == f and phrase in p.chunk.text

@@ -8,12 +8,15 @@ import sys
 from .errors import LLMOSError
 
 # Each command lives in llmos_core/cli/<name>.py with `register(subparsers)`.
-COMMANDS = ["models", "serve", "chat", "monitor", "jobs", "translate", "train", "collections", "ask", "web"]
+COMMANDS = ["models", "serve", "chat", "monitor", "jobs", "translate", "train", "collections", "ask", "web", "users",
+            "keys"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llmos_core",
                                      description="LLM OS: run, train and watch language models on this machine.")
+    parser.add_argument("--as", dest="as_user", metavar="NAME",
+                        help="act as this user (their conversations, collections, jobs); default: the local admin")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"llmos_core.cli.{name}").register(subparsers)

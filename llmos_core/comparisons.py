@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+from .accounts import User, owner_filter
 from .conversations import title_from
 from .errors import InvalidInput
 from .store import Store
@@ -22,13 +23,16 @@ class Comparisons:
     def __init__(self, store: Store):
         self.store = store
 
-    def create(self, prompt: str, models: list[str], settings: dict | None = None, system: str = "") -> int:
+    def create(self, actor: User, prompt: str, models: list[str], settings: dict | None = None,
+               system: str = "") -> int:
         """A new comparison, its answers still empty (`finish` writes them): it exists from the first token,
         so a page that is reloaded mid-answer finds it."""
         answers = [{"model": m, "text": "", "stats": {}, "error": ""} for m in models]
         cursor = self.store.execute(
-            "INSERT INTO comparisons (title, prompt, system, settings, answers, created) VALUES (?, ?, ?, ?, ?, ?)",
-            (title_from(prompt), prompt, system, json.dumps(settings or {}), json.dumps(answers), time.time()))
+            "INSERT INTO comparisons (title, prompt, system, settings, answers, created, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (title_from(prompt), prompt, system, json.dumps(settings or {}), json.dumps(answers), time.time(),
+             actor.id))
         return int(cursor.lastrowid)
 
     def finish(self, comparison_id: int, answers: list[dict]) -> None:
@@ -38,24 +42,28 @@ class Comparisons:
         if cursor.rowcount == 0:
             raise ComparisonNotFound(f"comparison {comparison_id} does not exist")
 
-    def list(self, limit: int = 200) -> list[dict]:
-        """Newest first: id, title, created and the models compared."""
-        rows = self.store.query("SELECT id, title, created, answers FROM comparisons ORDER BY created DESC, id DESC "
-                                "LIMIT ?", (limit,))
+    def list(self, actor: User, limit: int = 200) -> list[dict]:
+        """The actor's comparisons (an admin's: all), newest first: id, title, created and the models compared."""
+        where, params = owner_filter(actor)
+        rows = self.store.query(f"SELECT id, title, created, owner, answers FROM comparisons WHERE {where} "
+                                "ORDER BY created DESC, id DESC LIMIT ?", (*params, limit))
         for row in rows:
             row["models"] = [a["model"] for a in json.loads(row.pop("answers"))]
         return rows
 
-    def get(self, comparison_id: int) -> dict:
-        rows = self.store.query("SELECT * FROM comparisons WHERE id = ?", (comparison_id,))
+    def get(self, actor: User, comparison_id: int) -> dict:
+        where, params = owner_filter(actor)
+        rows = self.store.query(f"SELECT * FROM comparisons WHERE id = ? AND {where}", (comparison_id, *params))
         if not rows:
             raise ComparisonNotFound(f"comparison {comparison_id} does not exist")
         row = rows[0]
         row["settings"], row["answers"] = json.loads(row["settings"]), json.loads(row["answers"])
         return row
 
-    def delete(self, comparison_id: int) -> None:
-        self.store.execute("DELETE FROM comparisons WHERE id = ?", (comparison_id,))
+    def delete(self, actor: User, comparison_id: int) -> None:
+        where, params = owner_filter(actor)
+        if self.store.execute(f"DELETE FROM comparisons WHERE id = ? AND {where}", (comparison_id, *params)).rowcount == 0:
+            raise ComparisonNotFound(f"comparison {comparison_id} does not exist")
 
-    def export_json(self, comparison_id: int) -> str:
-        return json.dumps(self.get(comparison_id), indent=2, ensure_ascii=False)
+    def export_json(self, actor: User, comparison_id: int) -> str:
+        return json.dumps(self.get(actor, comparison_id), indent=2, ensure_ascii=False)

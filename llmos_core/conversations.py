@@ -4,6 +4,10 @@ Each conversation records the model and the sampling settings it used. Writes th
 conversation say which message they expect to be the last; if another tab changed it meanwhile, the
 write is refused with Conflict, and while one reply is being written the conversation is claimed
 (`answering`), so two tabs never interleave their turns.
+
+Every conversation has an owner (accounts/ownership.py): create, list, get, messages, rename, settings,
+delete and export take the acting user, and another user's id reads as a missing one. The message writes
+(append, replace_last, ...) come after the use case has read the conversation as its actor (usecases/chat.py).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from .accounts import User, owner_filter
 from .errors import Busy, InvalidInput, LLMOSError
 from .store import Store
 
@@ -31,6 +36,24 @@ def title_from(text: str) -> str:
     """The first line of the first message, shortened."""
     line = " ".join(text.strip().split())
     return (line[: TITLE_LENGTH - 1] + "…") if len(line) > TITLE_LENGTH else (line or "New chat")
+
+
+def group_by_day(rows: list[dict], now: float | None = None) -> list[tuple[str, list[dict]]]:
+    """Rows (newest first, each with `updated`) -> [(label, rows)]: Today, Yesterday, then the date."""
+    today = time.localtime(now if now is not None else time.time())
+    start = time.mktime((today.tm_year, today.tm_mon, today.tm_mday, 0, 0, 0, 0, 0, -1))
+    groups: list[tuple[str, list[dict]]] = []
+    for row in rows:
+        if row["updated"] >= start:
+            label = "Today"
+        elif row["updated"] >= start - 86400:
+            label = "Yesterday"
+        else:
+            label = time.strftime("%a %d %b %Y", time.localtime(row["updated"]))
+        if not groups or groups[-1][0] != label:
+            groups.append((label, []))
+        groups[-1][1].append(row)
+    return groups
 
 
 class Conversations:
@@ -65,52 +88,77 @@ class Conversations:
             return self._released.wait_for(lambda: conversation_id not in self._answering, timeout)
 
     # ---- conversations ----
-    def create(self, model: str, settings: dict | None = None, title: str = "New chat") -> int:
+    def create(self, actor: User, model: str, settings: dict | None = None, title: str = "New chat") -> int:
+        owner_filter(actor)   # an actor is required
         now = time.time()
         cursor = self.store.execute(
-            "INSERT INTO conversations (title, model, settings, created, updated) VALUES (?, ?, ?, ?, ?)",
-            (title.strip() or "New chat", model, json.dumps(settings or {}), now, now))
+            "INSERT INTO conversations (title, model, settings, created, updated, owner) VALUES (?, ?, ?, ?, ?, ?)",
+            (title.strip()[:200] or "New chat", model, json.dumps(settings or {}), now, now, actor.id))
         return int(cursor.lastrowid)
 
-    def list(self, limit: int = 200) -> list[dict]:
-        rows = self.store.query(
-            "SELECT c.id, c.title, c.model, c.created, c.updated, COUNT(m.id) AS messages FROM conversations c "
-            "LEFT JOIN messages m ON m.conversation_id = c.id GROUP BY c.id ORDER BY c.updated DESC, c.id DESC "
-            "LIMIT ?", (limit,))
-        return rows
+    def list(self, actor: User, limit: int = 200, search: str = "", mine: bool = False) -> list[dict]:
+        """The actor's conversations (an admin's: everyone's, unless `mine`), newest first; `search` matches
+        titles and message text (case-insensitive)."""
+        where, params = owner_filter(actor, "c.owner")
+        if mine:
+            where, params = "c.owner = ?", (actor.id,)
+        if search.strip():
+            pattern = "%" + search.strip()[:200].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where += (" AND (c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages s WHERE "
+                      "s.conversation_id = c.id AND s.content LIKE ? ESCAPE '\\'))")
+            params += (pattern, pattern)
+        return self.store.query(
+            "SELECT c.id, c.title, c.model, c.created, c.updated, c.owner, COUNT(m.id) AS messages FROM conversations c "
+            f"LEFT JOIN messages m ON m.conversation_id = c.id WHERE {where} GROUP BY c.id "
+            "ORDER BY c.updated DESC, c.id DESC LIMIT ?", (*params, int(limit)))
 
-    def get(self, conversation_id: int) -> dict:
-        rows = self.store.query("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+    def check(self, actor: User, conversation_id: int) -> None:
+        """ConversationNotFound unless it exists and the actor may see it."""
+        where, params = owner_filter(actor)
+        if not self.store.query(f"SELECT 1 FROM conversations WHERE id = ? AND {where}", (conversation_id, *params)):
+            raise ConversationNotFound(f"conversation {conversation_id} does not exist")
+
+    def get(self, actor: User, conversation_id: int) -> dict:
+        where, params = owner_filter(actor)
+        rows = self.store.query(f"SELECT * FROM conversations WHERE id = ? AND {where}", (conversation_id, *params))
         if not rows:
             raise ConversationNotFound(f"conversation {conversation_id} does not exist")
         conversation = rows[0]
         conversation["settings"] = json.loads(conversation["settings"])
-        conversation["messages"] = self.messages(conversation_id)
+        conversation["messages"] = self._messages(conversation_id)
         return conversation
 
-    def messages(self, conversation_id: int) -> list[dict]:
+    def messages(self, actor: User, conversation_id: int) -> list[dict]:
+        self.check(actor, conversation_id)
+        return self._messages(conversation_id)
+
+    def _messages(self, conversation_id: int) -> list[dict]:
         rows = self.store.query("SELECT id, role, content, stats, created FROM messages WHERE conversation_id = ? "
                                 "ORDER BY id", (conversation_id,))
         for row in rows:
             row["stats"] = json.loads(row["stats"])
         return rows
 
-    def rename(self, conversation_id: int, title: str) -> None:
+    def rename(self, actor: User, conversation_id: int, title: str) -> None:
         title = title.strip()
         if not title:
             raise InvalidInput("a conversation needs a title", "type a title")
-        self._touch(conversation_id, title=title[:200])
+        self._touch(actor, conversation_id, title=title[:200])
 
-    def set_settings(self, conversation_id: int, model: str, settings: dict) -> None:
-        self._touch(conversation_id, model=model, settings=json.dumps(settings))
+    def set_settings(self, actor: User, conversation_id: int, model: str, settings: dict) -> None:
+        self._touch(actor, conversation_id, model=model, settings=json.dumps(settings))
 
-    def delete(self, conversation_id: int) -> None:
-        self.store.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))   # messages cascade
+    def delete(self, actor: User, conversation_id: int) -> None:
+        where, params = owner_filter(actor)
+        cursor = self.store.execute(f"DELETE FROM conversations WHERE id = ? AND {where}", (conversation_id, *params))
+        if cursor.rowcount == 0:   # messages cascade
+            raise ConversationNotFound(f"conversation {conversation_id} does not exist")
 
-    def _touch(self, conversation_id: int, **columns: Any) -> None:
+    def _touch(self, actor: User, conversation_id: int, **columns: Any) -> None:
         sets = "".join(f", {name} = ?" for name in columns)
-        cursor = self.store.execute(f"UPDATE conversations SET updated = ?{sets} WHERE id = ?",
-                                    (time.time(), *columns.values(), conversation_id))
+        where, params = owner_filter(actor)
+        cursor = self.store.execute(f"UPDATE conversations SET updated = ?{sets} WHERE id = ? AND {where}",
+                                    (time.time(), *columns.values(), conversation_id, *params))
         if cursor.rowcount == 0:
             raise ConversationNotFound(f"conversation {conversation_id} does not exist")
 
@@ -165,16 +213,16 @@ class Conversations:
             conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     # ---- export ----
-    def export_json(self, conversation_id: int) -> str:
-        c = self.get(conversation_id)
+    def export_json(self, actor: User, conversation_id: int) -> str:
+        c = self.get(actor, conversation_id)
         data = {"id": c["id"], "title": c["title"], "model": c["model"], "settings": c["settings"],
                 "created": c["created"], "updated": c["updated"],
                 "messages": [{"role": m["role"], "content": m["content"], "stats": m["stats"], "created": m["created"]}
                              for m in c["messages"]]}
         return json.dumps(data, indent=2, ensure_ascii=False)
 
-    def export_markdown(self, conversation_id: int) -> str:
-        c = self.get(conversation_id)
+    def export_markdown(self, actor: User, conversation_id: int) -> str:
+        c = self.get(actor, conversation_id)
         settings = ", ".join(f"{k}={v}" for k, v in c["settings"].items() if k != "system")
         lines = [f"# {c['title']}", "", f"- Model: `{c['model']}`", f"- Settings: {settings or 'defaults'}",
                  f"- Created: {time.strftime('%Y-%m-%d %H:%M', time.localtime(c['created']))}", ""]

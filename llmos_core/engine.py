@@ -83,6 +83,8 @@ class Engine:
         self.scheduler = JobScheduler(self.settings, self.store, models=self.models, model_device=self.device.kind,
                                       cuda_available=self.device.kind == "cuda")
         self.models.reserved_elsewhere = lambda: self.scheduler.reserved_by_jobs(self.device.kind)
+        self.scheduler.limits_for = self.accounts.limits_for
+        self.chat.limits_for = self.accounts.limits_for
         # With LLMOS_CLUSTER set, the pages' cluster view reads Ray's nodes through this (None: this machine).
         self.cluster = ClusterMonitor(self.settings.cluster) if self.settings.cluster else None
         if start_threads:

@@ -10,8 +10,8 @@ acting `User` (no default: a forgotten argument fails, it never silently means a
 from .ownership import OWNED_TABLES, OWNER_COLUMN, adopt_local, may_see, owner_filter, user_home
 from .registry import DEFAULT_LIMITS, KEY_PREFIX, LIMIT_NAMES, Accounts, KeyNotFound, Limits
 from .throttle import Backoff
-from .users import (LOCAL_ADMIN, ROLES, LoginRefused, LoginThrottled, NotAllowed, User, UserNotFound, check_user_name)
+from .users import (LOCAL_ADMIN, ROLES, LimitReached, LoginRefused, LoginThrottled, NotAllowed, User, UserNotFound, check_user_name)
 
 __all__ = ["Accounts", "Backoff", "DEFAULT_LIMITS", "KEY_PREFIX", "KeyNotFound", "LIMIT_NAMES", "LOCAL_ADMIN",
-           "Limits", "LoginRefused", "LoginThrottled", "NotAllowed", "OWNED_TABLES", "OWNER_COLUMN", "ROLES", "User",
+           "LimitReached", "Limits", "LoginRefused", "LoginThrottled", "NotAllowed", "OWNED_TABLES", "OWNER_COLUMN", "ROLES", "User",
            "UserNotFound", "adopt_local", "check_user_name", "may_see", "owner_filter", "user_home"]

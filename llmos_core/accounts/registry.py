@@ -58,7 +58,7 @@ class Accounts:
         self.api_key = api_key or None       # LLMOS_API_KEY: an admin key
         self.on_first_admin = on_first_admin  # hands what the local admin made to the first admin
         self.backoff = Backoff()
-        self._dummy_hash = HASHER.hash(secrets.token_hex(8))
+        self._dummy = ""                      # a hash to check unknown names against, made at the first login
         self._lock = threading.Lock()         # add_user: the first-admin check and the insert as one
 
     # ---- users ----
@@ -154,7 +154,8 @@ class Accounts:
                 return None
             return row_to_user(rows[0]) if rows else self._legacy_admin()
         try:
-            HASHER.verify(rows[0]["hash"] if rows else self._dummy_hash, password)
+            self._dummy = self._dummy or HASHER.hash(secrets.token_hex(8))
+            HASHER.verify(rows[0]["hash"] if rows else self._dummy, password)
         except (VerificationError, InvalidHashError):
             return None
         return row_to_user(rows[0]) if rows else None
@@ -199,11 +200,12 @@ class Accounts:
             return None
         if self.api_key and hmac.compare_digest(hash_key(key), hash_key(self.api_key)):
             return self.first_admin() or LOCAL_ADMIN
-        rows = self.store.query("SELECT u.id, u.name, u.role, k.id AS key_id FROM api_keys k "
+        rows = self.store.query("SELECT u.id, u.name, u.role, k.id AS key_id, k.last_used FROM api_keys k "
                                 "JOIN users u ON u.id = k.user_id WHERE k.hash = ? AND u.disabled = 0", (hash_key(key),))
         if not rows:
             return None
-        self.store.execute("UPDATE api_keys SET last_used = ? WHERE id = ?", (now(), rows[0]["key_id"]))
+        if (rows[0]["last_used"] or 0) < now() - 60:   # a write a minute at most, not one per request
+            self.store.execute("UPDATE api_keys SET last_used = ? WHERE id = ?", (now(), rows[0]["key_id"]))
         return row_to_user(rows[0])
 
     # ---- limits ----

@@ -86,6 +86,11 @@ class NotAllowed(LLMOSError):
     hint = "ask an admin"
 
 
+class LimitReached(LLMOSError):
+    """A per-user limit (concurrent generations, queued jobs, storage) is reached."""
+    hint = "wait for what runs to finish or delete something you keep; an admin can raise your limits"
+
+
 def check_user_name(name: str) -> str:
     """The one gate for a user's name: lower-case letters, digits, _ . -, up to 32, no leading dot."""
     text = name if isinstance(name, str) else ""

@@ -5,6 +5,7 @@ bad request 400, bad key 401, a full queue 429 (with Retry-After), no memory for
 """
 from __future__ import annotations
 
+from ..accounts import LimitReached
 from ..errors import Busy, InsufficientMemory, InvalidInput, LLMOSError, ModelNotFound, format_bytes
 
 # Seconds a client is told to wait when a model's queue is full: about one short reply.
@@ -12,7 +13,8 @@ RETRY_AFTER_S = 2
 
 
 class Unauthorized(LLMOSError):
-    hint = "send the key of LLMOS_API_KEY as 'Authorization: Bearer KEY'"
+    hint = ("send your API key as 'Authorization: Bearer KEY' (`python -m llmos_core keys create --user NAME`, "
+            "or LLMOS_API_KEY)")
 
 
 def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict:
@@ -29,6 +31,8 @@ def describe(exc: Exception) -> tuple[int, dict, dict]:
         return 404, error_body(text, "invalid_request_error", "model_not_found", "model"), {}
     if isinstance(exc, Unauthorized):
         return 401, error_body(text, "authentication_error", "invalid_api_key"), {}
+    if isinstance(exc, LimitReached):
+        return 429, error_body(text, "rate_limit_error", "user_limit"), {"Retry-After": str(RETRY_AFTER_S)}
     if isinstance(exc, Busy):
         return 429, error_body(text, "rate_limit_error", "queue_full"), {"Retry-After": str(RETRY_AFTER_S)}
     if isinstance(exc, InsufficientMemory):

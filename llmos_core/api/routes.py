@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
 import os
 import struct
@@ -24,35 +23,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import InvalidInput, LLMOSError
 from ..generation import TokenEvent
 from ..models.catalog import CAUSAL_LM, EMBEDDING
-from .errors import Unauthorized, describe, error_body
+from .auth import UserAuth, request_user
+from .errors import describe, error_body
 from .metrics import CONTENT_TYPE, ApiMetrics
+from .objects import register_objects
 from .schemas import ChatRequest, CompletionRequest, EmbeddingRequest, _Sampling
 from .streaming import EventPump, sse, watch_disconnect
 
 if TYPE_CHECKING:
     from ..engine import Engine
-
-OPEN_PATHS = ("/health", "/docs", "/openapi.json", "/docs/oauth2-redirect")
-
-
-class KeyCheck:
-    """Plain ASGI middleware (Starlette's BaseHTTPMiddleware would add a hop to every streamed chunk and
-    wrap `receive`, which the disconnect watch reads): a request without the right key gets a 401."""
-
-    def __init__(self, app, api_key: str):
-        self.app, self.api_key = app, api_key.encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            scheme, _, token = given.partition(b" ")
-            # constant-time: a wrong key takes as long to refuse whatever prefix it shares with the right one
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
-                status, body, headers = describe(Unauthorized("missing or wrong API key"))
-                await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
 
 class ApiError(Exception):
     """Carries an engine error out of a route, with the model and endpoint for the request counter."""
@@ -71,8 +50,8 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
             metrics.count_request(model, endpoint, status)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    if api_key:
-        app.add_middleware(KeyCheck, api_key=api_key)
+    app.add_middleware(UserAuth, engine=engine, api_key=api_key)   # api/auth.py: the key's user, or 401
+    register_objects(app, engine)   # /llmos/v1: conversations, collections, jobs of the key's user
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError):
@@ -119,7 +98,7 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
     async def chat(body: ChatRequest, request: Request):
         messages = [m.as_dict() for m in body.messages]
         return await _generate(request, body, "chat", lambda cancel, params: engine.chat.stream(
-            body.model, messages, params, cancel=cancel))
+            body.model, messages, params, cancel=cancel, user=request_user(request)))
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
@@ -128,7 +107,7 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
         except LLMOSError as exc:
             raise ApiError(exc, body.model, "completions") from exc
         return await _generate(request, body, "completions", lambda cancel, params: engine.chat.stream(
-            body.model, [], params, cancel=cancel, raw_prompt=prompt))
+            body.model, [], params, cancel=cancel, raw_prompt=prompt, user=request_user(request)))
 
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest):

@@ -4,7 +4,14 @@ from __future__ import annotations
 import json
 import sys
 
+from ..accounts import LOCAL_ADMIN, Accounts, User
 from ..present import format_bytes
+
+
+def acting_user(args, store) -> User:
+    """Who a command acts as: the global `--as NAME`, else the local admin (the data folder's owner runs it)."""
+    name = getattr(args, "as_user", None)
+    return Accounts(store).user_by_name(name) if name else LOCAL_ADMIN
 
 
 def print_json(obj) -> None:
@@ -38,4 +45,4 @@ def _cell(value) -> str:
     return str(value)
 
 
-__all__ = ["print_json", "progress_printer", "table", "format_bytes"]
+__all__ = ["acting_user", "print_json", "progress_printer", "table", "format_bytes"]

@@ -14,7 +14,7 @@ from ..generation import SamplingParams
 from ..models.catalog import DEFAULT_CHAT_MODEL
 from ..settings import Settings
 from ..usecases import ask
-from . import print_json
+from . import acting_user, print_json
 
 
 def register(subparsers) -> None:
@@ -32,7 +32,7 @@ def run(args) -> int:
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
     try:
         params = SamplingParams.for_model(engine.catalog.get(args.model).sampling, max_new_tokens=args.max_new_tokens)
-        plan = ask.prepare(engine, args.collection, args.question, args.model, params, top_k=args.top_k)
+        plan = ask.prepare(engine, acting_user(args, engine.store), args.collection, args.question, args.model, params, top_k=args.top_k)
         streaming = not args.json and plan.found
         result = ask.answer(engine, plan, params, on_text=(lambda t: (sys.stdout.write(t), sys.stdout.flush()))
                             if streaming else None)

@@ -21,7 +21,7 @@ from ..models.catalog import DEFAULT_CHAT_MODEL, Catalog
 from ..settings import Settings
 from ..store import Store
 from ..usecases import compare
-from . import print_json
+from . import acting_user, print_json
 from .models import ensure_server
 
 
@@ -139,7 +139,7 @@ def run_compare(args) -> int:
     params = params_from_args(args, catalog.get(models[0]).sampling)
     ensure_server(settings)
     comparison = compare.Comparison(models, args.prompt, params, args.system, remote_stream(settings.home / "engine.sock"),
-                                    Comparisons(store), [args.backend] * len(models))
+                                    Comparisons(store), [args.backend] * len(models), actor=acting_user(args, store))
     with comparison.running() as updates:
         for answer in updates:
             if answer.ended and not args.json:

@@ -17,7 +17,7 @@ from ..engine import Engine
 from ..errors import InvalidInput
 from ..settings import Settings
 from ..usecases import ask
-from . import print_json, table
+from . import acting_user, print_json, table
 
 
 def register(subparsers) -> None:
@@ -49,7 +49,7 @@ def run_add(args) -> int:
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
     try:
         progress = None if args.json else (lambda done, total, what: print(f"[{done}/{total}] {what}", file=sys.stderr))
-        reports = ask.add_files(engine, args.name, files, args.embed_model, progress)
+        reports = ask.add_files(engine, acting_user(args, engine.store), args.name, files, args.embed_model, progress)
     finally:
         engine.close()
     if args.json:
@@ -62,7 +62,8 @@ def run_add(args) -> int:
 def run_list(args) -> int:
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
     try:
-        rows = ask.list_documents(engine, args.name) if args.name else ask.list_collections(engine)
+        actor = acting_user(args, engine.store)
+        rows = ask.list_documents(engine, actor, args.name) if args.name else ask.list_collections(engine, actor)
     finally:
         engine.close()
     if args.json:
@@ -78,9 +79,9 @@ def run_rm(args) -> int:
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
     try:
         if args.file:
-            ask.remove_document(engine, args.name, args.file)
+            ask.remove_document(engine, acting_user(args, engine.store), args.name, args.file)
         else:
-            ask.remove_collection(engine, args.name)
+            ask.remove_collection(engine, acting_user(args, engine.store), args.name)
     finally:
         engine.close()
     print(f"removed {args.file + ' from ' if args.file else ''}{args.name}")

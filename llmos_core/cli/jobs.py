@@ -18,7 +18,7 @@ from ..present import format_bytes
 from ..jobs.kinds import KINDS
 from ..jobs.scheduler import FINISHED, STATES
 from ..settings import Settings
-from . import print_json, table
+from . import acting_user, print_json, table
 
 
 def register(subparsers) -> None:
@@ -75,8 +75,13 @@ def parse_params(pairs: list[str]) -> dict:
     return params
 
 
+def _mine(args, engine: Engine):
+    """The scheduler as the acting user (--as) sees it: their jobs only."""
+    return engine.scheduler.for_user(acting_user(args, engine.store))
+
+
 def _submit(args, engine: Engine) -> int:
-    scheduler = engine.scheduler
+    scheduler = _mine(args, engine)
     job_id = scheduler.submit(args.kind, parse_params(args.param), args.priority)
     if not scheduler.is_alive() and not args.no_start:
         from .models import ensure_server
@@ -94,7 +99,7 @@ def _submit(args, engine: Engine) -> int:
 
 
 def _list(args, engine: Engine) -> int:
-    jobs = [_brief(j) for j in engine.scheduler.list(states=args.state, kind=args.kind)]
+    jobs = [_brief(j) for j in _mine(args, engine).list(states=args.state, kind=args.kind)]
     if args.json:
         print_json(jobs)
         return 0
@@ -106,8 +111,8 @@ def _list(args, engine: Engine) -> int:
 
 
 def _show(args, engine: Engine) -> int:
-    job = engine.scheduler.get(args.id)
-    job["waiting"] = engine.scheduler.waiting_reason(args.id)
+    job = _mine(args, engine).get(args.id)
+    job["waiting"] = _mine(args, engine).waiting_reason(args.id)
     if args.json:
         print_json(job)
         return 0
@@ -118,12 +123,12 @@ def _show(args, engine: Engine) -> int:
     print(f"{'params':>12}: {json.dumps(job['params'])}")
     print(f"{'result':>12}: {json.dumps(job['result'])}")
     if job["state"] == "failed":
-        print("last log lines:\n" + engine.scheduler.log_tail(args.id, 10))
+        print("last log lines:\n" + _mine(args, engine).log_tail(args.id, 10))
     return 0
 
 
 def _logs(args, engine: Engine) -> int:
-    scheduler = engine.scheduler
+    scheduler = _mine(args, engine)
     text = scheduler.log_tail(args.id, args.lines)
     if text:
         print(text, flush=True)
@@ -142,19 +147,19 @@ def _logs(args, engine: Engine) -> int:
 
 
 def _cancel(args, engine: Engine) -> int:
-    result = engine.scheduler.cancel(args.id)
+    result = _mine(args, engine).cancel(args.id)
     print_json(result) if args.json else print(f"job {args.id}: {result['state']}")
     return 0
 
 
 def _resume(args, engine: Engine) -> int:
-    engine.scheduler.resume(args.id)
+    _mine(args, engine).resume(args.id)
     print_json({"id": args.id, "state": "queued"}) if args.json else print(f"job {args.id} queued to resume")
     return 0
 
 
 def _delete(args, engine: Engine) -> int:
-    engine.scheduler.delete(args.id)
+    _mine(args, engine).delete(args.id)
     print_json({"id": args.id, "deleted": True}) if args.json else print(f"job {args.id} deleted")
     return 0
 

@@ -19,7 +19,7 @@ from ..present import format_bytes, format_duration
 from ..settings import Settings
 from ..usecases import train as train_usecase
 from ..training.export import describe_export
-from . import print_json
+from . import acting_user, print_json
 
 
 def register(subparsers) -> None:
@@ -61,7 +61,7 @@ def run(args) -> int:
             print_json({"params": clean, "estimate": figures}) if args.json else print(describe_estimate(figures))
             return 0
         scheduler = engine.scheduler
-        job_id = train_usecase.submit(engine, checked, args.priority)
+        job_id = train_usecase.submit(engine, acting_user(args, engine.store), checked, args.priority)
         if not scheduler.is_alive() and not args.no_start:
             from .models import ensure_server
 

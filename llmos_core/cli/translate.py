@@ -19,7 +19,7 @@ from ..translation.isolation import parse_in_child
 from ..translation.languages import LANGUAGES
 from ..translation.model_choice import coverage_warning, default_translation_model
 from ..usecases import translate as translation
-from . import print_json, progress_printer
+from . import acting_user, print_json, progress_printer
 
 
 def register(subparsers) -> None:
@@ -57,7 +57,7 @@ def run(args) -> int:
         outside = coverage_warning(engine.catalog.get(request.model), args.source, args.target)
         report = progress_printer("")
         done = translation.translate_here(
-            engine, doc, request,
+            engine, acting_user(args, engine.store), doc, request,
             None if args.json else lambda n, total, eta: report(n / max(total, 1), f"{n}/{total} segments"
                                                                 + (f", {eta:.0f} s left" if eta is not None else "")),
             load_progress=None if args.json else progress_printer(f"{request.model} "))

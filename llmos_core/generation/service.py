@@ -5,8 +5,12 @@ update from output) with the roles in their own modules:
   1. admission: each (model, backend) has a lane with a number of running slots (the runner's own
      `max_active`, else the service's) and a bounded waiting line; a full line raises errors.Busy ("N ahead
      of you") instead of hanging, and a waiting request yields TokenEvent(queued=N) so the page can say
-     where it stands. Order and fairness live here only: a runner is never sent more than its slots
-     (inside one, a request may still wait for room in a shared KV cache, see llamacpp_batch.py).
+     where it stands. Order and fairness live here: a runner is never sent more than its slots (inside
+     one, a request may still wait for room in a shared KV cache, see llamacpp_batch.py). Fair sharing
+     between users (accounts/): a freed slot goes to the waiting request whose user runs the fewest replies
+     in the lane (round-robin across users, in order within one); a signed-in user never holds a lane's last
+     slot, so a second user starts at once beside eight streams of a first; and a user's replies, running
+     and waiting, count against their `concurrent_generations` limit (LimitReached past it).
   2. `models.use(name, backend)` pins the model (loading it if it was evicted), and RUNNERS[backend] builds
      its runner once per resident model (models/runner.py: the contract), told its capacity and how to
      reserve working memory.
@@ -23,6 +27,7 @@ from collections import deque
 from contextlib import closing
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from ..accounts import LimitReached, User
 from ..backend_choice import BackendChoice, SpeedBook, choose_backend
 from ..errors import Busy, InvalidInput
 from ..models import llamacpp
@@ -41,13 +46,50 @@ RUNNERS: dict[str, RunnerFactory] = {"transformers": TransformersRunner, "transf
                                      "llamacpp": llamacpp.LlamaCppRunner}
 
 
+class _Ticket:
+    """A request waiting for a slot, and whose it is."""
+
+    def __init__(self, user: int):
+        self.user = user
+
+
 class _Lane:
-    """The requests of one (model, backend): how many run, who waits (in order)."""
+    """The requests of one (model, backend): how many run (per user), who waits (in order)."""
 
     def __init__(self):
         self.cond = threading.Condition()
         self.active = 0
-        self.waiting: deque[object] = deque()
+        self.by_user: dict[int, int] = {}      # user id -> replies running in this lane
+        self.waiting: deque[_Ticket] = deque()
+
+    def next_ticket(self, limit: int) -> "_Ticket | None":
+        """The waiting request that takes the next free slot: the user running the fewest here first (the
+        earliest of theirs), skipping users who may not take one more."""
+        best = None
+        for ticket in self.waiting:
+            running = self.by_user.get(ticket.user, 0)
+            if not self.may_take(ticket.user, limit):
+                continue
+            if best is None or running < self.by_user.get(best.user, 0):
+                best = ticket
+        return best
+
+    def may_take(self, user: int, limit: int) -> bool:
+        """A signed-in user (id > 0) leaves one slot of a shared lane for someone else; the local admin of a
+        single-user start may use them all."""
+        if self.active >= limit:
+            return False
+        return user == 0 or limit < 2 or self.by_user.get(user, 0) < limit - 1
+
+    def take(self, user: int) -> None:
+        self.active += 1
+        self.by_user[user] = self.by_user.get(user, 0) + 1
+
+    def give_back(self, user: int) -> None:
+        self.active -= 1
+        self.by_user[user] -= 1
+        if not self.by_user[user]:
+            del self.by_user[user]
 
 
 class GenerationService:
@@ -64,6 +106,8 @@ class GenerationService:
         self.speeds = SpeedBook()   # single-stream speeds per backend, quoted in the auto choice's reason
         # Called with (model name, last TokenEvent) when a reply ends (the API's metrics count every reply).
         self.observers: list[Callable[[str, TokenEvent], None]] = []
+        self.limits_for: Callable[[User], object] | None = None   # the engine's Accounts.limits_for
+        self._held: dict[int, int] = {}    # user id -> replies running or waiting, over every lane
 
     # ---- admission ----
     def _lane(self, key) -> _Lane:
@@ -75,25 +119,47 @@ class GenerationService:
         own = getattr(self.runners.get(backend), "max_active", None)
         return self.max_active if own is None else max(1, int(own))
 
+    def _hold(self, user: User | None) -> int:
+        """Count a reply against its user's concurrent_generations limit (LimitReached past it); the user id."""
+        if user is None:
+            return 0
+        limit = self.limits_for(user).concurrent_generations if self.limits_for else None
+        with self._lock:
+            held = self._held.get(user.id, 0)
+            if limit is not None and held >= limit:
+                raise LimitReached(f"you have {held} replies being written at once, your limit is {limit}",
+                                   "wait for one to finish (or stop it); an admin can raise your limit")
+            self._held[user.id] = held + 1
+        return user.id
+
+    def _unhold(self, user_id: int, counted: bool) -> None:
+        if not counted:
+            return
+        with self._lock:
+            self._held[user_id] -= 1
+            if not self._held[user_id]:
+                del self._held[user_id]
+
     def _admit(self, lane: _Lane, name: str, limit: int, cancel: threading.Event,
-               started: float) -> Iterator[TokenEvent]:
+               started: float, user: int = 0) -> Iterator[TokenEvent]:
         """Takes a running slot (returns True), yielding queued events while it waits; False if cancelled
         while waiting. Raises Busy when the waiting line is full."""
         with lane.cond:
-            if lane.active < limit and not lane.waiting:
-                lane.active += 1
+            if not lane.waiting and lane.may_take(user, limit):
+                lane.take(user)
                 return True
             if len(lane.waiting) >= self.max_waiting:
                 raise Busy(f"{name} is busy: {lane.active} replies running and {len(lane.waiting)} waiting, "
                            f"{lane.active + len(lane.waiting)} ahead of you")
-            ticket = object()
+            ticket = _Ticket(user)
             lane.waiting.append(ticket)
         try:
             while True:
                 with lane.cond:
-                    if lane.waiting[0] is ticket and lane.active < limit:
-                        lane.waiting.popleft()
-                        lane.active += 1
+                    if lane.next_ticket(limit) is ticket:
+                        lane.waiting.remove(ticket)
+                        lane.take(user)
+                        lane.cond.notify_all()
                         return True
                     ahead = lane.waiting.index(ticket) + lane.active
                     lane.cond.wait(0.2)
@@ -106,9 +172,9 @@ class GenerationService:
                     lane.waiting.remove(ticket)
                     lane.cond.notify_all()
 
-    def _release(self, lane: _Lane) -> None:
+    def _release(self, lane: _Lane, user: int = 0) -> None:
         with lane.cond:
-            lane.active -= 1
+            lane.give_back(user)
             lane.cond.notify_all()
 
     def queue_depth(self, name: str, backend: str = "transformers") -> dict:
@@ -151,10 +217,11 @@ class GenerationService:
     # ---- requests ----
     def stream(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "auto",
                cancel: threading.Event | None = None, continue_final: bool = False, *,
-               raw_prompt: str | None = None) -> Iterator[TokenEvent]:
+               raw_prompt: str | None = None, user: User | None = None) -> Iterator[TokenEvent]:
         """Yield TokenEvents for one reply; the last has done=True. Closing the generator cancels the reply.
 
-        With `raw_prompt`, that text is completed as it is (no template; `messages` is ignored)."""
+        With `raw_prompt`, that text is completed as it is (no template; `messages` is ignored). `user`: whose
+        reply it is (fair sharing and limits); None: the engine's own work, outside any user's share."""
         cancel = cancel or threading.Event()
         started = time.perf_counter()
         spec = self.models.catalog.get(name)
@@ -167,8 +234,9 @@ class GenerationService:
         backend = choice.backend
         lane = self._lane((name, backend))
         admitted = False
+        user_id = self._hold(user)
         try:
-            admitted = yield from self._admit(lane, name, self._limit(backend), cancel, started)
+            admitted = yield from self._admit(lane, name, self._limit(backend), cancel, started, user_id)
             if not admitted:
                 yield TokenEvent(done=True, finish_reason="cancelled", elapsed_s=time.perf_counter() - started)
                 return
@@ -180,7 +248,8 @@ class GenerationService:
                                          backend=backend, backend_reason=choice.reason),
                               list(params.stop) + plan.stop, params.max_new_tokens, started)
                 yield reply.event   # the prompt fits: callers learn of early errors before any token
-                for delta, count in runner.stream(plan.input_ids, params, cancel):
+                owner = {"user": user_id} if getattr(runner, "takes_user", False) else {}
+                for delta, count in runner.stream(plan.input_ids, params, cancel, **owner):
                     yield reply.step(delta, count)
                     if reply.stopped or cancel.is_set():
                         break
@@ -192,14 +261,15 @@ class GenerationService:
         finally:
             cancel.set()        # a page that was left, or a Stop: the runner ends the generation now
             if admitted:
-                self._release(lane)
+                self._release(lane, user_id)
+            self._unhold(user_id, user is not None)
 
     def generate(self, name: str, messages: list[dict], params: SamplingParams, backend: str = "auto",
                  cancel: threading.Event | None = None, continue_final: bool = False,
-                 on_text: Callable[[str], None] | None = None) -> ChatResult:
+                 on_text: Callable[[str], None] | None = None, user: User | None = None) -> ChatResult:
         """The whole reply at once (CLI --json, tests, benchmarks); `on_text` sees each piece as it comes."""
         parts, last = [], TokenEvent()
-        with closing(self.stream(name, messages, params, backend, cancel, continue_final)) as stream:
+        with closing(self.stream(name, messages, params, backend, cancel, continue_final, user=user)) as stream:
             for event in stream:
                 if event.text:
                     parts.append(event.text)

@@ -27,6 +27,7 @@ class JobContext:
     store: Store
     work_dir: Path                 # settings.jobs_dir / str(job_id): checkpoints, outputs, the log
     resume: bool = False           # True when this run continues an interrupted or cancelled one
+    owner: int = 0                 # the user id the job belongs to (its row's owner): whose files it reads
     log: logging.Logger = field(default=None)  # type: ignore[assignment]
     _cancel: threading.Event = field(default_factory=threading.Event)
 

@@ -26,8 +26,12 @@ class JobStore:
             raise JobError(f"there is no job {job_id}", "see `python -m llmos_core jobs list` or the Jobs page")
         return _decode(rows[0])
 
-    def list(self, states=None, kind: str | None = None, limit: int = 500) -> list[dict]:
+    def list(self, states=None, kind: str | None = None, limit: int = 500, owner: int | None = None) -> list[dict]:
+        """Newest first; `owner`: only that user's jobs (None: everyone's)."""
         sql, params = "SELECT * FROM jobs WHERE 1 = 1", []
+        if owner is not None:
+            sql += " AND owner = ?"
+            params.append(int(owner))
         if states:
             states = [states] if isinstance(states, str) else list(states)
             sql += f" AND state IN ({','.join('?' * len(states))})"
@@ -59,14 +63,14 @@ class JobStore:
 
     # ---- writing from the API (any process) ----
     def insert(self, kind: str, params: dict, priority: int, device: str, est_memory: int, est_seconds,
-               description: str, rerun_of: int | None, log_path_of) -> int:
+               description: str, rerun_of: int | None, log_path_of, owner: int = 0) -> int:
         """Queue a job; `log_path_of(job_id)` names its log, known only once the id is."""
         with self.store.transaction() as conn:
             job_id = conn.execute(
                 "INSERT INTO jobs (kind, params, priority, state, device, est_memory, est_seconds, description,"
-                " created, rerun_of) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                " created, rerun_of, owner) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (kind, json.dumps(params, default=str), priority, device, est_memory, est_seconds, description,
-                 time.time(), rerun_of)).lastrowid
+                 time.time(), rerun_of, int(owner))).lastrowid
             conn.execute("UPDATE jobs SET log_path = ? WHERE id = ?", (str(log_path_of(job_id)), job_id))
         return job_id
 

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from ..access import LOCAL, check_job_params
+from ..accounts import LOCAL_ADMIN, User
 from ..errors import InsufficientMemory, InvalidInput, JobError, LLMOSError, format_bytes
 from ..cluster import check_data_folder
 from ..paths import remove_tree
@@ -50,6 +51,7 @@ from .job_store import JobStore, log_path, read_tail
 from .kinds import KINDS, is_resumable, kind_module
 from .loop import SchedulerLoop
 from .ray_supervisor import RaySupervisor
+from .scoped import UserJobs
 from .supervisor import LocalProcessSupervisor, Supervisor
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -65,6 +67,7 @@ class JobScheduler:
                  max_backoff_s: float = 30.0, stale_after_s: float = 60.0):
         self.settings, self.store = settings, store
         self.jobs = JobStore(store)
+        self.limits_for = None   # the engine sets it to Accounts.limits_for: the queued-jobs limit per user
         if supervisor is None:   # LLMOS_CLUSTER set: workers go to that Ray cluster, else child processes here
             supervisor = RaySupervisor(settings) if settings.cluster else LocalProcessSupervisor(settings)
         self.supervisor = supervisor
@@ -92,8 +95,9 @@ class JobScheduler:
 
     # ================= the API: any process, any thread =================
     def submit(self, kind: str, params: dict, priority: int = 0, *, rerun_of: int | None = None,
-               origin: str = LOCAL) -> int:
-        """Queue a job. `origin` "web" (the pages) limits file parameters to the data folder (access.py)."""
+               origin: str = LOCAL, actor: User = LOCAL_ADMIN) -> int:
+        """Queue a job. `origin` "web" (the pages) limits file parameters to the data folder (access.py).
+        `actor` owns it: the engine's own callers; what a person does goes through `for_user` (scoped.py)."""
         module = kind_module(kind)
         if not isinstance(params, dict):
             raise InvalidInput("job parameters must be a mapping of names to values")
@@ -110,7 +114,7 @@ class JobScheduler:
         # the largest part that must fit on one node: a Ray Train worker's share, or the whole job
         self._check_possible(kind, int(estimate.get("worker_memory_bytes") or memory), device)
         job_id = self.jobs.insert(kind, clean, priority, device, memory, estimate.get("seconds"),
-                                  module.describe(clean), rerun_of, self._log_path)
+                                  module.describe(clean), rerun_of, self._log_path, owner=actor.id)
         self.jobs.add_event("job_submit", str(job_id), f"job {job_id} ({kind}) queued, needs "
                             f"{format_bytes(memory)} of {device.upper()}", job_kind=kind, priority=priority)
         self.loop.wake()
@@ -150,6 +154,10 @@ class JobScheduler:
 
     def get(self, job_id: int) -> dict:
         return self.jobs.get(job_id)
+
+    def for_user(self, actor: User) -> "UserJobs":
+        """The scheduler as `actor` sees it: their jobs only (an admin: all); another's id reads as missing."""
+        return UserJobs(self, actor)
 
     def list(self, states=None, kind: str | None = None, limit: int = 500) -> list[dict]:
         return self.jobs.list(states, kind, limit)

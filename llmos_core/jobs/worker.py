@@ -42,7 +42,8 @@ def main(argv: list[str]) -> int:
                   (os.getpid(), psutil.Process().create_time(), job_id))
 
     ctx = JobContext(job_id=job_id, kind=row["kind"], params=json.loads(row["params"]), settings=settings,
-                     store=store, work_dir=settings.jobs_dir / str(job_id), resume=bool(row["resume"]))
+                     store=store, work_dir=settings.jobs_dir / str(job_id), resume=bool(row["resume"]),
+                     owner=int(row["owner"]) if "owner" in row.keys() else 0)
     _route_logging(ctx.log_path)
 
     def on_term(signum, frame) -> None:

@@ -362,6 +362,7 @@ class LlamaCppRunner:
     is not evaluated again. Its KV cache is part of the model's estimate, so it reserves nothing more."""
 
     max_active = PARALLEL
+    takes_user = True     # stream(..., user=id): the decoder admits rows round-robin across users
 
     def __init__(self, resident, budget: RunnerBudget | None = None):
         self.resident, self.loaded = resident, resident.loaded
@@ -385,12 +386,13 @@ class LlamaCppRunner:
             text = text[:end + len(last)] if end >= 0 else text
         return text
 
-    def stream(self, input_ids: list[int], params, cancel: threading.Event) -> Iterator[tuple[str, int]]:
+    def stream(self, input_ids: list[int], params, cancel: threading.Event,
+               user: int = 0) -> Iterator[tuple[str, int]]:
         # Stop strings stay with the service (the same for every backend); the decoder stops at EOS itself.
         if len(input_ids) >= self.model.n_ctx:
             raise InvalidInput(f"the prompt is {len(input_ids)} tokens; this model's context holds "
                                f"{self.model.n_ctx}", "start a new conversation or shorten the message")
-        yield from stream(self.model.decoder, input_ids, params, cancel)
+        yield from stream(self.model.decoder, input_ids, params, cancel, user)
 
     def alive(self) -> bool:
         return self.loaded.model is not None

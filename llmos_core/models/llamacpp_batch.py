@@ -8,7 +8,8 @@ one run: 77 tokens/s for one sequence, 130 in all for 4 together, 183 for 8 (doc
 How (one thread per loaded model runs `_loop`):
   - A request (prompt ids, sampling, cancel event) waits in line until a slot is free (a llama.cpp sequence
     id) and the KV cache the slots share can hold its prompt plus max_new_tokens. Those cells are reserved
-    at admission, so a running request never finds the cache full; requests are admitted in order.
+    at admission, so a running request never finds the cache full; requests are admitted round-robin
+    across users (the user with the fewest rows running first: `next_in_line`), in order within one user.
   - Each slot remembers which tokens its KV cells hold. A request takes the free slot whose tokens share the
     longest prefix with its prompt (the conversation so far) and evaluates only the rest; when another
     slot, even a busy one, holds a longer prefix, its cells are shared in (llama_memory_seq_cp), so rows
@@ -55,8 +56,8 @@ class _Slot:
 class _Request:
     """One reply being made: the prompt still to read, the sampler, and the queue its tokens go out on."""
 
-    def __init__(self, prompt: list[int], params: Any, cancel: threading.Event, vocab):
-        self.prompt, self.params, self.cancel = prompt, params, cancel
+    def __init__(self, prompt: list[int], params: Any, cancel: threading.Event, vocab, user: int = 0):
+        self.prompt, self.params, self.cancel, self.user = prompt, params, cancel, user
         self.reserve = len(prompt) + params.max_new_tokens   # KV cells it may come to hold
         self.out: queue.SimpleQueue = queue.SimpleQueue()
         self.todo: list[int] = []          # prompt tokens not yet evaluated
@@ -81,6 +82,15 @@ class _Request:
         if not self.finished:
             self.finished = True
             self.out.put(outcome)
+
+
+def next_in_line(waiting: list, running: list) -> int:
+    """Index of the waiting request to admit next: the one whose user has the fewest rows running (the
+    earliest of that user's), so one user's eight streams cannot keep a second user waiting behind them."""
+    rows: dict[int, int] = {}
+    for request in running:
+        rows[request.user] = rows.get(request.user, 0) + 1
+    return min(range(len(waiting)), key=lambda i: (rows.get(waiting[i].user, 0), i))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -111,13 +121,13 @@ class BatchDecoder:
         self._thread: threading.Thread | None = None
 
     # ---- from request threads ----
-    def submit(self, prompt: list[int], params: Any, cancel: threading.Event) -> _Request:
+    def submit(self, prompt: list[int], params: Any, cancel: threading.Event, user: int = 0) -> _Request:
         if not prompt:
             raise InvalidInput("the prompt is empty", "write a message first")
         if len(prompt) + params.max_new_tokens > self.kv_cells:
             raise InvalidInput(f"the prompt ({len(prompt)} tokens) and reply ({params.max_new_tokens}) do not fit "
                                f"this model's {self.kv_cells}-token cache", "shorten the message or the reply")
-        request = _Request(list(prompt), params, cancel, self.vocab)
+        request = _Request(list(prompt), params, cancel, self.vocab, user)
         with self._cond:
             if self._closed:
                 request.finish(ModelLoadError("the model was unloaded", "load it again"))
@@ -200,16 +210,17 @@ class BatchDecoder:
                 self._release(request)
 
     def _admit(self) -> None:
-        """Move waiting requests into free slots, in order, while the shared cache can hold them."""
+        """Move waiting requests into free slots, round-robin across users, while the shared cache can hold them."""
         import llama_cpp
 
         while self._waiting:
-            request = self._waiting[0]
+            chosen = next_in_line(self._waiting, self._running())
+            request = self._waiting[chosen]
             free = [s for s in self.slots if s.request is None]
             reserved = sum(r.reserve for r in self._running())
             if not free or reserved + request.reserve > self.kv_cells:
-                return   # the first in line waits, and so does everyone behind it
-            self._waiting.pop(0)
+                return   # the next in line waits, and so does everyone behind it
+            self._waiting.pop(chosen)
             params = request.params
             fresh = params.seed is not None and params.do_sample and params.temperature > 0
             if fresh:
@@ -325,10 +336,11 @@ class BatchDecoder:
                 self._release(request)
 
 
-def stream(decoder: BatchDecoder, prompt: list[int], params: Any, cancel: threading.Event) -> Iterator[tuple[str, int]]:
+def stream(decoder: BatchDecoder, prompt: list[int], params: Any, cancel: threading.Event,
+           user: int = 0) -> Iterator[tuple[str, int]]:
     """(text, tokens so far) per generated token of one request; text may be empty (half a character).
     Returns at EOS, max_new_tokens, or soon after `cancel` is set; closing the generator cancels."""
-    request = decoder.submit(prompt, params, cancel)
+    request = decoder.submit(prompt, params, cancel, user)
     try:
         while True:
             item = request.out.get()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..accounts import User, owner_filter
 from ..errors import InvalidInput
 from ..store import Store
 from .chunking import Chunk
@@ -157,25 +158,39 @@ class DocumentIndex:
         self._lock = threading.Lock()
 
     # ---- collections and documents ----
-    def create_collection(self, name: str, embed_model: str) -> None:
+    def create_collection(self, name: str, embed_model: str, owner: int) -> None:
+        """Made for `owner` (a user id) on first use; a name another user holds is refused (names are one
+        namespace: a collection is a folder and a full-text table)."""
         check_collection_name(name)
         with self.store.transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO rag_collections (name, embed_model, created) VALUES (?, ?, ?)",
-                         (name, embed_model, time.time()))
+            conn.execute("INSERT OR IGNORE INTO rag_collections (name, embed_model, created, owner) VALUES (?, ?, ?, ?)",
+                         (name, embed_model, time.time(), int(owner)))
+            holder = conn.execute("SELECT owner FROM rag_collections WHERE name = ?", (name,)).fetchone()[0]
+            if holder != int(owner):
+                raise InvalidInput(f"the name {name!r} is taken", "choose another name for your collection")
             _create_fts(conn, name)
 
-    def collection(self, name: str) -> dict:
+    def find(self, name: str) -> dict | None:
+        """The collection of that name, whoever owns it (the engine's own bookkeeping; reads for a person
+        go through `collection`)."""
         rows = self.store.query("SELECT * FROM rag_collections WHERE name = ?", (check_collection_name(name),))
+        return rows[0] if rows else None
+
+    def collection(self, name: str, actor: User) -> dict:
+        where, params = owner_filter(actor)
+        rows = self.store.query(f"SELECT * FROM rag_collections WHERE name = ? AND {where}",
+                                (check_collection_name(name), *params))
         if not rows:
             raise InvalidInput(f"there is no collection {name!r}",
                                "see `python -m llmos_core collections list`, or add documents to create it")
         return rows[0]
 
-    def collections(self) -> list[dict]:
+    def collections(self, actor: User) -> list[dict]:
+        where, params = owner_filter(actor, "c.owner")
         return self.store.query(
-            "SELECT c.name, c.embed_model, c.created, COUNT(d.id) AS documents, COALESCE(SUM(d.chunks), 0) AS chunks, "
-            "COALESCE(SUM(d.embedded), 0) AS embedded FROM rag_collections c "
-            "LEFT JOIN rag_documents d ON d.collection = c.name GROUP BY c.name ORDER BY c.name")
+            "SELECT c.name, c.embed_model, c.created, c.owner, COUNT(d.id) AS documents, "
+            "COALESCE(SUM(d.chunks), 0) AS chunks, COALESCE(SUM(d.embedded), 0) AS embedded FROM rag_collections c "
+            f"LEFT JOIN rag_documents d ON d.collection = c.name WHERE {where} GROUP BY c.name ORDER BY c.name", params)
 
     def documents(self, collection: str) -> list[dict]:
         return self.store.query("SELECT id, name, format, size, status, chunks, embedded, tokens, error, added "
@@ -229,9 +244,12 @@ class DocumentIndex:
             return conn.execute("DELETE FROM rag_documents WHERE collection = ? AND name = ?",
                                 (collection, name)).rowcount > 0
 
-    def remove_collection(self, name: str) -> bool:
+    def remove_collection(self, name: str, actor: User) -> bool:
+        where, params = owner_filter(actor)
         check_collection_name(name)
         with self.store.transaction() as conn:
+            if not conn.execute(f"SELECT 1 FROM rag_collections WHERE name = ? AND {where}", (name, *params)).fetchone():
+                return False
             conn.execute(f"DROP TABLE IF EXISTS {fts_table(name)}")
             conn.execute("DELETE FROM rag_documents WHERE collection = ?", (name,))
             return conn.execute("DELETE FROM rag_collections WHERE name = ?", (name,)).rowcount > 0

@@ -53,14 +53,14 @@ def embed_texts(engine, model: str) -> Callable[[list[str]], list[list[float]]]:
 
 def embedding_model(engine, index: DocumentIndex, collection: str, embed_model: str | None) -> str:
     """The collection's model (fixed when it was made), or the one asked for a new collection."""
-    existing = [c for c in index.collections() if c["name"] == check_collection_name(collection)]
-    model = existing[0]["embed_model"] if existing else (embed_model or DEFAULT_EMBEDDING_MODEL)
+    existing = index.find(collection)
+    model = existing["embed_model"] if existing else (embed_model or DEFAULT_EMBEDDING_MODEL)
     if engine.catalog.get(model).task != EMBEDDING:
         raise InvalidInput(f"{model} is not a sentence-embedding model", "pick one whose task is sentence-embedding")
     return model
 
 
-def add_files(engine, index: DocumentIndex, collection: str, files: list[tuple[str, bytes]],
+def add_files(engine, index: DocumentIndex, collection: str, files: list[tuple[str, bytes]], owner: int,
               embed_model: str | None = None, progress: Progress | None = None,
               cancelled: Callable[[], bool] = lambda: False) -> list[FileReport]:
     """Parse, chunk and embed each file into the collection (made on first use). A file that cannot be
@@ -70,7 +70,7 @@ def add_files(engine, index: DocumentIndex, collection: str, files: list[tuple[s
     if not files:
         raise InvalidInput("no files to add", "choose one or more documents: " + ", ".join(FILE_TYPES))
     model = embedding_model(engine, index, collection, embed_model)
-    index.create_collection(collection, model)
+    index.create_collection(collection, model, owner)   # another user's name is refused here
     folder = collection_folder(engine, collection)
     folder.mkdir(parents=True, exist_ok=True)
     embed = embed_texts(engine, model)

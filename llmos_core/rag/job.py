@@ -68,7 +68,8 @@ def run(ctx) -> dict:
         ctx.metric(step, files_done=done, seconds=time.perf_counter() - started)
 
     try:
-        reports = add_files(engine, DocumentIndex(engine.store), params["collection"], files, params["embed_model"],
+        reports = add_files(engine, DocumentIndex(engine.store), params["collection"], files,
+                            ctx.owner, params["embed_model"],
                             progress, ctx.cancelled)
     finally:
         engine.close()

@@ -60,7 +60,7 @@ def run_rank(job_id: int, resume: bool, world: int | None = None, cpu: bool = Fa
     store = Store(settings.db_path)
     row = store.query("SELECT * FROM jobs WHERE id = ?", (job_id,))[0]
     ctx = JobContext(job_id=job_id, kind="train", params=json.loads(row["params"]), settings=settings, store=store,
-                     work_dir=settings.jobs_dir / str(job_id), resume=resume)
+                     work_dir=settings.jobs_dir / str(job_id), resume=resume, owner=int(row["owner"]))
     placement = Placement("cpu", "fp32") if cpu else choose_placement(TrainParams.from_dict(ctx.params), settings)
     placement.world = world or placement.world
     out = train(ctx, Catalog(store), placement, stop_file=ctx.work_dir / STOP_FILE)

@@ -18,6 +18,7 @@ from ..settings import Settings
 from . import documents
 from .isolation import parse_in_child
 from .languages import check_language, language_name
+from ..accounts import User, user_home
 from .glossary import Glossary
 from .memory import TranslationMemory
 from .translator import Translator, open_engine
@@ -78,12 +79,13 @@ def run(ctx) -> dict:
     ctx.progress(0.0, f"{len(doc.segments)} segments; loading {params['model']}")
     engine = Engine(ctx.settings, primary=False, start_threads=False)
     started = time.perf_counter()
+    owner_home = user_home(ctx.settings.home, User(ctx.owner, "", "user"))   # the owner's memory and glossary
     try:
         with open_engine(engine, params["model"]) as model:
             translator = Translator(model, params["target"], params.get("source") or "auto", params.get("glossary"),
                                     batch_size=params.get("batch_size") or 8,
-                                    memory=TranslationMemory.for_home(ctx.settings.home),
-                                    saved_glossary=Glossary.for_home(ctx.settings.home))
+                                    memory=TranslationMemory.for_home(owner_home),
+                                    saved_glossary=Glossary.for_home(owner_home))
             step = 0
 
             def progress(done: int, total: int, eta: float | None) -> None:

@@ -21,6 +21,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..accounts import User
 from ..errors import InvalidInput, LLMOSError
 from ..generation import SamplingParams
 from ..rag import ingest
@@ -29,6 +30,7 @@ from ..rag.index import DocumentIndex, check_collection_name
 from ..rag.ingest import (FILE_TYPES, FileReport, Progress, collection_folder, embed_texts,  # noqa: F401
                           safe_file_name)
 from ..rag.retrieve import Retrieval, retrieve  # noqa: F401  (retrieve: tests and bench use it from here)
+from . import quota as limits
 
 JOB_BYTES_DEFAULT = 256 * 1024
 _indexes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -42,10 +44,11 @@ def index_for(engine) -> DocumentIndex:
     return index
 
 
-def add_files(engine, collection: str, files: list[tuple[str, bytes]], embed_model: str | None = None,
+def add_files(engine, actor: User, collection: str, files: list[tuple[str, bytes]], embed_model: str | None = None,
               progress: Progress | None = None) -> list[FileReport]:
     """Parse, chunk and embed the files here, in this process (small uploads; see runs_as_job)."""
-    return ingest.add_files(engine, index_for(engine), collection, files, embed_model, progress)
+    limits.check_storage(engine, actor, sum(len(data) for _, data in files))
+    return ingest.add_files(engine, index_for(engine), collection, files, actor.id, embed_model, progress)
 
 
 def job_bytes() -> int:
@@ -61,42 +64,44 @@ def runs_as_job(files: list[tuple[str, bytes]]) -> bool:
     return sum(len(data) for _, data in files) > job_bytes()
 
 
-def submit_files(engine, collection: str, files: list[tuple[str, bytes]], embed_model: str | None = None,
+def submit_files(engine, actor: User, collection: str, files: list[tuple[str, bytes]], embed_model: str | None = None,
                  origin: str = "local") -> int:
     """Keep the files under the data folder and queue an `index` job for them; returns the job id."""
     check_collection_name(collection)
     if not files:
         raise InvalidInput("no files to add", "choose one or more documents: " + ", ".join(FILE_TYPES))
+    limits.check_storage(engine, actor, sum(len(data) for _, data in files))
     index = index_for(engine)
     model = ingest.embedding_model(engine, index, collection, embed_model)
+    index.create_collection(collection, model, actor.id)   # listed at once; another user's name is refused
     digest = hashlib.sha256(b"".join(hashlib.sha256(data).digest() for _, data in files)).hexdigest()[:16]
     folder = engine.settings.uploads_dir / f"index-{digest}"   # retention.py prunes it once no job names it
     folder.mkdir(parents=True, exist_ok=True)
     for number, (name, data) in enumerate(files):   # numbered: the job keeps the upload order
         (folder / f"{number:04d}-{safe_file_name(name)}").write_bytes(data)
-    job_id = engine.scheduler.submit("index", {"input": str(folder), "collection": collection, "embed_model": model},
-                                     origin=origin)
-    index.create_collection(collection, model)      # listed at once; its documents appear as the job adds them
-    return job_id
+    return engine.scheduler.for_user(actor).submit(
+        "index", {"input": str(folder), "collection": collection, "embed_model": model},
+        origin=origin)
 
 
-def list_collections(engine) -> list[dict]:
-    return index_for(engine).collections()
+def list_collections(engine, actor: User) -> list[dict]:
+    return index_for(engine).collections(actor)
 
 
-def list_documents(engine, collection: str) -> list[dict]:
+def list_documents(engine, actor: User, collection: str) -> list[dict]:
     index = index_for(engine)
-    index.collection(collection)
+    index.collection(collection, actor)    # another user's collection reads as a missing one
     return index.documents(collection)
 
 
-def remove_collection(engine, collection: str) -> None:
-    if not index_for(engine).remove_collection(collection):
+def remove_collection(engine, actor: User, collection: str) -> None:
+    if not index_for(engine).remove_collection(collection, actor):
         raise InvalidInput(f"there is no collection {collection!r}", "see `python -m llmos_core collections list`")
     shutil.rmtree(collection_folder(engine, collection), ignore_errors=True)
 
 
-def remove_document(engine, collection: str, name: str) -> None:
+def remove_document(engine, actor: User, collection: str, name: str) -> None:
+    index_for(engine).collection(collection, actor)
     if not index_for(engine).remove_document(check_collection_name(collection), name):
         raise InvalidInput(f"{collection} holds no document {name!r}")
     (collection_folder(engine, collection) / safe_file_name(name)).unlink(missing_ok=True)
@@ -130,14 +135,14 @@ class Answer:
                 "stats": self.stats}
 
 
-def prepare(engine, collection: str, question: str, model: str, params: SamplingParams,
+def prepare(engine, actor: User, collection: str, question: str, model: str, params: SamplingParams,
             history: list[dict] | None = None, top_k: int = 5) -> AskPlan:
     """Retrieve, then fit what matched into `model`'s window (counting with its own tokenizer)."""
     if not isinstance(question, str) or not question.strip():
         raise InvalidInput("the question is empty", "type a question")
     history = list(history or [])
     index = index_for(engine)
-    info = index.collection(collection)
+    info = index.collection(collection, actor)
     retrieval = retrieve(index, collection, question, embed_texts(engine, info["embed_model"]), top_k)
     if not retrieval.found:
         return AskPlan(collection, question, model, retrieval, None)

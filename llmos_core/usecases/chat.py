@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from ..accounts import User
 from ..errors import InvalidInput, LLMOSError
 from ..generation import SamplingParams, TokenEvent
 from . import ask
@@ -62,10 +63,10 @@ class ReplyStream:
 class ChatTurn:
     """One turn, made by `start_turn`; then `load_model()` if `needs_loading`, then `with turn.replying()`."""
 
-    def __init__(self, engine, conversation_id: int, kind: str, history: list[dict], model: str,
+    def __init__(self, engine, actor: User, conversation_id: int, kind: str, history: list[dict], model: str,
                  params: SamplingParams, system: str, replacing: dict | None, continue_from: dict | None,
                  plan: "ask.AskPlan | None" = None):
-        self.engine, self.conversation_id, self.kind = engine, conversation_id, kind
+        self.engine, self.actor, self.conversation_id, self.kind = engine, actor, conversation_id, kind
         self.model, self.params, self.system = model, params, system
         self.history = history              # the messages the reply answers
         self.replacing = replacing          # regenerate: the reply that stays until the new one is complete
@@ -100,7 +101,7 @@ class ChatTurn:
             else:
                 stream = self.engine.chat.stream(self.model, self.messages(), self.params, backend=self.backend,
                                                  cancel=threading.Event(),
-                                                 continue_final=self.continue_from is not None)
+                                                 continue_final=self.continue_from is not None, user=self.actor)
             reply = ReplyStream(next(stream), stream)     # busy, too long, not a chat model: raised here
             expect_last = conversations.last_message_id(self.conversation_id)
             try:
@@ -133,10 +134,11 @@ class ChatTurn:
         return SavedReply(text, stats, None)
 
 
-def start_turn(engine, conversation_id: int | None, kind: str, *, model: str, params: SamplingParams,
+def start_turn(engine, actor: User, conversation_id: int | None, kind: str, *, model: str, params: SamplingParams,
                system: str = "", prompt: str = "", seen_last: int | None | str = ANY,
                collection: str | None = None) -> ChatTurn:
     """Check and record the turn's start: a new conversation if none, the user's message for `send`.
+    `actor`: who sends it; someone else's conversation reads as not found, before anything is written.
     `seen_last` is the last message id the caller showed; a send against a changed conversation is a Conflict.
     `collection`: documents attached to the conversation, answered from as on the Ask page."""
     if kind not in (SEND, REGENERATE, CONTINUE):
@@ -144,16 +146,17 @@ def start_turn(engine, conversation_id: int | None, kind: str, *, model: str, pa
     if kind == SEND and not prompt.strip():
         raise InvalidInput("the message is empty", "type something first")
     if collection:          # before any change: a deleted collection is refused with the message unsent
-        ask.list_documents(engine, collection)
+        ask.list_documents(engine, actor, collection)
     conversations = engine.conversations
     if conversation_id is None:
-        conversation_id = conversations.create(model)
+        conversation_id = conversations.create(actor, model)
+    conversations.check(actor, conversation_id)
     if conversations.is_answering(conversation_id):   # before any change: another tab's reply is still being written
         raise LLMOSError("a reply in this conversation is being written in another tab",
                          "wait for it to finish (or stop it there), then try again")
     if kind == SEND:
         conversations.append(conversation_id, "user", prompt, expect_last=seen_last)
-    history = conversations.messages(conversation_id)
+    history = conversations.messages(actor, conversation_id)
     replacing = continue_from = None
     if kind == REGENERATE and history and history[-1]["role"] == "assistant":
         replacing, history = history[-1], history[:-1]
@@ -161,10 +164,10 @@ def start_turn(engine, conversation_id: int | None, kind: str, *, model: str, pa
         if not history or history[-1]["role"] != "assistant":
             raise InvalidInput("there is no reply to continue", "send a message first")
         continue_from = history[-1]
-    conversations.set_settings(conversation_id, model, {**params.to_dict(), "system": system,
+    conversations.set_settings(actor, conversation_id, model, {**params.to_dict(), "system": system,
                                                          **({"collection": collection} if collection else {})})
     plan = None
     if collection and kind != CONTINUE and history and history[-1]["role"] == "user":
         earlier = [{"role": m["role"], "content": m["content"]} for m in history[:-1]]
-        plan = ask.prepare(engine, collection, history[-1]["content"], model, params, history=earlier)
-    return ChatTurn(engine, conversation_id, kind, history, model, params, system, replacing, continue_from, plan)
+        plan = ask.prepare(engine, actor, collection, history[-1]["content"], model, params, history=earlier)
+    return ChatTurn(engine, actor, conversation_id, kind, history, model, params, system, replacing, continue_from, plan)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from ..accounts import User
 from ..comparisons import Comparisons
 from ..errors import InvalidInput, LLMOSError
 from ..generation import SamplingParams, TokenEvent
@@ -67,8 +68,8 @@ class Comparison:
     """Made by `start_comparison` (or directly, with another source, by the CLI); then `with c.running() as updates`."""
 
     def __init__(self, models: list[str], prompt: str, params: SamplingParams, system: str, source: Source,
-                 comparisons: Comparisons, backends: list[str] | None = None):
-        self.prompt, self.params, self.system = prompt, params, system
+                 comparisons: Comparisons, backends: list[str] | None = None, *, actor: User):
+        self.prompt, self.params, self.system, self.actor = prompt, params, system, actor
         self.source, self.comparisons = source, comparisons
         backends = backends or ["auto"] * len(models)
         self.answers = [Answer(i, m, b) for i, (m, b) in enumerate(zip(models, backends))]
@@ -117,7 +118,7 @@ class Comparison:
     def running(self) -> Iterator[Iterator[Answer]]:
         """Start every answer; iterate the updates (an Answer each time one changes) until all have ended.
         Leaving early cancels the rest; either way the comparison is saved with what was written."""
-        self.saved_id = self.comparisons.create(self.prompt, [a.model for a in self.answers],
+        self.saved_id = self.comparisons.create(self.actor, self.prompt, [a.model for a in self.answers],
                                                 self.params.to_dict(), self.system)
         cancels = [threading.Event() for _ in self.answers]
         threads = [threading.Thread(target=self._pump, args=(answer, cancel), daemon=True,
@@ -151,16 +152,16 @@ class Comparison:
             pass
 
 
-def start_comparison(engine, models: list[str], prompt: str, *, params: SamplingParams,
+def start_comparison(engine, actor: User, models: list[str], prompt: str, *, params: SamplingParams,
                      system: str = "") -> Comparison:
     """A comparison on this engine's generation service; backends are chosen now, so a load loads the right copy."""
     models = check_request(engine.catalog, models, prompt)
     backends = [engine.chat.choose_backend(name).backend for name in models]
 
     def source(model, messages, params, backend, cancel):
-        return engine.chat.stream(model, messages, params, backend, cancel)
+        return engine.chat.stream(model, messages, params, backend, cancel, user=actor)
 
-    return Comparison(models, prompt, params, system, source, engine.comparisons, backends)
+    return Comparison(models, prompt, params, system, source, engine.comparisons, backends, actor=actor)
 
 
 def models_to_load(engine, comparison: Comparison) -> list[Answer]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import access
 from ..access import LOCAL, WEB
+from ..accounts import User
 from ..errors import InvalidInput, ModelNotFound
 from ..models import fetch
 
@@ -71,14 +72,14 @@ def _registered(catalog, name: str):
         return None
 
 
-def submit_export(engine, name: str, quant: str, origin: str = LOCAL) -> int:
+def submit_export(engine, actor: User, name: str, quant: str, origin: str = LOCAL) -> int:
     """Queue the GGUF export of a fine-tuned model as a job (admitted by memory like the others)."""
-    return engine.scheduler.submit("export", {"model": name, "quant": quant}, origin=origin)
+    return engine.scheduler.for_user(actor).submit("export", {"model": name, "quant": quant}, origin=origin)
 
 
-def export_in_progress(engine, name: str) -> dict | None:
+def export_in_progress(engine, actor: User, name: str) -> dict | None:
     """The queued or running export job of this model, if there is one (the page shows it, not a second button)."""
-    for job in engine.scheduler.list(states=("queued", "running"), kind="export"):
+    for job in engine.scheduler.for_user(actor).list(states=("queued", "running"), kind="export"):
         if job["params"].get("model") == name:
             return job
     return None

@@ -10,6 +10,7 @@ import argparse
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
+from ..accounts import User
 from ..errors import InvalidInput
 from ..training import job as train_job
 from ..training.params import PRESETS, TrainParams, help_text
@@ -126,6 +127,6 @@ def check_run(params: dict, settings) -> CheckedRun:
     return CheckedRun(clean, train_job.estimate(clean, settings))
 
 
-def submit(engine, run: CheckedRun, priority: int = 0, origin: str = "local") -> int:
+def submit(engine, actor: User, run: CheckedRun, priority: int = 0, origin: str = "local") -> int:
     """`origin` "web" from the page: the data file must be in the data folder (access.check_job_params)."""
-    return engine.scheduler.submit("train", run.params, priority, origin=origin)
+    return engine.scheduler.for_user(actor).submit("train", run.params, priority, origin=origin)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..accounts import User, user_home
 from ..errors import InvalidInput, JobError
 from ..translation import documents, formats, open_engine
 from ..translation.bilingual import bilingual_name, render_bilingual
@@ -79,26 +80,26 @@ def runs_as_job(doc: ParsedDocument) -> bool:
     return len(doc.segments) > job_threshold()
 
 
-def translate_here(engine, doc: ParsedDocument, request: TranslationRequest,
+def translate_here(engine, actor: User, doc: ParsedDocument, request: TranslationRequest,
                    progress: Callable[[int, int, float | None], None] | None = None,
                    load_progress: Callable[[float, str], None] | None = None) -> TranslationResult:
     """Translate in this process; `progress(done, total, eta_s)` after each batch."""
     with open_engine(engine, request.model, progress=load_progress, backend=request.backend) as model:
         translator = Translator(model, request.target, request.source, request.glossary,
-                                batch_size=request.batch_size, memory=TranslationMemory.for_home(engine.settings.home),
-                                saved_glossary=Glossary.for_home(engine.settings.home))
+                                batch_size=request.batch_size, memory=TranslationMemory.for_home(_home(engine, actor)),
+                                saved_glossary=Glossary.for_home(_home(engine, actor)))
         texts = translator.translate(doc.texts(), progress)
     return TranslationResult(doc.name, doc.data, request.pdf_as, request.target, doc.texts(), texts,
                              translator.stats.to_dict())
 
 
-def submit_upload(engine, doc: ParsedDocument, request: TranslationRequest, origin: str = "local") -> int:
+def submit_upload(engine, actor: User, doc: ParsedDocument, request: TranslationRequest, origin: str = "local") -> int:
     """Keep the upload under the data folder and queue a translate job for it; returns the job id."""
     uploads = engine.settings.uploads_dir   # retention.py prunes what no job names any more
     uploads.mkdir(parents=True, exist_ok=True)
     path = uploads / f"{hashlib.sha256(doc.data).hexdigest()[:16]}-{Path(doc.name).name}"
     documents.write_output(path, doc.data)
-    return engine.scheduler.submit("translate", {
+    return engine.scheduler.for_user(actor).submit("translate", {
         "input": str(path), "filename": doc.name, "target": request.target, "source": request.source,
         "model": request.model, "glossary": request.glossary, "pdf_output": request.pdf_as}, origin=origin)
 
@@ -113,7 +114,7 @@ def read_job_result(job: dict) -> TranslationResult:
                              params["target"], saved["sources"], saved["translations"], saved["stats"], job["id"])
 
 
-def remember_corrections(engine, result: TranslationResult, corrected: list[str]) -> int:
+def remember_corrections(engine, actor: User, result: TranslationResult, corrected: list[str]) -> int:
     """The rows a person changed in the editor go into the translation memory, so later documents reuse
     them before the model (exact match). Returns how many entries were new or changed."""
     if len(corrected) != len(result.translations):
@@ -123,7 +124,7 @@ def remember_corrections(engine, result: TranslationResult, corrected: list[str]
     source = result.stats.get("source") or ""
     if not source or not changed:
         return 0
-    return TranslationMemory.for_home(engine.settings.home).add(source, result.target, changed)
+    return TranslationMemory.for_home(_home(engine, actor)).add(source, result.target, changed)
 
 
 # ---- corrected terms -> the saved glossary (glossary.py), which later translations of the pair mask ----
@@ -158,16 +159,21 @@ def result_languages(result: TranslationResult) -> tuple[str, str]:
     return source, result.target
 
 
-def add_to_glossary(engine, result: TranslationResult, term: str, translation: str) -> str:
+def add_to_glossary(engine, actor: User, result: TranslationResult, term: str, translation: str) -> str:
     """Save a term pair in the glossary of the result's language pair: "added", "updated" (the term was
     there, in any case) or "unchanged"."""
     source, target = result_languages(result)
-    return Glossary.for_home(engine.settings.home).put(source, target, term, translation)
+    return Glossary.for_home(_home(engine, actor)).put(source, target, term, translation)
 
 
-def saved_glossary(engine, source: str, target: str) -> dict[str, str]:
-    return Glossary.for_home(engine.settings.home).entries(source, target)
+def saved_glossary(engine, actor: User, source: str, target: str) -> dict[str, str]:
+    return Glossary.for_home(_home(engine, actor)).entries(source, target)
 
 
-def remove_from_glossary(engine, source: str, target: str, terms: list[str]) -> int:
-    return Glossary.for_home(engine.settings.home).remove(source, target, terms)
+def remove_from_glossary(engine, actor: User, source: str, target: str, terms: list[str]) -> int:
+    return Glossary.for_home(_home(engine, actor)).remove(source, target, terms)
+
+
+def _home(engine, actor: User):
+    """Where the actor's translation memory and glossary live (accounts/ownership.py)."""
+    return user_home(engine.settings.home, actor)

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from llmos_core.usecases import ask
+from llmos_core.accounts import LOCAL_ADMIN
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +68,6 @@ def test_upload_ask_cite_and_delete(monkeypatch, app_engine, tiny_chat, new_app)
 
     at.selectbox(key="ask_doomed").set_value("security.txt").run()
     at.button(key="ask_delete_document").click().run()
-    assert [d["name"] for d in ask.list_documents(app_engine, "handbook")] == ["policy.md"]
+    assert [d["name"] for d in ask.list_documents(app_engine, LOCAL_ADMIN, "handbook")] == ["policy.md"]
     at.button(key="ask_delete_collection").click().run()
-    assert ask.list_collections(app_engine) == []
+    assert ask.list_collections(app_engine, LOCAL_ADMIN) == []

@@ -4,6 +4,7 @@ the URL, and cancels it. The job is held queued by a limit of 0 index jobs, so n
 import pytest
 
 from llmos_core.usecases import ask
+from llmos_core.accounts import LOCAL_ADMIN
 
 POLICY = b"# Leave\n\n## Annual leave\n\nEvery employee receives 27 days of paid annual leave per year.\n"
 
@@ -33,7 +34,7 @@ def test_a_large_upload_is_indexed_by_a_job_the_page_follows(held_jobs, app_engi
     job = app_engine.scheduler.get(job_id)
     assert job["kind"] == "index" and job["params"]["collection"] == "handbook"
     assert any(f"Job {job_id}" in m.value and "Index 1 file(s) into handbook" in m.value for m in at.markdown)
-    assert [c["name"] for c in ask.list_collections(app_engine)] == ["handbook"]
+    assert [c["name"] for c in ask.list_collections(app_engine, LOCAL_ADMIN)] == ["handbook"]
     at.button(key="ask_job_cancel").click().run()
     assert not at.exception, at.exception
     assert app_engine.scheduler.get(job_id)["state"] == "cancelled"

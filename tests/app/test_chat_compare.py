@@ -5,6 +5,7 @@ import pytest
 from llmos_core.engine import get_engine
 from llmos_core.errors import Busy
 from llmos_core.settings import Settings
+from llmos_core.accounts import LOCAL_ADMIN
 
 COMPARE = "Compare side by side"
 
@@ -40,9 +41,9 @@ def test_one_prompt_two_models_side_by_side_saved_and_reopened(compare_app, engi
     at = make()
     at.chat_input(key="chat_compare_input").set_value("Tell me about the fox.").run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-    [saved] = engine.comparisons.list()
+    [saved] = engine.comparisons.list(LOCAL_ADMIN)
     assert saved["title"] == "Tell me about the fox." and saved["models"] == names
-    answers = engine.comparisons.get(saved["id"])["answers"]
+    answers = engine.comparisons.get(LOCAL_ADMIN, saved["id"])["answers"]
     assert all(a["text"] and 0 < a["stats"]["tokens"] <= 6 for a in answers)
     shown = column_texts(at)
     assert [model for model, _ in shown] == [f"**{n}**" for n in names]
@@ -53,12 +54,12 @@ def test_one_prompt_two_models_side_by_side_saved_and_reopened(compare_app, engi
 
     # A second prompt makes a second comparison; the first reopens from the sidebar.
     at.chat_input(key="chat_compare_input").set_value("Hello there").run()
-    assert [c["title"] for c in engine.comparisons.list()] == ["Hello there", "Tell me about the fox."]
+    assert [c["title"] for c in engine.comparisons.list(LOCAL_ADMIN)] == ["Hello there", "Tell me about the fox."]
     at.button(key=f"chat_compare_open_{saved['id']}").click().run()
     assert at.chat_message[0].markdown[0].value == "Tell me about the fox."
     assert any(answers[0]["text"].strip()[:10] in c.markdown[1].value for c in at.columns if len(c.markdown) > 1)
     at.button(key="chat_compare_delete").click().run()
-    assert [c["title"] for c in engine.comparisons.list()] == ["Hello there"]
+    assert [c["title"] for c in engine.comparisons.list(LOCAL_ADMIN)] == ["Hello there"]
 
     # Back to the plain chat: its model picker returns.
     at.radio(key="chat_view").set_value("Chat").run()
@@ -70,7 +71,7 @@ def test_one_model_is_not_a_comparison_and_a_refusal_shows_in_its_column(compare
     at = make()
     at.multiselect(key="chat_compare_models").set_value(names[:1]).run()
     at.chat_input(key="chat_compare_input").set_value("Hi").run()
-    assert any("2 or 3 models" in e.value for e in at.error) and engine.comparisons.list() == []
+    assert any("2 or 3 models" in e.value for e in at.error) and engine.comparisons.list(LOCAL_ADMIN) == []
 
     real_stream = engine.chat.stream
 
@@ -84,5 +85,5 @@ def test_one_model_is_not_a_comparison_and_a_refusal_shows_in_its_column(compare
     at.chat_input(key="chat_compare_input").set_value("Hi").run()
     assert not at.exception
     assert any("8 ahead of you" in e.value for e in at.error)
-    first, second = engine.comparisons.get(engine.comparisons.list()[0]["id"])["answers"]
+    first, second = engine.comparisons.get(LOCAL_ADMIN, engine.comparisons.list(LOCAL_ADMIN)[0]["id"])["answers"]
     assert first["text"] and not first["error"] and "8 ahead of you" in second["error"]

@@ -12,6 +12,7 @@ from llmos_core.engine import get_engine
 from llmos_core.settings import Settings
 from llmos_core.usecases import ask
 from rag_samples import bag_of_words
+from llmos_core.accounts import LOCAL_ADMIN
 
 POLICY = b"# Leave\n\n## Annual leave\n\nEvery employee receives 27 days of paid annual leave per year.\n"
 SECURITY = b"Password rules\n\nPasswords must be at least 14 characters long.\n"
@@ -33,7 +34,7 @@ def tiny_chat(engine, tiny_causal, tmp_path):
 
 
 def test_attached_documents_answer_with_citations(engine, tiny_chat, new_app):
-    ask.add_files(engine, "handbook", [("policy.md", POLICY), ("security.txt", SECURITY)])
+    ask.add_files(engine, LOCAL_ADMIN, "handbook", [("policy.md", POLICY), ("security.txt", SECURITY)])
     at = new_app(timeout=120)
     at.switch_page("app_pages/chat.py").run()
     assert not at.exception, at.exception
@@ -45,8 +46,8 @@ def test_attached_documents_answer_with_citations(engine, tiny_chat, new_app):
     assert not at.exception, at.exception
     labels = [e.label for e in at.chat_message[1].expander]
     assert labels and labels[0].startswith("[1] security.txt")
-    [conversation] = engine.conversations.list()
-    saved = engine.conversations.get(conversation["id"])
+    [conversation] = engine.conversations.list(LOCAL_ADMIN)
+    saved = engine.conversations.get(LOCAL_ADMIN, conversation["id"])
     reply = saved["messages"][-1]
     assert saved["settings"]["collection"] == "handbook" and reply["stats"]["citations"][0]["file"] == "security.txt"
     assert reply["stats"]["context"]["passages"] > 0

@@ -11,6 +11,7 @@ from llmos_core.engine import Engine
 from llmos_core.errors import Busy, InvalidInput
 from llmos_core.settings import Settings
 from llmos_core.store import Store
+from llmos_core.accounts import LOCAL_ADMIN
 
 
 @pytest.fixture
@@ -20,38 +21,38 @@ def store(tmp_path):
 
 def test_a_conversation_records_its_turns_model_and_settings(store):
     convs = Conversations(store)
-    cid = convs.create("smollm2-135m-instruct", {"temperature": 0.2, "system": "Be brief."})
+    cid = convs.create(LOCAL_ADMIN, "smollm2-135m-instruct", {"temperature": 0.2, "system": "Be brief."})
     first = convs.append(cid, "user", "What is the capital of France?\nAnd why?", expect_last=None)
     second = convs.append(cid, "assistant", "Paris.", {"tokens": 3, "ttft_s": 0.1}, expect_last=first)
-    c = convs.get(cid)
+    c = convs.get(LOCAL_ADMIN, cid)
     assert c["title"] == "What is the capital of France? And why?"      # from the first message
     assert c["model"] == "smollm2-135m-instruct" and c["settings"]["temperature"] == 0.2
     assert [(m["id"], m["role"], m["content"]) for m in c["messages"]] == [
         (first, "user", "What is the capital of France?\nAnd why?"), (second, "assistant", "Paris.")]
     assert c["messages"][1]["stats"] == {"tokens": 3, "ttft_s": 0.1}
-    convs.rename(cid, "  Geography ")
-    convs.set_settings(cid, "gemma-3-270m", {"temperature": 0.7})
-    listed = convs.list()
+    convs.rename(LOCAL_ADMIN, cid, "  Geography ")
+    convs.set_settings(LOCAL_ADMIN, cid, "gemma-3-270m", {"temperature": 0.7})
+    listed = convs.list(LOCAL_ADMIN)
     assert listed[0]["title"] == "Geography" and listed[0]["messages"] == 2 and listed[0]["model"] == "gemma-3-270m"
     with pytest.raises(InvalidInput):
-        convs.rename(cid, "   ")
+        convs.rename(LOCAL_ADMIN, cid, "   ")
 
 
 def test_exports_hold_every_turn(store):
     convs = Conversations(store)
-    cid = convs.create("m", {"temperature": 0.2, "system": "Be brief."})
+    cid = convs.create(LOCAL_ADMIN, "m", {"temperature": 0.2, "system": "Be brief."})
     convs.append(cid, "user", "hi")
     convs.append(cid, "assistant", "hello **there**", {"tokens": 4, "ttft_s": 0.2, "tokens_per_s": 9.5})
-    data = json.loads(convs.export_json(cid))
+    data = json.loads(convs.export_json(LOCAL_ADMIN, cid))
     assert data["model"] == "m" and [m["content"] for m in data["messages"]] == ["hi", "hello **there**"]
-    md = convs.export_markdown(cid)
+    md = convs.export_markdown(LOCAL_ADMIN, cid)
     assert md.startswith("# hi") and "## System\n\nBe brief." in md and "## Assistant\n\nhello **there**" in md
     assert "4 tokens" in md and "9.5 tokens/s" in md
 
 
 def test_two_tabs_cannot_interleave_turns(store):
     convs = Conversations(store)
-    cid = convs.create("m")
+    cid = convs.create(LOCAL_ADMIN, "m")
     seen = convs.append(cid, "user", "from tab A", expect_last=None)
     convs.append(cid, "assistant", "reply", expect_last=seen)
     with pytest.raises(Conflict):               # tab B still believes `seen` is the last message
@@ -63,28 +64,28 @@ def test_two_tabs_cannot_interleave_turns(store):
             with convs.answering(cid):
                 pass
     assert not convs.is_answering(cid)
-    assert [m["content"] for m in convs.messages(cid)] == ["from tab A", "reply"]
+    assert [m["content"] for m in convs.messages(LOCAL_ADMIN, cid)] == ["from tab A", "reply"]
 
 
 def test_delete_removes_messages_and_missing_ones_say_so(store):
     convs = Conversations(store)
-    cid = convs.create("m")
+    cid = convs.create(LOCAL_ADMIN, "m")
     convs.append(cid, "user", "hi")
-    convs.delete(cid)
-    assert convs.list() == [] and store.query("SELECT COUNT(*) AS n FROM messages")[0]["n"] == 0
+    convs.delete(LOCAL_ADMIN, cid)
+    assert convs.list(LOCAL_ADMIN) == [] and store.query("SELECT COUNT(*) AS n FROM messages")[0]["n"] == 0
     with pytest.raises(ConversationNotFound):
-        convs.get(cid)
+        convs.get(LOCAL_ADMIN, cid)
     with pytest.raises(ConversationNotFound):
         convs.append(cid, "user", "late")
 
 
 def test_conversations_survive_a_restart(tmp_path):
     first = Engine(Settings(home=tmp_path / "home"), primary=False, start_threads=False)
-    cid = first.conversations.create("m", {"seed": 3})
+    cid = first.conversations.create(LOCAL_ADMIN, "m", {"seed": 3})
     first.conversations.append(cid, "user", "remember me")
     first.close()
     second = Engine(Settings(home=tmp_path / "home"), primary=False, start_threads=False)
-    c = second.conversations.get(cid)
+    c = second.conversations.get(LOCAL_ADMIN, cid)
     assert c["settings"] == {"seed": 3} and c["messages"][0]["content"] == "remember me"
     second.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmos_core.errors import InvalidInput
+from llmos_core.accounts import LOCAL_ADMIN
 from llmos_core.rag import answer, chunking, retrieve
 from llmos_core.rag.index import DocumentIndex, check_collection_name, fts_query, fts_table
 from llmos_core.store import Store
@@ -67,7 +68,7 @@ def test_docx_and_srt_chunks():
 @pytest.fixture
 def index(tmp_path):
     idx = DocumentIndex(Store(tmp_path / "llmos.db"))
-    idx.create_collection("docs", "bag")
+    idx.create_collection("docs", "bag", 0)
     for name, data in [("policy.md", MD), ("it.txt", b"Password rules\n\nPasswords have 14 characters.\n")]:
         doc = documents.parse(data, name)
         chunks = chunking.chunk_document(doc)
@@ -108,11 +109,11 @@ def test_removing_deletes_passages_vectors_and_the_text_index(index):
     assert index.remove_document("docs", "policy.md")
     assert index.search_text("docs", "taxi") == []
     assert all(index.chunks([i])[i].document == "it.txt" for i, _ in index.search_vectors("docs", bag_of_words(["taxi"])[0]))
-    assert index.remove_collection("docs") and index.collections() == []
+    assert index.remove_collection("docs", LOCAL_ADMIN) and index.collections(LOCAL_ADMIN) == []
 
 
 def _add(idx, collection, name, text):
-    idx.create_collection(collection, "bag")
+    idx.create_collection(collection, "bag", 0)
     doc = documents.parse(text.encode(), name)
     document_id = idx.add_document(collection, name, doc.format, len(text), text, chunking.chunk_document(doc))
     rows = idx.unembedded(document_id)
@@ -125,7 +126,7 @@ def test_each_collection_searches_only_its_own_passages(index):
     assert {index.chunks([i])[i].document for i, _ in index.search_text("docs_data", "taxi")} == {"other.txt"}
     _add(index, "docs", "policy.md", "Bicycles only.\n")                 # a file replaced: its old text is gone
     assert index.search_text("docs", "taxi") == [] and index.search_text("docs", "bicycles")
-    assert index.remove_collection("docs_data") and index.search_text("docs_data", "taxi") == []
+    assert index.remove_collection("docs_data", LOCAL_ADMIN) and index.search_text("docs_data", "taxi") == []
 
 
 def test_a_database_with_the_old_shared_text_index_is_split_per_collection(tmp_path, index):

@@ -14,6 +14,7 @@ from llmos_core.engine import Engine
 from llmos_core.settings import Settings
 from llmos_core.usecases import ask
 from rag_samples import DOCUMENTS, QUESTIONS, UNANSWERABLE
+from llmos_core.accounts import LOCAL_ADMIN
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ def engine(tmp_path_factory):
     mp.setenv("LLMOS_HOME", str(home))
     mp.setenv("HF_HUB_OFFLINE", "1")
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
-    reports = ask.add_files(engine, "handbook", [(name, text.encode()) for name, text in DOCUMENTS.items()])
+    reports = ask.add_files(engine, LOCAL_ADMIN, "handbook", [(name, text.encode()) for name, text in DOCUMENTS.items()])
     assert [r.status for r in reports] == ["embedded"] * len(DOCUMENTS)
     yield engine
     engine.close()
@@ -81,5 +82,5 @@ def test_cli_rejects_a_bad_collection_name_and_removes_a_file(engine, tmp_path, 
     assert main(["ask", "--collection", "../etc", "x"]) == 1
     assert "not a valid collection name" in capsys.readouterr().err
     assert main(["collections", "rm", "handbook", "--file", "onboarding.srt"]) == 0
-    assert "onboarding.srt" not in [d["name"] for d in ask.list_documents(engine, "handbook")]
+    assert "onboarding.srt" not in [d["name"] for d in ask.list_documents(engine, LOCAL_ADMIN, "handbook")]
     assert not (ask.collection_folder(engine, "handbook") / "onboarding.srt").exists()

@@ -13,6 +13,7 @@ from llmos_core.rag import job
 from llmos_core.settings import Settings
 from llmos_core.usecases import ask
 from rag_samples import bag_of_words
+from llmos_core.accounts import LOCAL_ADMIN
 
 POLICY = b"# Travel\n\nTaxi rides are refunded up to 60 EUR.\n"
 SECURITY = b"Password rules\n\nPasswords must be at least 14 characters long.\n"
@@ -30,7 +31,7 @@ def test_an_index_job_indexes_the_files_and_reports_progress(engine, monkeypatch
     files = [("policy.md", POLICY), ("security.txt", SECURITY), ("broken.pdf", b"%PDF-1.4 no pdf at all")]
     monkeypatch.setenv("LLMOS_INDEX_JOB_BYTES", "100")
     assert ask.runs_as_job(files) and not ask.runs_as_job(files[:1])
-    job_id = ask.submit_files(engine, "handbook", files, origin="web")
+    job_id = ask.submit_files(engine, LOCAL_ADMIN, "handbook", files, origin="web")
     row = engine.scheduler.get(job_id)
     assert row["kind"] == "index" and row["description"] == "Index 3 file(s) into handbook"
     ctx = JobContext(job_id=job_id, kind="index", params=row["params"], settings=engine.settings, store=engine.store,
@@ -38,7 +39,7 @@ def test_an_index_job_indexes_the_files_and_reports_progress(engine, monkeypatch
     result = job.run(ctx)
     assert [(f["name"], f["status"]) for f in result["files"]] == [
         ("policy.md", "embedded"), ("security.txt", "embedded"), ("broken.pdf", "failed")]
-    assert {d["name"]: d["status"] for d in ask.list_documents(engine, "handbook")} == {
+    assert {d["name"]: d["status"] for d in ask.list_documents(engine, LOCAL_ADMIN, "handbook")} == {
         "policy.md": "embedded", "security.txt": "embedded", "broken.pdf": "failed"}
     done = engine.scheduler.get(job_id)
     assert done["progress"] == 1.0 and done["message"].startswith("done: 2 passages from 3 file(s)")
@@ -49,12 +50,12 @@ def test_an_index_job_indexes_the_files_and_reports_progress(engine, monkeypatch
 
 
 def test_a_cancelled_index_job_stops_and_keeps_what_it_stored(engine):
-    job_id = ask.submit_files(engine, "handbook", [("policy.md", POLICY), ("security.txt", SECURITY)])
+    job_id = ask.submit_files(engine, LOCAL_ADMIN, "handbook", [("policy.md", POLICY), ("security.txt", SECURITY)])
     ctx = JobContext(job_id=job_id, kind="index", params=engine.scheduler.get(job_id)["params"],
                      settings=engine.settings, store=engine.store, work_dir=engine.settings.jobs_dir / str(job_id))
     ctx.cancel()
     assert job.run(ctx)["cancelled"] is True
-    assert ask.list_documents(engine, "handbook") == []
+    assert ask.list_documents(engine, LOCAL_ADMIN, "handbook") == []
 
 
 def test_the_web_may_index_only_files_in_the_data_folder(engine, tmp_path):

@@ -12,6 +12,7 @@ from llmos_core.translation.glossary import MAX_TERM_CHARS, Glossary
 from llmos_core.translation.term_diff import TermPair, changed_terms
 from llmos_core.translation.translator import Translator
 from llmos_core.usecases import translate as translation
+from llmos_core.accounts import LOCAL_ADMIN
 
 
 class UpperEngine:
@@ -92,12 +93,12 @@ def test_the_use_case_suggests_from_the_corrected_rows_and_saves_for_the_pair(ho
     assert translation.suggest_glossary_terms(result, corrected) == [translation.TermSuggestion(0, "engine", "Motor")]
     with pytest.raises(InvalidInput, match="lost some rows"):
         translation.suggest_glossary_terms(result, corrected[:1])
-    assert translation.add_to_glossary(engine, result, "engine", "Motor") == "added"
-    assert translation.saved_glossary(engine, "en", "de") == {"engine": "Motor"}
+    assert translation.add_to_glossary(engine, LOCAL_ADMIN, result, "engine", "Motor") == "added"
+    assert translation.saved_glossary(engine, LOCAL_ADMIN, "en", "de") == {"engine": "Motor"}
     with pytest.raises(InvalidInput, match="not known"):
-        translation.add_to_glossary(engine, translation.TranslationResult(
+        translation.add_to_glossary(engine, LOCAL_ADMIN, translation.TranslationResult(
             "notes.txt", b"", "docx", "de", [], [], {}), "engine", "Motor")
-    assert translation.remove_from_glossary(engine, "en", "de", ["ENGINE"]) == 1
+    assert translation.remove_from_glossary(engine, LOCAL_ADMIN, "en", "de", ["ENGINE"]) == 1
 
 
 def test_a_saved_term_whose_case_the_regex_folds_differently_never_breaks_masking():

@@ -11,6 +11,7 @@ from llmos_core.errors import Busy, InvalidInput, LLMOSError
 from llmos_core.generation import SamplingParams, TokenEvent
 from llmos_core.store import Store
 from llmos_core.usecases import chat as chat_turns
+from llmos_core.accounts import LOCAL_ADMIN
 
 
 class FakeChat:
@@ -24,7 +25,7 @@ class FakeChat:
     def choose_backend(self, name):
         return SimpleNamespace(backend="fake", reason="a test")
 
-    def stream(self, name, messages, params, backend="auto", cancel=None, continue_final=False):
+    def stream(self, name, messages, params, backend="auto", cancel=None, continue_final=False, user=None):
         self.requests.append({"messages": messages, "continue_final": continue_final})
         if self.refuse is not None:
             raise self.refuse
@@ -44,7 +45,7 @@ def engine(tmp_path):
 
 
 def turn(engine, cid, kind, prompt="", **kw):
-    return chat_turns.start_turn(engine, cid, kind, model="m", params=SamplingParams(max_new_tokens=8),
+    return chat_turns.start_turn(engine, LOCAL_ADMIN, cid, kind, model="m", params=SamplingParams(max_new_tokens=8),
                                  system="Be brief.", prompt=prompt, **kw)
 
 
@@ -60,7 +61,7 @@ def reply(t, stop_after: int | None = None) -> None:
 
 
 def contents(engine, cid):
-    return [(m["role"], m["content"]) for m in engine.conversations.messages(cid)]
+    return [(m["role"], m["content"]) for m in engine.conversations.messages(LOCAL_ADMIN, cid)]
 
 
 def test_send_creates_the_conversation_and_saves_the_reply_with_its_figures(engine):
@@ -75,7 +76,7 @@ def test_send_creates_the_conversation_and_saves_the_reply_with_its_figures(engi
     assert t.saved.stats["model"] == "m" and t.saved.stats["tokens"] == 2 and t.saved.stats["finish_reason"] == "stop"
     assert engine.chat.requests[0]["messages"] == [{"role": "system", "content": "Be brief."},
                                                    {"role": "user", "content": "Hi"}]
-    assert engine.conversations.get(cid)["settings"]["system"] == "Be brief."
+    assert engine.conversations.get(LOCAL_ADMIN, cid)["settings"]["system"] == "Be brief."
 
 
 def test_regenerate_replaces_the_reply_only_once_the_new_one_is_complete(engine):
@@ -128,7 +129,7 @@ def test_continue_extends_the_last_reply_in_place(engine):
 
 
 def test_answer_after_an_unanswered_message_appends_a_reply(engine):
-    cid = engine.conversations.create("m")
+    cid = engine.conversations.create(LOCAL_ADMIN, "m")
     engine.conversations.append(cid, "user", "Hi")
     reply(turn(engine, cid, "regenerate"))        # the page's "Answer" button
     assert contents(engine, cid) == [("user", "Hi"), ("assistant", "Hello there")]
@@ -137,8 +138,8 @@ def test_answer_after_an_unanswered_message_appends_a_reply(engine):
 def test_bad_turns_are_refused_before_anything_changes(engine):
     with pytest.raises(InvalidInput, match="empty"):
         turn(engine, None, "send", "   ")
-    assert engine.conversations.list() == []
-    cid = engine.conversations.create("m")
+    assert engine.conversations.list(LOCAL_ADMIN) == []
+    cid = engine.conversations.create(LOCAL_ADMIN, "m")
     with pytest.raises(InvalidInput, match="no reply to continue"):
         turn(engine, cid, "continue")
     with pytest.raises(InvalidInput, match="unknown chat action"):

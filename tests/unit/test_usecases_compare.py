@@ -15,6 +15,7 @@ from llmos_core.generation import SamplingParams, TokenEvent
 from llmos_core.settings import Settings
 from llmos_core.store import Store
 from llmos_core.usecases import compare
+from llmos_core.accounts import LOCAL_ADMIN
 
 GREEDY = SamplingParams(temperature=1.5, max_new_tokens=6, seed=3)   # tiny random models: sampling gives text
 
@@ -29,7 +30,7 @@ def engine(home, tiny_causal, tiny_base):
 
 
 def test_two_models_answer_with_their_figures_and_the_comparison_reopens(engine):
-    comparison = compare.start_comparison(engine, engine.tiny, "Tell me about the fox.", params=GREEDY,
+    comparison = compare.start_comparison(engine, LOCAL_ADMIN, engine.tiny, "Tell me about the fox.", params=GREEDY,
                                           system="Be brief.")
     assert [a.model for a in compare.models_to_load(engine, comparison)] == engine.tiny
     for answer in compare.models_to_load(engine, comparison):
@@ -43,24 +44,24 @@ def test_two_models_answer_with_their_figures_and_the_comparison_reopens(engine)
         assert answer.ended and not answer.error and answer.text
         assert 0 < stats["tokens"] <= 6 and stats["ttft_s"] is not None and stats["backend"] == "transformers"
         assert stats["finish_reason"] in ("stop", "length") and stats["model"] == answer.model
-    saved = engine.comparisons.get(comparison.saved_id)
+    saved = engine.comparisons.get(LOCAL_ADMIN, comparison.saved_id)
     assert saved["prompt"] == "Tell me about the fox." and saved["system"] == "Be brief."
     assert saved["title"] == "Tell me about the fox." and saved["settings"]["max_new_tokens"] == 6
     assert [(a["model"], a["text"]) for a in saved["answers"]] == [(a.model, a.text) for a in comparison.answers]
-    assert engine.comparisons.list()[0]["models"] == engine.tiny
-    engine.comparisons.delete(comparison.saved_id)
+    assert engine.comparisons.list(LOCAL_ADMIN)[0]["models"] == engine.tiny
+    engine.comparisons.delete(LOCAL_ADMIN, comparison.saved_id)
     with pytest.raises(ComparisonNotFound):
-        engine.comparisons.get(comparison.saved_id)
+        engine.comparisons.get(LOCAL_ADMIN, comparison.saved_id)
 
 
 def test_stop_cancels_every_answer_frees_the_lanes_and_keeps_what_was_written(engine):
     long = SamplingParams(temperature=1.5, max_new_tokens=200, seed=3)
-    comparison = compare.start_comparison(engine, engine.tiny, "Write a long story.", params=long)
+    comparison = compare.start_comparison(engine, LOCAL_ADMIN, engine.tiny, "Write a long story.", params=long)
     with comparison.running() as updates:
         for answer in updates:
             if answer.text:
                 break           # a Stop press: the page's script run ends while the answers stream
-    saved = engine.comparisons.get(comparison.saved_id)["answers"]
+    saved = engine.comparisons.get(LOCAL_ADMIN, comparison.saved_id)["answers"]
     assert any(a["text"] for a in saved), (saved, [(a.text, a.last) for a in comparison.answers])
     assert all(a["stats"]["finish_reason"] == "cancelled" for a in saved)
     assert all(a["stats"]["tokens"] < 200 for a in saved)
@@ -69,7 +70,8 @@ def test_stop_cancels_every_answer_frees_the_lanes_and_keeps_what_was_written(en
 
 
 def fake_comparison(tmp_path, source, models=("a", "b")):
-    return compare.Comparison(list(models), "Hi", GREEDY, "", source, Comparisons(Store(tmp_path / "c.db")))
+    return compare.Comparison(list(models), "Hi", GREEDY, "", source, Comparisons(Store(tmp_path / "c.db")),
+                              actor=LOCAL_ADMIN)
 
 
 def test_the_answers_run_at_the_same_time(tmp_path):
@@ -99,7 +101,7 @@ def test_a_failing_model_is_reported_in_its_column_and_the_others_answer(tmp_pat
     comparison = fake_comparison(tmp_path, source, ("busy", "ok", "broken"))
     with comparison.running() as updates:
         list(updates)
-    busy, ok, broken = comparison.comparisons.get(comparison.saved_id)["answers"]
+    busy, ok, broken = comparison.comparisons.get(LOCAL_ADMIN, comparison.saved_id)["answers"]
     assert "8 ahead of you" in busy["error"] and busy["stats"]["finish_reason"] == "error"
     assert ok["text"] == "fine" and not ok["error"] and ok["stats"]["finish_reason"] == "stop"
     assert broken["text"] == "half" and "connection dropped" in broken["error"]
@@ -112,7 +114,7 @@ def test_a_comparison_needs_two_or_three_known_models_and_a_prompt(engine):
         with pytest.raises(LLMOSError, match=message):
             compare.check_request(engine.catalog, models, prompt)
     with pytest.raises(InvalidInput):
-        compare.start_comparison(engine, ["", a], "Hi", params=GREEDY)
+        compare.start_comparison(engine, LOCAL_ADMIN, ["", a], "Hi", params=GREEDY)
 
 
 def test_cli_compare_prints_every_answer_as_json_and_saves_it(engine, capsys):
@@ -124,7 +126,7 @@ def test_cli_compare_prints_every_answer_as_json_and_saves_it(engine, capsys):
     for answer in out["answers"]:
         assert answer["text"] and not answer["error"] and 0 < answer["stats"]["tokens"] <= 4
         assert answer["stats"]["backend"] == "transformers" and answer["stats"]["ttft_s"] is not None
-    saved = engine.comparisons.get(out["comparison"])
+    saved = engine.comparisons.get(LOCAL_ADMIN, out["comparison"])
     assert [x["text"] for x in saved["answers"]] == [x["text"] for x in out["answers"]]
     code = main(["chat", "--compare", f"{a},{b}", "Hello there", "--temperature", "1.5", "--max-new-tokens", "4"])
     printed = capsys.readouterr()

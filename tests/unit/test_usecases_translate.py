@@ -9,11 +9,15 @@ from llmos_core.errors import InvalidInput, JobError
 from llmos_core.settings import Settings
 from llmos_core.translation import documents
 from llmos_core.usecases import translate as translation
+from llmos_core.accounts import LOCAL_ADMIN
 
 
 class FakeScheduler:
     def __init__(self):
         self.submitted = []
+
+    def for_user(self, actor):   # the user's view of the scheduler: the same fake
+        return self
 
     def submit(self, kind, params, origin="local"):
         self.submitted.append((kind, params))
@@ -24,8 +28,8 @@ def test_submit_read_back_and_render(home, tmp_path):
     engine = SimpleNamespace(settings=Settings.from_env(), scheduler=FakeScheduler())
     doc = documents.parse(b"Hello world.\n\nGood night.\n", "notes.txt")
     request = translation.TranslationRequest("tiny-mt", "de", "en", {"world": "Welt"})
-    job_id = translation.submit_upload(engine, doc, request)
-    assert translation.submit_upload(engine, doc, request) == job_id + 1   # same bytes: the same kept file
+    job_id = translation.submit_upload(engine, LOCAL_ADMIN, doc, request)
+    assert translation.submit_upload(engine, LOCAL_ADMIN, doc, request) == job_id + 1   # same bytes: the same kept file
     kind, params = engine.scheduler.submitted[0]
     assert kind == "translate" and params["input"] == engine.scheduler.submitted[1][1]["input"]
     assert params["glossary"] == {"world": "Welt"} and params["pdf_output"] == "docx" and params["filename"] == "notes.txt"
