@@ -25,7 +25,7 @@ def login_page(action: str, next_path: str = "/", message: str = "", name: str =
     note = f'<p class="message" role="alert">{escape(message)}</p>' if message else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>LLM OS · Log in</title><style>{STYLE}</style></head>
+<meta name="referrer" content="same-origin"><title>LLM OS · Log in</title><style>{STYLE}</style></head>
 <body><main>
 <h1>LLM OS</h1>
 {note}
