@@ -92,11 +92,24 @@ def send(page, text: str) -> None:
     box.press("Enter")
 
 
-def wait_reply(page, timeout_ms: float = 300_000) -> float:
-    """Seconds from this page's Enter to its first reply text, once the whole reply is saved."""
-    page.wait_for_function("() => window.__llmosFirst !== null", timeout=timeout_ms)
-    page.wait_for_function("() => window.__llmosFigures() > window.__llmosDone", timeout=timeout_ms)   # saved
-    return page.evaluate("() => (window.__llmosFirst - window.__llmosSent) / 1000")
+def wait_reply(page, timeout_ms: float = 300_000) -> float | None:
+    """Seconds from this page's Enter to its first reply text, once the whole reply is saved; None (and
+    what the page shows) when no reply came."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("() => window.__llmosFirst !== null || document.querySelector('[data-testid=\"stAlert\"]')",
+                               timeout=timeout_ms)
+        page.wait_for_function("() => window.__llmosFigures() > window.__llmosDone"
+                               " || document.querySelector('[data-testid=\"stAlert\"]')", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        pass
+    first = page.evaluate("() => window.__llmosFirst === null ? null : (window.__llmosFirst - window.__llmosSent) / 1000")
+    if first is None:
+        alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
+        messages = page.locator('[data-testid="stChatMessage"]').all_inner_texts()
+        print(f"    no reply: alerts {alerts[:2]}, last messages {[m[:80] for m in messages[-2:]]}", flush=True)
+    return first
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -136,7 +149,8 @@ def main() -> None:
                 print("warming up (the model is prepared and loaded on its first use)...", flush=True)
                 warm = visit(browser, server.url, "root", args.tokens)
                 send(warm, "Hello!")
-                wait_reply(warm, 600_000)
+                if wait_reply(warm, 600_000) is None:
+                    raise SystemExit("the warm-up visitor got no reply")
                 warm.context.close()
                 time.sleep(2)
                 base = tree_rss(proc)
@@ -147,7 +161,10 @@ def main() -> None:
                         pages.append(visit(browser, server.url, f"visitor{len(pages)}", args.tokens))
                     for i, page in enumerate(pages[:n]):
                         send(page, f"Say something kind to visitor {i}.")
-                    firsts = [wait_reply(page) for page in pages[:n]]
+                    answered = [wait_reply(page) for page in pages[:n]]
+                    firsts = [f for f in answered if f is not None] or [float("nan")]
+                    if len(firsts) < n:
+                        print(f"  {n - len(firsts)} of {n} visitors got no reply", flush=True)
                     rss = tree_rss(proc)
                     results.append((n, statistics.median(firsts), percentile(firsts, 0.95), (rss - base) / len(pages)))
                     print(f"  {n} at once: first text p50 {results[-1][1]:.2f} s, p95 {results[-1][2]:.2f} s; "
