@@ -7,7 +7,8 @@ import streamlit as st
 
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_BASE_MODEL
 from llmos_core.usecases import datasets
-from app_pages._shared import error_boundary
+from llmos_core.usecases.models import model_names
+from app_pages._shared import acting_user, error_boundary
 
 DATA_FILE, DOCUMENTS = "A data file", "Documents (continued pre-training)"
 state = st.session_state
@@ -29,7 +30,7 @@ def render(eng) -> None:
                 "(headers, footers and page numbers left out) and cut into chunks of the length you choose, "
                 "counted in the model's own tokens.", icon=":material/upload_file:")
         return
-    models = [s.name for s in eng.catalog.list() if s.task == CAUSAL_LM]
+    models = model_names(eng, acting_user(), CAUSAL_LM)
     cols = st.columns(2)
     model = cols[0].selectbox("Tokens of", models, key="train_docs_model",
                               index=models.index(DEFAULT_BASE_MODEL) if DEFAULT_BASE_MODEL in models else 0,

@@ -15,6 +15,7 @@ from llmos_core.generation import SamplingParams
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, EMBEDDING
 from llmos_core.present import format_bytes
 from llmos_core.usecases import ask
+from llmos_core.usecases.models import model_names
 from app_pages._citations import draw_citations
 from app_pages._shared import acting_user, engine, error_boundary, job_card_head
 
@@ -45,7 +46,7 @@ if choice == NEW:
     cols = st.columns([2, 1])
     collection = cols[0].text_input("Name of the new collection", key="ask_new_name",
                                     placeholder="handbook", help="lowercase letters, digits, - and _")
-    embed_models = eng.catalog.names(EMBEDDING) or [DEFAULT_EMBEDDING_MODEL]
+    embed_models = model_names(eng, user, EMBEDDING) or [DEFAULT_EMBEDDING_MODEL]
     cols[1].selectbox("Embedding model", embed_models, key="ask_embed_model")
 
 uploads = st.file_uploader("Add documents", type=ask.FILE_TYPES, accept_multiple_files=True, key="ask_upload",
@@ -117,7 +118,7 @@ with st.expander(f"{len(documents)} document(s) in {collection}", expanded=not s
                 st.rerun()
 
 # ---------------------------------------------------------------- asking
-models = eng.catalog.names(CAUSAL_LM)
+models = model_names(eng, user, CAUSAL_LM)
 cols = st.columns([2, 1])
 model = cols[0].selectbox("Answer with", models, key="ask_model",
                           index=models.index(DEFAULT_CHAT_MODEL) if DEFAULT_CHAT_MODEL in models else 0)

@@ -17,6 +17,7 @@ from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
 from llmos_core.present import reply_figures
 from llmos_core.usecases import ask
 from llmos_core.usecases import chat as chat_turns
+from llmos_core.usecases.models import model_names
 from app_pages import _compare_view as compare_view
 from app_pages._citations import draw_citations
 from app_pages._shared import acting_user, engine, error_boundary
@@ -79,7 +80,7 @@ def open_conversation(conversation_id: int | None) -> None:
 
 # ---------------------------------------------------------------- state
 
-models = eng.catalog.names(task=CAUSAL_LM)
+models = model_names(eng, user, CAUSAL_LM)
 state.setdefault("chat_conversation", None)
 state.setdefault("chat_view", "Chat")
 for key in ("chat_model", "chat_compare_models"):   # one of them is not drawn in each view: keep its value

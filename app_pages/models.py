@@ -53,7 +53,7 @@ else:
 
 # ---- catalog ----
 st.subheader("Catalog")
-entries = list_catalog(eng)
+entries = list_catalog(eng, user)
 rows = [{"name": e.name, "source": e.source, "task": e.task, "chat template": e.chat, "ready on disk": e.ready,
          "loaded": eng.models.is_resident(e.name), "description": e.description} for e in entries]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
@@ -131,7 +131,7 @@ with st.expander("Add a model: Hugging Face id, local folder or .gguf file", ico
     if st.button("Pull", key="models_pull", icon=":material/download:", disabled=not ref.strip()):
         bar = st.progress(0.0, text="Starting...")
         with error_boundary("Pulling"):
-            pulled = pull_and_register(eng, ref, name=name, task=task, trust_remote_code=trust, origin="web",
+            pulled = pull_and_register(eng, user, ref, name=name, task=task, trust_remote_code=trust, origin="web",
                                        progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
             st.success(f"{pulled.name} is in the catalog." if pulled.registered else
                        f"{pulled.name} was in the catalog already; its files are ready.")

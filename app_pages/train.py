@@ -18,6 +18,7 @@ from llmos_core.training.export import describe_export
 from llmos_core.training.params import PRESETS, help_text
 from llmos_core.usecases import datasets
 from llmos_core.usecases import train as train_usecase
+from llmos_core.usecases.models import model_names
 from app_pages import _train_documents as train_documents
 from app_pages._shared import acting_user, engine, error_boundary
 
@@ -73,7 +74,7 @@ st.dataframe(pd.DataFrame(dataset.preview()), hide_index=True, width="stretch", 
 
 # ================================================================ 2. model and settings
 st.subheader("2. Model and settings")
-models = [s.name for s in eng.catalog.list() if s.task == CAUSAL_LM]
+models = model_names(eng, user, CAUSAL_LM)
 top = st.columns([2, 2, 2])
 model = top[0].selectbox("Start from", models, index=models.index(DEFAULT_BASE_MODEL) if DEFAULT_BASE_MODEL in models else 0,
                          key="train_model", help=help_text("model"))

@@ -19,6 +19,7 @@ from llmos_core.translation.languages import LANGUAGES, language_name
 from llmos_core.translation.model_choice import coverage_warning, default_translation_model
 from llmos_core.translation.segment import from_display, to_display
 from llmos_core.usecases import translate as translation
+from llmos_core.usecases.models import model_names
 from app_pages._shared import acting_user, engine, error_boundary, job_card_head
 
 eng = engine()
@@ -152,8 +153,8 @@ else:
         data, name = pasted.encode("utf-8"), "pasted.txt"
 
 # ---- how ----
-seq2seq = eng.catalog.names(SEQ2SEQ)
-causal = eng.catalog.names(CAUSAL_LM)   # not the sentence-embedding models
+seq2seq = model_names(eng, user, SEQ2SEQ)
+causal = model_names(eng, user, CAUSAL_LM)   # not the sentence-embedding models
 col_src, col_tgt, col_model = st.columns(3)
 source = col_src.selectbox("From", ["auto", *LANGUAGES], format_func=language_label, key="translate_source")
 codes = list(LANGUAGES)

@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.as_user:   # a name nobody has is refused before any command starts an engine
+            from .accounts import Accounts
+            from .settings import Settings
+            from .store import Store
+            Accounts(Store(Settings.from_env().db_path)).user_by_name(args.as_user)
         return int(args.func(args) or 0)
     except LLMOSError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -79,15 +79,16 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models")
-    def list_models() -> dict:
+    def list_models(request: Request) -> dict:
         created = int(engine.started_at)
         return {"object": "list", "data": [
             {"id": s.name, "object": "model", "created": created, "owned_by": "llmos", "task": s.task}
-            for s in engine.catalog.list() if s.task in (CAUSAL_LM, EMBEDDING)]}
+            for s in engine.catalog.visible(request_user(request)) if s.task in (CAUSAL_LM, EMBEDDING)]}
 
     @app.get("/v1/models/{name}")
-    def get_model(name: str) -> dict:
+    def get_model(name: str, request: Request) -> dict:
         try:
+            engine.catalog.check_visible(request_user(request), name)   # someone else's reads as missing
             spec = engine.catalog.get(name)
         except LLMOSError as exc:
             raise ApiError(exc) from exc

@@ -17,7 +17,7 @@ from ..errors import LLMOSError
 from ..present import format_bytes
 from ..settings import Settings
 from ..usecases.models import list_catalog, pull_and_register
-from . import print_json, progress_printer, table
+from . import acting_user, print_json, progress_printer, table
 
 
 def register(subparsers) -> None:
@@ -59,7 +59,7 @@ def _socket(settings: Settings):
 def _list(args, settings: Settings) -> int:
     engine = Engine(settings, primary=False, start_threads=False)
     try:
-        rows = [asdict(entry) for entry in list_catalog(engine)]
+        rows = [asdict(entry) for entry in list_catalog(engine, acting_user(args, engine.store))]
     finally:
         engine.close()
     if args.json:
@@ -72,7 +72,7 @@ def _list(args, settings: Settings) -> int:
 def _pull(args, settings: Settings) -> int:
     engine = Engine(settings, primary=False, start_threads=False)
     try:
-        pulled = pull_and_register(engine, args.ref, name=args.name or "", task=args.task,
+        pulled = pull_and_register(engine, acting_user(args, engine.store), args.ref, name=args.name or "", task=args.task,
                                    trust_remote_code=args.trust_remote_code, progress=progress_printer(f"{args.ref} "))
         result = pulled.to_dict()
     finally:

@@ -68,18 +68,17 @@ class _Lane:
         best = None
         for ticket in self.waiting:
             running = self.by_user.get(ticket.user, 0)
-            if not self.may_take(ticket.user, limit):
-                continue
-            if best is None or running < self.by_user.get(best.user, 0):
+            if self.below_cap(ticket.user, limit) and (best is None or running < self.by_user.get(best.user, 0)):
                 best = ticket
         return best
 
-    def may_take(self, user: int, limit: int) -> bool:
+    def below_cap(self, user: int, limit: int) -> bool:
         """A signed-in user (id > 0) leaves one slot of a shared lane for someone else; the local admin of a
         single-user start may use them all."""
-        if self.active >= limit:
-            return False
         return user == 0 or limit < 2 or self.by_user.get(user, 0) < limit - 1
+
+    def may_take(self, user: int, limit: int) -> bool:
+        return self.active < limit and self.below_cap(user, limit)
 
     def take(self, user: int) -> None:
         self.active += 1
@@ -156,7 +155,7 @@ class GenerationService:
         try:
             while True:
                 with lane.cond:
-                    if lane.next_ticket(limit) is ticket:
+                    if lane.active < limit and lane.next_ticket(limit) is ticket:
                         lane.waiting.remove(ticket)
                         lane.take(user)
                         lane.cond.notify_all()
@@ -224,6 +223,8 @@ class GenerationService:
         reply it is (fair sharing and limits); None: the engine's own work, outside any user's share."""
         cancel = cancel or threading.Event()
         started = time.perf_counter()
+        if user is not None:      # someone else's unpublished model reads as a missing one
+            self.models.catalog.check_visible(user, name)
         spec = self.models.catalog.get(name)
         if spec.task != CAUSAL_LM:
             raise InvalidInput(f"{name} is a {spec.task} model, not a causal language model",

@@ -183,7 +183,26 @@ class Catalog:
                              description=f"Hugging Face {ref}", trust_remote_code=trust_remote_code)
         raise ModelNotFound(f"{ref!r} is not a catalog name, an existing path or a Hugging Face id (owner/name)")
 
-    def register(self, spec: ModelSpec, replace: bool = False) -> ModelSpec:
+    def visible(self, actor) -> list[ModelSpec]:
+        """What `actor` (accounts.User) may use: the embedded and packaged models, the models an admin
+        published (data["shared"]) and their own (an admin: every one); data["owner"] says whose."""
+        rows = self.store.query("SELECT * FROM models WHERE ? OR owner = ? OR shared = 1 ORDER BY created",
+                                (1 if actor.is_admin else 0, actor.id))
+        return [copy.deepcopy(spec) for spec in EMBEDDED.values()] + packaged_specs() + [_row_to_spec(r) for r in rows]
+
+    def check_visible(self, actor, name: str) -> None:
+        """ModelNotFound for a registered model of someone else's that is not published, as for a missing one."""
+        rows = self.store.query("SELECT owner, shared FROM models WHERE name = ?", (name,))
+        if rows and not (actor.is_admin or rows[0]["owner"] == actor.id or rows[0]["shared"]):
+            raise ModelNotFound(f"no model named {name!r} in the catalog")
+
+    def publish(self, name: str, shared: bool = True) -> None:
+        """An admin shares a registered model with every user (or takes it back)."""
+        if self.store.execute("UPDATE models SET shared = ? WHERE name = ?", (int(shared), name)).rowcount == 0:
+            raise ModelNotFound(f"no registered model named {name!r}", "embedded models are shared already")
+
+    def register(self, spec: ModelSpec, replace: bool = False, owner: int = 0) -> ModelSpec:
+        """`owner`: the user id it belongs to (0: the local admin's)."""
         if spec.name in EMBEDDED or spec.name in PACKAGED:
             raise InvalidInput(f"{spec.name!r} is the name of an embedded model", "choose another name")
         check_name(spec.name, "model name")
@@ -192,8 +211,10 @@ class Catalog:
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         try:
             self.store.execute(
-                f"{verb} INTO models (name, source, location, task, description, data, created) VALUES (?,?,?,?,?,?,?)",
-                (spec.name, spec.source, spec.location, spec.task, spec.description, json.dumps(extra), time.time()))
+                f"{verb} INTO models (name, source, location, task, description, data, created, owner) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (spec.name, spec.source, spec.location, spec.task, spec.description, json.dumps(extra), time.time(),
+                 int(owner)))
         except Exception as exc:  # sqlite3.IntegrityError: the name is taken
             raise InvalidInput(f"a model named {spec.name!r} is already in the catalog",
                                "choose another name or remove the old one") from exc
@@ -243,4 +264,4 @@ def _row_to_spec(row: dict) -> ModelSpec:
     return ModelSpec(name=row["name"], source=row["source"], location=row["location"], task=row["task"],
                      description=row["description"], license=extra.pop("license", ""), chat=extra.pop("chat", False),
                      sampling=extra.pop("sampling", {}), trust_remote_code=extra.pop("trust_remote_code", False),
-                     data=extra)
+                     data={**extra, "owner": row.get("owner", 0), "shared": bool(row.get("shared", 0))})

@@ -213,7 +213,7 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
     result["peak_memory_bytes"] = peak_memory(placement.device)
     ctx.progress(0.96, f"saving {name}")
     result["location"] = str(save_result(trainer.model, tokenizer, params, settings, name))
-    register_result(catalog, spec, params, name, Path(result["location"]), ctx.job_id)
+    register_result(catalog, spec, params, name, Path(result["location"]), ctx.job_id, owner=ctx.owner)
     return result
 
 
@@ -260,7 +260,7 @@ def save_result(model, tokenizer, params: TrainParams, settings: Settings, name:
 
 
 def register_result(catalog: Catalog, base: ModelSpec, params: TrainParams, name: str, folder: Path,
-                    job_id: int) -> ModelSpec:
+                    job_id: int, owner: int = 0) -> ModelSpec:
     adapter = params.method == "lora" and not params.merge
     what = "LoRA adapter" if adapter else ("merged LoRA" if params.method == "lora" else "full fine-tune")
     spec = ModelSpec(name=name, source="trained", location=str(folder), task="causal-lm",
@@ -268,7 +268,7 @@ def register_result(catalog: Catalog, base: ModelSpec, params: TrainParams, name
                      license=base.license, chat=base.chat, sampling=dict(base.sampling),
                      data={"adapter": True, "base_model": base.name, "job": job_id} if adapter
                      else {"base_model": base.name, "job": job_id})
-    return catalog.register(spec)
+    return catalog.register(spec, owner=owner)   # the job's owner's model
 
 
 __all__ = ["train", "save_result", "register_result", "trained_dir"]

@@ -27,9 +27,14 @@ class CatalogEntry:
     description: str
 
 
-def list_catalog(engine) -> list[CatalogEntry]:
+def list_catalog(engine, actor: User) -> list[CatalogEntry]:
+    """The models `actor` may use (catalog.visible): shared ones and their own."""
     return [CatalogEntry(s.name, s.source, s.task, s.chat, fetch.is_ready(s, engine.settings), s.location,
-                         s.description) for s in engine.catalog.list()]
+                         s.description) for s in engine.catalog.visible(actor)]
+
+
+def model_names(engine, actor: User, task: str | None = None) -> list[str]:
+    return [s.name for s in engine.catalog.visible(actor) if task is None or s.task == task]
 
 
 @dataclass
@@ -43,8 +48,8 @@ class PulledModel:
         return {"name": self.name, "folder": str(self.folder), "source": self.source, "registered": self.registered}
 
 
-def pull_and_register(engine, ref: str, *, name: str = "", task: str | None = None, trust_remote_code: bool = False,
-                      progress=None, origin: str = LOCAL) -> PulledModel:
+def pull_and_register(engine, actor: User, ref: str, *, name: str = "", task: str | None = None,
+                      trust_remote_code: bool = False, progress=None, origin: str = LOCAL) -> PulledModel:
     """`ref`: a catalog name, a Hugging Face id (owner/name), a local folder or a .gguf file. `name`, if given,
     becomes a folder name: paths.check_name refuses anything else. From the web (`origin`), local folders
     and files only inside the data folder, and trust_remote_code only with LLMOS_ADMIN=1 (access.py)."""
@@ -54,6 +59,7 @@ def pull_and_register(engine, ref: str, *, name: str = "", task: str | None = No
     spec = catalog.resolve(ref, task=task, trust_remote_code=trust_remote_code, name=name)
     if origin == WEB:
         access.check_model_spec(spec, engine.settings)
+    catalog.check_visible(actor, spec.name)          # someone else's model of that name reads as missing
     existing = _registered(catalog, spec.name)
     if existing is not None and (existing.source, existing.location) != (spec.source, spec.location):
         raise InvalidInput(f"a model named {spec.name!r} is already in the catalog ({existing.description})",
@@ -61,7 +67,7 @@ def pull_and_register(engine, ref: str, *, name: str = "", task: str | None = No
     folder = fetch.model_folder(spec, engine.settings, progress)     # before registering: no entry without files
     registered = existing is None and not spec.is_embedded
     if registered:
-        catalog.register(spec)
+        catalog.register(spec, owner=actor.id)
     return PulledModel(spec.name, Path(folder), spec.source, registered)
 
 

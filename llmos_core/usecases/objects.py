@@ -22,7 +22,8 @@ def _conversation(row: dict) -> dict:
     return {"id": row["id"], "object": "conversation", "title": row["title"], "model": row["model"],
             "created": row["created"], "updated": row["updated"], "owner": row["owner"],
             **({"messages": [{"id": m["id"], "role": m["role"], "content": m["content"], "created": m["created"]}
-                             for m in row["messages"]]} if "messages" in row else {"message_count": row["messages"]})}
+                             for m in row["messages"]]} if isinstance(row["messages"], list)
+               else {"message_count": row["messages"]})}
 
 
 def list_conversations(engine, actor: User, search: str = "", limit: int = 200) -> list[dict]:

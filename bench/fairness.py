@@ -1,0 +1,135 @@
+"""Fair sharing: the second user's time to first token while a first user runs eight streams, against the
+same request alone (target: within 1.5x), in-process through the engine's generation service on the
+embedded SmolLM2 served by llama.cpp. The same is measured with both requests from the local admin of a
+single-user start (no accounts: the first user's streams may take every slot) to show what the fair
+admission changes. Rounds alternate alone / beside eight streams; medians and every ratio are printed.
+
+    python bench/fairness.py [--rounds 5] [--tokens 16] [--unfair-rounds 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llmos_core.engine import Engine  # noqa: E402
+from llmos_core.generation import SamplingParams  # noqa: E402
+from llmos_core.settings import Settings  # noqa: E402
+
+MODEL = "smollm2-135m-instruct"
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+STORY = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper and a storm."}]
+STREAMS = 8
+# Each background reply may write this many tokens: eight of them and the second request fit the KV cache the
+# decoder's slots share (it reserves prompt + max_new_tokens per row), so every row is admitted at once.
+BACKGROUND_TOKENS = 400
+
+
+def first_token_s(engine: Engine, user, tokens: int) -> float:
+    """Seconds from the request to its first generated token (queueing included)."""
+    started = time.perf_counter()
+    stream = engine.chat.stream(MODEL, QUESTION, SamplingParams(max_new_tokens=tokens, do_sample=False),
+                                "llamacpp", user=user)
+    try:
+        for event in stream:
+            if event.tokens >= 1:
+                return time.perf_counter() - started
+        return time.perf_counter() - started
+    finally:
+        stream.close()
+
+
+class Background:
+    """`n` long streams of one user, running until stopped; `ready` once each has written a token."""
+
+    def __init__(self, engine: Engine, user, n: int):
+        self.cancel = threading.Event()
+        self.started = threading.Barrier(n + 1, timeout=120)
+        self.threads = [threading.Thread(target=self._run, args=(engine, user), daemon=True) for _ in range(n)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, engine: Engine, user) -> None:
+        stream = engine.chat.stream(MODEL, STORY, SamplingParams(max_new_tokens=BACKGROUND_TOKENS, do_sample=False),
+                                    "llamacpp", cancel=self.cancel, user=user)
+        told = False
+        try:
+            for event in stream:
+                if not told and (event.tokens >= 1 or event.queued is not None):   # writing, or waiting its turn
+                    told = True
+                    self.started.wait()
+        except Exception as exc:   # say why, then let the barrier fail
+            print(f"a background stream failed: {exc!r}", file=sys.stderr)
+        finally:
+            stream.close()
+            if not told:
+                self.started.abort()
+
+    def wait_running(self) -> None:
+        self.started.wait()
+        time.sleep(0.3)           # a few decoding steps: the eight are mid-reply
+
+    def stop(self) -> None:
+        self.cancel.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+def measure(engine: Engine, first, second, rounds: int, tokens: int) -> tuple[float, float, list[float]]:
+    alone, beside = [], []
+    for _ in range(rounds):
+        alone.append(first_token_s(engine, second, tokens))
+        background = Background(engine, first, STREAMS)
+        try:
+            background.wait_running()
+            beside.append(first_token_s(engine, second, tokens))
+        finally:
+            background.stop()
+    ratios = sorted(b / a for a, b in zip(alone, beside))
+    return statistics.median(alone), statistics.median(beside), ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=16, help="new tokens of the second user's request")
+    parser.add_argument("--unfair-rounds", type=int, default=1,
+                        help="rounds without accounts (each waits for a background reply to end: minutes)")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="llmos-fairness-"))
+    engine = Engine(Settings.from_env(home=str(home)), primary=False, start_threads=False)
+    try:
+        engine.models.load(MODEL, "llamacpp")
+        a = engine.accounts.add_user("first", "bench password")
+        b = engine.accounts.add_user("second", "bench password")
+        engine.accounts.set_limits("first", concurrent_generations=STREAMS)
+        first_token_s(engine, b, args.tokens)          # warm up
+        print(f"# {MODEL} on llama.cpp, {STREAMS} streams of a first user, {args.rounds} rounds, "
+              f"load average {os.getloadavg()[0]:.1f}")
+        print(f"{'who sends':42} {'alone s':>8} {'beside 8 s':>10} {'ratio':>6}  every round")
+        results = {}
+        for label, first, second, rounds in (("two users (fair admission)", a, b, args.rounds),
+                                             ("one local admin (no accounts: no headroom)", None, None,
+                                              args.unfair_rounds)):
+            if rounds < 1:
+                continue
+            alone, beside, ratios = measure(engine, first, second, rounds, args.tokens)
+            results[label] = beside / alone
+            print(f"{label:42} {alone:8.3f} {beside:10.3f} {beside / alone:5.2f}x  "
+                  + ", ".join(f"{r:.2f}x" for r in ratios))
+        fair = results["two users (fair admission)"]
+        print(f"target: the second user's first token beside 8 streams within 1.5x of alone: {fair:.2f}x "
+              f"{'MET' if fair <= 1.5 else 'MISSED'}")
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()
