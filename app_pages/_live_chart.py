@@ -2,9 +2,11 @@
 
 A new frame (and a change of window, a new job or GPU) gets the whole window, downsampled, until the
 frame answers that it holds it. After that a short window (5 min) grows from the engine's live feed
-(llmos_core/monitor_feed.py): the frame fetches that small file each second by itself, so no script
+(llmos_core/monitor_feed.py): the frame fetches that small document each second by itself, so no script
 reruns for it; the frame asks for the whole window again (a rerun of the chart's fragment) when it sees
-a line it has no place for or missed samples. Longer windows move by the fragment's reruns every few
+a line it has no place for or missed samples. The feed's URL holds a token of this session and its login,
+valid two minutes (llmos_core/weblogin): when it runs out the frame asks for a new one, a rerun of the
+fragment that sends only the samples since the last. Longer windows move by the fragment's reruns every few
 seconds, each sending only the samples since the last one. The server builds no figure. The component's files (uPlot 1.6.32, MIT, vendored: no CDN) are in
 app_pages/_live_chart/.
 """
@@ -21,10 +23,10 @@ from llmos_core import monitor_series
 from llmos_core.alerts import recent_alerts
 from llmos_core.monitor import Sampler
 from llmos_core.monitor_feed import MonitorFeed
+from llmos_core.weblogin import FEED_PATH, logins
 
 _component = components.declare_component("live_chart", path=str(Path(__file__).with_suffix("")))
 FEED_MAX_WINDOW_S = 600      # windows drawn from the live feed, second by second; longer ones move by reruns
-_feed_folders: dict[str, str] = {}   # feed folder -> its URL, once declared to the web server
 
 
 def draw(sampler: Sampler, window_s: float, key: str, only: tuple[str, ...] | None = None,
@@ -62,19 +64,19 @@ def draw(sampler: Sampler, window_s: float, key: str, only: tuple[str, ...] | No
     sent.setdefault("last_ts", now - window_s)
     sent["markers_at"] = now
     if feed is not None and window_s <= FEED_MAX_WINDOW_S:
-        payload.update(feed=feed_url(feed), only=list(only) if only else None)
+        payload.update(feed=feed_url(), only=list(only) if only else None)
     _component(payload=payload, chart_height=chart_height, key=key, default=None)
     return payload
 
 
-def feed_url(feed: MonitorFeed) -> str:
-    """The feed file's URL relative to the chart's frame: its folder is served as a component's files."""
-    folder = str(feed.folder)
-    if folder not in _feed_folders:
-        components.declare_component("live_feed", path=folder)
-        _feed_folders.clear()   # one feed per engine: a new folder replaces the old one
-        _feed_folders[folder] = f"../{__name__}.live_feed/"
-    return _feed_folders[folder] + feed.name
+def feed_url() -> str:
+    """The live feed's URL for this session's chart: the gate's path and a token of this session and login."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    token = logins().feed_token(ctx.session_id if ctx else "", st.session_state.get("llmos_login", ""))
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"{'/' + base if base else ''}{FEED_PATH}?t={token}"
 
 
 def _markers(sampler: Sampler, window_s: float, now: float) -> list[dict]:

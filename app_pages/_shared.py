@@ -1,15 +1,13 @@
-"""What every page shares: the login, the one Engine of the server, the sidebar, and the error boundary."""
+"""What every page shares: the one Engine of the server, the sidebar, and the error boundary."""
 from __future__ import annotations
 
 import sys
-import time
 import traceback
 from contextlib import contextmanager
 from typing import Iterator
 
 import streamlit as st
 
-from llmos_core import access
 from llmos_core.api.server import start_configured_api
 from llmos_core.accounts import LOCAL_ADMIN, User
 from llmos_core.engine import Engine, get_engine
@@ -27,29 +25,6 @@ def server_address() -> str | None:
 def _tell_the_terminal(reason: str) -> bool:
     print(f"LLM OS: {reason}", file=sys.stderr, flush=True)   # once per server, where it was started
     return True
-
-
-def require_login() -> None:
-    """Before any page: refuse to serve beyond loopback without a password; ask for it when one is needed."""
-    address = server_address()
-    reason = access.refusal(address)
-    if reason:
-        _tell_the_terminal(reason)
-        st.error(reason, icon=":material/lock:")
-        st.stop()
-    if not access.login_needed(address) or st.session_state.get("login_ok"):
-        return
-    st.title(":material/lock: LLM OS")
-    with st.form("login_form"):
-        password = st.text_input("Password", type="password", key="login_password",
-                                 help="the LLMOS_WEB_PASSWORD this server was started with")
-        if st.form_submit_button("Log in", icon=":material/login:", type="primary"):
-            if access.password_matches(password):
-                st.session_state["login_ok"] = True
-                st.rerun()
-            time.sleep(1.0)   # slows guessing down; only this visitor's session waits
-            st.error("Wrong password.", icon=":material/error:")
-    st.stop()
 
 
 @st.cache_resource(show_spinner="Starting the LLM OS engine...")

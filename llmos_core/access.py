@@ -1,7 +1,8 @@
 """Who may do what: the web login, the admin and developer switches, and what a web visitor may hand a job.
 
-The web app is for whoever can reach its port. On loopback that is the user; beyond it, anyone on the
-network, so the app asks for LLMOS_WEB_PASSWORD and refuses to serve at all without one. A visitor may
+The web app is for whoever can reach its port. On loopback with no user made, that is the user; beyond
+it, anyone on the network, so the app asks for a login (an account, or LLMOS_WEB_PASSWORD as the account
+`admin`) and refuses to serve at all when no one could log in; the login itself is llmos_core/weblogin/. A visitor may
 have jobs read only files uploaded through the app or kept in the data folder; local paths anywhere,
 model code run with trust_remote_code and the raw job forms wait for LLMOS_ADMIN=1. The CLI is the
 user's own shell: its jobs keep local paths (origin "local").
@@ -86,18 +87,20 @@ def web_password() -> str:
     return os.environ.get("LLMOS_WEB_PASSWORD", "")
 
 
-def login_needed(address: str | None) -> bool:
-    """A password is asked when one is set, or when the server listens beyond loopback."""
-    return bool(web_password()) or not is_loopback(address)
+def login_needed(address: str | None, users_exist: bool = False) -> bool:
+    """A login is asked once any user exists, when LLMOS_WEB_PASSWORD is set, or when the server listens
+    beyond loopback. On loopback with neither, the app opens as the one local admin, with no login."""
+    return users_exist or bool(web_password()) or not is_loopback(address)
 
 
-def refusal(address: str | None) -> str | None:
-    """Why the web app must not serve at all (beyond loopback with no password), or None."""
-    if is_loopback(address) or web_password():
+def refusal(address: str | None, users_exist: bool = False) -> str | None:
+    """Why the web app must not serve at all (beyond loopback with no one able to log in), or None."""
+    if is_loopback(address) or web_password() or users_exist:
         return None
-    return (f"LLM OS listens on {address or 'every network interface'} but no LLMOS_WEB_PASSWORD is set, so anyone "
-            "who can reach this port could use your models and files. Set LLMOS_WEB_PASSWORD and restart, or run "
-            "it on 127.0.0.1 (the default in .streamlit/config.toml).")
+    return (f"LLM OS listens on {address or 'every network interface'} but no user exists and no LLMOS_WEB_PASSWORD "
+            "is set, so anyone who can reach this port could use your models and files. Make an admin "
+            "(python -m llmos_core users add NAME --role admin) or set LLMOS_WEB_PASSWORD, and restart; or run it "
+            "on 127.0.0.1 (the default in .streamlit/config.toml).")
 
 
 def password_matches(given: str) -> bool:

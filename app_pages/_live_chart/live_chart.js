@@ -3,7 +3,7 @@
 // The page sends a payload (llmos_core/monitor_series.py): with reset, the layout and the whole window;
 // without, only the samples since the last one, which are appended here and the charts redrawn. With a
 // feed URL (llmos_core/monitor_feed.py), this frame fetches the new samples itself each second, so the
-// page need not rerun. The server never builds a figure. Speaks Streamlit's component protocol through
+// page need not rerun; the URL's token lasts two minutes, then this frame asks the page for a new one. The server never builds a figure. Speaks Streamlit's component protocol through
 // window.parent.postMessage.
 "use strict";
 
@@ -24,6 +24,8 @@ const state = {
   only: null,       // the chart ids this frame may show (null: all)
   asked: 0,         // when this frame last asked the page for the whole window (ms), 0: not waiting
   asks: 0,
+  renewed: 0,       // when this frame last asked the page for a new feed token (ms)
+  renewals: 0,
 };
 window.liveChart = state;
 
@@ -80,8 +82,11 @@ function receive(p) {
 // ---- the live feed: new samples fetched by this frame itself, no rerun of the page ----
 function poll() {
   if (!state.feed || !state.epoch || document.hidden) return;   // a hidden tab fetches nothing
-  fetch(state.feed, { cache: "no-store" })
-    .then(function (r) { return r.ok ? r.json() : null; })
+  fetch(state.feed, { cache: "no-store", credentials: "same-origin" })
+    .then(function (r) {
+      if (r.status === 403) { renewFeed(); return null; }   // its token ran out (two minutes), or the login
+      return r.ok ? r.json() : null;
+    })
     .then(function (feed) { if (feed) takeFeed(feed); })
     .catch(function () {});   // the server restarting: the next poll tries again
 }
@@ -118,6 +123,15 @@ function fitsLayout(lines) {
     }
   }
   return true;
+}
+
+// The page answers with a rerun of the chart's fragment: the samples since the last, and a new feed URL.
+function renewFeed() {
+  const now = Date.now();
+  if (state.renewed && now - state.renewed < 10000) return;
+  state.renewed = now;
+  state.renewals += 1;
+  send("streamlit:setComponentValue", { value: { have: state.acked, renew: state.renewals }, dataType: "json" });
 }
 
 function askWhole() {

@@ -1,4 +1,4 @@
-"""The web app with untrusted visitors (issue #12): the login beyond loopback, the refusal without a password,
+"""The web app with untrusted visitors (issues #12, #26): the login beyond loopback, the refusal without a password,
 the raw job forms and trust_remote_code behind LLMOS_ADMIN, and the engine threads' liveness on Home."""
 from __future__ import annotations
 
@@ -32,17 +32,21 @@ def test_beyond_loopback_without_a_password_the_app_refuses_to_serve(app_engine,
     assert not at.title and not at.text_input   # no page, no login form
 
 
-def test_beyond_loopback_a_password_is_asked_before_any_page(app_engine, listening_on_the_network, monkeypatch):
+def test_beyond_loopback_a_login_is_asked_before_any_page(app_engine, listening_on_the_network, monkeypatch):
+    """LLMOS_WEB_PASSWORD is the account `admin`; the form itself is the gate's (tests/unit/test_web_gate.py):
+    a run is logged in only by the cookie of an open login."""
+    import app_pages._login as login_view
+    from llmos_core.weblogin import logins
+
     monkeypatch.setenv("LLMOS_WEB_PASSWORD", "s3cret phrase")
+    cookie = {"value": None}
+    monkeypatch.setattr(login_view, "browser_cookie", lambda: cookie["value"])
     at = run_app()
     assert [t.value for t in at.title] == [":material/lock: LLM OS"]
     assert not at.metric   # Home's figures are not drawn
-    at.text_input(key="login_password").input("guess")
-    at.button[0].click().run()
-    assert any("Wrong password" in e.value for e in at.error)
-    assert not at.metric
-    at.text_input(key="login_password").input("s3cret phrase")
-    at.button[0].click().run()
+    admin = app_engine.accounts.authenticate("admin", "s3cret phrase", address="127.0.0.1")
+    cookie["value"] = logins().open(admin.id, admin.name)[1]
+    at.run()
     assert not at.exception, at.exception
     assert any(m.label == "Device" for m in at.metric)   # Home, logged in
     at.switch_page("app_pages/jobs.py").run()            # and it stays so for this session

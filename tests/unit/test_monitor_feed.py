@@ -1,16 +1,15 @@
-"""The live feed file the Monitor's charts fetch by themselves: recent samples by chart and line label,
-rewritten after each sample, under a name no one can guess, gone when the feed closes."""
+"""The live feed the Monitor's charts fetch by themselves: recent samples by chart and line label, remade
+after each sample, held in memory for the gate to serve (with a token: tests/unit/test_web_gate.py)."""
 from __future__ import annotations
 
 import json
-import stat
 
 import pytest
 
 from llmos_core.gpu import GpuReader
 from llmos_core.host import HostReader
 from llmos_core.monitor import Sampler
-from llmos_core.monitor_feed import MonitorFeed
+from llmos_core.monitor_feed import MonitorFeed, current_data
 from llmos_core.store import Store
 from monitor_fakes import FakeClock, FakeNVML, FakePsutil, two_gpu_machine
 
@@ -39,7 +38,7 @@ def tick(sampler: Sampler, ps: FakePsutil, **advance) -> dict:
 
 
 def read(feed: MonitorFeed) -> dict:
-    return json.loads(feed.path.read_text())
+    return json.loads(feed.data)
 
 
 def test_the_feed_follows_each_sample_by_line_label(machine, tmp_path):
@@ -47,7 +46,7 @@ def test_the_feed_follows_each_sample_by_line_label(machine, tmp_path):
     sampler = make_sampler(machine, two_gpu_machine(SERVER, JOB), store=store)
     for _ in range(3):
         tick(sampler, machine, busy=[0.5, 0.5, 0.5, 0.5])
-    feed = MonitorFeed(sampler, tmp_path / "feed", keep=10)
+    feed = MonitorFeed(sampler, keep=10)
     first = read(feed)
     assert len(first["ts"]) == 3 and first["lines"]["cpu"]["total"][-1] == 50.0
     assert set(first["lines"]) == {"cpu", "memory", "gpu0", "gpu1", "llmos"}
@@ -63,32 +62,15 @@ def test_the_feed_follows_each_sample_by_line_label(machine, tmp_path):
     store.close()
 
 
-def test_the_file_name_is_secret_and_the_folder_private_and_removed(machine, tmp_path):
+def test_the_newest_open_feed_is_served_and_a_closed_one_is_not(machine, tmp_path):
     sampler = make_sampler(machine, FakeNVML([], init_error=12))
     tick(sampler, machine)
-    feeds = [MonitorFeed(sampler), MonitorFeed(sampler)]
-    assert feeds[0].name != feeds[1].name and len(feeds[0].name) > 25
-    assert stat.S_IMODE(feeds[0].folder.stat().st_mode) == 0o700
-    assert [p.name for p in feeds[0].folder.iterdir()] == [feeds[0].name]
-    for feed in feeds:
-        feed.close()
-        assert not feed.folder.exists() and feed.on_sample not in sampler.listeners
-    tick(sampler, machine)                                          # a closed feed writes nothing more
-
-
-def test_folders_left_by_a_killed_server_are_removed_and_live_ones_kept(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from llmos_core.monitor_feed import PREFIX, remove_orphaned_feeds
-
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f"{PREFIX}{int(gone.stdout)}-abc"      # its process has exited: as after kill -9
-    live = tmp_path / f"{PREFIX}{os.getpid()}-def"
-    other = tmp_path / f"{PREFIX}notapid-ghi"
-    for folder in (dead, live, other):
-        folder.mkdir()
-        (folder / "feed-x.json").write_text("{}")
-    assert remove_orphaned_feeds(tmp_path) == 1
-    assert not dead.exists() and live.exists() and other.exists()
+    first, second = MonitorFeed(sampler), MonitorFeed(sampler)
+    assert current_data() is second.data
+    second.close()
+    assert current_data() is first.data and second.on_sample not in sampler.listeners
+    first.close()
+    assert current_data() is None
+    writes = first.writes
+    tick(sampler, machine)                                          # a closed feed makes nothing more
+    assert first.writes == writes and not list(tmp_path.iterdir())  # and nothing was ever written to disk
