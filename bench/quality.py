@@ -15,7 +15,7 @@
   Targets: correct >= 85 %, unsupported 0, declined >= 90 %, median < 5 s.
 --part translate: bench/quality_translate.py's run_translate(args) (helper h28b), when it is there.
 Usage: python bench/quality.py [--part ask|translate|all] [--models smollm2-135m-instruct,gemma-3-270m]
-                               [--baseline] [--limit N] [--json FILE]
+                               [--prompts example,plain] [--baseline] [--limit N] [--json FILE] [-v]
 """
 from __future__ import annotations
 
@@ -52,12 +52,16 @@ def is_correct(reply: str, expect: list[str]) -> bool:
     return all(word.lower() in low for word in expect)
 
 
+OPENERS = set("A An The It Its I You Your We They This That These There Yes No Not If In On At For To".split())
+
+
 def unsupported_claims(shown: str, sources: str) -> list[str]:
-    """Digit runs and capitalised words (not a sentence's first) of `shown` absent from `sources`."""
+    """Digit runs and capitalised words of `shown` (wherever they stand, a few openers aside) absent from
+    `sources`: a plain string check, stricter than rag/grounding.py's by value."""
     low = sources.lower()
     found = [n for n in re.findall(r"\d+(?:[.,:]\d+)*", re.sub(r"\[\d{1,3}\]", " ", shown)) if n not in sources]
-    for m in re.finditer(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]+", shown):
-        if m.group(0).lower() not in low:
+    for m in re.finditer(r"\b[A-Z][a-zA-Z]+", shown):
+        if m.group(0) not in OPENERS and m.group(0).lower() not in low:
             found.append(m.group(0))
     return found
 
@@ -105,12 +109,16 @@ def ask_one(engine, model: str, question: str, baseline: bool) -> tuple[dict, fl
 
 def run_ask(args) -> dict:
     questions = load_set(args.limit)
-    runs = [(m, False) for m in args.models.split(",")] + ([(args.models.split(",")[0], True)] if args.baseline else [])
+    from llmos_core.rag import quotes
+
+    runs = [(m, False, p) for m in args.models.split(",") for p in args.prompts.split(",")]
+    runs += [(args.models.split(",")[0], True, "")] if args.baseline else []
     out = {"today": TODAY, "targets": TARGETS, "questions": len(questions), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(Path(tmp) / "home")
         try:
-            for model, baseline in runs:
+            for model, baseline, prompt in runs:
+                quotes.USE_EXAMPLE = prompt == "example"
                 ask_one(engine, model, questions[0]["question"], baseline)     # warm: load, first call
                 rows, times = [], []
                 for q in questions:
@@ -125,6 +133,7 @@ def run_ask(args) -> dict:
                         print(f"  {mark} {seconds:5.1f}s {q['question'][:60]:60} | {shown['reply'][:150]!r} {bad or ''}",
                               flush=True)
                 out["runs"].append(summarize(model, baseline, rows, times))
+                out["runs"][-1]["prompt"] = prompt or "the passages, numbered (answer.py)"
                 print_run(out["runs"][-1])
         finally:
             engine.close()
@@ -147,7 +156,7 @@ def summarize(model: str, baseline: bool, rows: list[dict], times: list[float]) 
 
 def print_run(run: dict) -> None:
     a, u = max(run["answerable"], 1), max(run["unanswerable"], 1)
-    print(f"{run['model']} [{run['path']}]: correct {run['correct']}/{run['answerable']} ({run['correct'] / a:.0%}), "
+    print(f"{run['model']} [{run['path']}, prompt {run.get('prompt', '')}]: correct {run['correct']}/{run['answerable']} ({run['correct'] / a:.0%}), "
           f"unsupported shown {run['unsupported']}, declined {run['declined']}/{run['unanswerable']} "
           f"({run['declined'] / u:.0%}), wrongly declined {run['wrongly_declined']}, model's wording shown "
           f"{run['wording_shown']}, median {run['median_s']} s (p90 {run['p90_s']} s)   "
@@ -169,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["ask", "translate", "all"], default="all")
     p.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m", help="Ask: chat models, comma-separated")
+    p.add_argument("--prompts", default="plain",
+                   help="Ask: the wording's prompt with one worked example, and without (comma-separated)")
     p.add_argument("--baseline", action="store_true", help="Ask: also the path as it was, with the first model")
     p.add_argument("--limit", type=int, default=None, help="Ask: the first N answerable questions (and a few others)")
     p.add_argument("--verbose", "-v", action="store_true", help="a line per question")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .index import STOPWORDS
+from .index import STOPWORDS, keywords
 
 WORD_NUMBERS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                 "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
@@ -167,9 +167,50 @@ def check_claims(answer: str, sources: list[str]) -> Grounding:
                 ok = value in values
                 report.claims.append(Claim(said, "number", ok, "the same value is in the sources" if ok
                                            else "no such value in the sources"))
+        if report.claims and report.claims[-1].supported and report.claims[-1].text == said:
+            same = [(a, b) for k, v, u, a, b in facts if k == kind and v == value
+                    and (kind != "number" or not unit or u == unit or report.claims[-1].kind == "number")]
+            _check_said_of(report.claims[-1], answer, start, end, source_text, same)
     for name, start, end in _names(answer, answer_facts):
         parts = [p.lower() for p in name.split()]
         ok = all(p in words or p.rstrip("'s") in words for p in parts)
         report.claims.append(Claim(name, "name", ok, "each word is in the sources" if ok
                                    else "not in the sources: " + ", ".join(p for p in parts if p not in words)))
+        if ok:
+            first = re.escape(name.split()[0])
+            same = [(m.start(), m.end()) for m in re.finditer(rf"\b{first}\b", source_text, re.IGNORECASE)]
+            _check_said_of(report.claims[-1], answer, start, end, source_text, same)
     return report
+
+
+_CLAUSE_END = re.compile(r"[;:!?()\[\]]|[,.](?=\s|$)|\s(?:and|but|or|while|whereas)\s|\n")
+
+
+def _clause(text: str, start: int, end: int) -> str:
+    """The clause of `text` around [start, end): from the mark before it to the mark after it."""
+    before = [m.end() for m in _CLAUSE_END.finditer(text, 0, start)]
+    after = _CLAUSE_END.search(text, end)
+    return text[before[-1] if before else 0:after.start() if after else len(text)]
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or (min(len(a), len(b)) >= 4 and (a.startswith(b) or b.startswith(a)))
+
+
+def _check_said_of(claim: Claim, answer: str, start: int, end: int, source_text: str,
+                   places: list[tuple[int, int]]) -> None:
+    """A claim found in the sources must also be said of the same thing: the words of its clause in the
+    answer that the sources use at all must meet a word of its clause in the sources ("Tom Becker is the
+    chair" is not supported by "the club is chaired by Maria Lopez; the treasurer is Tom Becker")."""
+    own = set(keywords(answer[start:end]))
+    source_words = set(keywords(source_text))
+    said = {w for w in keywords(_clause(answer, start, end)) if w not in own and w.isalpha() and len(w) > 2
+            and w not in UNITS and any(_related(w, s) for s in source_words)}
+    if not said or not places:
+        return
+    for a, b in places:
+        near = set(keywords(_clause(source_text, a, b)))
+        if any(_related(w, n) for w in said for n in near):
+            return
+    claim.supported = False
+    claim.how = "in the sources, but said there of something else (" + ", ".join(sorted(said)) + ")"

@@ -11,6 +11,7 @@ model, and a claim in its answer has fewer places to come from that are not the 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .retrieve import Passage
@@ -67,19 +68,28 @@ def make_quotes(chosen: list[RankedSentence], passages: list[Passage]) -> list[Q
     return out
 
 
+# One worked example before the question: a small model copies its form (one sentence, the number as given).
+EXAMPLE = [{"role": "user", "content": "Sentences:\n[1] The office opens at 8:00 and closes at 17:30 on weekdays."
+                                       "\n\nQuestion: When does the office close?"},
+           {"role": "assistant", "content": "The office closes at 17:30 on weekdays [1]."}]
+
+
+USE_EXAMPLE = False       # measured (bench/quality.py --prompts): the example gave SmolLM2 no more checked
+                          # wordings (9 of the first 31 both ways) and a longer prompt
+
+
 def wording_messages(question: str, quotes: list[Quote], strict: bool = False) -> list[dict]:
     sentences = "\n".join(f"[{q.number}] {q.text}" for q in quotes)
-    return [{"role": "system", "content": STRICT_SYSTEM if strict else WORDING_SYSTEM},
-            {"role": "user", "content": f"Sentences:\n{sentences}\n\nQuestion: {question}"}]
+    return ([{"role": "system", "content": STRICT_SYSTEM if strict else WORDING_SYSTEM}] + (EXAMPLE if USE_EXAMPLE else [])
+            + [{"role": "user", "content": f"Sentences:\n{sentences}\n\nQuestion: {question}"}])
 
 
 def clean_wording(text: str) -> str:
-    """The model's answer, trimmed to its first paragraph (a small model goes on to invent a next turn)."""
-    text = text.strip()
-    for stop in ("\n\n", "\nQuestion:", "\nUser:", "\nSentences:"):
-        if stop in text:
-            text = text[:text.index(stop)]
-    return text.strip()
+    """The model's answer, trimmed to its first line (a small model goes on to invent a next turn) and
+    without a leading "[2]" or "Answer:" (it copies the prompt's numbering)."""
+    text = text.strip().split("\n", 1)[0].strip()
+    text = re.sub(r"^(?:\[\d{1,3}\]\s*|answer:\s*)+", "", text, flags=re.IGNORECASE).strip()
+    return text if re.search(r"[A-Za-z0-9]", text) else ""
 
 
 def compose_reply(quotes: list[Quote], wording: ModelWording | None) -> str:

@@ -33,10 +33,10 @@ from ..rag.ingest import (FILE_TYPES, FileReport, Progress, collection_folder, e
 from ..rag.quotes import (DECLINED, UNCHECKED, ModelWording, Quote, clean_wording, compose_reply, make_quotes,
                           passage_citations, wording_messages)
 from ..rag.retrieve import Retrieval, retrieve  # noqa: F401  (retrieve: tests and bench use it from here)
-from ..rag.sentences import choose_quotes, rank_sentences
+from ..rag.sentences import choose_quotes, question_cue, rank_sentences, satisfies
 
 JOB_BYTES_DEFAULT = 256 * 1024
-WORDING_TOKENS = 64          # the model's wording is one short sentence
+WORDING_TOKENS = 48          # the model's wording is one short sentence
 _indexes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -226,7 +226,8 @@ def write_wording(engine, plan: AskPlan, params: SamplingParams) -> tuple[ModelW
     """The model's answer from the quotes, checked claim by claim against them; a second, stricter try when
     the first says something the quotes do not. Returns the wording, the last try's stats and the meter."""
     sources = [q.text for q in plan.quotes]
-    short = replace(params, max_new_tokens=min(params.max_new_tokens, WORDING_TOKENS))
+    short = replace(params, max_new_tokens=min(params.max_new_tokens, WORDING_TOKENS),
+                    stop=list(params.stop) + ["\n"])          # one line is all that is shown
     wording, stats, meter = ModelWording(None), {}, {}
     for strict in (False, True):
         messages = wording_messages(plan.question, plan.quotes, strict)
@@ -235,8 +236,10 @@ def write_wording(engine, plan: AskPlan, params: SamplingParams) -> tuple[ModelW
         meter = wording_meter(plan.context.meter.window if plan.context.meter else 0, result.stats)
         text = clean_wording(result.text)
         report = check_claims(text, sources)
-        wording.tries.append({"text": text, "strict": strict, "grounding": report.to_dict()})
-        if text and report.supported:
+        # "Yes." holds no wrong number, and answers no "how many": the wording must give what is asked for
+        in_form = bool(text) and satisfies(question_cue(plan.question), text, plan.question) != 0.0
+        wording.tries.append({"text": text, "strict": strict, "grounding": report.to_dict(), "answers_the_form": in_form})
+        if text and report.supported and in_form:
             wording.text = text
             return wording, stats, meter
     wording.note = UNCHECKED

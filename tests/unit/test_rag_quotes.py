@@ -78,6 +78,10 @@ def test_a_wrong_number_beside_a_right_citation_is_caught():
     assert check_claims("It heats up in 45 minutes.", ["It heats up in about 45 seconds."]).unsupported[0].kind == "quantity"
     assert not check_claims("Call Dr. Smith.", ["Call Dr. Anna Berg."]).supported
     assert not check_claims("Open until 19:00.", ["It closes at 7:00."]).supported
+    chair = ["The club is chaired by Maria Lopez; the treasurer is Tom Becker."]    # a right name, said of the wrong thing
+    wrong = check_claims("Tom Becker is the chair of the club.", chair)
+    assert not wrong.supported and "something else" in wrong.unsupported[0].how
+    assert check_claims("The club's chairperson is Maria Lopez.", chair).supported
 
 
 def test_a_paraphrase_with_the_right_number_passes():
