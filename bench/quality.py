@@ -52,7 +52,8 @@ def is_correct(reply: str, expect: list[str]) -> bool:
     return all(word.lower() in low for word in expect)
 
 
-OPENERS = set("A An The It Its I You Your We They This That These There Yes No Not If In On At For To".split())
+OPENERS = set("""A An The It Its I You Your We They This That These There Yes No Not If In On At For To So Then
+However According""".split())
 
 
 def unsupported_claims(shown: str, sources: str) -> list[str]:
@@ -89,6 +90,7 @@ def ask_one(engine, model: str, question: str, baseline: bool) -> tuple[dict, fl
     params = SamplingParams.for_model(engine.catalog.get(model).sampling, max_new_tokens=256)
     start = time.perf_counter()
     plan = ask.prepare(engine, "qa", question, model, params)
+    prepared = round(time.perf_counter() - start, 2)      # retrieval and the sentence ranking
     if baseline:        # the path as it was: the model's free answer over the passages, cited by number
         if not plan.found:
             result = ask.finish(plan, "", {})
@@ -98,13 +100,14 @@ def ask_one(engine, model: str, question: str, baseline: bool) -> tuple[dict, fl
         seconds = time.perf_counter() - start
         sources = "\n".join(c["passage"] for c in result.citations)
         return {"reply": result.text, "declined": not result.found, "model_text": result.text if result.found else "",
-                "sources": sources}, seconds
+                "sources": sources, "prepare_s": prepared}, seconds
     result = ask.answer(engine, plan, params)
     seconds = time.perf_counter() - start
     shown = result.wording.text if result.wording is not None and result.wording.shown else ""
     return {"reply": result.text, "declined": not result.answered, "model_text": shown,
             "sources": "\n".join(q.text for q in result.quotes), "tries": len(result.wording.tries) if result.wording else 0,
-            "verdict": result.verdict}, seconds
+            "verdict": result.verdict, "prepare_s": prepared,
+            "tried": result.wording.tries if result.wording else []}, seconds
 
 
 def run_ask(args) -> dict:
@@ -150,7 +153,8 @@ def summarize(model: str, baseline: bool, rows: list[dict], times: list[float]) 
             "declined": sum(r["declined"] for r in unanswerable), "unanswerable": len(unanswerable),
             "wrongly_declined": sum(r["declined"] for r in answerable),
             "wording_shown": sum(bool(r["model_text"]) for r in answerable if not r["declined"]),
-            "median_s": round(statistics.median(times), 2), "p90_s": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
+            "median_s": round(statistics.median(times), 2),
+            "median_prepare_s": round(statistics.median(r["prepare_s"] for r in rows), 2), "p90_s": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
             "rows": rows}
 
 
@@ -159,7 +163,8 @@ def print_run(run: dict) -> None:
     print(f"{run['model']} [{run['path']}, prompt {run.get('prompt', '')}]: correct {run['correct']}/{run['answerable']} ({run['correct'] / a:.0%}), "
           f"unsupported shown {run['unsupported']}, declined {run['declined']}/{run['unanswerable']} "
           f"({run['declined'] / u:.0%}), wrongly declined {run['wrongly_declined']}, model's wording shown "
-          f"{run['wording_shown']}, median {run['median_s']} s (p90 {run['p90_s']} s)   "
+          f"{run['wording_shown']}, median {run['median_s']} s (p90 {run['p90_s']} s; retrieval and ranking "
+          f"{run['median_prepare_s']} s)   "
           f"[today: correct {TODAY['correct']}, median {TODAY['median_s']} s]", flush=True)
 
 

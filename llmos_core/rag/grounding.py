@@ -22,7 +22,8 @@ WORD_NUMBERS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
                 "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
                 "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
                 "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
-                "hundred": 100, "thousand": 1000, "once": 1, "twice": 2, "single": 1, "double": 2, "half": 0.5}
+                "hundred": 100, "thousand": 1000, "once": 1, "twice": 2}
+# Not "single", "double" or "half": "Single trip | 2.40 EUR" must not support "1 month".
 # Units as the sources spell them, each to one name: a quantity is supported only with its own unit.
 UNITS = {"second": "s", "seconds": "s", "sec": "s", "secs": "s", "minute": "min", "minutes": "min", "min": "min",
          "mins": "min", "hour": "h", "hours": "h", "hrs": "h", "day": "day", "days": "day", "week": "week",
@@ -214,3 +215,13 @@ def _check_said_of(claim: Claim, answer: str, start: int, end: int, source_text:
             return
     claim.supported = False
     claim.how = "in the sources, but said there of something else (" + ", ".join(sorted(said)) + ")"
+
+
+def new_words(answer: str, given: list[str]) -> float:
+    """The share of the answer's content words that none of `given` (the quotes, the question) holds: a
+    wording that rephrases stays near 0; one that argues with the quotes or wanders off does not."""
+    words = [w for w in keywords(_CITATION.sub(" ", answer)) if w.isalpha() and len(w) > 2]
+    if not words:
+        return 0.0
+    known = set(keywords(" ".join(given)))
+    return sum(1 for w in words if not any(_related(w, k) for k in known)) / len(words)

@@ -25,7 +25,7 @@ from ..errors import InvalidInput, LLMOSError
 from ..generation import SamplingParams
 from ..rag import ingest
 from ..rag.answer import NOT_FOUND, Context, build_messages, choose_context, citations
-from ..rag.grounding import check_claims
+from ..rag.grounding import check_claims, new_words
 from ..rag.model_choice import default_ask_model  # noqa: F401  (the page and the CLI choose with it)
 from ..rag.index import DocumentIndex, check_collection_name
 from ..rag.ingest import (FILE_TYPES, FileReport, Progress, collection_folder, embed_texts,  # noqa: F401
@@ -36,6 +36,7 @@ from ..rag.retrieve import Retrieval, retrieve  # noqa: F401  (retrieve: tests a
 from ..rag.sentences import choose_quotes, question_cue, rank_sentences, satisfies
 
 JOB_BYTES_DEFAULT = 256 * 1024
+MAX_NEW_WORDS = 0.4          # a wording with more of its words from elsewhere than the quotes is not shown
 WORDING_TOKENS = 48          # the model's wording is one short sentence
 _indexes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -238,8 +239,10 @@ def write_wording(engine, plan: AskPlan, params: SamplingParams) -> tuple[ModelW
         report = check_claims(text, sources)
         # "Yes." holds no wrong number, and answers no "how many": the wording must give what is asked for
         in_form = bool(text) and satisfies(question_cue(plan.question), text, plan.question) != 0.0
-        wording.tries.append({"text": text, "strict": strict, "grounding": report.to_dict(), "answers_the_form": in_form})
-        if text and report.supported and in_form:
+        novel = new_words(text, sources + [plan.question])     # it rephrases the quotes, or says something else
+        wording.tries.append({"text": text, "strict": strict, "grounding": report.to_dict(), "answers_the_form": in_form,
+                              "new_words": round(novel, 2)})
+        if text and report.supported and in_form and novel <= MAX_NEW_WORDS:
             wording.text = text
             return wording, stats, meter
     wording.note = UNCHECKED

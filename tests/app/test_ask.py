@@ -68,12 +68,12 @@ def test_upload_ask_cite_and_delete(monkeypatch, app_engine, tiny_chat, new_app)
     marks = [c.value for c in at.caption]
     assert any("The model's wording" in c or UNCHECKED in c for c in marks), marks   # the tiny model's noise
 
-    replies = iter(["Passwords need 14 characters [1].", "Passwords need 12 characters.", "At least 12."])
+    replies = iter(["Passwords must be 14 characters long [1].", "Passwords must be 12 characters long.", "At least 12."])
     monkeypatch.setattr(app_engine.chat, "generate", lambda *a, **k: ChatResult(next(replies), {"prompt_tokens": 30,
                                                                                                    "tokens": 8}))
     at.chat_input(key="ask_input").set_value("How long must a password be?").run()
     assert any("The model's wording" in c.value for c in at.caption)
-    assert "Passwords need 14 characters [1]." in [t.value for t in at.text]
+    assert "Passwords must be 14 characters long [1]." in [t.value for t in at.text]
     assert any("Context:" in str(p.proto.text) for p in at.get("progress"))
     at.chat_input(key="ask_input").set_value("How long must a password be?").run()     # 12, twice: not shown
     assert any(UNCHECKED in c.value for c in at.caption)

@@ -118,6 +118,8 @@ def plan_for(question: str) -> ask.AskPlan:
     (["The tank holds 1.8 litres [1]."], "The tank holds 1.8 litres [1].", 1),
     (["The tank holds 2 litres [1].", "The tank holds 1.8 litres."], "The tank holds 1.8 litres.", 2),
     (["The tank holds 2 litres.", "It holds 3 litres."], None, 2),
+    (["The sentence saying 1.8 litres is incorrect because it does not specify the amount.", "It holds 1.8 litres."],
+     "It holds 1.8 litres.", 2),                   # every number right, but it argues with the quote
 ])
 def test_answer_quotes_first_and_shows_the_wording_only_when_checked(replies, shown, tries):
     chat = FakeChat(replies)
