@@ -225,3 +225,13 @@ def new_words(answer: str, given: list[str]) -> float:
         return 0.0
     known = set(keywords(" ".join(given)))
     return sum(1 for w in words if not any(_related(w, k) for k in known)) / len(words)
+
+
+_NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nobody|nothing|neither|nor|without|except|forbidden|banned|"
+                       r"prohibited|only)\b|n't\b", re.IGNORECASE)
+
+
+def same_polarity(answer: str, sources: list[str]) -> bool:
+    """A negation ("never", "not", "except", "only") in the sources and none in the answer, or the other way
+    round: "Yes, you can put it in the dishwasher" against "it must never go in the dishwasher"."""
+    return bool(_NEGATION.search(answer)) == any(_NEGATION.search(s) for s in sources)

@@ -25,7 +25,7 @@ from ..errors import InvalidInput, LLMOSError
 from ..generation import SamplingParams
 from ..rag import ingest
 from ..rag.answer import NOT_FOUND, Context, build_messages, choose_context, citations
-from ..rag.grounding import check_claims, new_words
+from ..rag.grounding import check_claims, new_words, same_polarity
 from ..rag.model_choice import default_ask_model  # noqa: F401  (the page and the CLI choose with it)
 from ..rag.index import DocumentIndex, check_collection_name
 from ..rag.ingest import (FILE_TYPES, FileReport, Progress, collection_folder, embed_texts,  # noqa: F401
@@ -240,9 +240,10 @@ def write_wording(engine, plan: AskPlan, params: SamplingParams) -> tuple[ModelW
         # "Yes." holds no wrong number, and answers no "how many": the wording must give what is asked for
         in_form = bool(text) and satisfies(question_cue(plan.question), text, plan.question) != 0.0
         novel = new_words(text, sources + [plan.question])     # it rephrases the quotes, or says something else
+        polarity = same_polarity(text, sources)                # "never" in the quote, "yes, you can" in the wording
         wording.tries.append({"text": text, "strict": strict, "grounding": report.to_dict(), "answers_the_form": in_form,
-                              "new_words": round(novel, 2)})
-        if text and report.supported and in_form and novel <= MAX_NEW_WORDS:
+                              "new_words": round(novel, 2), "same_polarity": polarity})
+        if text and report.supported and in_form and novel <= MAX_NEW_WORDS and polarity:
             wording.text = text
             return wording, stats, meter
     wording.note = UNCHECKED

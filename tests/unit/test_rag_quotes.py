@@ -84,6 +84,14 @@ def test_a_wrong_number_beside_a_right_citation_is_caught():
     assert check_claims("The club's chairperson is Maria Lopez.", chair).supported
 
 
+def test_a_wording_that_drops_or_adds_a_negation_is_caught():
+    from llmos_core.rag.grounding import same_polarity
+    quote = ["The brewing unit can be rinsed under the tap, but it must never go in the dishwasher."]
+    assert not same_polarity("Yes, you can put the brewing unit in the dishwasher.", quote)
+    assert same_polarity("No, the brewing unit must never go in the dishwasher.", quote)
+    assert not same_polarity("The tank does not hold 1.8 litres.", ["The tank holds 1.8 litres."])
+
+
 def test_a_paraphrase_with_the_right_number_passes():
     sources = ["Descale the machine every 200 cups or every three months, whichever comes first.",
                "Bicycles may be taken on board except between 7:00 and 9:00. The fee is 0.50 EUR."]
