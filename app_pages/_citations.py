@@ -1,8 +1,29 @@
 """The passages an answer stands on, drawn the same way on the Ask and Chat pages: one expander per
-passage (file, heading or page; the passage itself on click), the cited ones first."""
+passage (file, heading or page; the passage itself on click), the cited ones first. And Ask's reply:
+the quoted sentences with their citation, then the model's wording, marked as the model's."""
 from __future__ import annotations
 
 import streamlit as st
+
+
+def draw_quotes(quotes: list) -> None:
+    """The sentences that answer, verbatim, each with its citation (rag/quotes.py's Quote)."""
+    for quote in quotes:
+        body = "\n".join(f"> {line}" for line in quote.text.splitlines())
+        st.markdown(f"{body}\n>\n> — **{quote.citation()}**")
+
+
+def draw_wording(wording) -> None:
+    """The model's wording, marked as the model's; or why it is not shown (rag/quotes.py's ModelWording)."""
+    if wording is None:
+        return
+    if wording.shown:
+        with st.container(border=True):
+            st.caption(":material/smart_toy: The model's wording — every number, time and name in it was "
+                       "found in the quotes above")
+            st.text(wording.text)
+    elif wording.note:
+        st.caption(f":material/report: {wording.note}")
 
 
 def draw_citations(citations: list[dict]) -> None:

@@ -1,10 +1,11 @@
 """Ask: questions answered from your own documents, with the passages they come from.
 
 Collections are made by uploading files (parsed in a limited child process, cut into passages, embedded
-by a sentence-embedding model under the memory manager). An answer shows how the model's window was
-spent (the context meter), whether a document went in whole or which passages were used, and every
-passage given to the model, cited or not, opened with a click. When no passage matches the question the
-page says so and asks no model.
+by a sentence-embedding model under the memory manager). An answer is the sentences of the documents that
+answer, quoted with their citation; below them the model's wording, marked as the model's and shown only
+when every number, time and name in it is in the quotes (usecases/ask.py checks it); then the window's
+use and every passage retrieved, opened with a click. When no passage matches, or no sentence answers,
+the page says so and shows no model text.
 """
 from __future__ import annotations
 
@@ -12,18 +13,18 @@ import pandas as pd
 import streamlit as st
 
 from llmos_core.generation import SamplingParams
-from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, EMBEDDING
+from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_EMBEDDING_MODEL, EMBEDDING
 from llmos_core.present import format_bytes
 from llmos_core.usecases import ask
 from llmos_core.usecases.models import model_names
-from app_pages._citations import draw_citations
+from app_pages._citations import draw_citations, draw_quotes, draw_wording
 from app_pages._shared import acting_user, engine, error_boundary, job_card_head
 
 NEW = "New collection..."
 eng = engine()
 user = acting_user()
 state = st.session_state
-state.setdefault("ask_result", None)          # (collection, question, Answer, plan summary) of the last question
+state.setdefault("ask_result", None)          # (collection, question, Answer) of the last question
 st.title(":material/quick_reference_all: Ask your documents")
 st.caption("Upload documents into a collection, then ask questions: answers come from the passages that "
            "match, with citations. " + " ".join(f".{t}" for t in ask.FILE_TYPES if t != "htm"))
@@ -119,29 +120,35 @@ with st.expander(f"{len(documents)} document(s) in {collection}", expanded=not s
 
 # ---------------------------------------------------------------- asking
 models = model_names(eng, user, CAUSAL_LM)
+default_model = ask.default_ask_model(eng.catalog) if models else None
 cols = st.columns([2, 1])
 model = cols[0].selectbox("Answer with", models, key="ask_model",
-                          index=models.index(DEFAULT_CHAT_MODEL) if DEFAULT_CHAT_MODEL in models else 0)
+                          index=models.index(default_model) if default_model in models else 0,
+                          help="The answer is the quoted sentences; this model words it, and its wording is "
+                               "shown only when every number and name in it is in the quotes.")
 max_new = cols[1].number_input("Max new tokens", 16, 2048, 256, key="ask_max_new_tokens")
 
 
 def draw_meter(meter: dict) -> None:
+    if not meter:
+        return
     window = max(meter["window"], 1)
     st.progress(min(meter["used"] / window, 1.0),
                 f"Context: {meter['used']:,} of {meter['window']:,} tokens of {model}'s window")
     st.caption(" · ".join(f"{part} {tokens:,}" for part, tokens in meter.items() if part not in ("window", "used")))
 
 
-def draw_result(question: str, plan: dict, result: ask.Answer) -> None:
+def draw_result(result: ask.Answer) -> None:
+    """The wording (or why there is none), then the window's use and the passages."""
     if not result.found:
         st.warning(result.text, icon=":material/search_off:")
         return
-    if plan["whole"]:
-        st.caption(f":material/description: {plan['whole']} was sent whole (it fits the window).")
+    if not result.answered:
+        st.warning(result.text, icon=":material/search_off:")
+        st.caption(f"Why: {result.verdict}. The closest passages:")
     else:
-        st.caption(f":material/segment: {len(result.citations)} passage(s) were used"
-                   + (f"; {plan['left_out']} more matched but did not fit" if plan["left_out"] else "") + ".")
-    draw_meter(result.meter)
+        draw_wording(result.wording)
+        draw_meter(result.meter)
     draw_citations(result.citations)
 
 
@@ -150,38 +157,20 @@ if question is not None:
     state["ask_result"] = None
     with error_boundary("Asking"):
         params = SamplingParams.for_model(eng.catalog.get(model).sampling, max_new_tokens=int(max_new))
-        with st.spinner("Finding passages..."):
+        with st.spinner("Finding the sentences that answer..."):
             plan = ask.prepare(eng, user, collection, question, model, params)
-        summary = {"whole": plan.context.whole_document if plan.context else None,
-                   "left_out": len(plan.context.left_out) if plan.context else 0}
         with st.chat_message("user"):
             st.markdown(question)
         with st.chat_message("assistant"):
-            text, stats = "", {}
-            if plan.found:
-                stream = eng.chat.stream(model, plan.messages, params, user=user)
-                parts = []
-
-                def pieces():
-                    for event in stream:
-                        if event.text:
-                            parts.append(event.text)
-                            yield event.text
-                        if event.done:
-                            stats.update(event.stats())
-                try:
-                    st.write_stream(pieces())
-                finally:
-                    stream.close()
-                text = "".join(parts)
-            result = ask.finish(plan, text, stats)
-            draw_result(question, summary, result)
-        state["ask_result"] = (collection, question, summary, result)
+            draw_quotes(plan.quotes)            # the answer itself, at once
+            with st.spinner("The model is wording the answer; each number and name is checked..."):
+                result = ask.answer(eng, plan, params)
+            draw_result(result)
+        state["ask_result"] = (collection, question, result)
 elif state["ask_result"] and state["ask_result"][0] == collection:
-    _, question, summary, result = state["ask_result"]
+    _, question, result = state["ask_result"]
     with st.chat_message("user"):
         st.markdown(question)
     with st.chat_message("assistant"):
-        if result.found:
-            st.markdown(result.text)
-        draw_result(question, summary, result)
+        draw_quotes(result.quotes)
+        draw_result(result)

@@ -146,6 +146,7 @@ class Soak:
 
     # ---- setup
     def prepare(self) -> None:
+        from llmos_core.accounts import LOCAL_ADMIN
         from llmos_core.usecases import ask
 
         engine, args = self.engine, self.args
@@ -155,7 +156,7 @@ class Soak:
         if Path(train).is_dir():
             train = engine.catalog.register(engine.catalog.resolve(train)).name
         self.train_model = train
-        ask.add_files(engine, "soak", [("llmos.md", (TEXT * 3).encode())])
+        ask.add_files(engine, LOCAL_ADMIN, "soak", [("llmos.md", (TEXT * 3).encode())])
         (self.home / "soak").mkdir(exist_ok=True)
         self.document = self.home / "soak" / "letter.txt"
         self.document.write_text("Dear team,\n\nThe new release is ready. Please test the translation page.\n\n"
@@ -174,10 +175,11 @@ class Soak:
 
     def ask_once(self, question: str) -> None:
         from llmos_core.generation import SamplingParams
+        from llmos_core.accounts import LOCAL_ADMIN
         from llmos_core.usecases import ask
 
         params = SamplingParams.for_model(self.engine.catalog.get(self.args.chat_model).sampling, max_new_tokens=24)
-        plan = ask.prepare(self.engine, "soak", question, self.args.chat_model, params)
+        plan = ask.prepare(self.engine, LOCAL_ADMIN, "soak", question, self.args.chat_model, params)
         ask.answer(self.engine, plan, params)
 
     # ---- load

@@ -1,7 +1,7 @@
 """Ask your documents: collections of uploaded files, and questions answered from them with citations.
 
-    report = add_files(engine, "handbook", [("leave.docx", data)])       # parse, chunk, embed
-    plan = prepare(engine, "handbook", "How many days of leave?", model, params)
+    report = add_files(engine, user, "handbook", [("leave.docx", data)])       # parse, chunk, embed
+    plan = prepare(engine, user, "handbook", "How many days of leave?", model, params)
     result = answer(engine, plan, params)      # or stream engine.chat.stream(model, plan.messages, ...)
                                                # and call finish(plan, text, stats)
 
@@ -18,7 +18,7 @@ import hashlib
 import os
 import shutil
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..accounts import User
@@ -26,13 +26,20 @@ from ..errors import InvalidInput, LLMOSError
 from ..generation import SamplingParams
 from ..rag import ingest
 from ..rag.answer import NOT_FOUND, Context, build_messages, choose_context, citations
+from ..rag.grounding import check_claims, new_words, same_polarity
+from ..rag.model_choice import default_ask_model  # noqa: F401  (the page and the CLI choose with it)
 from ..rag.index import DocumentIndex, check_collection_name
 from ..rag.ingest import (FILE_TYPES, FileReport, Progress, collection_folder, embed_texts,  # noqa: F401
                           safe_file_name)
+from ..rag.quotes import (DECLINED, UNCHECKED, ModelWording, Quote, clean_wording, compose_reply, make_quotes,
+                          passage_citations, wording_messages)
 from ..rag.retrieve import Retrieval, retrieve  # noqa: F401  (retrieve: tests and bench use it from here)
+from ..rag.sentences import choose_quotes, question_cue, rank_sentences, satisfies
 from . import quota as limits
 
 JOB_BYTES_DEFAULT = 256 * 1024
+MAX_NEW_WORDS = 0.4          # a wording with more of its words from elsewhere than the quotes is not shown
+WORDING_TOKENS = 48          # the model's wording is one short sentence
 _indexes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -115,11 +122,18 @@ class AskPlan:
     model: str
     retrieval: Retrieval
     context: Context | None          # None: nothing matched, the model is not asked
-    messages: list[dict] = field(default_factory=list)
+    messages: list[dict] = field(default_factory=list)   # the passages for the model (Chat with documents)
+    quotes: list[Quote] = field(default_factory=list)     # the sentences that answer (Ask); [] = none does
+    verdict: str = ""                # why these sentences, or why none
+    user: User | None = None         # who asks: the generation service shares its slots fairly by user
 
     @property
     def found(self) -> bool:
         return self.context is not None and bool(self.context.sources)
+
+    @property
+    def answered(self) -> bool:
+        return self.found and bool(self.quotes)
 
 
 @dataclass
@@ -129,23 +143,38 @@ class Answer:
     citations: list[dict]
     meter: dict
     stats: dict
+    quotes: list[Quote] = field(default_factory=list)
+    wording: ModelWording | None = None
+    verdict: str = ""
+    grounding: dict | None = None    # Chat with documents: the check of the model's free answer
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.quotes)
 
     def to_dict(self) -> dict:
-        return {"answer": self.text, "found": self.found, "citations": self.citations, "context": self.meter,
-                "stats": self.stats}
+        return {"answer": self.text, "found": self.found, "answered": self.answered, "verdict": self.verdict,
+                "quotes": [q.to_dict() for q in self.quotes],
+                "model_wording": None if self.wording is None else self.wording.to_dict(),
+                "citations": self.citations, "context": self.meter, "stats": self.stats,
+                **({"grounding": self.grounding} if self.grounding is not None else {})}
 
 
 def prepare(engine, actor: User, collection: str, question: str, model: str, params: SamplingParams,
             history: list[dict] | None = None, top_k: int = 5) -> AskPlan:
-    """Retrieve, then fit what matched into `model`'s window (counting with its own tokenizer)."""
+    """Retrieve, choose the sentences that answer, and fit what matched into `model`'s window (counting
+    with its own tokenizer)."""
     if not isinstance(question, str) or not question.strip():
         raise InvalidInput("the question is empty", "type a question")
     history = list(history or [])
     index = index_for(engine)
-    info = index.collection(collection, actor)
-    retrieval = retrieve(index, collection, question, embed_texts(engine, info["embed_model"]), top_k)
+    info = index.collection(collection, actor)   # another user's collection reads as a missing one
+    embed = remembered(embed_texts(engine, info["embed_model"]))     # the question is embedded once
+    retrieval = retrieve(index, collection, question, embed, top_k)
     if not retrieval.found:
-        return AskPlan(collection, question, model, retrieval, None)
+        return AskPlan(collection, question, model, retrieval, None, user=actor)
+    chosen, verdict = choose_quotes(question, rank_sentences(question, retrieval.passages, embed))
+    quotes = make_quotes(chosen, retrieval.passages)
     backend = engine.chat.choose_backend(model).backend
     with engine.models.use(model, backend) as resident:
         runner = engine.chat.runner(resident)
@@ -157,18 +186,78 @@ def prepare(engine, actor: User, collection: str, question: str, model: str, par
     if not context.sources:
         raise LLMOSError(f"no passage fits in {model}'s window of {runner.context_tokens} tokens beside the question "
                          "and history", "shorten the question, start a new conversation, or lower max new tokens")
-    return AskPlan(collection, question, model, retrieval, context, build_messages(question, context, history))
+    return AskPlan(collection, question, model, retrieval, context, build_messages(question, context, history),
+                   quotes, verdict, actor)
+
+
+def remembered(embed: Callable[[list[str]], list[list[float]]]) -> Callable[[list[str]], list[list[float]]]:
+    """`embed` that computes each text once (retrieval and the sentence ranking both need the question)."""
+    seen: dict[str, list[float]] = {}
+
+    def embed_once(texts: list[str]) -> list[list[float]]:
+        new = list(dict.fromkeys(t for t in texts if t not in seen))
+        if new:
+            seen.update(zip(new, embed(new)))
+        return [seen[t] for t in texts]
+    return embed_once
 
 
 def finish(plan: AskPlan, text: str, stats: dict) -> Answer:
+    """The model's free answer over the passages (Chat with documents), its citations, and the check of
+    its numbers and names against the passages it was given."""
     if plan.context is None:
         return Answer(NOT_FOUND, False, [], {}, {})
-    return Answer(text, True, citations(text, plan.context), plan.context.meter.to_dict(), stats)
+    sources = [plan.context.whole_text] if plan.context.whole_document else [p.chunk.text for p in plan.context.sources]
+    return Answer(text, True, citations(text, plan.context), plan.context.meter.to_dict(), stats,
+                  grounding=check_claims(text, sources).to_dict())
 
 
 def answer(engine, plan: AskPlan, params: SamplingParams, on_text: Callable[[str], None] | None = None) -> Answer:
-    """The whole answer (CLI, tests); the page streams engine.chat.stream itself and calls finish."""
+    """Ask's reply: the quoted sentences with their citations, then the model's wording when every number,
+    time and name in it is in the quotes (else one more try, constrained to copy them; else the quotes
+    alone, saying so). `on_text` sees the reply once it is checked (nothing unchecked is shown)."""
     if plan.context is None:
         return finish(plan, "", {})
-    result = engine.chat.generate(plan.model, plan.messages, params, on_text=on_text)
-    return finish(plan, result.text, result.stats)
+    citations_ = passage_citations(plan.retrieval.passages, plan.quotes)
+    if not plan.quotes:
+        return Answer(DECLINED, True, citations_, {}, {}, [], None, plan.verdict)
+    wording, stats, meter = write_wording(engine, plan, params)
+    result = Answer(compose_reply(plan.quotes, wording), True, citations_, meter, stats, plan.quotes, wording,
+                    plan.verdict)
+    if on_text is not None:
+        on_text(result.text)
+    return result
+
+
+def write_wording(engine, plan: AskPlan, params: SamplingParams) -> tuple[ModelWording, dict, dict]:
+    """The model's answer from the quotes, checked claim by claim against them; a second, stricter try when
+    the first says something the quotes do not. Returns the wording, the last try's stats and the meter."""
+    sources = [q.text for q in plan.quotes]
+    short = replace(params, max_new_tokens=min(params.max_new_tokens, WORDING_TOKENS),
+                    stop=list(params.stop) + ["\n"])          # one line is all that is shown
+    wording, stats, meter = ModelWording(None), {}, {}
+    for strict in (False, True):
+        messages = wording_messages(plan.question, plan.quotes, strict)
+        result = engine.chat.generate(plan.model, messages, short, user=plan.user)
+        stats = result.stats
+        meter = wording_meter(plan.context.meter.window if plan.context.meter else 0, result.stats)
+        text = clean_wording(result.text)
+        report = check_claims(text, sources)
+        # "Yes." holds no wrong number, and answers no "how many": the wording must give what is asked for
+        in_form = bool(text) and satisfies(question_cue(plan.question), text, plan.question) != 0.0
+        novel = new_words(text, sources + [plan.question])     # it rephrases the quotes, or says something else
+        polarity = same_polarity(text, sources)                # "never" in the quote, "yes, you can" in the wording
+        wording.tries.append({"text": text, "strict": strict, "grounding": report.to_dict(), "answers_the_form": in_form,
+                              "new_words": round(novel, 2), "same_polarity": polarity})
+        if text and report.supported and in_form and novel <= MAX_NEW_WORDS and polarity:
+            wording.text = text
+            return wording, stats, meter
+    wording.note = UNCHECKED
+    return wording, stats, meter
+
+
+def wording_meter(window: int, stats: dict) -> dict:
+    """The window's use by the wording's prompt (the quotes and the question) and its reply."""
+    prompt, reply = int(stats.get("prompt_tokens") or 0), int(stats.get("tokens") or 0)
+    return {"window": window, "used": prompt + reply, "quotes and question": prompt, "reply": reply,
+            "free": max(0, window - prompt - reply)}

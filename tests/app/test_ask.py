@@ -1,11 +1,14 @@
 """AppTest of the Ask page: make a collection by upload (with the embedded embedding model), see each
-file's status, ask with a tiny chat model and get the context meter and citations, a question no
-passage matches, a bad collection name, and deleting."""
+file's status, ask with a tiny chat model and get the quoted sentence with its citation, the model's
+wording marked as the model's (or the note that it could not be checked), the context meter and
+citations, a question no passage matches, a bad collection name, and deleting."""
 import json
 import shutil
 
 import pytest
 
+from llmos_core.generation.request import ChatResult
+from llmos_core.rag.quotes import UNCHECKED
 from llmos_core.usecases import ask
 from llmos_core.accounts import LOCAL_ADMIN
 
@@ -61,7 +64,21 @@ def test_upload_ask_cite_and_delete(monkeypatch, app_engine, tiny_chat, new_app)
     assert not at.exception, at.exception
     labels = [e.label for e in at.expander]
     assert any(label.startswith("[1] security.txt") for label in labels)
+    quote = "> Passwords must be at least 14 characters long.\n>\n> — **[1] security.txt"
+    assert any(m.value.startswith(quote) for m in at.markdown), [m.value for m in at.markdown]
+    marks = [c.value for c in at.caption]
+    assert any("The model's wording" in c or UNCHECKED in c for c in marks), marks   # the tiny model's noise
+
+    replies = iter(["Passwords must be 14 characters long [1].", "Passwords must be 12 characters long.", "At least 12."])
+    monkeypatch.setattr(app_engine.chat, "generate", lambda *a, **k: ChatResult(next(replies), {"prompt_tokens": 30,
+                                                                                                   "tokens": 8}))
+    at.chat_input(key="ask_input").set_value("How long must a password be?").run()
+    assert any("The model's wording" in c.value for c in at.caption)
+    assert "Passwords must be 14 characters long [1]." in [t.value for t in at.text]
     assert any("Context:" in str(p.proto.text) for p in at.get("progress"))
+    at.chat_input(key="ask_input").set_value("How long must a password be?").run()     # 12, twice: not shown
+    assert any(UNCHECKED in c.value for c in at.caption)
+    assert not any("12" in t.value for t in at.text) and any(m.value.startswith(quote) for m in at.markdown)
 
     at.chat_input(key="ask_input").set_value("What is the capital of Australia?").run()
     assert any("No passage" in w.value for w in at.warning)
