@@ -194,21 +194,29 @@ class Translator:
             progress(bisect_right(finish_order, -1), total, None)
         done = 0
         translate_started = time.perf_counter()
-        # A sentence whose marks are all formatting pairs goes to the model without them (unmarked).
+        # A sentence whose marks are all formatting pairs goes to the model without them (unmarked), and the
+        # runs its pairs enclose go alone, in the same batches (their translations place the marks back).
         unmarked = {key: bare for key in todo if (bare := alignment.without_marks(key)) is not None}
-        while done < len(todo):
+        runs = list(dict.fromkeys(run for _, key_runs in unmarked.values() for run in key_runs))
+        work = todo + runs
+        alone: dict[str, str] = {}
+        while done < len(work):
             if cancelled and cancelled():
                 return None
-            batch = todo[done:done + self.batch_size]
+            batch = work[done:done + self.batch_size]
             requests = [unmarked[key][0] if key in unmarked else key for key in batch]
-            for key, out in zip(batch, self.engine.translate_batch(requests, self.source, self.target)):
-                self.cache[key] = out
+            for n, out in enumerate(self.engine.translate_batch(requests, self.source, self.target), done):
+                if n < len(todo):
+                    self.cache[work[n]] = out
+                else:
+                    alone[work[n]] = out
             self.stats.batches += 1
             done += len(batch)
             if progress:
                 elapsed = time.perf_counter() - translate_started
-                progress(bisect_right(finish_order, done - 1), total, elapsed / done * (len(todo) - done))
-        if not self._put_marks_back(unmarked, cancelled) or not self._check_and_repair(todo, cancelled):
+                progress(bisect_right(finish_order, min(done, len(todo)) - 1), total,
+                         elapsed / done * (len(work) - done))
+        if not self._put_marks_back(unmarked, alone, cancelled) or not self._check_and_repair(todo, cancelled):
             return None
         results = []
         for index, (source, pieces) in enumerate(zip(texts, per_segment)):
@@ -246,17 +254,13 @@ class Translator:
             self.stats.batches += 1
         return answers
 
-    def _put_marks_back(self, unmarked: dict[str, tuple[str, list[str]]], cancelled) -> bool:
+    def _put_marks_back(self, unmarked: dict[str, tuple[str, list[str]]], alone: dict[str, str], cancelled) -> bool:
         """The sentences translated without their formatting marks get them back by alignment around their
         runs' translations (alignment.place_marks); one that cannot be placed, or whose answer is still in
         the source language, is translated again with its marks (the prompt with marked examples). False
         when cancelled."""
         if not unmarked:
             return True
-        runs = list(dict.fromkeys(run for _, key_runs in unmarked.values() for run in key_runs))
-        alone = self._run(runs, cancelled)
-        if alone is None:
-            return False
         again = []
         for key in unmarked:
             answer = self.cache[key]
