@@ -205,8 +205,9 @@ def run_here(doc: documents.ParsedDocument, request: translation.TranslationRequ
         bar.progress(done / max(total, 1), text=f"{done}/{total} segments{left}")
 
     state.translate_result = translation.translate_here(eng, user, doc, request, progress)
-    bar.progress(1.0, text=f"Done: {len(state.translate_result.translations)} segments in "
-                           f"{state.translate_result.stats['seconds']:.1f} s")
+    done = state.translate_result
+    bar.progress(1.0, text=f"Done: {len(done.translations)} segments in {done.stats['seconds']:.1f} s"
+                           + (f" · {done.not_translated}" if done.not_translated else ""))
 
 
 job_id = st.query_params.get("translate_job")
@@ -264,20 +265,27 @@ if result:
         st.caption(f":material/memory: Engine: {stats.get('backend_reason') or stats['backend']}")
     for note in stats.get("notes", []):
         st.caption(f":material/info: {note}")
-    kept = set(stats.get("kept_source", []))
+    kept = set(result.untranslated)
+    if kept:
+        st.warning(f"**{result.not_translated}**: kept in the source language (rows "
+                   + ", ".join(str(i + 1) for i in sorted(kept)[:30]) + "), marked below and in the bilingual "
+                   "document. Translate them by hand in the table.", icon=":material/warning:")
     table = pd.DataFrame({"source": sources,
                           "translation": [to_display(t) for t in result.translations],
-                          "check": ["kept in the source language" if i in kept else ""
-                                    for i in range(len(result.sources))]})
-    edited = st.data_editor(table, key="translate_editor", hide_index=True, width="stretch",
+                          "check": ["not translated" if i in kept else "" for i in range(len(result.sources))]})
+    # the rows to look at, highlighted (a Styler: the editor keeps its colours and its editing)
+    styled = table.style.apply(lambda row: ["background-color: rgba(255, 193, 7, 0.35)" if row.name in kept else ""
+                                            for _ in row], axis=1)
+    edited = st.data_editor(styled if kept else table, key="translate_editor", hide_index=True, width="stretch",
                             disabled=["source", "check"],
                             # the check column only when a row needs it: else it takes the translation's room
                             column_order=["source", "translation", *(["check"] if kept else [])],
                             column_config={"source": st.column_config.TextColumn("Source", width="large"),
                                            "translation": st.column_config.TextColumn("Translation", width="large"),
                                            "check": st.column_config.TextColumn(
-                                               "Check", help="the model broke this row's ⟦n⟧ marks twice: its "
-                                               "source text is kept; translate it by hand")})
+                                               "Check", help="the model's answers for this row stayed in the "
+                                               "source language or broke its ⟦n⟧ marks: its source text is "
+                                               "kept; translate it by hand")})
     texts = [from_display(str(t)) for t in edited["translation"].fillna("")]
     corrected = sum(a != b for a, b in zip(texts, result.translations))
     if st.button(f"Remember {corrected} correction(s) for later documents", key="translate_remember",

@@ -65,7 +65,7 @@ def compare_backends(engine: Engine, name: str, n_segments: int) -> None:
         engine.models.unload(name)
         figures[backend] = (n_segments / seconds, scores)
         print(f"{name} on {backend}: {n_segments} segments in {seconds:.1f} s = {n_segments / seconds:.2f} seg/s "
-              f"({len(translator.stats.kept_source)} kept in the source); chrF "
+              f"({translator.stats.kept_source} kept in the source); chrF "
               + ", ".join(f"{t} {v:.1f}" for t, v in scores.items()))
     fast, slow = figures["llamacpp"], figures["transformers"]
     print(f"llama.cpp / transformers: x{fast[0] / slow[0]:.2f} seg/s (target >= 3); chrF difference "

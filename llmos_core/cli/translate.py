@@ -18,6 +18,7 @@ from ..translation import documents, parse_glossary
 from ..translation.isolation import parse_in_child
 from ..translation.languages import LANGUAGES
 from ..translation.model_choice import coverage_warning, default_translation_model
+from ..translation.segment import to_display
 from ..usecases import translate as translation
 from . import acting_user, print_json, progress_printer
 
@@ -65,8 +66,10 @@ def run(args) -> int:
         engine.close()
     documents.write_output(output, doc.render(done.translations))
     stats = done.stats
+    # kept_source: how many segments are still in the source language; not_translated: which, with their text
     result = {**stats, "output": str(output), "model": request.model, "format": doc.format,
-              "output_format": doc.output_format, "notes": [*doc.notes, *stats.get("notes", []), *([outside] if outside else [])]}
+              "output_format": doc.output_format, "notes": [*doc.notes, *stats.get("notes", []), *([outside] if outside else [])],
+              "not_translated": [{"segment": i + 1, "source": to_display(done.sources[i])} for i in done.untranslated]}
     if args.json:
         print_json(result)
     else:
@@ -74,4 +77,8 @@ def run(args) -> int:
             print(f"note: {note}", file=sys.stderr)
         print(f"{output} ({len(done.translations)} segments from {stats['source']} in {stats['seconds']:.1f} s; "
               f"{stats['cached']} from the cache; {stats['backend_reason'] or stats['backend']})")
+        if done.untranslated:
+            print(f"{done.not_translated}: kept in the source language, translate them by hand:")
+            for row in result["not_translated"]:
+                print(f"  segment {row['segment']}: {row['source'][:120]}")
     return 0

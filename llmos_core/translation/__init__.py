@@ -6,6 +6,7 @@
     documents.write_output("report.de.docx", doc.render(texts))
 
 segment.py holds the segment and what protects its content (tags, URLs, numbers, glossary terms);
+alignment.py puts placeholders back into a translation that lost or broke them;
 parsed.py the parsed document and its limits; formats.py the registry each format module (text_formats,
 html_format, office_formats) adds itself to; documents.py the checks every file passes and the entry;
 isolation.py the same parse in a child process with CPU and memory limits, for untrusted uploads;

@@ -6,6 +6,8 @@
     so lists and tables keep their shape;
   - srt: dual subtitles: each cue shows its source lines, then its translation's.
 A PDF cannot be rebuilt, so its bilingual form is the docx or txt it comes back as, built from its text.
+A segment the model left in the source language (`untranslated`) shows its translation side flagged with
+NOT_TRANSLATED, in every format, so a reader of the bilingual document sees which rows need a person.
 """
 from __future__ import annotations
 
@@ -19,15 +21,19 @@ from .segment import restore_tags
 
 FORMATS = ("docx", "md", "txt", "html", "srt")
 _INLINE = " / "   # between source and translation where a line break would break the structure
+NOT_TRANSLATED = "[NOT TRANSLATED] "
 
 
 def bilingual_name(doc: ParsedDocument) -> str:
     return f"{Path(doc.name).stem or 'document'}.bilingual.{doc.output_format}"
 
 
-def render_bilingual(doc: ParsedDocument, translations: list[str]) -> bytes:
+def render_bilingual(doc: ParsedDocument, translations: list[str], untranslated=()) -> bytes:
+    """untranslated: the segments (from 0) kept in the source language, flagged on their translation side."""
     if len(translations) != len(doc.segments):
         raise InvalidInput(f"{len(translations)} translations for {len(doc.segments)} segments")
+    flagged = set(untranslated)
+    translations = [NOT_TRANSLATED + t if i in flagged else t for i, t in enumerate(translations)]
     if doc.format == "docx":
         return office_formats._render_docx(doc, translations, keep_source=True)
     if doc.format == "html":

@@ -1,12 +1,22 @@
 """CausalLMEngine: a causal LM translating by prompting, with few-shot examples for base models (the
 embedded gemma-3-270m) and a chat turn for chat models. A dedicated translation model translates much
-better; this is what works offline. The shared prompt's KV cache is computed once per language pair.
+better; this is what works offline. The shared prompt's KV cache is computed once per language pair and
+prompt kind.
+
+Two prompt kinds: a sentence holding ⟦n⟧ placeholders is shown examples with markers and told to copy
+them; a sentence without any is shown the same examples with none. Shown markers, Gemma 3 270M wrote
+markers into plain sentences (3 of 12 plain English sentences were then kept in English, issue 28).
+`attempt` 1 is the retry of a sentence whose first answer was still in the source language (or broke
+its marks): another wording and order of the prompt, since greedy decoding of the same prompt gives the
+same answer.
 """
 from __future__ import annotations
 
+import re
 import threading
 
 from .languages import language_name
+from .segment import PLACEHOLDER
 
 # The same three sentences in each language: a few-shot prompt needs both sides. ⟦n⟧ shows the copy rule.
 EXAMPLES: dict[str, tuple[str, str, str]] = {
@@ -30,28 +40,60 @@ EXAMPLES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _shots(source: str, target: str) -> list[tuple[str, str]]:
-    return list(zip(EXAMPLES[source], EXAMPLES[target])) if source in EXAMPLES and target in EXAMPLES else []
+# The time in the first example, written out, for the examples without markers.
+_TEN = {"en": "ten o'clock", "de": "zehn Uhr", "fr": "dix heures", "es": "diez", "it": "dieci", "pt": "dez",
+        "nl": "tien uur", "pl": "dziesiątej", "ru": "десять часов", "zh": "十点", "ja": "十時"}
+# A question, which the marked examples lack (measured: docs/figures/h28b.md).
+_QUESTION = {"en": "Where is the train station?", "de": "Wo ist der Bahnhof?", "fr": "Où est la gare ?",
+             "es": "¿Dónde está la estación de tren?", "it": "Dov'è la stazione?", "pt": "Onde fica a estação de trem?",
+             "nl": "Waar is het station?", "pl": "Gdzie jest dworzec?", "ru": "Где находится вокзал?",
+             "zh": "火车站在哪里？", "ja": "駅はどこですか？"}
+PLAIN_EXAMPLES: dict[str, tuple[str, ...]] = {
+    lang: (first.replace("⟦0⟧", _TEN[lang]), second, _QUESTION[lang], re.sub(r"⟦\d⟧", "", third))
+    for lang, (first, second, third) in EXAMPLES.items()}
 
 
-def chat_messages(text: str, source: str, target: str) -> list[dict]:
+def has_marks(text: str) -> bool:
+    return PLACEHOLDER.search(text) is not None
+
+
+def _shots(source: str, target: str, marked: bool = True, attempt: int = 0) -> list[tuple[str, str]]:
+    table = EXAMPLES if marked else PLAIN_EXAMPLES
+    shots = list(zip(table[source], table[target])) if source in table and target in table else []
+    return shots[::-1] if attempt else shots   # the retry: another order (and wording, below)
+
+
+def _instruction(source: str, target: str, marked: bool, attempt: int) -> str:
+    src, tgt = language_name(source), language_name(target)
+    say = f"Translate {src} to {tgt}." if not attempt else f"Translate each {src} sentence into {tgt}; never answer in {src}."
+    return say + (" Copy the ⟦n⟧ markers unchanged." if marked else "")
+
+
+def chat_messages(text: str, source: str, target: str, attempt: int = 0) -> list[dict]:
     """The prompt for a chat model: the examples as earlier turns, then the sentence."""
-    ask = (f"Translate from {language_name(source)} to {language_name(target)}. Keep every ⟦n⟧ marker as it "
-           "is. Reply with the translation only.\n\n")
+    marked = has_marks(text)
+    ask = _instruction(source, target, marked, attempt) + " Reply with the translation only.\n\n"
     messages = []
-    for a, b in _shots(source, target):
+    for a, b in _shots(source, target, marked, attempt):
         messages += [{"role": "user", "content": ask + a}, {"role": "assistant", "content": b}]
     return messages + [{"role": "user", "content": ask + text}]
 
 
-def plain_prompt(text: str, source: str, target: str) -> str:
-    """The prompt for a base model: instructions, examples as lines, then the sentence; the answer is a line."""
+def plain_prompt(text: str, source: str, target: str, attempt: int = 0) -> str:
+    """The prompt for a base model: instructions, examples as lines, then the sentence; the answer is a line.
+    Examples with markers only for a sentence that has some."""
     src, tgt = language_name(source), language_name(target)
-    lines = [f"Translate {src} to {tgt}. Copy the ⟦n⟧ markers unchanged.", ""]
-    for a, b in _shots(source, target):
+    marked = has_marks(text)
+    lines = [_instruction(source, target, marked, attempt), ""]
+    for a, b in _shots(source, target, marked, attempt):
         lines += [f"{src}: {a}", f"{tgt}: {b}", ""]
     lines += [f"{src}: {text}", f"{tgt}:"]
     return "\n".join(lines)
+
+
+def prefix_probes(marked: bool) -> tuple[str, str]:
+    """Two sentences of the kind whose prompts' common start is the shared prefix."""
+    return ("A ⟦0⟧", "Zq 7 ⟦0⟧") if marked else ("A", "Zq 7")
 
 
 def budget(sentence_tokens: int) -> int:
@@ -61,6 +103,8 @@ def budget(sentence_tokens: int) -> int:
 
 class CausalLMEngine:
     backend, reason = "transformers", ""   # open_engine sets what auto chose and why
+    check_output_language = True   # the Translator retries an answer still in the source language
+    attempts = 2                   # prompt variants: attempt 1 is the retry's
 
     def __init__(self, model, tokenizer, name: str = "causal-lm", chat: bool = False, max_batch: int = 8):
         self.model, self.tokenizer, self.name, self.chat = model, tokenizer, name, chat
@@ -79,26 +123,27 @@ class CausalLMEngine:
     def check(self, source: str, target: str) -> None:
         pass
 
-    def prompt(self, text: str, source: str, target: str) -> str:
+    def prompt(self, text: str, source: str, target: str, attempt: int = 0) -> str:
         if self.chat and getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(chat_messages(text, source, target), tokenize=False,
+            return self.tokenizer.apply_chat_template(chat_messages(text, source, target, attempt), tokenize=False,
                                                       add_generation_prompt=True)
-        return plain_prompt(text, source, target)
+        return plain_prompt(text, source, target, attempt)
 
-    def _encode(self, text: str, source: str, target: str) -> list[int]:
-        return self.tokenizer(self.prompt(text, source, target), add_special_tokens=not self.chat)["input_ids"]
+    def _encode(self, text: str, source: str, target: str, attempt: int = 0) -> list[int]:
+        return self.tokenizer(self.prompt(text, source, target, attempt), add_special_tokens=not self.chat)["input_ids"]
 
-    def _prefix(self, source: str, target: str):
-        """(token ids, KV cache) of the prompt part every sentence shares (instructions and few-shot
-        examples), computed once per language pair: on a CPU, prefilling those ~100 tokens (Gemma) for every
-        row is what made batching gain nothing. ([], None) when the prompts share too little."""
+    def _prefix(self, source: str, target: str, marked: bool = False, attempt: int = 0):
+        """(token ids, KV cache) of the prompt part every sentence of a kind shares (instructions and
+        few-shot examples), computed once per language pair and kind: on a CPU, prefilling those ~100
+        tokens (Gemma) for every row is what made batching gain nothing. ([], None) when the prompts share
+        too little."""
         import torch
 
-        key = (source, target)
+        key = (source, target, marked, attempt)
         with self._lock:
             if key in self._prefixes:
                 return self._prefixes[key]
-        a, b = self._encode("A", source, target), self._encode("Zq 7", source, target)
+        a, b = (self._encode(probe, source, target, attempt) for probe in prefix_probes(marked))
         n = 0
         while n < min(len(a), len(b)) and a[n] == b[n]:
             n += 1
@@ -175,9 +220,19 @@ class CausalLMEngine:
             logits = torch.tanh(logits / cap) * cap
         return logits, result.cache
 
-    def translate_batch(self, texts: list[str], source: str, target: str) -> list[str]:
-        prefix, prefix_cache = self._prefix(source, target) if self.prefix_cache else ([], None)
-        encoded = [self._encode(t, source, target) for t in texts]
+    def translate_batch(self, texts: list[str], source: str, target: str, attempt: int = 0) -> list[str]:
+        out: list[str] = [""] * len(texts)
+        for marked in (False, True):   # each prompt kind with its own shared prefix
+            group = [i for i, t in enumerate(texts) if has_marks(t) == marked]
+            if group:
+                for i, text in zip(group, self._translate_kind([texts[i] for i in group], source, target,
+                                                               marked, attempt)):
+                    out[i] = text
+        return out
+
+    def _translate_kind(self, texts: list[str], source: str, target: str, marked: bool, attempt: int) -> list[str]:
+        prefix, prefix_cache = self._prefix(source, target, marked, attempt) if self.prefix_cache else ([], None)
+        encoded = [self._encode(t, source, target, attempt) for t in texts]
         budgets = [budget(len(self.tokenizer(t, add_special_tokens=False)["input_ids"])) for t in texts]
         shared = [i for i, ids in enumerate(encoded) if prefix and ids[:len(prefix)] == prefix]
         other = sorted(set(range(len(texts))) - set(shared))

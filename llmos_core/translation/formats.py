@@ -3,15 +3,15 @@
     register(Format("srt", (".srt",), "application/x-subrip", "text", parse, render))
 
 documents.py finds a format by the file's suffix; ParsedDocument.render by the parsed format's name.
-This module imports no format (they import it), so there is no import circle to break.
+This module imports nothing of the package, not even parsed.py for a type (parsed.py imports it: the
+dependency goes one way); the functions take the ParsedDocument a parse fills.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from .parsed import ParsedDocument
+ParsedDocument = Any   # parsed.ParsedDocument; named, not imported (parsed.py imports this module)
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class Format:
     suffixes: tuple[str, ...]   # ".md", ".markdown"
     mime: str
     content: str                # what the bytes must look like: "text", "docx" (a zip) or "pdf"
-    parse: Callable[["ParsedDocument"], None]                  # fills doc.segments
-    render: Callable[["ParsedDocument", list[str]], bytes]     # the document with these translations
+    parse: Callable[[ParsedDocument], None]                  # fills doc.segments
+    render: Callable[[ParsedDocument, list[str]], bytes]     # the document with these translations
 
 
 _BY_NAME: dict[str, Format] = {}

@@ -21,7 +21,7 @@ from .languages import check_language, language_name
 from ..accounts import User, user_home
 from .glossary import Glossary
 from .memory import TranslationMemory
-from .translator import Translator, open_engine
+from .translator import Translator, not_translated_message, open_engine
 
 SEGMENTS_FILE = "segments.json"
 # Parameters that are paths: from the web app they must lie in the data folder (access.check_job_params).
@@ -106,6 +106,8 @@ def run(ctx) -> dict:
         {"sources": doc.texts(), "translations": texts, "stats": translator.stats.to_dict(), "notes": doc.notes},
         ensure_ascii=False).encode("utf-8"))
     documents.write_output(output, doc.render(texts))
-    ctx.progress(1.0, f"done: {len(texts)} segments in {translator.stats.seconds:.0f} s")
+    kept = translator.stats.kept_source
+    ctx.progress(1.0, f"done: {len(texts)} segments in {translator.stats.seconds:.0f} s"
+                 + (f"; {not_translated_message(kept)}" if kept else ""))
     return {"output": str(output), "segments_file": str(ctx.work_dir / SEGMENTS_FILE), "segments": len(texts),
             "stats": translator.stats.to_dict()}

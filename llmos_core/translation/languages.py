@@ -5,8 +5,10 @@ for NLLB and multi-target Marian models, and NLLB's script).
 """
 from __future__ import annotations
 
+import re
+
 from ..errors import InvalidInput
-from .segment import TAG_TOKEN
+from .segment import PLACEHOLDER, TAG_TOKEN
 
 # ISO 639-1 -> (English name, ISO 639-3 as NLLB and Marian multi-target models write it, NLLB script)
 LANGUAGES: dict[str, tuple[str, str, str]] = {
@@ -50,3 +52,34 @@ def detect_language(text: str) -> tuple[str, float]:
         raise InvalidInput(f"the document looks like {best.lang!r}, which is not in the language list",
                            "choose the source language yourself")
     return code, float(best.prob)
+
+
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_MARKS = re.compile("[⟦⟧\ue000\ue001]")
+
+
+def still_in_source(source_text: str, translated: str, source: str, target: str) -> bool:
+    """True when a "translation" is still the source language: the source copied (two words or more), or
+    a text of three words or more that langdetect reads as the source language and that shares at least
+    40% of its words with the source sentence (an echo or a paraphrase; a real translation that langdetect
+    misreads, say German full of English loanwords, shares few). Placeholders and tag tokens are ignored.
+    Shorter answers (a name, one word) cannot be told apart and pass."""
+    from langdetect import DetectorFactory, LangDetectException, detect_langs
+
+    def words(text: str) -> list[str]:
+        return [w.casefold() for w in _WORD.findall(_MARKS.sub(" ", PLACEHOLDER.sub(" ", TAG_TOKEN.sub(" ", text))))]
+
+    said, given = words(translated), words(source_text)
+    if len(said) < 2 or source == target:
+        return False
+    if said == given:
+        return True
+    shared = sum(w in set(given) for w in said) / len(said)
+    if len(said) < 3 or shared < 0.4:
+        return False
+    DetectorFactory.seed = 0
+    try:
+        best = detect_langs(" ".join(said))[0]
+    except LangDetectException:
+        return False
+    return best.lang.split("-")[0] == source

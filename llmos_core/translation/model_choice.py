@@ -7,6 +7,12 @@ measured, not guessed: on 12 short English sentences with human references (chrF
 Gemma 3 270M scored 52.6 into German and 64.7 into French, SmolLM2-135M-Instruct 14.7 and 17.8
 (SmolLM2 was trained on English only). A causal LM the user added is ranked between them: it is
 unmeasured, and any model the user chose to add is more likely multilingual than one known English-only.
+
+The prompt is chosen by measurement too (issue 28, `python bench/quality_translate.py`, sets in
+tests/data/translation/, figures in docs/figures/h28b.md): Gemma on llama.cpp (auto's choice on a CPU)
+with examples without ⟦n⟧ marks for sentences that have none, formatting pairs taken off and put back
+by alignment, four marker-free examples (a question among them: chrF de 60.1 -> 61.9, fr 63.7 -> 64.6
+over plain and markup sentences, against three), and no sentence left in English on the plain sets.
 """
 from __future__ import annotations
 

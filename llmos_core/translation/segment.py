@@ -234,7 +234,7 @@ def mask(text: str, glossary: dict[str, str] | None = None, glossary_re: re.Patt
     return Masked("".join(out), values)
 
 
-_STRAY_MARK = re.compile("[⟦⟧\ue000\ue001]")
+STRAY_MARK = re.compile("[⟦⟧\ue000\ue001]")
 
 
 def placeholders_intact(translated: str, masked_text: str) -> bool:
@@ -242,7 +242,7 @@ def placeholders_intact(translated: str, masked_text: str) -> bool:
     half of one (a lone ⟧ was seen in a sentence whose source had no formatting at all)."""
     wanted = PLACEHOLDER.findall(masked_text)
     return (PLACEHOLDER.findall(translated) == wanted
-            and not _STRAY_MARK.search(PLACEHOLDER.sub("", translated)))
+            and not STRAY_MARK.search(PLACEHOLDER.sub("", translated)))
 
 
 def split_at_placeholders(masked_text: str) -> list[str]:

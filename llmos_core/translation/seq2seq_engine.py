@@ -14,6 +14,8 @@ _TOKENIZER_LOCK = threading.Lock()   # src_lang lives on the shared tokenizer: s
 
 class Seq2SeqEngine:
     backend, reason = "transformers", "transformers: a translation (encoder-decoder) model; llama.cpp runs GGUF LMs"
+    check_output_language = True   # the Translator retries an answer still in the source language
+    attempts = 2                   # the retry searches with beams
 
     def __init__(self, model, tokenizer, name: str = "seq2seq", location: str = "", num_beams: int = 1):
         self.model, self.tokenizer, self.name = model, tokenizer, name
@@ -59,7 +61,8 @@ class Seq2SeqEngine:
             return f"translate {language_name(source)} to {language_name(target)}: "
         return ""
 
-    def translate_batch(self, texts: list[str], source: str, target: str) -> list[str]:
+    def translate_batch(self, texts: list[str], source: str, target: str, attempt: int = 0) -> list[str]:
+        """attempt 1 (the retry of an answer still in the source language): beam search, 4 beams."""
         import torch
 
         prefix = self._prefix(source, target)
@@ -73,7 +76,7 @@ class Seq2SeqEngine:
         batch = {k: v.to(self.model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
         longest = int(batch["attention_mask"].sum(dim=1).max())
         with torch.inference_mode():
-            out = self.model.generate(**batch, num_beams=self.num_beams, do_sample=False,
+            out = self.model.generate(**batch, num_beams=max(self.num_beams, 4) if attempt else self.num_beams, do_sample=False,
                                       max_new_tokens=min(512, 2 * longest + 16), **kwargs)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Protocol
 
 from ..errors import InvalidInput
-from . import segment as seg
+from . import alignment, segment as seg
 from .causal_engine import CausalLMEngine
 # LANGUAGES and language_name are imported from here by callers written before languages.py existed.
-from .languages import LANGUAGES, check_language, detect_language, language_name  # noqa: F401
+from .languages import LANGUAGES, check_language, detect_language, language_name, still_in_source  # noqa: F401
 from .seq2seq_engine import Seq2SeqEngine
 
 
@@ -26,6 +26,9 @@ class TranslationEngine(Protocol):
     name: str
     max_chars: int          # longest sentence to send at once; longer ones are cut
     notes: list[str]        # what the user should know about this engine's output
+    # Optional: check_output_language (True: an answer still in the source language is retried, then kept
+    # and flagged; the model engines say so, test doubles that upper-case English do not) and attempts
+    # (above 1: translate_batch takes attempt=1, another prompt for the retry).
 
     def translate_batch(self, texts: list[str], source: str, target: str) -> list[str]: ...
 
@@ -76,8 +79,11 @@ class TranslationStats:
     glossary_terms: int = 0     # glossary terms in force: the saved ones of the pair and the request's own
     batches: int = 0
     repaired: int = 0           # placeholders the model lost or repeated, put right
-    retried: int = 0            # sentences whose placeholders the model broke, translated again run by run
-    kept_source: list[int] = field(default_factory=list)   # segments holding a sentence left in the source
+    retried: int = 0            # sentences whose answer broke their placeholders or was still in the source language
+    aligned: int = 0            # of those, marks put back into the sentence's translation by alignment
+    by_runs: int = 0            # of those, translated again run by run between their placeholders
+    kept_source: int = 0        # segments not translated: a sentence of theirs is kept in the source language
+    kept_segments: list[int] = field(default_factory=list)   # which (from 0)
     empty: int = 0              # sentences the model answered with nothing: kept in the source language
     backend: str = ""           # what ran the model: transformers, transformers-int8, llamacpp
     backend_reason: str = ""    # why that one (auto's choice, in a sentence)
@@ -188,60 +194,128 @@ class Translator:
             progress(bisect_right(finish_order, -1), total, None)
         done = 0
         translate_started = time.perf_counter()
-        while done < len(todo):
+        # A sentence whose marks are all formatting pairs goes to the model without them (unmarked), and the
+        # runs its pairs enclose go alone, in the same batches (their translations place the marks back).
+        unmarked = {key: bare for key in todo if (bare := alignment.without_marks(key)) is not None}
+        runs = list(dict.fromkeys(run for _, key_runs in unmarked.values() for run in key_runs))
+        work = todo + runs
+        alone: dict[str, str] = {}
+        while done < len(work):
             if cancelled and cancelled():
                 return None
-            batch = todo[done:done + self.batch_size]
-            for key, out in zip(batch, self.engine.translate_batch(batch, self.source, self.target)):
-                self.cache[key] = out
+            batch = work[done:done + self.batch_size]
+            requests = [unmarked[key][0] if key in unmarked else key for key in batch]
+            for n, out in enumerate(self.engine.translate_batch(requests, self.source, self.target), done):
+                if n < len(todo):
+                    self.cache[work[n]] = out
+                else:
+                    alone[work[n]] = out
             self.stats.batches += 1
             done += len(batch)
             if progress:
                 elapsed = time.perf_counter() - translate_started
-                progress(bisect_right(finish_order, done - 1), total, elapsed / done * (len(todo) - done))
-        if not self._enforce_placeholders(todo, cancelled):
+                progress(bisect_right(finish_order, min(done, len(todo)) - 1), total,
+                         elapsed / done * (len(work) - done))
+        if not self._put_marks_back(unmarked, alone, cancelled) or not self._check_and_repair(todo, cancelled):
             return None
         results = []
         for index, (source, pieces) in enumerate(zip(texts, per_segment)):
             text, kept = (remembered[source], False) if source in remembered else self._assemble(pieces)
             results.append(text)
             if kept:
-                self.stats.kept_source.append(index)
+                self.stats.kept_segments.append(index)
+        self.stats.kept_source = len(self.stats.kept_segments)
         if self.stats.kept_source:
             self.stats.notes.append(
-                f"{len(self.stats.kept_source)} segment(s) kept in the source language, marked in the preview: "
-                "the model broke their ⟦n⟧ formatting marks twice (segments "
-                + ", ".join(str(i + 1) for i in self.stats.kept_source[:20]) + ")")
+                f"{not_translated_message(self.stats.kept_source)}: kept in the source language, marked in the "
+                "preview and the bilingual document; the model's answers stayed in the source language or broke "
+                "their ⟦n⟧ formatting marks (segments " + ", ".join(str(i + 1) for i in self.stats.kept_segments[:20])
+                + ")")
         self.stats.seconds = round(time.perf_counter() - started, 3)
         return results
 
-    def _enforce_placeholders(self, keys: list[str], cancelled: Callable[[], bool] | None) -> bool:
-        """Every translation holds exactly its source's placeholders, in order. A sentence that breaks this
-        is tried once more, differently (the same prompt would give the same greedy answer): its text runs
-        between placeholders are translated on their own and joined around the placeholders in source
-        order. If a run still brings a stray mark, the sentence stays in the source language and its
-        segment is listed in stats.kept_source. False when cancelled."""
-        broken = [k for k in keys if not seg.placeholders_intact(self.cache[k], k)]
-        self.stats.retried = len(broken)
-        parts = {key: seg.split_at_placeholders(key) for key in broken}
-        runs = list(dict.fromkeys(p for key in broken for p in parts[key]
-                                  if not seg.PLACEHOLDER.fullmatch(p) and _needs_model(p)))
-        translated: dict[str, str] = {}
-        for start in range(0, len(runs), self.batch_size):
+    def _failed(self, key: str, answer: str) -> bool:
+        """The answer breaks its source's placeholders, or is still in the source language."""
+        return not seg.placeholders_intact(answer, key) or self._in_source(key, answer)
+
+    def _in_source(self, key: str, answer: str) -> bool:
+        return bool(getattr(self.engine, "check_output_language", False)) and still_in_source(
+            key, answer, self.source, self.target)
+
+    def _run(self, texts: list[str], cancelled, attempt: int = 0) -> dict[str, str] | None:
+        """texts -> the engine's answers, in batches; None when cancelled."""
+        answers: dict[str, str] = {}
+        for start in range(0, len(texts), self.batch_size):
             if cancelled and cancelled():
-                return False
-            batch = runs[start:start + self.batch_size]
-            translated.update(zip(batch, self.engine.translate_batch(batch, self.source, self.target)))
+                return None
+            batch = texts[start:start + self.batch_size]
+            out = self.engine.translate_batch(batch, self.source, self.target, **({"attempt": attempt} if attempt else {}))
+            answers.update(zip(batch, out))
             self.stats.batches += 1
-        for key in broken:
-            joined = []
-            for part in parts[key]:
-                answer = translated.get(part, "").strip()
-                # a run keeps the spaces around it in the source (the model's answer has none)
-                joined.append(part[:len(part) - len(part.lstrip())] + answer + part[len(part.rstrip()):]
-                              if answer else part)
-            retry = "".join(joined)
-            self.cache[key] = retry if seg.placeholders_intact(retry, key) else _KEPT + key
+        return answers
+
+    def _put_marks_back(self, unmarked: dict[str, tuple[str, list[str]]], alone: dict[str, str], cancelled) -> bool:
+        """The sentences translated without their formatting marks get them back by alignment around their
+        runs' translations (alignment.place_marks); one that cannot be placed, or whose answer is still in
+        the source language, is translated again with its marks (the prompt with marked examples). False
+        when cancelled."""
+        if not unmarked:
+            return True
+        again = []
+        for key in unmarked:
+            answer = self.cache[key]
+            placed = None if self._in_source(unmarked[key][0], answer) else alignment.place_marks(answer, key, alone)
+            if placed is None:
+                again.append(key)
+            else:
+                self.cache[key] = placed
+        marked = self._run(again, cancelled)
+        if marked is None:
+            return False
+        self.cache.update(marked)
+        return True
+
+    def _check_and_repair(self, keys: list[str], cancelled: Callable[[], bool] | None) -> bool:
+        """Every translation holds exactly its source's placeholders, in order, and is not in the source
+        language. A sentence that fails is
+          1. translated again with another prompt (engines that have one: greedy decoding of the same
+             prompt would give the same answer);
+          2. if its answer is in the target language but its marks are broken, the marks are put back by
+             alignment (alignment.place_marks, helped by the text between the marks translated alone);
+          3. else translated run by run between its placeholders, the runs joined in the source's order;
+          4. else kept in the source language: its segment is counted in stats.kept_source.
+        False when cancelled."""
+        failed = [k for k in keys if self._failed(k, self.cache[k])]
+        self.stats.retried = len(failed)
+        if not failed:
+            return True
+        answers = {k: [self.cache[k]] for k in failed}
+        if getattr(self.engine, "attempts", 1) > 1:
+            again = self._run(failed, cancelled, attempt=1)
+            if again is None:
+                return False
+            for key in failed:
+                answers[key].append(again[key])
+                if not self._failed(key, again[key]):
+                    self.cache[key] = again[key]
+            failed = [k for k in failed if self._failed(k, self.cache[k])]
+        parts = {key: seg.split_at_placeholders(key) for key in failed}
+        runs = list(dict.fromkeys(p for key in failed for p in parts[key] if seg.PLACEHOLDER.search(key)
+                                  and not seg.PLACEHOLDER.fullmatch(p) and _needs_model(p)))
+        alone = self._run(runs, cancelled)
+        if alone is None:
+            return False
+        for key in failed:
+            usable = [a for a in answers[key] if a.strip() and not self._in_source(key, a)]
+            placed = alignment.place_marks(usable[0], key, alone) if usable else None
+            if placed is not None:
+                self.cache[key], self.stats.aligned = placed, self.stats.aligned + 1
+                continue
+            joined = "".join(_keep_spaces(part, alone.get(part, "").strip()) for part in parts[key])
+            if seg.PLACEHOLDER.search(key) and not self._failed(key, joined):
+                self.cache[key], self.stats.by_runs = joined, self.stats.by_runs + 1
+            else:
+                self.cache[key] = _KEPT + key
         return True
 
     def _assemble(self, pieces: list[_Piece]) -> tuple[str, bool]:
@@ -265,8 +339,19 @@ class Translator:
 
 
 # Marks a cached sentence kept in the source language (its placeholders could not be kept); a private-use
-# character that no text, masked or translated, can hold (segment._STRAY_MARK rejects it in a translation).
+# character that no text, masked or translated, can hold (segment.STRAY_MARK rejects it in a translation).
 _KEPT = "\ue001\ue000"
+
+
+def not_translated_message(count: int) -> str:
+    """What the page and the CLI say of segments kept in the source language."""
+    return f"{count} segment{'' if count == 1 else 's'} not translated"
+
+
+def _keep_spaces(part: str, answer: str) -> str:
+    """A run's translation with the spaces around the run in the source (the model's answer has none);
+    the run itself where the model gave nothing."""
+    return part[:len(part) - len(part.lstrip())] + answer + part[len(part.rstrip()):] if answer else part
 
 
 def _needs_model(masked_text: str) -> bool:

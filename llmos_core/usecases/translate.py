@@ -23,7 +23,7 @@ from ..translation.segment import to_display
 from ..translation.term_diff import changed_terms
 from ..translation.documents import ParsedDocument
 from ..translation.job import job_threshold
-from ..translation.translator import Translator
+from ..translation.translator import Translator, not_translated_message
 
 # What the upload accepts, from the formats the documents module reads (".txt" -> "txt").
 FILE_TYPES = tuple(suffix.lstrip(".") for fmt in formats.all_formats() for suffix in fmt.suffixes)
@@ -61,6 +61,18 @@ class TranslationResult:
     stats: dict
     job: int | None = None
 
+    @property
+    def untranslated(self) -> list[int]:
+        """The segments (from 0) kept in the source language. Stats saved before issue 28 held them as
+        the list `kept_source`; now `kept_source` is their count and `kept_segments` the list."""
+        kept = self.stats.get("kept_segments", self.stats.get("kept_source", []))
+        return list(kept) if isinstance(kept, list) else []
+
+    @property
+    def not_translated(self) -> str:
+        """"N segments not translated", or "" when every segment was."""
+        return not_translated_message(len(self.untranslated)) if self.untranslated else ""
+
     def render(self, translations: list[str] | None = None, max_bytes: int = documents.DEFAULT_MAX_BYTES,
                parsed: documents.ParsedDocument | None = None, bilingual: bool = False) -> TranslatedFile:
         """The translated document, with `translations` (edited ones) in place of the model's. `parsed`: the
@@ -71,7 +83,7 @@ class TranslationResult:
         if len(texts) != len(doc.segments):
             raise InvalidInput("the preview lost some rows", "translate the document again")
         if bilingual:
-            return TranslatedFile(render_bilingual(doc, texts), bilingual_name(doc), doc.mime)
+            return TranslatedFile(render_bilingual(doc, texts, self.untranslated), bilingual_name(doc), doc.mime)
         return TranslatedFile(doc.render(texts), doc.output_name, doc.mime)
 
 

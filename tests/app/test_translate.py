@@ -180,3 +180,25 @@ def test_a_corrected_term_goes_into_the_glossary_in_one_click_and_the_next_trans
     assert not app.exception and any("1 term(s) removed" in s.value for s in app.success)
     assert Glossary.for_home(home).entries("en", "de") == {}
     assert "translate_glossary_remove" not in [m.key for m in app.multiselect]
+
+
+def test_segments_not_translated_are_said_and_highlighted(new_app):
+    """A result with a segment kept in the source language: the page says "1 segment not translated"
+    above the preview, and the row's check column says so."""
+    from llmos_core.translation.translator import TranslationStats
+    from llmos_core.usecases.translate import TranslationResult
+
+    at = new_app()
+    at.switch_page("app_pages/translate.py").run()
+    data = b"Good morning.\n\nStubborn line.\n"
+    stats = TranslationStats(source="en", segments=2, unique=2, kept_source=1, kept_segments=[1]).to_dict()
+    at.session_state["translate_result"] = TranslationResult("notes.txt", data, "docx", "de",
+                                                             ["Good morning.", "Stubborn line."],
+                                                             ["Guten Morgen.", "Stubborn line."], stats)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("1 segment not translated" in w.value for w in at.warning), [w.value for w in at.warning]
+    frame = at.dataframe[0].value   # the side-by-side editor, its flagged row highlighted
+    assert list(frame["check"]) == ["", "not translated"]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any("notes.bilingual.txt" in label for label in labels), labels

@@ -217,16 +217,17 @@ class StrayMarkEngine(UpperEngine):
         return out
 
 
-def test_no_placeholder_leaks_a_row_is_retried_then_kept_in_the_source_with_a_mark():
-    doc = documents.parse(b"Plain words here.\n\nRead the **report** now.\n", "a.md")
+def test_no_placeholder_leaks_stray_marks_dropped_reordered_ones_retried_run_by_run():
+    doc = documents.parse(b"Plain words here.\n\nCall 5 and 6 now.\n\nRead the **report** now.\n", "a.md")
     translator = Translator(StrayMarkEngine(), "de", "en")
     out = translator.translate(doc.texts())
     assert all("⟦" not in t and "⟧" not in t for t in out), out
-    # the plain sentence: its retry (the same text alone) still leaks, so it stays in English, marked
-    assert translator.stats.kept_source == [0] and out[0] == doc.texts()[0]
-    assert translator.stats.retried == 2
-    # the reordered one: retried run by run, the marks put back in the source's order
-    assert segment.TAG_TOKEN.findall(out[1]) == ["0", "1"] and translator.stats.kept_source == [0]
+    # the plain sentence's stray half mark is dropped (it has no marks to keep): nothing is kept in English
+    assert out[0] == "PLAIN WORDS HERE." and translator.stats.kept_source == 0 and translator.stats.aligned == 1
+    # the reordered numbers: translated again run by run, the numbers back in the source's order
+    assert out[1] == "CALL 5 AND 6 NOW." and translator.stats.by_runs == 1 and translator.stats.retried == 2
+    # the bold word: translated without its marks, which are put back around the word's translation
+    assert segment.TAG_TOKEN.findall(out[2]) == ["0", "1"] and "REPORT" in out[2]
 
 
 def test_identical_segments_are_translated_once():

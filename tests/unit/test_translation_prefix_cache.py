@@ -23,9 +23,14 @@ def test_prefix_cache_gives_the_same_greedy_outputs(which, request):
     model = _engine(request.getfixturevalue(which), chat=which == "tiny_causal")
     prefix, cache = model._prefix("en", "de")
     assert len(prefix) > 20 and cache is not None   # the few-shot examples are shared, hence cached
-    rows = [model._encode(t, "en", "de") for t in TEXTS]
+    # sentences with ⟦n⟧ marks have a prompt (and a prefix) of their own
+    marked, _ = model._prefix("en", "de", marked=True)
+    assert len(marked) > 20 and marked != prefix
+    assert model._encode("Thank you ⟦0⟧.", "en", "de")[:len(marked)] == marked
+    plain = [t for t in TEXTS if "⟦" not in t]
+    rows = [model._encode(t, "en", "de") for t in plain]
     assert all(r[:len(prefix)] == prefix for r in rows)
-    budgets = [int(len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) * 2.5) + 8 for t in TEXTS]
+    budgets = [int(len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) * 2.5) + 8 for t in plain]
     # Token by token: the cached prefix, batched or alone, against whole prompts prefilled every time.
     cached_batch = model._greedy(rows, budgets, prefix, cache)
     cached_single = [model._greedy([r], [b], prefix, cache)[0] for r, b in zip(rows, budgets)]
