@@ -210,9 +210,13 @@ class _Sampling(_Body):
         if max_tokens is not None and max_tokens > MAX_TOKENS:
             raise InvalidInput(f"max_tokens is {max_tokens}, the most is {MAX_TOKENS}", "ask for fewer tokens")
         greedy = self.temperature == 0
+        # Under a grammar the model's recommended repetition penalty would punish the quotes, braces and keys the
+        # grammar requires, and strings then run on to max_tokens (measured on gemma-3-270m: 1 reply in 6 at
+        # 1.1, none at 1.0): it applies only when the request asks for it.
+        penalty = self.repetition_penalty if self.repetition_penalty is not None or not grammar else 1.0
         return SamplingParams.for_model(
             recommended, do_sample=False if greedy else (True if self.temperature else None), temperature=None if greedy else self.temperature,
-            top_p=self.top_p, top_k=self.top_k, repetition_penalty=self.repetition_penalty,
+            top_p=self.top_p, top_k=self.top_k, repetition_penalty=penalty,
             max_new_tokens=max_tokens, stop=stop or None, grammar=grammar,
             # torch seeds are 64-bit; any integer a client sends maps onto one
             seed=None if self.seed is None else self.seed % 2**63)

@@ -34,8 +34,8 @@ def model(engine, tiny_causal):
     return engine.catalog.resolve(str(tiny_causal)).name
 
 
-def params(grammar: str | None, seed: int = 0, **more) -> SamplingParams:
-    return SamplingParams(do_sample=True, temperature=1.0, max_new_tokens=60, seed=seed, grammar=grammar, **more)
+def params(grammar: str | None, seed: int = 0) -> SamplingParams:
+    return SamplingParams(do_sample=True, temperature=1.0, max_new_tokens=50, seed=seed, grammar=grammar)
 
 
 def check_person(text: str) -> dict:
@@ -49,14 +49,11 @@ def test_a_random_model_writes_valid_json_only_under_the_grammar(engine, model):
     free = engine.chat.generate(model, USER, params(None), backend="transformers")
     with pytest.raises(ValueError):
         json.loads(free.text)                       # without the mask: noise
-    for seed in range(3):
+    for seed in range(2):
         result = engine.chat.generate(model, USER, params(constraints.json_schema_grammar(PERSON), seed),
                                       backend="transformers")
         check_person(result.text)
         assert result.stats["finish_reason"] == "stop"
-    any_object = engine.chat.generate(model, USER, params(constraints.json_object_grammar(), 5, repetition_penalty=1.3),
-                                      backend="transformers")
-    assert any_object.stats["finish_reason"] == "length" or isinstance(json.loads(any_object.text), dict)
 
 
 def test_rows_with_different_schemas_decode_in_one_batch(engine, model):
@@ -82,7 +79,6 @@ def test_rows_with_different_schemas_decode_in_one_batch(engine, model):
 
 
 def test_compiled_grammars_are_cached_per_model(engine, model):
-    engine.chat.generate(model, USER, params(constraints.json_schema_grammar(PERSON)), backend="transformers")
     runner = next(r for (name, _), r in engine.chat._runners.items() if name == model)
     grammars = constraints.grammars_for(runner)
     grammar = constraints.json_schema_grammar(PERSON)
