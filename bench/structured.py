@@ -9,7 +9,7 @@
 (3) grammar compile time for a 20-field schema, first and cached; and the vocabulary's trie (once per model).
 (4) the issue's acceptance figure: client.chat.completions.parse() with a Pydantic model through the API
     (the openai package on 127.0.0.1), N requests per embedded model, every one must parse and validate.
-Usage: python bench/structured.py [--model smollm2-135m-instruct] [--tokens 64] [--pairs 4] [--parse 20]
+Usage: python bench/structured.py [--model smollm2-135m-instruct] [--tokens 64] [--pairs 4] [--parse 20] [--parts 1,2,3,4]
        [--backends llamacpp,transformers] [--parse-models smollm2-135m-instruct,gemma-3-270m]
 The data folder defaults to the one the slow tests share (~/.cache/llmos-test-embedded).
 """
@@ -91,6 +91,16 @@ def together(engine, model, tokens, clients) -> None:
     grammars = [constraints.json_schema_grammar(twenty_fields(f"c{i}")) for i in range(clients)]
     for g in grammars:                                   # compiled once, as a client that comes back finds them
         one(engine, model, "llamacpp", 2, g, 0)
+    plain = batching(engine, model, tokens, [None] * clients)
+    shaped = batching(engine, model, tokens, grammars)
+    print(f"(2) {clients} schemas on llama.cpp: together {shaped[0]:.1f} tok/s, one after another {shaped[1]:.1f} "
+          f"tok/s: {shaped[0] / shaped[1]:.2f}x; the same {clients} requests without a schema (how plain chats "
+          f"batch, this run): {plain[0]:.1f} against {plain[1]:.1f} tok/s, {plain[0] / plain[1]:.2f}x")
+
+
+def batching(engine, model, tokens, grammars) -> tuple[float, float]:
+    """(tok/s with the requests together, tok/s one after another)."""
+    clients = len(grammars)
     started = time.perf_counter()
     alone = sum(one(engine, model, "llamacpp", tokens, g, seed=i)["tokens"] for i, g in enumerate(grammars))
     serial = alone / (time.perf_counter() - started)
@@ -105,9 +115,7 @@ def together(engine, model, tokens, clients) -> None:
         t.start()
     for t in threads:
         t.join()
-    batched = sum(counts) / (time.perf_counter() - started)
-    print(f"(2) {clients} schemas on llama.cpp: together {batched:.1f} tok/s, one after another {serial:.1f} tok/s: "
-          f"{batched / serial:.2f}x")
+    return sum(counts) / (time.perf_counter() - started), serial
 
 
 def compile_times(engine, model) -> None:
@@ -163,6 +171,7 @@ def main() -> None:
     parser.add_argument("--parse", type=int, default=20)
     parser.add_argument("--backends", default="llamacpp,transformers")
     parser.add_argument("--parse-models", default="smollm2-135m-instruct,gemma-3-270m")
+    parser.add_argument("--parts", default="1,2,3,4", help="which of the four to run")
     args = parser.parse_args()
     from llmos_core.engine import Engine
     from llmos_core.settings import Settings
@@ -172,11 +181,14 @@ def main() -> None:
     masks = timed_mask()
     try:
         print(f"bench/structured.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, model {args.model}")
-        for backend in [b for b in args.backends.split(",") if b]:
+        parts = set(args.parts.split(","))
+        for backend in [b for b in args.backends.split(",") if b and "1" in parts]:
             speed(engine, args.model, backend, args.tokens, args.pairs, masks)
-        together(engine, args.model, args.tokens, args.clients)
-        compile_times(engine, args.model)
-        if args.parse:
+        if "2" in parts:
+            together(engine, args.model, args.tokens, args.clients)
+        if "3" in parts:
+            compile_times(engine, args.model)
+        if args.parse and "4" in parts:
             parse_runs(engine, [m for m in args.parse_models.split(",") if m], args.parse)
     finally:
         engine.close()
