@@ -24,8 +24,11 @@ class Animal(BaseModel):
     can_fly: bool
 
 
+# Closed, as OpenAI's strict mode and openai.pydantic_function_tool write tools: with additionalProperties left
+# open, the base model gemma-3-270m sometimes adds properties of its own until max_tokens (valid, but cut).
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                          "additionalProperties": False}}}
 
 
 @pytest.fixture(scope="module")
