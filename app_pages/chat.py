@@ -18,6 +18,7 @@ from llmos_core.present import reply_figures
 from llmos_core.usecases import ask
 from llmos_core.usecases import chat as chat_turns
 from llmos_core.usecases.models import model_names
+from llmos_core.usecases import structured
 from app_pages import _compare_view as compare_view
 from app_pages._citations import draw_citations
 from app_pages._shared import acting_user, engine, error_boundary
@@ -60,8 +61,21 @@ def apply_settings(model: str, settings: dict) -> None:
     state["chat_collection"] = settings.get("collection") or NO_DOCUMENTS
 
 
-def current_params() -> SamplingParams:
+def current_params(json_reply: bool = True) -> SamplingParams:
     stop = [s.replace("\\n", "\n") for s in state["chat_stop"].splitlines() if s]
+    params = plain_params(stop)
+    return structured.constrain(params, state["chat_schema"]) if json_reply and state["chat_json"] else params
+
+
+def current_system() -> str:
+    return structured.system_prompt(state["chat_system"], state["chat_schema"]) if state["chat_json"] else state["chat_system"]
+
+
+def load_example() -> None:
+    state["chat_schema"] = structured.example(state["chat_schema_example"])
+
+
+def plain_params(stop: list[str]) -> SamplingParams:
     return SamplingParams(do_sample=state["chat_mode"] == "Sampling", temperature=state["chat_temperature"],
                           top_p=state["chat_top_p"], top_k=state["chat_top_k"],
                           repetition_penalty=state["chat_repetition_penalty"],
@@ -95,6 +109,9 @@ state.setdefault("chat_system", "You are a helpful assistant.")
 state.setdefault("chat_max_new_tokens", SamplingParams().max_new_tokens)
 state.setdefault("chat_seed", None)
 state.setdefault("chat_stop", "")
+state.setdefault("chat_json", False)
+state.setdefault("chat_schema_example", structured.ANY_OBJECT)
+state.setdefault("chat_schema", structured.example(structured.ANY_OBJECT))
 collections = [c["name"] for c in ask.list_collections(eng, user) if c["owner"] == user.id]
 if state.get("chat_collection") not in collections:
     state["chat_collection"] = NO_DOCUMENTS
@@ -186,8 +203,14 @@ with st.expander("Sampling", icon=":material/tune:"):
     elif spec.sampling:
         st.caption("Defaults: " + ", ".join(f"{k} {v}" for k, v in spec.sampling.items() if k != "do_sample")
                    + f" (recommended for {spec.name}).")
+if not comparing:
+    with st.expander("Reply as JSON", icon=":material/data_object:", expanded=state["chat_json"]):
+        st.toggle("Reply as JSON", key="chat_json", help="The model can only write JSON valid against the schema: "
+                  "each token is masked by a grammar compiled from it (valid by construction, not by asking).")
+        st.selectbox("Example schemas", list(structured.EXAMPLES), key="chat_schema_example", on_change=load_example)
+        st.text_area("JSON schema", key="chat_schema", height=160)
 if comparing:
-    compare_view.render(eng, current_params(), state["chat_system"])
+    compare_view.render(eng, current_params(json_reply=False), state["chat_system"])
     st.stop()
 with error_boundary("Choosing a backend"):
     st.caption(f":material/memory: {eng.chat.choose_backend(spec.name).reason}")   # what auto picks now, and why
@@ -203,7 +226,11 @@ if state["chat_notice"]:
 history = conversation["messages"] if conversation else []
 for message in history:
     with st.chat_message(message["role"]):
-        st.markdown(message["content"])
+        as_json = structured.formatted(message["content"]) if message["role"] == "assistant" else None
+        if as_json is not None:
+            st.code(as_json, language="json")
+        else:
+            st.markdown(message["content"])
         if message["role"] == "assistant" and message["stats"].get("finish_reason") == "not_found":
             st.caption(f":material/search_off: Nothing in {message['stats'].get('collection')} matched; "
                        "no model was asked.")
@@ -223,7 +250,7 @@ def run_turn(kind: str, prompt: str = "") -> None:
     """kind: send (a new user message), regenerate (the last reply), continue (the last reply)."""
     name = state["chat_model"]
     turn = chat_turns.start_turn(eng, user, state["chat_conversation"], kind, model=name, params=current_params(),
-                                 system=state["chat_system"], prompt=prompt, seen_last=state["chat_seen_last"],
+                                 system=current_system(), prompt=prompt, seen_last=state["chat_seen_last"],
                                  collection=None if state["chat_collection"] == NO_DOCUMENTS else state["chat_collection"])
     state["chat_conversation"] = turn.conversation_id
     if kind == chat_turns.SEND:

@@ -13,7 +13,7 @@ import os
 import struct
 import time
 import uuid
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InvalidInput, LLMOSError
 from ..generation import TokenEvent
+from ..generation.tools import ToolCallReader
 from ..models.catalog import CAUSAL_LM, EMBEDDING
 from .auth import UserAuth, request_user
 from .errors import describe, error_body
@@ -97,18 +98,21 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
-        messages = [m.as_dict() for m in body.messages]
+        try:
+            plan = body.plan()
+        except LLMOSError as exc:
+            raise ApiError(exc, body.model, "chat") from exc
         return await _generate(request, body, "chat", lambda cancel, params: engine.chat.stream(
-            body.model, messages, params, cancel=cancel, user=request_user(request)))
+            body.model, plan.messages, params, cancel=cancel, user=request_user(request)), plan.grammar, plan.reader)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
         try:
-            prompt = body.text()
+            prompt, grammar = body.text(), body.format_grammar()
         except LLMOSError as exc:
             raise ApiError(exc, body.model, "completions") from exc
         return await _generate(request, body, "completions", lambda cancel, params: engine.chat.stream(
-            body.model, [], params, cancel=cancel, raw_prompt=prompt, user=request_user(request)))
+            body.model, [], params, cancel=cancel, raw_prompt=prompt, user=request_user(request)), grammar)
 
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest):
@@ -128,11 +132,13 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
         return JSONResponse({"object": "list", "data": data, "model": body.model,
                              "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}})
 
-    async def _generate(request: Request, body: _Sampling, endpoint: str, open_stream):
-        """Runs one reply; answers JSON, or server-sent events when body.stream is set."""
+    async def _generate(request: Request, body: _Sampling, endpoint: str, open_stream, grammar: str | None = None,
+                        reader: Callable[[], ToolCallReader] | None = None):
+        """Runs one reply; answers JSON, or server-sent events when body.stream is set. `grammar`: the shape the
+        reply must have; `reader`: tools were offered, and the reply is read for their calls."""
         try:
             spec = engine.catalog.get(body.model)
-            params = body.sampling(spec.sampling)
+            params = body.sampling(spec.sampling, grammar)
         except LLMOSError as exc:
             raise ApiError(exc, body.model, endpoint) from exc
         pump = EventPump(lambda cancel: open_stream(cancel, params), whole=not body.stream)
@@ -143,7 +149,7 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
             watcher.cancel()
             pump.stop()
             raise ApiError(exc, body.model, endpoint) from exc
-        reply = _Reply(body.model, endpoint, first)
+        reply = _Reply(body.model, endpoint, first, reader() if reader else None)
         # A marker on the Monitor page's charts; written off the event loop, the reply need not wait for it.
         asyncio.get_running_loop().run_in_executor(None, lambda: engine.store.add_event(
             "api_request", body.model, f"API {endpoint} request for {body.model}" + (" (streamed)" * body.stream)))
@@ -169,7 +175,10 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
                 yield sse(reply.chunk(role=True))
             async for group in pump.groups(engine.settings.api_stream_interval_ms / 1000):
                 text = "".join([reply.add(event) for event in group])
-                if text:
+                if reply.reader is not None:
+                    for chunk in reply.tool_chunks(text, end=group[-1].done):
+                        yield chunk
+                elif text:
                     yield reply.text_chunk(text)
             if reply.finish_reason == "cancelled":
                 return   # the client left: nobody reads the rest
@@ -191,8 +200,8 @@ def build_app(engine: "Engine", api_key: str | None, metrics: ApiMetrics) -> Fas
 class _Reply:
     """One reply as it grows, in OpenAI's shapes (chat.completion, text_completion and their chunks)."""
 
-    def __init__(self, model: str, endpoint: str, first: TokenEvent | None):
-        self.model, self.endpoint = model, endpoint
+    def __init__(self, model: str, endpoint: str, first: TokenEvent | None, reader: ToolCallReader | None = None):
+        self.model, self.endpoint, self.reader = model, endpoint, reader
         self.id = ("chatcmpl-" if endpoint == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.parts: list[str] = []
@@ -217,13 +226,20 @@ class _Reply:
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def _finish(self) -> str:
-        return "length" if self.finish_reason == "length" else "stop"
+        if self.finish_reason == "length":
+            return "length"
+        return "tool_calls" if self.reader is not None and self.reader.calls else "stop"
 
     def whole(self) -> dict:
         text = "".join(self.parts)
         if self.endpoint == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                      "finish_reason": self._finish()}
+            message: dict = {"role": "assistant", "content": text}
+            if self.reader is not None:
+                events = self.reader.feed(text) + self.reader.finish()
+                message["content"] = "".join(e[1] for e in events if e[0] == "text") or None
+                if self.reader.calls:
+                    message["tool_calls"] = [_call(c) for c in self.reader.calls]
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self._finish()}
             kind = "chat.completion"
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": self._finish()}
@@ -231,23 +247,52 @@ class _Reply:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
                 "system_fingerprint": None, "choices": [choice], "usage": self.usage}
 
+    def tool_chunks(self, text: str, end: bool) -> list[bytes]:
+        """A streamed reply that may hold tool calls, as OpenAI streams them: text as content deltas; a call's
+        id and name once, then its arguments in pieces (the pieces of one group joined)."""
+        events = self.reader.feed(text) + (self.reader.finish() if end else [])
+        deltas: list[dict] = []
+        for event in events:
+            if event[0] == "text":
+                if deltas and "content" in deltas[-1]:
+                    deltas[-1]["content"] += event[1]
+                else:
+                    deltas.append({"content": event[1]})
+            elif event[0] == "call":
+                call = self.reader.calls[event[1]]
+                deltas.append({"tool_calls": [{"index": event[1], **_call(call, arguments="")}]})
+            else:
+                last = deltas[-1]["tool_calls"][0] if deltas and "tool_calls" in deltas[-1] else None
+                if last is not None and last["index"] == event[1]:
+                    last["function"]["arguments"] += event[2]
+                else:
+                    deltas.append({"tool_calls": [{"index": event[1], "function": {"arguments": event[2]}}]})
+        return [sse(self.chunk(delta=delta)) for delta in deltas]
+
     def text_chunk(self, text: str) -> bytes:
         """sse(self.chunk(text=text)), framed faster (once per token of a stream)."""
         before, after = self._text_frame
         return before + json.dumps(text).encode() + after
 
-    def chunk(self, text: str = "", role: bool = False, finish: bool = False, usage: bool = False) -> dict:
+    def chunk(self, text: str = "", role: bool = False, finish: bool = False, usage: bool = False,
+              delta: dict | None = None) -> dict:
         finish_reason = self._finish() if finish else None
         if usage:
             choices = []
         elif self.endpoint == "chat":
-            delta = {"role": "assistant", "content": ""} if role else ({} if finish else {"content": text})
+            if delta is None:
+                delta = {"role": "assistant", "content": ""} if role else ({} if finish else {"content": text})
             choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
         else:
             choices = [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]
         kind = "chat.completion.chunk" if self.endpoint == "chat" else "text_completion"
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
                 "system_fingerprint": None, "choices": choices, "usage": self.usage if usage else None}
+
+
+def _call(call, arguments: str | None = None) -> dict:
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments if arguments is None else arguments}}
 
 
 def _encode_vector(vector: list[float], encoding: str):

@@ -18,6 +18,10 @@ class SamplingParams:
     max_new_tokens: int = 256
     seed: int | None = None        # None: a fresh random seed per request
     stop: list[str] = field(default_factory=list)
+    # The shape the reply must have: llguidance's grammar as text (constraints.py), None: free text.
+    grammar: str | None = None
+    # That grammar compiled for the model that serves the request (set by the service, read by the runner).
+    constraint: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.do_sample = bool(self.do_sample)
@@ -46,7 +50,9 @@ class SamplingParams:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(replace(self, constraint=None))
+        del values["constraint"]
+        return values
 
 
 @dataclass

@@ -34,6 +34,7 @@ from ..models import llamacpp
 from ..models.catalog import CAUSAL_LM
 from ..models.runner import Runner, RunnerBudget, RunnerFactory
 from ..models.transformers_runner import TransformersRunner
+from . import constraints
 from .output import Reply
 from .prompt import build_prompt, build_raw_prompt, check_messages
 from .request import ChatResult, SamplingParams, TokenEvent
@@ -243,6 +244,7 @@ class GenerationService:
                 return
             with self.models.use(name, backend) as resident:
                 runner = self.runner(resident)
+                params = constraints.bind(params, runner)   # a grammar compiled for this model, or none
                 plan = (build_raw_prompt(runner, raw_prompt, params.max_new_tokens) if raw_prompt is not None
                         else build_prompt(runner, messages, params.max_new_tokens, continue_final))
                 reply = Reply(TokenEvent(prompt_tokens=len(plan.input_ids), dropped_messages=plan.dropped,

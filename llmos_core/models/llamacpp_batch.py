@@ -18,6 +18,9 @@ How (one thread per loaded model runs `_loop`):
   - One step is one llama_decode of one batch: the last sampled token of every sequence that is writing,
     then pieces of prompts being read (up to n_batch tokens in all). Logits are asked only where a next
     token is due: at the end of a prompt and after each sampled token.
+  - A request that must answer in a shape (JSON schema, tool call) has its own grammar: its row is masked
+    to the tokens the grammar allows before it is sampled (generation/constraints.py), so rows with
+    different schemas, or none, still share each step.
   - Each request samples its row of logits with its own RequestSampler (sampling.py, the same code as
     the transformers runner: repetition penalty, then greedy, or temperature, top-k, top-p and a draw
     from its own seeded generator), so requests keep their own settings inside one batch.
@@ -70,6 +73,9 @@ class _Request:
         self._vocab, self.sampler = vocab, RequestSampler(prompt, params)
         # Tokens that end this reply once written (a translation ends with its line: any newline token).
         self.stop_tokens = frozenset(getattr(params, "stop_token_ids", ()))
+        # Its own grammar, if it must answer in a shape (generation/constraints.py): masks its row only.
+        constraint = getattr(params, "constraint", None)
+        self.grammar = constraint.start() if constraint is not None else None
 
     def piece(self, token: int) -> str:
         import llama_cpp
@@ -320,13 +326,20 @@ class BatchDecoder:
         sampled: list[tuple[_Request, tuple[str, int] | None]] = []
         for request, index in wants_token:
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
-            token = request.sampler.sample(torch.from_numpy(logits))   # a view: read before the next decode
+            scores = torch.from_numpy(logits)   # a view: read before the next decode
+            if request.grammar is not None:
+                scores = request.grammar.mask(scores)
+            token = request.sampler.sample(scores)
             request.next_token = None
             if llama_cpp.llama_vocab_is_eog(self.vocab, token):
                 sampled.append((request, None))
                 continue
             request.generated += 1
             sampled.append((request, (request.piece(token), request.generated)))
+            if request.grammar is not None:
+                request.grammar.accept(token)
+                if request.grammar.finished:   # the shape is complete: its end-of-text need not be decoded
+                    continue
             if request.generated < request.params.max_new_tokens and token not in request.stop_tokens:
                 request.next_token = token
         for request, out in sampled:

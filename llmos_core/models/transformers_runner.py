@@ -30,11 +30,21 @@ CACHE_PAGE = 256
 
 
 class _Request(RequestSampler):
-    """A request of the transformers runner: its sampler, and the queue its outputs arrive on."""
+    """A request of the transformers runner: its sampler, its grammar if it must answer in a shape
+    (generation/constraints.py: its row is masked before it is sampled), and the queue its outputs arrive on."""
 
     def __init__(self, input_ids: list[int], params):
         super().__init__(input_ids, params)
         self.outputs: queue.Queue = queue.Queue()
+        constraint = getattr(params, "constraint", None)
+        self.grammar = constraint.start() if constraint is not None else None
+
+    def sample(self, scores) -> int:
+        if self.grammar is None:
+            return super().sample(scores)
+        token = super().sample(self.grammar.mask(scores))
+        self.grammar.accept(token)
+        return token
 
 
 class IncrementalDecoder:
