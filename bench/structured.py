@@ -150,7 +150,7 @@ def parse_runs(engine, models, n) -> None:
         legs: int
         can_fly: bool
 
-    api = engine.start_api("127.0.0.1", 0)
+    api = start_api(engine, "127.0.0.1", 0)
     client = openai.OpenAI(base_url=f"{api.url}/v1", api_key="x", max_retries=0, timeout=600)
     for model in models:
         good, started = 0, time.perf_counter()

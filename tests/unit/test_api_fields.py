@@ -10,6 +10,7 @@ import typing
 import openai
 import pytest
 
+from llmos_core.api.server import start_api
 from llmos_core.api.schemas import REFUSED, ChatRequest, CompletionRequest
 from llmos_core.engine import Engine
 from llmos_core.settings import Settings
@@ -41,7 +42,7 @@ def openai_fields(create) -> set[str]:
 def engine(tmp_path_factory, tiny_causal):
     eng = Engine(Settings(home=tmp_path_factory.mktemp("fields-home")), primary=False, start_threads=False)
     eng.catalog.register(eng.catalog.resolve(str(tiny_causal)))
-    eng.start_api("127.0.0.1", 0)
+    start_api(eng, "127.0.0.1", 0)
     yield eng
     eng.close()
 

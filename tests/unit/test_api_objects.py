@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from llmos_core.api.server import start_api
 from llmos_core.accounts import LOCAL_ADMIN
 from llmos_core.api.auth import UserAuth
 from llmos_core.engine import Engine
@@ -21,7 +22,7 @@ PASSWORD = "correct horse"
 def api(tmp_path_factory):
     engine = Engine(Settings(home=tmp_path_factory.mktemp("api-objects"), api_key="admin-env-key"),
                     primary=False, start_threads=False)
-    engine.start_api("127.0.0.1", 0)
+    start_api(engine, "127.0.0.1", 0)
     for name in ("alice", "bob"):
         engine.accounts.add_user(name, PASSWORD)
     keys = {name: engine.accounts.create_key(name) for name in ("alice", "bob")}

@@ -11,6 +11,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
+from llmos_core.api.server import start_api
 from llmos_core.engine import Engine
 from llmos_core.generation.tools import ToolCallReader
 from llmos_core.settings import Settings
@@ -56,7 +57,7 @@ def served(tmp_path_factory):
     eng = Engine(Settings(home=tmp_path_factory.mktemp("structured-home")), primary=False, start_threads=False)
     folder = make_roomy_causal_lm(tmp_path_factory.mktemp("roomy-causal"))
     name = eng.catalog.register(eng.catalog.resolve(str(folder))).name
-    eng.start_api("127.0.0.1", 0)
+    start_api(eng, "127.0.0.1", 0)
     client = openai.OpenAI(base_url=f"{eng.api.url}/v1", api_key="x", max_retries=0, timeout=120)
     yield client, name
     eng.close()

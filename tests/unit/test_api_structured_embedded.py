@@ -10,6 +10,7 @@ import pytest
 from llamacpp_required import binding  # noqa: F401 (a fixture)
 from pydantic import BaseModel
 
+from llmos_core.api.server import start_api
 from llmos_core.engine import Engine
 from llmos_core.models.catalog import EMBEDDED
 from llmos_core.settings import Settings
@@ -40,7 +41,7 @@ def client(embedded_home):
     if not llamacpp.availability()[0]:
         pytest.skip("llama-cpp-python is not available")
     engine = Engine(Settings(home=embedded_home, threads=1), primary=False, start_threads=False)
-    api = engine.start_api("127.0.0.1", 0)
+    api = start_api(engine, "127.0.0.1", 0)
     yield openai.OpenAI(base_url=f"{api.url}/v1", api_key="x", max_retries=0, timeout=300)
     engine.close()
 
