@@ -89,6 +89,8 @@ def clean_wording(text: str) -> str:
     without a leading "[2]" or "Answer:" (it copies the prompt's numbering)."""
     text = text.strip().split("\n", 1)[0].strip()
     text = re.sub(r"^(?:\[\d{1,3}\]\s*|answer:\s*)+", "", text, flags=re.IGNORECASE).strip()
+    again = re.search(r"(?<=[.!?])\s*\[\d{1,3}\]\s+(?=\S)", text)     # "... manager. [2] The manager ..."
+    text = text[:again.start()].strip() if again else text
     return text if re.search(r"[A-Za-z0-9]", text) else ""
 
 

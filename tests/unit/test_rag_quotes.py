@@ -84,6 +84,13 @@ def test_a_wrong_number_beside_a_right_citation_is_caught():
     assert check_claims("The club's chairperson is Maria Lopez.", chair).supported
 
 
+def test_the_wording_is_cut_to_its_first_line_and_sentence_run():
+    from llmos_core.rag.quotes import clean_wording
+    assert clean_wording("[1] Answer: It is Dr. Olsen. [2] It is Dr. Olsen. [3] It") == "It is Dr. Olsen."
+    assert clean_wording("The tank holds 1.8 litres [1].\nQuestion: next") == "The tank holds 1.8 litres [1]."
+    assert clean_wording("The tank holds 1.8 litres. [1]") == "The tank holds 1.8 litres. [1]"
+
+
 def test_a_wording_that_drops_or_adds_a_negation_is_caught():
     from llmos_core.rag.grounding import same_polarity
     quote = ["The brewing unit can be rinsed under the tap, but it must never go in the dishwasher."]
