@@ -26,7 +26,7 @@ def prediction_rows(predictions: list[dict]) -> pd.DataFrame:
 def measured_caption(eng, name: str, backend: str) -> str | None:
     """'predicted … · measured …' for a loaded model's card, or None before its first measurement."""
     rows = prediction_beside_measurement(eng, name) or {}
-    row = rows.get("llamacpp" if backend == "llamacpp" else "transformers")
+    row = rows.get(backend)   # transformers-int8 is not a form the browser predicts
     if row is None:
         return None
     p, m = row["predicted"], row["measured"]

@@ -139,9 +139,8 @@ def prediction_beside_measurement(engine, name: str) -> dict | None:
         if row["name"] == name:
             measured.setdefault(row["backend"], {})["memory_bytes"] = row["measured_bytes"]
     for reply in browser.calibration.measured_replies(engine.store):
-        if reply["model"] == name:
-            runner = "llamacpp" if reply["backend"] == "llamacpp" else "transformers"
-            entry = measured.setdefault(runner, {})
+        if reply["model"] == name and reply["backend"] in ("llamacpp", "transformers"):
+            entry = measured.setdefault(reply["backend"], {})
             entry.setdefault("decode_tokens_per_s", reply.get("tokens_per_s"))
             entry.setdefault("ttft_s", reply.get("ttft_s"))
             entry.setdefault("prompt_tokens", reply.get("prompt_tokens"))

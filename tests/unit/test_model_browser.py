@@ -180,6 +180,9 @@ def test_cli_estimate_a_hub_id_and_an_embedded_model(home, monkeypatch, calibrat
     result = json.loads(capsys.readouterr().out)
     assert result["shape"]["layers"] == 30 and result["shape"]["kv_heads"] == 3
     assert {f["runner"] for f in result["forms"]} == {"llamacpp", "transformers"}
+    assert main(["models", "estimate", "smollm2-135m-instruct", "--context", "8192"]) == 0
+    out = capsys.readouterr().out
+    assert "llamacpp Q8_0" in out and "recommended:" in out and "first estimate" in out
     # a hub id offline: one clear line
     assert main(["models", "estimate", "acme/qwen-0.5b-instruct"]) == 1
     err = capsys.readouterr().err
@@ -187,3 +190,30 @@ def test_cli_estimate_a_hub_id_and_an_embedded_model(home, monkeypatch, calibrat
     assert main(["models", "search", "qwen"]) == 0
     captured = capsys.readouterr()
     assert "offline" in captured.err and "gemma-3-270m" in captured.out
+
+
+def test_replies_measured_here_correct_the_next_prediction(home, calibrated, tiny_causal):
+    import time
+
+    engine = Engine(Settings.from_env(), primary=False, start_threads=False)
+    try:
+        name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
+        first = browser.estimate(name, engine.settings, engine.catalog, engine.store, context=0)
+        raw = {p.runner: p for p in first.predictions}["transformers"]
+        assert not raw.learned and first.calibration["learned_from_replies"] == 0
+        now = time.time()
+        engine.store.execute("INSERT INTO conversations (id, title, model, created, updated) VALUES (1, 't', ?, ?, ?)",
+                             (name, now, now))
+        stats = {"backend": "transformers", "tokens_per_s": raw.decode_tokens_per_s / 2, "ttft_s": None}
+        for _ in range(3):
+            engine.store.execute("INSERT INTO messages (conversation_id, role, content, stats, created) "
+                                 "VALUES (1, 'assistant', 'x', ?, ?)", (json.dumps(stats), now))
+        engine.store.execute("INSERT INTO messages (conversation_id, role, content, stats, created) VALUES "
+                             "(1, 'assistant', 'x', ?, ?)", (json.dumps({**stats, "backend": "transformers-int8",
+                                                                          "tokens_per_s": 1e6}), now))
+        second = browser.estimate(name, engine.settings, engine.catalog, engine.store, context=0)
+    finally:
+        engine.close()
+    learned = {p.runner: p for p in second.predictions}["transformers"]
+    assert learned.learned and second.calibration["learned_from_replies"] == 3   # int8 replies are not its form
+    assert learned.decode_tokens_per_s == pytest.approx(raw.decode_tokens_per_s / 2, rel=0.02)

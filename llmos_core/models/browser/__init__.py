@@ -59,7 +59,9 @@ def learned_calibration(settings, store=None, catalog=None, refresh: bool = Fals
         return calibration
     pairs, shapes = [], {}
     for reply in calibration_module.measured_replies(store):
-        runner = LLAMACPP if reply["backend"] == LLAMACPP else "transformers"
+        runner = reply["backend"]
+        if runner not in (LLAMACPP, "transformers"):   # transformers-int8: a form the browser does not predict
+            continue
         try:
             if reply["model"] not in shapes:
                 spec = catalog.get(reply["model"])
