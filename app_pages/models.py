@@ -1,4 +1,5 @@
-"""Models: the catalog, pull (download or convert) with progress, load/unload, memory per model."""
+"""Models: the catalog, pull (download or convert) with progress, load/unload, memory per model; the hub
+search with predictions before a download (_model_browser.py)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -8,6 +9,7 @@ from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
 from llmos_core import access
 from llmos_core.present import format_bytes
 from llmos_core.usecases.models import export_in_progress, list_catalog, pull_and_register, submit_export
+from app_pages._model_browser import measured_caption, search_section
 from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
@@ -32,6 +34,10 @@ for m in resident:
         working = (f" + {format_bytes(m['working_bytes'])} batching cache" if m.get("working_bytes") else "")
         left.progress(min(share, 1.0), text=f"measured {format_bytes(m['measured_bytes'])} "
                                             f"(estimated {format_bytes(m['estimated_bytes'])}){working}")
+        with error_boundary("Predicting"):
+            caption = measured_caption(eng, m["name"], m["backend"])
+            if caption:
+                left.caption(f":material/compare_arrows: {caption}")
         if m["in_use"]:
             left.caption(f"in use by {m['in_use']} request(s)")
         else:
@@ -114,6 +120,9 @@ with st.expander("Use from code", icon=":material/code:"):
     st.code(openai_snippet(api, choice, choice_task), language="python")
     if api.running:
         st.caption(api.note)
+
+# ---- find a model on the hub, with predictions ----
+search_section(eng, user)
 
 # ---- add a model ----
 with st.expander("Add a model: Hugging Face id, local folder or .gguf file", icon=":material/add:"):

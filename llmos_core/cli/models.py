@@ -1,4 +1,5 @@
-"""`models`: list the catalog, pull (download or convert), export (a fine-tune to GGUF), load, unload, ps.
+"""`models`: list the catalog, pull (download or convert), export (a fine-tune to GGUF), load, unload, ps;
+estimate (memory and speed here, before a download) and search (the hub, with those predictions).
 
 load/unload/ps act on the engine that holds models (the web app's, or `serve`). With none running,
 `load` starts a background engine that exits once it has been idle for the keep-alive.
@@ -16,7 +17,7 @@ from ..engine import Engine
 from ..errors import LLMOSError
 from ..present import format_bytes
 from ..settings import Settings
-from ..usecases.models import list_catalog, pull_and_register
+from ..usecases.models import estimate_model, list_catalog, pull_and_register, search_models
 from . import acting_user, print_json, progress_printer, table
 
 
@@ -44,12 +45,24 @@ def register(subparsers) -> None:
         p.add_argument("--json", action="store_true")
     p = sub.add_parser("ps", help="models in memory, with estimated and measured bytes")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("estimate", help="memory, tokens/s and time to first token here, before any download")
+    p.add_argument("ref", help="catalog name or Hugging Face id (owner/name)")
+    p.add_argument("--context", type=int, default=4096, help="context length the KV cache is sized for")
+    p.add_argument("--quant", default="", help="one form only: a GGUF quantization (Q4_K_M, Q8_0...) or fp32/bf16")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("search", help="search the Hugging Face hub, with a prediction for each form")
+    p.add_argument("query")
+    p.add_argument("--task", default="", help="a hub pipeline tag, e.g. text-generation")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--context", type=int, default=4096)
+    p.add_argument("--json", action="store_true")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     settings = Settings.from_env()
-    return {"list": _list, "pull": _pull, "export": _export, "load": _load, "unload": _unload, "ps": _ps}[args.action](args, settings)
+    return {"list": _list, "pull": _pull, "export": _export, "load": _load, "unload": _unload, "ps": _ps,
+            "estimate": _estimate, "search": _search}[args.action](args, settings)
 
 
 def _socket(settings: Settings):
@@ -153,4 +166,64 @@ def _ps(args, settings: Settings) -> int:
             row["estimated"] = format_bytes(row["estimated_bytes"])
             row["cache"] = format_bytes(row.get("working_bytes") or 0)
         print(table(rows, ["name", "backend", "measured", "estimated", "cache", "in_use", "unloads_in_s", "device"]))
+    return 0
+
+
+def _prediction_rows(predictions: list[dict]) -> list[dict]:
+    return [{"form": f"{p['runner']} {p['quant']}", "memory": format_bytes(p["memory_bytes"]),
+             "decode tok/s": f"{p['decode_tokens_per_s']:.1f}", "prompt tok/s": f"{p['prompt_tokens_per_s']:.0f}",
+             "ttft (1k)": f"{p['ttft_s']:.1f} s", "download": _download(p), "badge": p["badge"]} for p in predictions]
+
+
+def _download(p: dict) -> str:
+    if not p["download_bytes"]:
+        return "on disk"
+    seconds = p["download_s"]
+    return format_bytes(p["download_bytes"]) + (f", {seconds:.0f} s" if seconds is not None else "")
+
+
+def _estimate(args, settings: Settings) -> int:
+    engine = Engine(settings, primary=False, start_threads=False)
+    try:
+        result = estimate_model(engine, args.ref, context=args.context, quant=args.quant).to_dict()
+    finally:
+        engine.close()
+    if args.json:
+        print_json(result)
+        return 0
+    shape = result["shape"]
+    print(f"{result['model']}: {shape['parameters'] / 1e6:.0f}M parameters, {shape['architecture']}, "
+          f"context {args.context}")
+    print(table(_prediction_rows(result["forms"]), ["form", "memory", "decode tok/s", "prompt tok/s", "ttft (1k)",
+                                                   "download", "badge"]))
+    learned = result["calibration"]["learned_from_replies"]
+    print(f"recommended: {result['recommended'] or 'none fits'}; "
+          + (f"corrected by {learned} replies measured here" if learned else "first estimate (nothing measured yet)"))
+    return 0
+
+
+def _search(args, settings: Settings) -> int:
+    engine = Engine(settings, primary=False, start_threads=False)
+    try:
+        found = search_models(engine, acting_user(args, engine.store), args.query, task=args.task, context=args.context,
+                              limit=args.limit)
+    finally:
+        engine.close()
+    if args.json:
+        print_json({"offline": found.offline, "models": found.models, "local": found.local})
+        return 0
+    if found.offline:
+        print(found.offline, file=sys.stderr)
+        print(table(found.local, ["name", "source", "task", "ready"]))
+        return 0
+    for model in found.models:
+        runs = ", ".join(f"{r}: {why or 'yes'}" for r, why in model["runners"].items())
+        print(f"\n{model['repo_id']}  {model['parameters'] / 1e6:.0f}M {model['architecture']}  licence "
+              f"{model['license'] or '?'}{'  GATED' if model['gated'] else ''}  {model['downloads']} downloads, "
+              f"{model['likes']} likes\n  runs on {runs}")
+        if model["predictions"]:
+            print(table(_prediction_rows(model["predictions"]),
+                        ["form", "memory", "decode tok/s", "ttft (1k)", "download", "badge"]))
+    if not found.models:
+        print("no model found")
     return 0

@@ -192,7 +192,13 @@ def _measure_matmul(device: str) -> float:
     n, dtype = (1024, torch.float32) if device == "cpu" else (8192, torch.bfloat16)
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
-    a @ b   # warm-up: thread pool, kernels
+    return best_rate(lambda: a @ b, 2 * n**3, device)
+
+
+def best_rate(step, work: float, device: str = "cpu") -> float:
+    """Work per second of `step` (each call does `work`: FLOPs, bytes): after a warm-up call, the best of
+    BENCH_TRIES windows of BENCH_WINDOW_S, BENCH_PAUSE_S apart. The model browser's bandwidth uses it too."""
+    step()   # warm-up: thread pool, kernels, pages touched
     _sync(device)
     best = 0.0
     for attempt in range(BENCH_TRIES):
@@ -200,10 +206,10 @@ def _measure_matmul(device: str) -> float:
             time.sleep(BENCH_PAUSE_S)
         runs, started = 0, time.perf_counter()
         while runs < 2 or time.perf_counter() - started < BENCH_WINDOW_S:
-            a @ b
+            step()
             _sync(device)   # each run timed to its end: queued CUDA kernels would run on past the window
             runs += 1
-        best = max(best, 2 * n**3 * runs / (time.perf_counter() - started))
+        best = max(best, work * runs / (time.perf_counter() - started))
     return best
 
 

@@ -7,14 +7,15 @@ refused, with the name it is taken by.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import access
 from ..access import LOCAL, WEB
 from ..accounts import User
-from ..errors import InvalidInput, ModelNotFound
-from ..models import fetch
+from ..errors import InvalidInput, LLMOSError, ModelNotFound, OfflineError
+from ..models import browser, fetch
 
 @dataclass
 class CatalogEntry:
@@ -64,7 +65,12 @@ def pull_and_register(engine, actor: User, ref: str, *, name: str = "", task: st
     if existing is not None and (existing.source, existing.location) != (spec.source, spec.location):
         raise InvalidInput(f"a model named {spec.name!r} is already in the catalog ({existing.description})",
                            "choose another name for this one")
+    downloads = spec.source == "hub" and not fetch.is_ready(spec, engine.settings)
+    started = time.monotonic()
     folder = fetch.model_folder(spec, engine.settings, progress)     # before registering: no entry without files
+    if downloads:   # the rate the browser's next download times are predicted at
+        browser.calibration.record_download(engine.settings, sum(p.stat().st_size for p in Path(folder).rglob("*")
+                                                                 if p.is_file()), time.monotonic() - started)
     registered = existing is None and not spec.is_embedded
     if registered:
         catalog.register(spec, owner=actor.id)
@@ -89,3 +95,76 @@ def export_in_progress(engine, actor: User, name: str) -> dict | None:
         if job["params"].get("model") == name:
             return job
     return None
+
+
+# ---- the model browser: predictions before a download, search of the hub ----
+
+def estimate_model(engine, ref: str, context: int = 4096, quant: str = "") -> browser.Estimate:
+    """What a catalog model or a hub id would take and how fast it would answer here, in each form."""
+    return browser.estimate(ref, engine.settings, engine.catalog, engine.store, context=context, quant=quant)
+
+
+@dataclass
+class SearchResult:
+    models: list[dict]            # hub models, each with its forms' predictions and badge
+    offline: str = ""             # why the hub was not searched ("" when it was)
+    local: list[dict] = field(default_factory=list)   # the catalog (on disk and embedded) when offline
+
+
+def search_models(engine, actor: User, query: str, task: str = "", context: int = 4096,
+                  limit: int = 10) -> SearchResult:
+    """The hub's models for a query, each with its predictions here; offline, one line and the catalog."""
+    try:
+        found = browser.hub.search(query, engine.settings, task=task, limit=limit)
+    except OfflineError as exc:
+        local = [{"name": e.name, "source": e.source, "task": e.task, "ready": e.ready, "description": e.description}
+                 for e in list_catalog(engine, actor)]
+        return SearchResult([], f"{exc.args[0]}: showing the models on disk and embedded", local)
+    calibration = browser.learned_calibration(engine.settings, engine.store, engine.catalog)
+    budget, rate = browser.memory_budget(engine.settings), browser.calibration.download_rate(engine.settings)
+    models = []
+    for model in found:
+        row = model.to_dict()
+        row["predictions"], row["recommended"] = [], None
+        if model.shape is not None and model.forms():
+            try:
+                est = browser.estimate_forms(model.repo_id, model.shape, model.forms(), calibration, context=context,
+                                             budget_bytes=budget, download_rate=rate, source="hub")
+            except LLMOSError:
+                est = None
+            if est is not None:
+                row["predictions"] = [p.to_dict() for p in est.predictions]
+                row["recommended"] = est.recommended.to_dict() if est.recommended else None
+        models.append(row)
+    return SearchResult(models)
+
+
+def prediction_beside_measurement(engine, name: str) -> dict | None:
+    """For a model's card after its first run: per runner, the prediction and what was measured here (the
+    resident model's memory, the last replies' speeds). None when it has not run yet or cannot be estimated."""
+    measured: dict[str, dict] = {}
+    for row in engine.models.resident():
+        if row["name"] == name:
+            measured.setdefault(row["backend"], {})["memory_bytes"] = row["measured_bytes"]
+    for reply in browser.calibration.measured_replies(engine.store):
+        if reply["model"] == name and reply["backend"] in ("llamacpp", "transformers"):
+            entry = measured.setdefault(reply["backend"], {})
+            entry.setdefault("decode_tokens_per_s", reply.get("tokens_per_s"))
+            entry.setdefault("ttft_s", reply.get("ttft_s"))
+            entry.setdefault("prompt_tokens", reply.get("prompt_tokens"))
+    rows = {}
+    for runner in measured:   # predicted at the context the runner allocates at load, as the manager measured it
+        try:
+            est = estimate_model(engine, name, context=browser.load_context(runner))
+        except LLMOSError:
+            return None
+        for prediction in est.predictions:
+            if prediction.runner == runner:
+                rows[runner] = {"predicted": prediction.to_dict(), "measured": measured[runner]}
+    return rows or None
+
+
+def recalibrate(engine) -> dict:
+    """Measure this machine's bandwidth and matmul again (the page's button); about two seconds."""
+    cal = browser.learned_calibration(engine.settings, engine.store, engine.catalog, refresh=True)
+    return {"bandwidth_bytes_per_s": cal.bandwidth, "flops_per_s": cal.flops, "learned_from_replies": cal.samples}

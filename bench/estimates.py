@@ -1,0 +1,119 @@
+"""Benchmark: the model browser's first prediction (llmos_core/models/browser) against what a load and a
+reply measure, for every model and form available here.
+
+Forms: SmolLM2-135M on llama.cpp as shipped (Q4_1, LLMOS_GGUF_AS_SHIPPED=1) and as served (its Q8_0 copy),
+Gemma 3 270M on llama.cpp (Q4_K_M) and on transformers (fp32, converted from the GGUF once into the bench's
+data folder). The calibration (bandwidth, matmul) is measured at the start of the run, so predictions and
+measurements see the same machine load. Each form runs in a fresh process (clean RSS): load, one short
+warm-up reply, then a reply to a ~1,000-token prompt (TTFT) and 64 decoded tokens (tokens/s).
+Memory is compared at the context the runner allocates at load (llama.cpp: its KV cells; transformers: none,
+its cache grows per reply). Targets: memory within 15%, decode within 25%, TTFT within 30%.
+Usage: python bench/estimates.py [--home DIR] [--forms smollm2-q4_1 smollm2-q8_0 gemma-q4_k_m gemma-fp32]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FORMS = {   # name -> (catalog model, backend, serve the GGUF as shipped)
+    "smollm2-q4_1": ("smollm2-135m-instruct", "llamacpp", True),
+    "smollm2-q8_0": ("smollm2-135m-instruct", "llamacpp", False),
+    "gemma-q4_k_m": ("gemma-3-270m", "llamacpp", False),
+    "gemma-fp32": ("gemma-3-270m", "transformers", False),
+}
+TARGETS = {"memory": 0.15, "decode": 0.25, "ttft": 0.30}
+PROMPT = ("Here is a list of facts about rivers, mountains, cities and the weather in many countries. " * 60)
+
+
+def one_form(form: str, home: str) -> dict:
+    name, backend, shipped = FORMS[form]
+    if shipped:
+        os.environ["LLMOS_GGUF_AS_SHIPPED"] = "1"
+    from llmos_core.engine import Engine
+    from llmos_core.generation.request import SamplingParams
+    from llmos_core.models import browser
+    from llmos_core.models.browser.predict import predict
+    from llmos_core.models.browser.shape import local_forms, local_shape
+    from llmos_core.models.llamacpp import N_CTX, SHARED_CONTEXTS
+    from llmos_core.settings import Settings
+
+    settings = Settings(home=Path(home))
+    engine = Engine(settings, primary=False, start_threads=False)
+    try:
+        spec = engine.catalog.get(name)
+        shape = local_shape(spec, settings)
+        runner_form = {f.runner: f for f in local_forms(spec, settings, shape)}[backend]
+        calibration = browser.learned_calibration(settings)   # measured by the parent at the start of the run
+        context = min(N_CTX, shape.context or N_CTX) * SHARED_CONTEXTS if backend == "llamacpp" else 0
+        predicted = predict(name, shape, runner_form, calibration, context=context, corrected=False)
+        model = engine.models.load(name, backend)
+        measured_bytes = model.measured_bytes
+        greedy = SamplingParams(do_sample=False, max_new_tokens=64)
+        engine.chat.generate(name, [{"role": "user", "content": "Say hello."}],
+                             SamplingParams(do_sample=False, max_new_tokens=4), backend=backend)
+        stats = engine.chat.generate(name, [{"role": "user", "content": PROMPT + "\nNow list twenty rivers."}],
+                                     greedy, backend=backend).stats
+    finally:
+        engine.close()
+    prompt_tokens = stats["prompt_tokens"]
+    # the prediction for this reply's prompt length: prompt at the predicted speed + one decoding step
+    ttft = prompt_tokens / predicted.prompt_tokens_per_s + 1 / predicted.decode_tokens_per_s
+    return {"form": form, "quant": runner_form.quant, "prompt_tokens": prompt_tokens, "tokens": stats["tokens"],
+            "memory": (predicted.memory_bytes, measured_bytes),
+            "decode": (predicted.decode_tokens_per_s, stats["tokens_per_s"]),
+            "ttft": (round(ttft, 3), stats["ttft_s"])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--home", default=str(Path.home() / ".cache" / "llmos-bench-estimates"),
+                        help="data folder kept between runs (the fp32 conversion of Gemma is made once)")
+    parser.add_argument("--forms", nargs="*", default=list(FORMS), choices=list(FORMS))
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_form(args.one, args.home)))
+        return 0
+    from llmos_core.models.browser import calibration
+    from llmos_core.settings import Settings
+
+    cal = calibration.machine(Settings(home=Path(args.home)), refresh=True)
+    print(f"calibration: bandwidth {cal.bandwidth / 1e9:.1f} GB/s, matmul {cal.flops / 1e9:.0f} GFLOP/s; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'form':<14}{'quant':<8}{'memory MB pred/meas':>22}{'decode tok/s pred/meas':>25}"
+          f"{'TTFT s pred/meas':>20}   ratio (meas/pred) mem decode ttft")
+    misses = 0
+    for form in args.forms:
+        try:   # the first run converts Gemma to fp32: about a minute on a quiet machine, 11 under load 18
+            done = subprocess.run([sys.executable, __file__, "--home", args.home, "--one", form],
+                                  capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            print(f"{form:<14}timed out after 1800 s")
+            misses += 1
+            continue
+        if done.returncode != 0:
+            print(f"{form:<14}failed: {done.stderr.strip().splitlines()[-1:]}")
+            misses += 1
+            continue
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        ratios = {k: (row[k][1] or 0) / row[k][0] for k in TARGETS}
+        flags = {k: "ok" if abs(r - 1) <= TARGETS[k] else "MISS" for k, r in ratios.items()}
+        misses += sum(v == "MISS" for v in flags.values())
+        mem = row["memory"]
+        print(f"{form:<14}{row['quant']:<8}{mem[0] / 1e6:>11.0f} /{mem[1] / 1e6:>7.0f}"
+              f"{row['decode'][0]:>15.1f} /{row['decode'][1] or 0:>7.1f}{row['ttft'][0]:>12.2f} /{row['ttft'][1]:>6.2f}"
+              "   " + "  ".join(f"{ratios[k]:.2f} {flags[k]}" for k in TARGETS)
+              + f"  ({row['prompt_tokens']} prompt tokens, {row['tokens']} decoded)")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""This machine's figures for the predictions: memory bandwidth (decoding reads every weight once a token)
+and matmul throughput (reading a prompt is 2 x parameters FLOPs a token), measured once into the data folder,
+then corrected by what LLM OS has measured here since: the speeds of finished chat replies (the store's
+messages keep each reply's backend, decoding tokens/s, time to first token and prompt length).
+
+The matmul figure is the training estimate's (training/estimate.matmul_flops, the same benchmark and
+cache); the bandwidth benchmark sums a 256 MB tensor on all threads, best of the same short windows.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...settings import Settings
+
+BENCH_BYTES = 256 * 1024**2
+LEARN_FROM = 200          # the last chat replies the correction reads
+_lock = threading.Lock()
+
+
+@dataclass
+class Calibration:
+    bandwidth: float                  # bytes/s a full-thread read of a large tensor reaches
+    flops: float                      # FLOP/s of an fp32 matmul (training/estimate.py's benchmark)
+    measured_at: float = 0.0
+    # (runner, quant) -> measured / predicted, for decoding and for time to first token; "runner" alone as
+    # the fallback for a quantization not run here yet.
+    decode_correction: dict[str, float] = field(default_factory=dict)
+    ttft_correction: dict[str, float] = field(default_factory=dict)
+    samples: int = 0                  # the replies the corrections came from
+
+    def correction(self, kind: str, runner: str, quant: str) -> tuple[float, bool]:
+        table = self.decode_correction if kind == "decode" else self.ttft_correction
+        for key in (f"{runner} {quant}", runner):
+            if key in table:
+                return table[key], True
+        return 1.0, False
+
+
+def _path(settings: Settings) -> Path:
+    return settings.home / "models" / "calibration.json"
+
+
+def _key() -> str:
+    return f"{platform.node()} {os.cpu_count()} cores"
+
+
+def measure_bandwidth() -> float:
+    import torch
+
+    from ...training.estimate import best_rate
+
+    data = torch.ones(BENCH_BYTES // 4, dtype=torch.float32)
+    return best_rate(data.sum, BENCH_BYTES)
+
+
+def machine(settings: Settings, refresh: bool = False) -> Calibration:
+    """The measured figures of this machine, from the data folder, or measured now (about two seconds)."""
+    from ...training.estimate import matmul_flops
+
+    path = _path(settings)
+    with _lock:
+        try:
+            stored = json.loads(path.read_text()).get(_key())
+        except (OSError, ValueError):
+            stored = None
+        if stored and not refresh:
+            return Calibration(stored["bandwidth"], stored["flops"], stored.get("measured_at", 0.0))
+        calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh), time.time())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({_key(): {"bandwidth": calibration.bandwidth, "flops": calibration.flops,
+                                            "measured_at": calibration.measured_at}}, indent=1))
+        tmp.replace(path)
+        return calibration
+
+
+def measured_replies(store, limit: int = LEARN_FROM) -> list[dict]:
+    """The last chat replies with their model, backend and speeds (newest first)."""
+    rows = store.query("SELECT c.model AS model, m.stats AS stats FROM messages m JOIN conversations c "
+                       "ON c.id = m.conversation_id WHERE m.role = 'assistant' ORDER BY m.id DESC LIMIT ?", (limit,))
+    replies = []
+    for row in rows:
+        try:
+            stats = json.loads(row["stats"] or "{}")
+        except ValueError:
+            continue
+        if stats.get("backend") and (stats.get("tokens_per_s") or stats.get("ttft_s")):
+            replies.append({"model": row["model"], **stats})
+    return replies
+
+
+def learn(calibration: Calibration, pairs: list[tuple[str, str, str, float]]) -> Calibration:
+    """Set the corrections from (kind, runner, quant, measured / uncorrected prediction) pairs: the median
+    ratio per runner and quantization, and per runner for the quantizations not measured yet."""
+    for kind, table in (("decode", calibration.decode_correction), ("ttft", calibration.ttft_correction)):
+        groups: dict[str, list[float]] = {}
+        for k, runner, quant, ratio in pairs:
+            if k == kind and ratio > 0:
+                groups.setdefault(f"{runner} {quant}", []).append(ratio)
+                groups.setdefault(runner, []).append(ratio)
+        table.update({key: statistics.median(values) for key, values in groups.items()})
+    calibration.samples = len(pairs)
+    return calibration
+
+
+def download_rate(settings: Settings) -> float | None:
+    """Bytes/s of the last hub downloads here (a moving average), or None before the first."""
+    try:
+        return float(json.loads(_rate_path(settings).read_text())["bytes_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_download(settings: Settings, nbytes: int, seconds: float) -> None:
+    """Called after a hub download: what the next prediction's download time is based on."""
+    if nbytes < 1024**2 or seconds <= 0:   # a small file says more about latency than about the rate
+        return
+    old = download_rate(settings)
+    rate = nbytes / seconds if old is None else 0.7 * old + 0.3 * nbytes / seconds
+    path = _rate_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"bytes_per_s": rate, "ts": time.time()}))
+
+
+def _rate_path(settings: Settings) -> Path:
+    return settings.home / "models" / "download_rate.json"
