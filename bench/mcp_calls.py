@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--calls", type=int, default=30)
     args = parser.parse_args()
+    from llmos_core.accounts import LOCAL_ADMIN
     from llmos_core.api.server import start_api
     from llmos_core.engine import Engine
     from llmos_core.mcp import operations
@@ -109,7 +110,7 @@ def main() -> None:
     engine = Engine(Settings(home=home), primary=False, start_threads=False)
     try:
         start_api(engine, "127.0.0.1", 0)
-        direct = [timed(lambda: operations.list_jobs(engine, limit=1)) for _ in range(args.calls)]
+        direct = [timed(lambda: operations.list_jobs(engine, LOCAL_ADMIN, limit=1)) for _ in range(args.calls)]
         http = asyncio.run(http_measures(engine, model, args.tokens, args.pairs, args.calls))
     finally:
         engine.close()

@@ -73,8 +73,9 @@ class ApiServer:
 
         self.metrics = ApiMetrics(self.engine)
         app = build_app(self.engine, self.api_key, self.metrics)
-        # MCP's streamable HTTP beside /v1, inside the same app, so the same key check guards it (routes.KeyCheck);
-        # its sessions run in a task group the lifespan holds for as long as the server runs.
+        # MCP's streamable HTTP beside /v1, inside the same app, so the same key check guards it (auth.UserAuth)
+        # and each MCP call acts as the key's user (mcp/server.py); its sessions run in a task group the
+        # lifespan holds for as long as the server runs.
         routes, run_sessions = http_route(self.engine, self.host)
         app.router.routes.extend(routes)
         app.router.lifespan_context = lambda _app: run_sessions()

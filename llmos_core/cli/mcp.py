@@ -1,8 +1,11 @@
 """`mcp`: serve LLM OS over the Model Context Protocol on stdin/stdout, for a desktop assistant that starts it.
 
     python -m llmos_core mcp
+    python -m llmos_core --as NAME mcp         as that user: their collections, jobs and models only
 
-The client (Claude Desktop, an editor) starts this command and speaks MCP over its pipes (README, "MCP").
+It acts as the CLI's user (the local admin, or `--as NAME`) for every call; over HTTP, /mcp acts as each
+request's key user instead. The client (Claude Desktop, an editor) starts this command and speaks MCP over
+its pipes (README, "MCP").
 It holds an engine of its own, as `serve` does: the data folder's primary when none runs (then its
 scheduler runs the jobs submitted through it), else a second engine on the same data (its own models;
 the jobs go to the primary's scheduler). The SDK points fd 1 at stderr while it serves, so nothing else
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import sys
 
+from . import acting_user
 from ..engine import Engine
 from ..settings import Settings
 
@@ -26,10 +30,12 @@ def run(args) -> int:
     from ..mcp.server import build_server   # the SDK only for this command: other commands start faster
 
     engine = Engine(Settings.from_env())
-    role = "primary engine" if engine.is_primary else f"beside the primary engine (pid {engine.primary_pid()})"
-    print(f"LLM OS MCP server on stdio, data folder {engine.home}, {role}", file=sys.stderr, flush=True)
     try:
-        build_server(engine).run("stdio")
+        user = acting_user(args, engine.store)
+        role = "primary engine" if engine.is_primary else f"beside the primary engine (pid {engine.primary_pid()})"
+        print(f"LLM OS MCP server on stdio, data folder {engine.home}, {role}, acting as {user.name}",
+              file=sys.stderr, flush=True)
+        build_server(engine, user=user).run("stdio")
     finally:
         engine.close()
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
+from llmos_core.accounts import LOCAL_ADMIN
 from llmos_core.api.server import start_api
 from llmos_core.engine import Engine
 from llmos_core.models.catalog import EMBEDDING
@@ -47,10 +48,10 @@ def home(tmp_path_factory) -> dict:
     chat = engine.catalog.register(engine.catalog.resolve(str(tiny), name="mcp-chat")).name
     embedder = make_embedding_model(tmp_path_factory.mktemp("mcp-embed"))
     embed = engine.catalog.register(engine.catalog.resolve(str(embedder), task=EMBEDDING)).name
-    ask.add_files(engine, "handbook", [("leave.txt", LEAVE.encode())], embed_model=embed)
+    ask.add_files(engine, LOCAL_ADMIN, "handbook", [("leave.txt", LEAVE.encode())], embed_model=embed)
     (folder / "notes.txt").write_text("Good morning.\n\nThe weather is fine.\n")
     engine.close()
-    return {"folder": folder, "chat": chat}
+    return {"folder": folder, "chat": chat, "tiny": tiny, "embedder": embedder}
 
 
 def test_stdio_serves_the_tools_and_resources(home):
@@ -109,6 +110,21 @@ def api(tmp_path_factory):
     engine.close()
 
 
+def http_session(engine, key: str, calls: list[tuple[str, dict]]) -> list:
+    """One MCP session at the API's /mcp with `key`, making `calls` in order (a tool's name and arguments, or
+    a resource's URI and None); the tools' raw results and the resources' JSON."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def session() -> list:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http_client:
+            async with Client(streamable_http_client(f"{engine.api.url}/mcp", http_client=http_client)) as client:
+                return [await client.call_tool(name, arguments) if arguments is not None
+                        else json.loads((await client.read_resource(name)).contents[0].text)
+                        for name, arguments in calls]
+    return in_own_loop(session)
+
+
 def test_streamable_http_at_the_api_needs_the_key(api):
     conn = http.client.HTTPConnection("127.0.0.1", api.api.port, timeout=10)
     conn.request("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
@@ -146,7 +162,7 @@ def local(home):
 
 def call_all(engine, calls: list[tuple[str, dict]]) -> list:
     async def session():
-        async with Client(build_server(engine)) as client:
+        async with Client(build_server(engine, user=LOCAL_ADMIN)) as client:
             return [await client.call_tool(name, arguments) for name, arguments in calls]
     return in_own_loop(session)
 
@@ -185,7 +201,7 @@ def test_hostile_arguments_are_refused_with_a_reason(local, home, tmp_path):
 
 def test_resource_names_are_checked(local):
     async def session():
-        async with Client(build_server(local)) as client:
+        async with Client(build_server(local, user=LOCAL_ADMIN)) as client:
             errors = []
             for uri in ("llmos://collections/..%2F..%2Fetc", "llmos://collections/NoSuch!"):
                 try:
@@ -212,3 +228,52 @@ def test_a_long_document_becomes_a_job(tmp_path, monkeypatch):
     assert job["job"] == 1 and job["segments"] == 2 and "translation_result" in job["note"]
     assert [(j["id"], j["state"]) for j in payload(jobs)] == [(1, "queued")]
     assert early.is_error and "queued" in early.content[0].text
+
+
+def test_over_http_each_key_acts_as_its_user(home, tmp_path, monkeypatch):
+    """Alice's collection, job and fine-tuned model are hers: bob's key over /mcp reads them as missing, hers
+    finds them. A server with no fixed user refuses a call that carries no request user (never an admin)."""
+    monkeypatch.setenv("LLMOS_TRANSLATE_JOB_SEGMENTS", "1")   # alice's translation becomes a job
+    engine = Engine(Settings(home=tmp_path / "home"), primary=False, start_threads=False)
+    try:
+        alice, _bob = (engine.accounts.add_user(name, "correct horse") for name in ("alice", "bob"))
+        keys = {name: engine.accounts.create_key(name) for name in ("alice", "bob")}
+        chat = engine.catalog.register(engine.catalog.resolve(str(home["tiny"]), name="alice-chat"),
+                                       owner=alice.id).name
+        embed = engine.catalog.register(engine.catalog.resolve(str(home["embedder"]), task=EMBEDDING)).name
+        ask.add_files(engine, alice, "handbook", [("leave.txt", LEAVE.encode())], embed_model=embed)
+        start_api(engine, "127.0.0.1", 0)
+        question = {"collection": "handbook", "question": "How many days of paid leave?"}
+        mine = http_session(engine, keys["alice"], [
+            ("translate", {"text": "Good morning.\n\nThe weather is fine.\n", "target": "de", "model": chat}),
+            ("ask", {**question, "model": chat, "max_tokens": 4}),
+            ("list_jobs", {}),
+            ("llmos://collections", None),
+            ("llmos://models", None),
+        ])
+        theirs = http_session(engine, keys["bob"], [
+            ("ask", question),
+            ("list_jobs", {}),
+            ("translation_result", {"job_id": 1}),
+            ("chat", {"model": chat, "prompt": "hi", "max_tokens": 2}),
+            ("llmos://collections", None),
+            ("llmos://models", None),
+        ])
+
+        async def unknown():
+            async with Client(build_server(engine, user=None)) as client:
+                return await client.call_tool("list_jobs", {})
+        nobody = in_own_loop(unknown)
+    finally:
+        engine.close()
+    job, answer, jobs = (payload(r) for r in mine[:3])
+    assert job["job"] == 1 and answer["found"] and answer["citations"][0]["file"] == "leave.txt"
+    assert [j["id"] for j in jobs] == [1]
+    assert [c["name"] for c in mine[3]] == ["handbook"] and chat in {m["name"] for m in mine[4]}
+    asked, listed, result, chatted, collections, models = theirs
+    assert collections == [] and chat not in {m["name"] for m in models}
+    assert payload(listed) == []
+    assert asked.is_error and "no collection" in asked.content[0].text
+    assert result.is_error and "no job 1" in result.content[0].text
+    assert chatted.is_error and "no model named" in chatted.content[0].text
+    assert nobody.is_error and "no LLM OS user" in nobody.content[0].text
