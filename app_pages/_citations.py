@@ -26,6 +26,19 @@ def draw_wording(wording) -> None:
         st.caption(f":material/report: {wording.note}")
 
 
+def draw_grounding(grounding: dict | None) -> None:
+    """Chat with documents: whether each number and name of the model's reply is in the passages it was given."""
+    if not grounding or not grounding.get("claims"):
+        return
+    unsupported = [c["claim"] for c in grounding["claims"] if not c["supported"]]
+    if unsupported:
+        st.warning("Not in the documents, so unchecked: " + ", ".join(f"“{c}”" for c in unsupported[:8]) +
+                   ". Treat this reply as the model's words, not as what the documents say.", icon=":material/report:")
+    else:
+        st.caption(f":material/verified: Every number and name in this reply ({len(grounding['claims'])}) is in "
+                   "the passages it was given.")
+
+
 def draw_citations(citations: list[dict]) -> None:
     if citations and not any(c["cited"] for c in citations):
         st.caption("The answer cites no passage by number; these are the ones the model was given.")

@@ -20,7 +20,7 @@ from llmos_core.usecases import chat as chat_turns
 from llmos_core.usecases.models import model_names
 from llmos_core.usecases import structured
 from app_pages import _compare_view as compare_view
-from app_pages._citations import draw_citations
+from app_pages._citations import draw_citations, draw_grounding
 from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
@@ -237,6 +237,7 @@ for message in history:
         elif message["role"] == "assistant" and message["stats"]:
             st.caption(reply_figures(message["stats"]))
             if "citations" in message["stats"]:
+                draw_grounding(message["stats"].get("grounding"))
                 draw_citations(message["stats"]["citations"])
             dropped = message["stats"].get("dropped_messages")
             if dropped:

@@ -115,7 +115,8 @@ class ChatTurn:
         stats = {**last.stats(), "model": self.model}
         if self.plan is not None:           # what the reply stands on: its passages, the window's use
             answered = ask.finish(self.plan, reply.text, stats)
-            stats.update(collection=self.plan.collection, citations=answered.citations, context=answered.meter)
+            stats.update(collection=self.plan.collection, citations=answered.citations, context=answered.meter,
+                         grounding=answered.grounding)   # each number and name of the reply, looked for in them
         complete = last.done and last.finish_reason != "cancelled"
         if not last.done:
             stats["finish_reason"] = "cancelled"

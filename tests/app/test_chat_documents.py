@@ -51,6 +51,10 @@ def test_attached_documents_answer_with_citations(engine, tiny_chat, new_app):
     reply = saved["messages"][-1]
     assert saved["settings"]["collection"] == "handbook" and reply["stats"]["citations"][0]["file"] == "security.txt"
     assert reply["stats"]["context"]["passages"] > 0
+    grounding = reply["stats"]["grounding"]             # the tiny model's words, checked against the passages
+    assert grounding["method"] and isinstance(grounding["claims"], list)
+    unsupported = [c for c in grounding["claims"] if not c["supported"]]
+    assert bool(unsupported) == any("Not in the documents" in w.value for w in at.chat_message[1].warning)
 
     at.chat_input(key="chat_input").set_value("Where do penguins live?").run()
     assert not at.exception, at.exception
