@@ -56,7 +56,7 @@ def render(eng) -> None:
                    f"{len(documents.names)} document(s); {chunks.dropped_paragraphs} paragraphs left out in cleaning.")
         st.dataframe(pd.DataFrame(chunks.preview()), hide_index=True, width="stretch", key="train_docs_preview")
         if st.button("Keep as a training set", key="train_docs_save", icon=":material/save:", type="primary"):
-            kept = datasets.save_chunks(eng.settings, documents, chunks, length)
+            kept = datasets.save_chunks(eng.settings, acting_user(), documents, chunks, length)
             state["train_dataset"], state["train_source_next"] = kept.name, DATA_FILE
             st.rerun()
 

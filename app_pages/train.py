@@ -38,18 +38,18 @@ upload = st.file_uploader("Plain text, JSONL (text, prompt/response, or chat mes
                           type=list(datasets.FILE_TYPES), key="train_upload")
 if upload is not None and st.session_state.get("train_uploaded") != (upload.name, upload.size):
     with error_boundary("Saving the upload"):
-        kept = datasets.upload_dataset(eng.settings, upload.name, upload.getvalue())
+        kept = datasets.upload_dataset(eng.settings, user, upload.name, upload.getvalue())
         st.session_state["train_uploaded"] = (upload.name, upload.size)
         st.session_state["train_dataset"] = kept.name   # select what was just uploaded
 
-saved = [d.name for d in datasets.list_datasets(eng.settings)]
+saved = [d.name for d in datasets.list_datasets(eng.settings, user)]
 if not saved:
     st.info("Upload a data file to begin. Text is packed into blocks; prompt/response pairs train only on "
             "the response.", icon=":material/upload_file:")
     st.stop()
 if st.session_state.get("train_dataset") not in saved:
     st.session_state["train_dataset"] = saved[-1]
-data_file = datasets.find_dataset(eng.settings,
+data_file = datasets.find_dataset(eng.settings, user,
                                   st.selectbox("Data file (uploads are kept in the data folder)", saved,
                                                key="train_dataset"))
 data_path = data_file.path

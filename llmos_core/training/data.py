@@ -58,14 +58,23 @@ class Dataset:
 
 # ---------------------------------------------------------------- uploads
 
-def datasets_dir(settings: Settings) -> Path:
-    return settings.home / "datasets"
+def datasets_dir(settings: Settings, owner_home: Path | None = None) -> Path:
+    """The data files of the person whose files live in `owner_home` (accounts.user_home; default: the data
+    folder itself, the local admin's)."""
+    return Path(owner_home or settings.home) / "datasets"
 
 
-def save_upload(settings: Settings, filename: str, data: bytes) -> Path:
-    """Keep an uploaded file under the data folder, so a queued job survives a page refresh.
+def is_kept_dataset(settings: Settings, path: Path) -> bool:
+    """Whether `path` is a data file kept by LLM OS: in a `datasets` folder of the data folder or of a user's
+    home under it (then a job reads it where it is; anything else is copied in first)."""
+    path, home = Path(path).resolve(), settings.home.resolve()
+    return path.parent.name == "datasets" and (path.parent.parent == home or
+                                                (path.parent.parent.parent == home / "users"))
 
-    Named by content hash: uploading the same file twice keeps one copy; a file is never overwritten."""
+
+def save_upload(settings: Settings, filename: str, data: bytes, owner_home: Path | None = None) -> Path:
+    """Keep an uploaded file under the data folder (the owner's own folder), so a queued job survives a page
+    refresh. Named by content hash: uploading the same file twice keeps one copy; a file is never overwritten."""
     if len(data) > settings.max_upload_mb * 1024**2:
         raise InvalidInput(f"{filename} is {len(data) / 1024**2:.0f} MB, over the {settings.max_upload_mb} MB limit",
                            "raise LLMOS_MAX_UPLOAD_MB or upload a smaller file")
@@ -74,7 +83,7 @@ def save_upload(settings: Settings, filename: str, data: bytes) -> Path:
         raise InvalidInput(f"{filename}: {suffix or 'no extension'} is not a training data format",
                            "upload .txt, .md, .jsonl or .csv")
     stem = re.sub(r"[^\w.-]+", "-", Path(filename).stem)[:60] or "data"
-    folder = datasets_dir(settings)
+    folder = datasets_dir(settings, owner_home)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}-{hashlib.sha256(data).hexdigest()[:10]}{suffix}"
     if not target.exists():

@@ -126,7 +126,7 @@ def validate(params: dict, settings: Settings) -> dict:
     if not data_path.is_file():
         raise InvalidInput(f"the data file {clean.data} does not exist", "upload it or give an existing file")
     # The job must not depend on a file the user may move: keep a copy under the data folder.
-    if datalib.datasets_dir(settings).resolve() not in data_path.resolve().parents:
+    if not datalib.is_kept_dataset(settings, data_path):
         datalib.load(data_path, clean.mapping)   # check before copying
         data_path = datalib.save_upload(settings, data_path.name, data_path.read_bytes())
     clean.data = str(data_path.resolve())

@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..accounts import User
+from ..accounts.ownership import user_home
 from ..errors import InvalidInput
 from ..models import fetch
 from ..models.catalog import Catalog
@@ -40,23 +42,28 @@ class DatasetFile:
         return self.path.suffix in (".csv", ".jsonl")
 
 
-def list_datasets(settings) -> list[DatasetFile]:
-    """The kept data files, by name (case-insensitive)."""
-    folder = datalib.datasets_dir(settings)
+def _folder(settings, actor: User) -> Path:
+    """The actor's own data files (another user's are never listed or found by name)."""
+    return datalib.datasets_dir(settings, user_home(settings.home, actor))
+
+
+def list_datasets(settings, actor: User) -> list[DatasetFile]:
+    """The actor's kept data files, by name (case-insensitive)."""
+    folder = _folder(settings, actor)
     if not folder.is_dir():
         return []
     paths = sorted((p for p in folder.iterdir() if p.suffix in datalib.SUFFIXES), key=lambda p: p.name.lower())
     return [DatasetFile(p.name, p) for p in paths]
 
 
-def upload_dataset(settings, filename: str, data: bytes) -> DatasetFile:
-    """Check and keep an upload (size, format); the same bytes twice keep one copy."""
-    path = datalib.save_upload(settings, filename, data)
+def upload_dataset(settings, actor: User, filename: str, data: bytes) -> DatasetFile:
+    """Check and keep an upload (size, format) among the actor's data files; the same bytes twice keep one copy."""
+    path = datalib.save_upload(settings, filename, data, user_home(settings.home, actor))
     return DatasetFile(path.name, path)
 
 
-def find_dataset(settings, name: str) -> DatasetFile:
-    return DatasetFile(name, datalib.datasets_dir(settings) / Path(name).name)   # a name, never a path elsewhere
+def find_dataset(settings, actor: User, name: str) -> DatasetFile:
+    return DatasetFile(name, _folder(settings, actor) / Path(name).name)   # a name, never a path elsewhere
 
 
 def columns(dataset: DatasetFile) -> list[str]:
@@ -124,9 +131,10 @@ def chunk_documents(settings, documents: Documents, model: str, chunk_tokens: in
     return chunklib.make_chunks(documents.paragraphs, model_tokenizer(settings, model), int(chunk_tokens))
 
 
-def save_chunks(settings, documents: Documents, chunks: chunklib.Chunks, chunk_tokens: int) -> DatasetFile:
-    """Keep the chunks as a JSONL of {"text"} among the data files (a text set: packed into blocks)."""
-    return upload_dataset(settings, chunklib.chunks_file_name(documents.names, chunk_tokens), chunks.to_jsonl())
+def save_chunks(settings, actor: User, documents: Documents, chunks: chunklib.Chunks,
+                chunk_tokens: int) -> DatasetFile:
+    """Keep the chunks as a JSONL of {"text"} among the actor's data files (a text set: packed into blocks)."""
+    return upload_dataset(settings, actor, chunklib.chunks_file_name(documents.names, chunk_tokens), chunks.to_jsonl())
 
 
 # ---------------------------------------------------------------- what the model will see

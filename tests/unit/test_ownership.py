@@ -141,3 +141,18 @@ def test_a_fine_tuned_model_is_its_owners_until_an_admin_publishes_it(world, tmp
     engine.catalog.publish("alices-tune")
     assert "alices-tune" in model_names(engine, b)
     assert [s.data["owner"] for s in engine.catalog.visible(admin) if s.name == "alices-tune"] == [a.id]
+
+
+def test_training_data_files_are_their_owners_alone(world):
+    from llmos_core.training.job import validate
+    from llmos_core.usecases import datasets
+
+    engine, admin, a, b = world
+    kept = datasets.upload_dataset(engine.settings, a, "notes.txt", b"alice's private notes\n\nmore of them")
+    assert kept.path.parent == user_home(engine.home, a) / "datasets"
+    assert [d.name for d in datasets.list_datasets(engine.settings, a)] == [kept.name]
+    assert datasets.list_datasets(engine.settings, b) == []                  # bob's list does not show it
+    assert not datasets.find_dataset(engine.settings, b, kept.name).path.exists()   # nor does his lookup
+    # A job on a kept file reads it where it is (no copy into the shared folder).
+    clean = validate({"model": "smollm2-135m-instruct", "data": str(kept.path), "method": "lora"}, engine.settings)
+    assert clean["data"] == str(kept.path.resolve())

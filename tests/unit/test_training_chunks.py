@@ -9,6 +9,7 @@ import pytest
 
 import tiny_models
 from translation_samples import make_docx, make_pdf
+from llmos_core.accounts import LOCAL_ADMIN
 from llmos_core.errors import InvalidInput
 from llmos_core.settings import Settings
 from llmos_core.training import chunks, data
@@ -82,7 +83,7 @@ def test_documents_become_a_text_training_set(tiny):
     assert "The fox is quick." in text and "Everything went well." in text and "hunt at night" in text
     result = datasets.chunk_documents(settings, documents, "tiny", 24)
     assert all(n <= 24 for n in result.tokens) and "Page 1" not in " ".join(result.texts)
-    kept = datasets.save_chunks(settings, documents, result, 24)
+    kept = datasets.save_chunks(settings, LOCAL_ADMIN, documents, result, 24)
     assert kept.name.startswith("a-and-2-chunks24") and kept.name.endswith(".jsonl")
     rows = [json.loads(line) for line in kept.path.read_text().splitlines()]
     assert [r["text"] for r in rows] == result.texts
