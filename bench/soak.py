@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from soak_client import chat_once  # noqa: E402  (bench/ is the script's folder)
+from soak_client import chat_once, hostile_once  # noqa: E402  (bench/ is the script's folder)
 
 TEXT = ("LLM OS runs language models on this machine. It can chat, translate documents and fine-tune a model on "
         "your own text, while a monitor shows what the CPU, the memory and the GPUs are doing. The memory manager "
@@ -171,6 +171,8 @@ class Soak:
             thread.start()
         for thread in warm:
             thread.join()
+        for i in range(6):   # the hostile cycle once: its refusals touch the store from the API's own thread
+            hostile_once(engine.api.port, args.chat_model, i)
         self.feed = engine.monitor_feed()
 
     def ask_once(self, question: str) -> None:

@@ -57,7 +57,7 @@ def _raw(port: int, head: bytes, pieces=()) -> int:
     return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
 
 
-def _hostile(port: int, model: str, i: int) -> tuple[str, int, int]:
+def hostile_once(port: int, model: str, i: int) -> tuple[str, int, int]:
     """One hostile request of the cycle -> (name, expected status, status)."""
     def post(body: dict, host: str = f"127.0.0.1:{port}") -> int:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -114,7 +114,7 @@ def client_main(args) -> None:
         while time.time() < deadline:
             started = time.time()
             try:
-                name, expected, status = _hostile(args.port, args.chat_model, i)
+                name, expected, status = hostile_once(args.port, args.chat_model, i)
             except OSError as exc:
                 name, expected, status = f"cycle {i % 6} ({type(exc).__name__})", -1, 0
             if not emit({"t": started, "kind": "hostile", "name": name, "expected": expected, "status": status}):
