@@ -15,7 +15,8 @@ from llmos_core.monitor import WINDOWS
 from app_pages import _cluster_view as cluster_view
 from app_pages import _live_chart as live_chart
 from app_pages import _monitor_view as view
-from app_pages._shared import engine, error_boundary
+from llmos_core.usecases.monitor import snapshot_for
+from app_pages._shared import acting_user, engine, error_boundary
 
 # Seconds between chart updates per window: a week of minutes need not move every second.
 REFRESH_S = {"5 min": 1.0, "1 h": 5.0, "1 day": 30.0, "1 week": 60.0}
@@ -59,7 +60,7 @@ def charts() -> None:
 @st.fragment(run_every=TABLE_S)
 def processes() -> None:
     with error_boundary("Listing the processes"):
-        snap = sampler.latest()
+        snap = snapshot_for(eng, acting_user(), sampler.latest())   # others' jobs: not theirs to read
         if snap is None:
             return
         st.subheader("LLM OS")

@@ -156,3 +156,22 @@ def test_training_data_files_are_their_owners_alone(world):
     # A job on a kept file reads it where it is (no copy into the shared folder).
     clean = validate({"model": "smollm2-135m-instruct", "data": str(kept.path), "method": "lora"}, engine.settings)
     assert clean["data"] == str(kept.path.resolve())
+
+
+def test_the_monitor_names_a_jobs_owner_to_admins_and_hides_it_from_other_users(world, monkeypatch):
+    from llmos_core.usecases.monitor import HIDDEN, snapshot_for
+
+    engine, admin, a, b = world
+    monkeypatch.setenv("LLMOS_DEV", "1")
+    job_id = engine.scheduler.for_user(a).submit("benchmark", {"seconds": 1})
+    snap = {"processes": [{"pid": 7, "label": f"benchmark job {job_id}", "role": "job", "job_id": job_id,
+                           "command": "python -m llmos_core.jobs.worker secret-args"},
+                          {"pid": 8, "label": "python", "role": "other", "job_id": None, "command": "python"}],
+            "llmos": {f"job {job_id}": {"label": f"benchmark job {job_id}", "cpu": 1.0, "rss": 1, "gpu_mem": 0}}}
+    assert snapshot_for(engine, a, snap)["processes"][0]["label"] == f"benchmark job {job_id}"
+    theirs = snapshot_for(engine, b, snap)
+    assert theirs["processes"][0]["label"] == HIDDEN and theirs["processes"][0]["command"] == ""
+    assert theirs["llmos"][f"job {job_id}"]["label"] == HIDDEN
+    assert theirs["processes"][1]["label"] == "python"                      # the machine's own processes stay
+    assert snapshot_for(engine, admin, snap)["processes"][0]["label"] == f"benchmark job {job_id} · alice"
+    assert snap["processes"][0]["label"] == f"benchmark job {job_id}"        # the sampler's copy is untouched
