@@ -9,7 +9,7 @@ This process is the server, as the app's is: one Engine (scheduler, sampler, API
   - one hostile client there too, in a loop: made-up model names, a 20 MB body (declared, and chunked),
     a foreign Host header, too many and too long stop strings; each must get its 4xx;
   - Ask clients (retrieve + answer, as the page does, in this process), one question in ten too long;
-  - Monitor viewers reading the live feed file each second (what the browser fetches);
+  - Monitor viewers reading the live feed document each second (what the browser fetches);
   - the page writing the translation memory and glossary, while translation jobs (worker processes,
     resubmitted as each ends) read them; and one short training job.
 Reported: requests by outcome and status, p50/p95 time to first token per minute, RSS per minute (engine,
@@ -204,7 +204,7 @@ class Soak:
     def viewer(self) -> None:
         while not self.stop.wait(1.0):
             try:
-                samples = json.loads(self.feed.path.read_text())
+                samples = json.loads(self.feed.data)   # what the gate serves each viewer each second
                 self.record(kind="viewer", outcome="ok" if samples else "empty")
             except (OSError, ValueError) as exc:
                 self.record(kind="viewer", outcome=f"error: {type(exc).__name__}")
@@ -225,6 +225,7 @@ class Soak:
             i += 1
 
     def jobs(self) -> None:
+        from llmos_core.accounts import LOCAL_ADMIN
         from llmos_core.usecases import train as train_use
 
         scheduler = self.engine.scheduler
@@ -233,7 +234,7 @@ class Soak:
                                    "block_size": 32, "batch_size": 2, "name": f"soak-{os.getpid()}-{int(time.time())}"},
                                   self.engine.settings)
         if run is not None:
-            training = train_use.submit(self.engine, run)
+            training = train_use.submit(self.engine, LOCAL_ADMIN, run)
         translation = None
         while not self.stop.is_set():
             if translation is None or scheduler.get(translation)["state"] in ("succeeded", "failed", "cancelled",
