@@ -6,9 +6,9 @@ user's id answers 404, as a missing one does.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,11 @@ class NewConversation(BaseModel):
     messages: list[_Message] = Field(default_factory=list, max_length=objects.MAX_MESSAGES)
 
 
+# Ids as SQLite stores them (a larger number is no id: a 400, never an overflow in the store), lists bounded.
+ObjectId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
 def _not_found(what: str) -> JSONResponse:
     return JSONResponse(error_body(f"there is no {what}", "invalid_request_error", "not_found"), status_code=404)
 
@@ -45,8 +50,9 @@ def _listing(data: list[dict]) -> dict:
 
 def register_objects(app: FastAPI, engine: "Engine") -> None:
     @app.get("/llmos/v1/conversations")
-    def list_conversations(request: Request, search: str = "", limit: int = 200) -> dict:
-        return _listing(objects.list_conversations(engine, request_user(request), search[:200], limit))
+    def list_conversations(request: Request, search: Annotated[str, Query(max_length=200)] = "",
+                           limit: Limit = 200) -> dict:
+        return _listing(objects.list_conversations(engine, request_user(request), search, limit))
 
     @app.post("/llmos/v1/conversations")
     def create_conversation(body: NewConversation, request: Request):
@@ -54,7 +60,7 @@ def register_objects(app: FastAPI, engine: "Engine") -> None:
                                            [m.model_dump() for m in body.messages], body.model)
 
     @app.get("/llmos/v1/conversations/{conversation_id}")
-    def get_conversation(conversation_id: int, request: Request):
+    def get_conversation(conversation_id: ObjectId, request: Request):
         try:
             return objects.get_conversation(engine, request_user(request), conversation_id)
         except ConversationNotFound:
@@ -65,11 +71,11 @@ def register_objects(app: FastAPI, engine: "Engine") -> None:
         return _listing(objects.list_collections(engine, request_user(request)))
 
     @app.get("/llmos/v1/jobs")
-    def list_jobs(request: Request, limit: int = 200) -> dict:
+    def list_jobs(request: Request, limit: Limit = 200) -> dict:
         return _listing(objects.list_jobs(engine, request_user(request), limit))
 
     @app.get("/llmos/v1/jobs/{job_id}")
-    def get_job(job_id: int, request: Request):
+    def get_job(job_id: ObjectId, request: Request):
         try:
             return objects.get_job(engine, request_user(request), job_id)
         except JobError:

@@ -84,3 +84,12 @@ def test_a_single_user_start_needs_no_key():
     assert UserAuth(None, no_users).user_of({}) == LOCAL_ADMIN
     assert UserAuth(None, no_users).user_of({b"authorization": b"Bearer anything"}) == LOCAL_ADMIN
     assert UserAuth(None, no_users, api_key="k").user_of({}) is None        # a key set: it is asked
+
+
+def test_an_id_beyond_what_the_store_holds_is_a_400_not_a_server_error(api):
+    """Found by schemathesis: an id over SQLite's 64-bit integers overflowed in the store (500)."""
+    engine, keys = api
+    for path in ("/llmos/v1/conversations/9223372036854775808", "/llmos/v1/jobs/99999999999999999999",
+                 "/llmos/v1/jobs/0", "/llmos/v1/jobs?limit=-1"):
+        status, body = call(engine, "GET", path, keys["alice"])
+        assert status == 400, (path, status, body)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from llmos_core.accounts import LOCAL_ADMIN
 from llmos_core.__main__ import main
 from llmos_core.engine import Engine
 from llmos_core.rag.grounding import check_claims
@@ -24,7 +25,7 @@ QA = Path(__file__).resolve().parents[1] / "data" / "qa"
 def engine(home, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     engine = Engine(Settings.from_env(), primary=False, start_threads=False)
-    reports = ask.add_files(engine, "qa", [(name, (QA / name).read_bytes()) for name in ("library.md", "lab-safety.txt")])
+    reports = ask.add_files(engine, LOCAL_ADMIN, "qa", [(name, (QA / name).read_bytes()) for name in ("library.md", "lab-safety.txt")])
     assert [r.status for r in reports] == ["embedded", "embedded"]
     yield engine
     engine.close()
