@@ -71,6 +71,20 @@ def firing_alerts(store: Store | None, within_s: float = 86400) -> list[dict]:
     return alerts
 
 
+def prefix_caches(snap: dict) -> None:
+    """One line per loaded model with a prefix cache: kept prompts, their memory, hit rate, tokens saved."""
+    for m in snap.get("models") or []:
+        cache = m.get("prefix_cache")
+        if not cache:
+            continue
+        lookup = (f" · prompt lookup kept {cache['accepted']} of {cache['drafted']} guessed tokens"
+                  if cache.get("lookup") else " · prompt lookup off")
+        state = (f"{cache['entries']} prompts kept, {format_bytes(cache['bytes'])} of "
+                 f"{format_bytes(cache['capacity_bytes'])} · hit rate {cache['hit_rate']:.0%} · "
+                 f"{cache['tokens_saved']} prompt tokens not read again" if cache.get("enabled") else "off")
+        st.caption(f"Prefix cache of {m['name']} ({m.get('backend')}): {state}{lookup}")
+
+
 def gpu_holders(snap: dict) -> None:
     """Who holds each GPU's memory: process, LLM OS job or model, bytes (from NVML's process lists)."""
     rows = attribute_memory(snap)

@@ -67,6 +67,7 @@ def processes() -> None:
         for part in snap["llmos"].values():
             gpu = f" · GPU {format_bytes(part['gpu_mem'])}" if part["gpu_mem"] else ""
             st.markdown(f"**{part['label']}** · CPU {part['cpu']:.0f}% · RAM {format_bytes(part['rss'])}{gpu}")
+        view.prefix_caches(snap)
         view.gpu_holders(snap)
         st.subheader("Processes")
         st.dataframe(view.process_frame(snap, sort_by), hide_index=True, key="monitor_processes",

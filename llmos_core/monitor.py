@@ -315,7 +315,8 @@ class Sampler:
     def _resident_models(self) -> list[dict]:
         try:
             return [{"name": m["name"], "backend": m.get("backend"), "device": m.get("device"),
-                     "measured_bytes": m.get("measured_bytes"), "in_use": m.get("in_use")} for m in self.resident()]
+                     "measured_bytes": m.get("measured_bytes"), "in_use": m.get("in_use"),
+                     "prefix_cache": m.get("prefix_cache")} for m in self.resident()]
         except Exception as exc:   # the manager is closing, or the CLI's engine went away
             self._note(f"the models in memory could not be read: {exc}", once=True)
             return []

@@ -66,6 +66,16 @@ class Settings:
         "help": "days jobs' sampled CPU and memory use is kept (LLMOS_KEEP_USAGE_DAYS)"})
     keep_uploads_days: float = field(default=7.0, metadata={
         "help": "days an uploaded document no job refers to is kept (LLMOS_KEEP_UPLOADS_DAYS)"})
+    prefix_cache: bool = field(default=True, metadata={
+        "help": "reuse the KV state of earlier prompts that start a new one (a conversation's history, a "
+                "document's passages, a translation's instructions): only the rest is read (LLMOS_PREFIX_CACHE=0: "
+                "off, every prompt is read whole)"})
+    prefix_cache_mb: float = field(default=256.0, metadata={
+        "help": "memory per loaded llama.cpp model for the KV cells of recent prompts kept for reuse, in MB, "
+                "counted in the model's size; least recently used prompts are dropped first (LLMOS_PREFIX_CACHE_MB)"})
+    prompt_lookup: bool = field(default=True, metadata={
+        "help": "prompt-lookup speculative decoding for greedy replies: tokens copied from the prompt are "
+                "checked several at a time; the output is the same (LLMOS_PROMPT_LOOKUP=0: off)"})
     cluster: str | None = field(default=None, metadata={
         "help": "a Ray dashboard address (http://head:8265) to run jobs on that Ray cluster (LLMOS_CLUSTER); "
                 "unset: this machine, no Ray needed"})
@@ -94,6 +104,8 @@ class Settings:
         for name in ("keep_events_days", "keep_usage_days", "keep_uploads_days"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be a positive number of days, got {getattr(self, name)}")
+        if not 0 <= self.prefix_cache_mb <= 65536:
+            raise SettingsError(f"the prefix cache must be 0 to 65536 MB, got {self.prefix_cache_mb}")
         if self.cluster is not None and not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", self.cluster.strip()):
             raise SettingsError(f"LLMOS_CLUSTER={self.cluster!r} is not a Ray dashboard address",
                                 "write it like http://head:8265, or unset it to run jobs on this machine")
@@ -145,11 +157,11 @@ def _convert(name: str, raw: str):
             return Path(raw)
         if name == "memory_budget":
             return parse_size(raw)
-        if name in ("keep_alive_s", "api_stream_interval_ms", "api_max_body_mb", "keep_events_days", "keep_usage_days", "keep_uploads_days"):
+        if name in ("keep_alive_s", "prefix_cache_mb", "api_stream_interval_ms", "api_max_body_mb", "keep_events_days", "keep_usage_days", "keep_uploads_days"):
             return float(raw)
         if name in ("max_upload_mb", "threads", "api_port"):
             return int(raw)
-        if name in ("offline", "export_gguf"):
+        if name in ("offline", "export_gguf", "prefix_cache", "prompt_lookup"):
             return raw.strip().lower() in ("1", "true", "yes", "on")
         return raw.strip()
     except ValueError as exc:

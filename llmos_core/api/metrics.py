@@ -105,6 +105,7 @@ class _EngineGauges:
         for m in engine.models.resident():
             resident.add_metric([m["name"], m["backend"]], m["measured_bytes"] + m.get("working_bytes", 0))
         yield resident
+        yield from _prefix_cache_gauges(engine.models.resident())
         yield GaugeMetricFamily("llmos_memory_budget_bytes", "bytes resident models may take",
                                 value=engine.models.budget)
 
@@ -114,6 +115,23 @@ class _EngineGauges:
         yield jobs
 
         yield from _monitor_gauges(engine.sampler.latest())
+
+
+_PREFIX_CACHE = (("entries", "llmos_prefix_cache_entries", "prompts whose KV state is kept for reuse"),
+                 ("bytes", "llmos_prefix_cache_bytes", "memory those kept states take (inside the model's KV cache)"),
+                 ("hit_rate", "llmos_prefix_cache_hit_rate", "share of prompts that found their start cached"),
+                 ("tokens_saved", "llmos_prefix_cache_tokens_saved", "prompt tokens not evaluated again, since load"),
+                 ("accepted", "llmos_prompt_lookup_accepted_tokens", "prompt-lookup guesses kept, since load"))
+
+
+def _prefix_cache_gauges(resident: list[dict]):
+    """Each resident model's prefix cache and prompt-lookup figures (models without one are left out)."""
+    for key, name, text in _PREFIX_CACHE:
+        family = GaugeMetricFamily(name, text, labels=["model", "backend"])
+        for m in resident:
+            if m.get("prefix_cache"):
+                family.add_metric([m["name"], m["backend"]], m["prefix_cache"][key])
+        yield family
 
 
 def _monitor_gauges(sample: dict | None):

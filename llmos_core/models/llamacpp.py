@@ -26,7 +26,8 @@ from ..settings import Settings
 from . import batched_form, fetch
 from .backends import Loaded
 from .catalog import ModelSpec
-from .llamacpp_batch import N_BATCH, PARALLEL, BatchDecoder, stream
+from .llamacpp_batch import CACHE_SEQUENCES, MAX_OUTPUTS, N_BATCH, PARALLEL, BatchDecoder, stream
+from .prompt_lookup import MAX_DRAFT
 from .runner import Piece, RunnerBudget, strip_beside_controls
 
 # Context length one chat gets: long enough for a conversation, short enough that the KV cache stays
@@ -38,6 +39,10 @@ SHARED_CONTEXTS = 2
 # Compute buffers and the logits rows (PARALLEL x n_vocab floats), measured at 35-45 MB on the
 # embedded models with n_batch 512.
 COMPUTE_FIXED = 48 * 1024**2
+# The logits rows prompt-lookup drafts may add (MAX_OUTPUTS - PARALLEL), per word of the vocabulary.
+DRAFT_ROW_BYTES = 4 * (MAX_OUTPUTS - PARALLEL)
+# The prefix cache never makes the shared cache larger than this many cells (bounded attention masks).
+MAX_KV_CELLS = 65536
 # llama.cpp's names for general.file_type, for the Models page ("Q4_K_M" says more than "15").
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
               11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
@@ -62,7 +67,7 @@ def availability() -> tuple[bool, str]:
 
 
 def new_context(weights, *, n_ctx: int, threads: int, sequences: int = 1, outputs: int = 1,
-                n_batch: int = N_BATCH):
+                n_batch: int = N_BATCH, per_sequence: int = 1):
     """A llama.cpp context on loaded weights. `outputs`: logits rows one decode may return; llama.cpp sizes
     its compute buffer for that many (n_batch rows of 262k floats would be 512 MB on Gemma)."""
     import llama_cpp
@@ -70,7 +75,7 @@ def new_context(weights, *, n_ctx: int, threads: int, sequences: int = 1, output
     params = llama_cpp.llama_context_default_params()
     params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
     params.n_seq_max, params.n_outputs_max = sequences, outputs
-    params.n_outputs_max_per_seq = outputs if sequences == 1 else 1
+    params.n_outputs_max_per_seq = outputs if sequences == 1 else per_sequence
     params.n_threads = params.n_threads_batch = threads
     params.kv_unified = True   # the sequences share one pool of cells, taken as each needs them
     params.swa_full = True     # sliding-window layers keep every position: a cached prefix can be cut anywhere
@@ -98,14 +103,15 @@ class LlamaCppModel:
     """What the manager holds for a llama.cpp model: weights and vocabulary (llama-cpp-python's LlamaModel),
     one context shared by up to PARALLEL sequences, and the decoder that serves them."""
 
-    def __init__(self, path: Path, n_ctx: int, threads: int):
+    def __init__(self, path: Path, n_ctx: int, threads: int, cache_cells: int = 0, reuse: bool = True,
+                 lookup: bool = False):
         import llama_cpp
         from llama_cpp._internals import LlamaModel
         from llama_cpp._logger import set_verbose
 
         set_verbose(False)   # llama.cpp logs every tensor and buffer to stderr otherwise
         self.path, self.n_ctx, self.threads = path, n_ctx, threads
-        self.kv_cells = n_ctx * SHARED_CONTEXTS
+        self.kv_cells = n_ctx * SHARED_CONTEXTS + cache_cells   # cache_cells: the prefix cache's room
         self.weights = LlamaModel(path_model=str(path), params=llama_cpp.llama_model_default_params(),
                                   verbose=False)
         self.vocab = self.weights.vocab
@@ -113,12 +119,18 @@ class LlamaCppModel:
         self.metadata = self.weights.metadata()
         self.bos_text = self.detokenize([self.token_bos()], special=True)   # a template that writes it adds no second
         try:
-            self.ctx = new_context(self.weights, n_ctx=self.kv_cells, threads=threads, sequences=PARALLEL,
-                                   outputs=PARALLEL)
+            self.ctx = new_context(self.weights, n_ctx=self.kv_cells, threads=threads,
+                                   sequences=PARALLEL + CACHE_SEQUENCES, outputs=MAX_OUTPUTS,
+                                   per_sequence=1 + MAX_DRAFT)
         except BaseException:
             self.weights.close()
             raise
-        self.decoder = BatchDecoder(self.ctx, self.vocab, self.n_vocab, self.kv_cells)
+        self.decoder = BatchDecoder(self.ctx, self.vocab, self.n_vocab, self.kv_cells, cache_slots=CACHE_SEQUENCES,
+                                    reuse=reuse, lookup=lookup, cell_bytes=kv_cache_bytes(self.metadata, 1),
+                                    max_outputs=MAX_OUTPUTS)
+
+    def prefix_cache_stats(self) -> dict:
+        return self.decoder.cache_stats()
 
     def warm_up(self) -> None:
         """One token through the network maps every weight page in, so the RSS measured after is the real
@@ -257,7 +269,7 @@ def read_metadata(path: Path) -> dict[str, str]:
             header = LlamaModel(path_model=str(path), params=params, verbose=False)
         except Exception as exc:   # ValueError "Failed to load model from file" on a bad file
             raise ModelLoadError(f"llama.cpp cannot read {path.name}: {exc}") from exc
-        _metadata_cache[key] = header.metadata()
+        _metadata_cache[key] = {**header.metadata(), "llmos.n_vocab": str(header.n_vocab())}
         header.close()
     return _metadata_cache[key]
 
@@ -306,13 +318,23 @@ class LlamaCppBackend:
                                 "or export a fine-tune to GGUF: python -m llmos_core models export NAME")
         return fetch.gguf_path(spec, self.settings)
 
+    def cache_cells(self, metadata: dict) -> int:
+        """Cells added to the shared KV cache for the prefix cache (LLMOS_PREFIX_CACHE_MB of them)."""
+        if not self.settings.prefix_cache:
+            return 0
+        base = context_length(metadata) * SHARED_CONTEXTS
+        wanted = int(self.settings.prefix_cache_mb * 1024**2) // max(kv_cache_bytes(metadata, 1), 1)
+        return max(0, min(wanted, MAX_KV_CELLS - base))
+
     def estimate(self, spec: ModelSpec) -> int:
-        """Served GGUF's size (the weights are read as stored) + the shared KV cache + compute buffers."""
+        """Served GGUF's size (the weights are read as stored) + the shared KV cache, the prefix cache's cells
+        included + compute buffers."""
         path = self._gguf(spec)
         metadata = read_metadata(path)
-        kv_cells = context_length(metadata) * SHARED_CONTEXTS
+        kv_cells = context_length(metadata) * SHARED_CONTEXTS + self.cache_cells(metadata)
         served = batched_form.expected_bytes(path, file_type_of(metadata), self.settings)
-        return served + kv_cache_bytes(metadata, kv_cells) + COMPUTE_FIXED
+        vocab = int(metadata.get("llmos.n_vocab") or 262144)
+        return served + kv_cache_bytes(metadata, kv_cells) + COMPUTE_FIXED + DRAFT_ROW_BYTES * vocab
 
     def load(self, spec: ModelSpec, progress: fetch.Progress, cancel: threading.Event | None = None) -> Loaded:
         shipped = self._gguf(spec)
@@ -330,7 +352,8 @@ class LlamaCppBackend:
         before = process_rss()
         model = None
         try:
-            model = LlamaCppModel(path, n_ctx, self.threads)
+            model = LlamaCppModel(path, n_ctx, self.threads, self.cache_cells(metadata), self.settings.prefix_cache,
+                                  self.settings.prompt_lookup)
             model.warm_up()
             model.control_texts   # read the vocabulary now, with the load, not at the first prompt
         except Exception as exc:

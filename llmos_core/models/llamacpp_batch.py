@@ -39,11 +39,21 @@ from typing import Any, Iterator
 
 from ..errors import InvalidInput, ModelLoadError
 from ..sampling import RequestSampler
+from .prompt_lookup import Lookup, eligible
 
 # Sequences decoded together; also llama.cpp's n_seq_max for the context.
 PARALLEL = 8
 # Tokens one llama_decode may carry: the writing sequences' tokens plus pieces of prompts being read.
 N_BATCH = 512
+# Sequence ids beyond PARALLEL that only keep the cells of finished prompts (the prefix cache): a
+# conversation's next turn, or a document's next question, finds its prefix there.
+CACHE_SEQUENCES = 24
+# Logits rows one decode may return: one per row, plus prompt-lookup drafts (1 MB each on Gemma's vocab).
+MAX_OUTPUTS = PARALLEL + 24
+# A slot is taken over by a prompt that starts with all its tokens but at most this many (else they are shared).
+TAIL_TOKENS = 16
+# A prompt that finds at least this many of its tokens cached counts as a prefix-cache hit.
+HIT_TOKENS = 16
 
 _END = object()   # put on a request's queue when it is finished
 
@@ -69,6 +79,7 @@ class _Request:
         self.generated = 0
         self.slot: _Slot | None = None
         self.finished = False
+        self.lookup: Lookup | None = None   # set at admission when the decoder drafts for it
         self._text = codecs.getincrementaldecoder("utf-8")("replace")   # half a character waits for its rest
         self._vocab, self.sampler = vocab, RequestSampler(prompt, params)
         # Tokens that end this reply once written (a translation ends with its line: any newline token).
@@ -111,13 +122,20 @@ class BatchDecoder:
     """Serves every request on one llama.cpp context (see the module docstring). `submit` from any thread;
     the tokens come back on the request's queue."""
 
-    def __init__(self, ctx, vocab, n_vocab: int, kv_cells: int, slots: int = PARALLEL, n_batch: int = N_BATCH):
+    def __init__(self, ctx, vocab, n_vocab: int, kv_cells: int, slots: int = PARALLEL, n_batch: int = N_BATCH,
+                 *, cache_slots: int = 0, reuse: bool = True, lookup: bool = False, cell_bytes: int = 0,
+                 max_outputs: int = PARALLEL):
         import llama_cpp
 
         self.ctx, self.vocab, self.n_vocab = ctx, vocab, n_vocab
         self.kv_cells, self.n_batch = kv_cells, n_batch
         self.memory = llama_cpp.llama_get_memory(ctx)
-        self.slots = [_Slot(i) for i in range(slots)]
+        self.parallel = slots             # rows running at once; the other sequences only keep cells
+        self.slots = [_Slot(i) for i in range(slots + cache_slots)]
+        self.reuse, self.lookup, self.cell_bytes = reuse, lookup, cell_bytes
+        self.max_outputs = max(max_outputs, slots)
+        self.prompts = self.hits = self.reused_tokens = 0   # prefix cache: admitted, found cached, tokens saved
+        self.drafted = self.accepted = 0                    # prompt lookup: tokens guessed, guesses kept
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.steps = 0                    # llama_decode calls so far (tests and figures)
         self.shared_tokens = 0            # prompt tokens shared from another slot's cells, not evaluated
@@ -154,6 +172,32 @@ class BatchDecoder:
         with self._cond:
             return {"running": sum(s.request is not None for s in self.slots), "waiting": len(self._waiting),
                     "cached_tokens": sum(len(s.tokens) for s in self.slots), "steps": self.steps}
+
+    def cache_stats(self) -> dict:
+        """The prefix cache as Monitor and /metrics show it: entries are idle sequences holding a prompt's
+        cells; bytes count each one's cells (cells shared by two entries are counted twice: an upper bound,
+        inside the KV cache allocated at load)."""
+        with self._cond:
+            idle = [s for s in self.slots if s.request is None and s.tokens]
+            cells = min(sum(len(s.tokens) for s in idle), self.kv_cells)
+            return {"enabled": self.reuse, "entries": len(idle), "bytes": cells * self.cell_bytes,
+                    "capacity_bytes": self.kv_cells * self.cell_bytes, "prompts": self.prompts, "hits": self.hits,
+                    "hit_rate": round(self.hits / self.prompts, 3) if self.prompts else 0.0,
+                    "tokens_saved": self.reused_tokens, "lookup": self.lookup, "drafted": self.drafted,
+                    "accepted": self.accepted}
+
+    def drop_cached(self) -> int:
+        """Give up every idle sequence's cells (the prefix cache's entries); returns the cells dropped."""
+        import llama_cpp
+
+        with self._cond:
+            idle = [s for s in self.slots if s.request is None and s.tokens]
+            for slot in idle:
+                llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+            dropped = sum(len(s.tokens) for s in idle)
+            for slot in idle:
+                slot.tokens = []
+            return dropped
 
     def close(self) -> None:
         """End every request (the model is being unloaded) and stop the thread; the caller frees the context."""
@@ -224,19 +268,14 @@ class BatchDecoder:
             request = self._waiting[chosen]
             free = [s for s in self.slots if s.request is None]
             reserved = sum(r.reserve for r in self._running())
-            if not free or reserved + request.reserve > self.kv_cells:
+            if len(free) <= len(self.slots) - self.parallel or reserved + request.reserve > self.kv_cells:
                 return   # the next in line waits, and so does everyone behind it
             self._waiting.pop(chosen)
             params = request.params
-            fresh = params.seed is not None and params.do_sample and params.temperature > 0
-            if fresh:
-                # A seed promises a repeatable reply: read the whole prompt, as the first time (a prefix read
-                # in another batch can differ in the last bits of its logits).
-                slot = min(free, key=lambda s: len(s.tokens))
-                keep = 0
-            else:
-                slot = max(free, key=lambda s: (_common_prefix(s.tokens, request.prompt), s.last_used))
-                keep = min(_common_prefix(slot.tokens, request.prompt), len(request.prompt) - 1)
+            # A seed promises a repeatable reply: read the whole prompt, as the first time (a prefix read in
+            # another batch can differ in the last bits of its logits).
+            fresh = not self.reuse or (params.seed is not None and params.do_sample and params.temperature > 0)
+            slot, keep = self._choose_slot(free, request.prompt, fresh)
             if keep < len(slot.tokens):
                 if not llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1):
                     llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
@@ -254,6 +293,25 @@ class BatchDecoder:
                 victim.tokens = []
             request.slot, slot.request = slot, request
             request.todo, request.reused = request.prompt[keep:], keep
+            self.prompts += 1
+            self.hits += keep >= min(HIT_TOKENS, len(request.prompt) - 1) and keep > 1
+            self.reused_tokens += keep
+            if self.lookup and eligible(params, request.grammar):
+                request.lookup = Lookup(request.prompt, True)
+
+    def _choose_slot(self, free: list[_Slot], prompt: list[int], fresh: bool) -> tuple[_Slot, int]:
+        """The free slot `prompt` goes to, and how many of its tokens it keeps. A slot whose cells start the
+        prompt (all but a few: a conversation's next turn, whose last reply may read back in other tokens)
+        is taken; otherwise an empty slot, or the least recently used one, so a prompt that shares only its
+        start with another conversation never throws that conversation's cells away (it shares them
+        instead: _share_prefix)."""
+        if not fresh:
+            scored = [(_common_prefix(s.tokens, prompt), s) for s in free if s.tokens]
+            scored = [(n, s) for n, s in scored if n > 1 and len(s.tokens) - n <= TAIL_TOKENS]
+            if scored:
+                n, slot = max(scored, key=lambda pair: (pair[0], pair[1].last_used))
+                return slot, min(n, len(prompt) - 1)
+        return min(free, key=lambda s: (bool(s.tokens), s.last_used)), 0
 
     def _share_prefix(self, slot: _Slot, keep: int, prompt: list[int]) -> int:
         """When another slot (running or idle) holds a longer start of `prompt` than `slot` does, its cells
@@ -274,36 +332,47 @@ class BatchDecoder:
         return shared
 
     def _step(self) -> None:
-        """One llama_decode over every running request, then one sampled token for each that asked."""
+        """One llama_decode over every running request, then the sampled tokens of each that asked."""
         import llama_cpp
         import numpy as np
         import torch
 
         batch, n = self.batch, 0
         fed: list[tuple[_Request, list[int]]] = []
-        wants_token: list[tuple[_Request, int]] = []
+        wants: list[tuple[_Request, list[int], list[int] | None]] = []   # request, logits rows, drafts (writers)
 
-        def add(request: _Request, tokens: list[int], logits_last: bool) -> None:
+        def add(request: _Request, tokens: list[int], logits: int) -> list[int]:
+            """Feed `tokens`; logits for the last `logits` of them. Returns those rows' batch indices."""
             nonlocal n
             slot = request.slot
             start = len(slot.tokens)   # a request is in a step once: as a writer or as a reader
             for i, token in enumerate(tokens):
                 batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, start + i, 1
                 batch.seq_id[n][0] = slot.seq_id
-                batch.logits[n] = logits_last and i == len(tokens) - 1
+                batch.logits[n] = i >= len(tokens) - logits
                 n += 1
             fed.append((request, tokens))
-            if logits_last:
-                wants_token.append((request, n - 1))
+            return list(range(n - logits, n))
 
         running = self._running()
-        for request in running:               # writers first: one token each
-            if not request.todo and request.next_token is not None:
-                add(request, [request.next_token], True)
+        writers = [r for r in running if not r.todo and r.next_token is not None]
+        spare = self.max_outputs - len(writers) - sum(1 for r in running if r.todo)
+        for request in writers:               # writers first: their token, and drafts where lookup guesses
+            drafts = []
+            if request.lookup is not None and spare > 0:
+                room = min(spare, request.params.max_new_tokens - request.generated - 1,
+                           self.kv_cells - len(request.slot.tokens) - 1)
+                drafts = request.lookup.draft(request.next_token, room)
+                spare -= len(drafts)
+            tokens = [request.next_token] + drafts
+            wants.append((request, add(request, tokens, len(tokens)), drafts))
         for request in running:               # then readers, as much of their prompt as fits
             if request.todo and n < self.n_batch:
                 piece = request.todo[:self.n_batch - n]
-                add(request, piece, len(piece) == len(request.todo))
+                last = len(piece) == len(request.todo)
+                rows = add(request, piece, int(last))
+                if last:
+                    wants.append((request, rows, None))
         if n == 0:
             return
         batch.n_tokens = n
@@ -317,36 +386,62 @@ class BatchDecoder:
                     f"llama.cpp could not decode this batch (code {code})", "send the message again"))
             return
         for request, tokens in fed:
-            request.slot.tokens.extend(tokens)
             if request.todo:
+                request.slot.tokens.extend(tokens)
                 request.todo = request.todo[len(tokens):]
         # Every row is sampled before any token is handed out: a reader's thread woken by its token takes the GIL
         # (the service's stop strings, the API's event loop), and woken mid-loop it held up the rows still to
         # sample; woken after, it runs while the next llama_decode has let the GIL go.
-        sampled: list[tuple[_Request, tuple[str, int] | None]] = []
-        for request, index in wants_token:
+        sampled: list[tuple[_Request, list[tuple[str, int]]]] = []
+        for request, rows, drafts in wants:
+            written = self._sample_row(request, rows, drafts, np, torch)
+            sampled.append((request, written))
+        for request, written in sampled:
+            for out in written:
+                request.out.put(out)
+            if request.next_token is None:   # it ended: at EOS, at its length, or at a stop token
+                self._release(request)
+
+    def _sample_row(self, request: _Request, rows: list[int], drafts: list[int] | None, np,
+                    torch) -> list[tuple[str, int]]:
+        """Sample the row's positions in order: each draft equal to what was sampled before it is kept, the
+        first that differs ends the run (the rejected drafts' cells are removed). Sets next_token (None when
+        the reply ended); returns the pieces written. `drafts` is None for a reader (its prompt's end)."""
+        import llama_cpp
+
+        written, kept = [], 0          # kept: drafts accepted (their cells stay)
+        fed_first, request.next_token = request.next_token, None
+        guesses = drafts or []
+        for j, index in enumerate(rows):
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
             scores = torch.from_numpy(logits)   # a view: read before the next decode
             if request.grammar is not None:
                 scores = request.grammar.mask(scores)
             token = request.sampler.sample(scores)
-            request.next_token = None
             if llama_cpp.llama_vocab_is_eog(self.vocab, token):
-                sampled.append((request, None))
-                continue
+                break
             request.generated += 1
-            sampled.append((request, (request.piece(token), request.generated)))
+            written.append((request.piece(token), request.generated))
             if request.grammar is not None:
                 request.grammar.accept(token)
                 if request.grammar.finished:   # the shape is complete: its end-of-text need not be decoded
-                    continue
-            if request.generated < request.params.max_new_tokens and token not in request.stop_tokens:
-                request.next_token = token
-        for request, out in sampled:
-            if out is not None:
-                request.out.put(out)
-            if request.next_token is None:   # it ended: at EOS, at its length, or at a stop token
-                self._release(request)
+                    break
+            if request.generated >= request.params.max_new_tokens or token in request.stop_tokens:
+                break
+            if j < len(guesses) and token == guesses[j]:
+                kept += 1
+                continue
+            request.next_token = token
+            break
+        if drafts is not None:   # a writer: its token and the kept drafts are in the cache now
+            cache = [fed_first] + guesses[:kept]
+            request.slot.tokens.extend(cache)
+            if len(guesses) > kept:
+                llama_cpp.llama_memory_seq_rm(self.memory, request.slot.seq_id, len(request.slot.tokens), -1)
+            if request.lookup is not None:
+                request.lookup.record(cache, len(guesses), kept)
+                self.drafted, self.accepted = self.drafted + len(guesses), self.accepted + kept
+        return written
 
 
 def stream(decoder: BatchDecoder, prompt: list[int], params: Any, cancel: threading.Event,

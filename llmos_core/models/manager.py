@@ -61,7 +61,13 @@ class ResidentModel:
                 "estimated_bytes": self.estimated_bytes, "measured_bytes": self.measured_bytes,
                 "working_bytes": self.working_bytes, "in_use": self.pins, "idle_s": round(idle, 1),
                 "unloads_in_s": None if self.pins else round(max(self.keep_alive_s - idle, 0.0), 1),
-                "load_seconds": round(self.load_seconds, 2), **self.loaded.details}
+                "load_seconds": round(self.load_seconds, 2), **self.loaded.details,
+                "prefix_cache": self.prefix_cache()}
+
+    def prefix_cache(self) -> dict | None:
+        """The model's prefix cache figures (entries, bytes, hit rate, tokens saved), None without one."""
+        stats = getattr(self.loaded.model, "prefix_cache_stats", None)
+        return stats() if callable(stats) else None
 
 
 @dataclass

@@ -1,0 +1,126 @@
+"""The prefix cache and prompt-lookup decoding on the llama.cpp runner (models/llamacpp_batch.py,
+models/prompt_lookup.py): replies identical with and without them, a conversation's cells kept across
+other conversations, eviction when the shared cache is short of room, two prompts with one prefix at once,
+and the figures Monitor and /metrics show.
+"""
+import threading
+
+import pytest
+from llamacpp_required import binding  # noqa: F401 (a fixture)
+
+from llmos_core.engine import Engine
+from llmos_core.generation import SamplingParams
+from llmos_core.models import llamacpp_batch, prompt_lookup
+from llmos_core.settings import Settings
+
+CHAT = "smollm2-135m-instruct"
+QUOTE = ("Copy this list exactly: Alpha-17, Bravo-42, Charlie-99, Delta-03, Echo-55, Foxtrot-61, Golf-28, "
+         "Hotel-70.")
+
+
+def test_drafts_come_from_the_latest_earlier_occurrence_of_the_tail():
+    assert prompt_lookup.find_draft([1, 2, 3, 4, 5, 9, 1, 2, 3], 2) == [4, 5]   # the 3-gram "1 2 3"
+    history = [1, 2, 3, 4, 5, 9, 9, 2, 3, 4, 6, 7, 2, 3]    # "7 2 3" is new: the 2-gram "2 3", latest first
+    assert prompt_lookup.find_draft(history, 3) == [4, 6, 7]
+    assert prompt_lookup.find_draft(history, 0) == []
+    assert prompt_lookup.find_draft([5, 6, 7, 8], 4) == []      # no earlier occurrence
+
+
+def test_lookup_stops_drafting_for_a_request_whose_guesses_fail():
+    lookup = prompt_lookup.Lookup([1, 2, 1, 2], True)
+    while lookup.enabled and lookup.drafted < 100:
+        lookup.record([3], drafted=5, accepted=0)
+    assert not lookup.enabled and lookup.drafted == prompt_lookup.TRIAL
+    assert lookup.draft(1, 5) == []
+
+
+def test_only_greedy_rows_without_a_grammar_draft():
+    assert prompt_lookup.eligible(SamplingParams(do_sample=False), None)
+    assert not prompt_lookup.eligible(SamplingParams(do_sample=True, temperature=0.7), None)
+    assert not prompt_lookup.eligible(SamplingParams(do_sample=False), object())
+
+
+@pytest.fixture
+def engines(binding, embedded_home):
+    """The same model twice: with the prefix cache and prompt lookup, and with neither."""
+    made = {}
+    try:
+        for on in (True, False):
+            engine = Engine(Settings(home=embedded_home, threads=1, prefix_cache=on, prompt_lookup=on),
+                            primary=False, start_threads=False)
+            made[on] = (engine, engine.models.load(CHAT, "llamacpp"))
+        yield made
+    finally:
+        for engine, _ in made.values():
+            engine.close()
+
+
+def _ids(resident, text):
+    return resident.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                  tokenize=True)
+
+
+def _reply(decoder, ids, max_new_tokens=40):
+    return "".join(t for t, _ in llamacpp_batch.stream(decoder, ids, SamplingParams(
+        do_sample=False, max_new_tokens=max_new_tokens), threading.Event()))
+
+
+@pytest.mark.slow
+def test_greedy_replies_are_identical_with_and_without_cache_and_lookup(engines):
+    (_, on), (_, off) = engines[True], engines[False]
+    for text in (QUOTE, "Name three colours."):
+        plain = _reply(off.model.decoder, _ids(off, text))
+        on.model.decoder.drop_cached()   # a prompt read whole: drafts guessed and checked
+        assert _reply(on.model.decoder, _ids(on, text)) == plain
+        assert _reply(on.model.decoder, _ids(on, text)) == plain    # now with the whole prompt cached
+    stats = on.prefix_cache()
+    assert stats["hits"] >= 2 and stats["tokens_saved"] > 0 and stats["entries"] >= 1
+    assert stats["accepted"] > 0 and stats["drafted"] >= stats["accepted"]
+    assert off.prefix_cache()["tokens_saved"] == 0 and off.prefix_cache()["drafted"] == 0
+    assert on.model.decoder.drop_cached() > 0 and on.prefix_cache()["entries"] == 0
+
+
+@pytest.mark.slow
+def test_a_conversation_keeps_its_cells_while_others_take_turns(engines):
+    _, resident = engines[True]
+    decoder = resident.model.decoder
+    first = _ids(resident, "Tell me about lighthouses and the people who kept them.")
+    _reply(decoder, first, 8)
+    for other in ("Tell me about rivers.", "Tell me about mountains.", "Tell me about deserts."):
+        _reply(decoder, _ids(resident, other), 8)   # share the template's first tokens with `first`
+    follow_up = first + resident.model.tokenize(" And one more thing?", add_bos=False)
+    request = decoder.submit(follow_up, SamplingParams(do_sample=False, max_new_tokens=4), threading.Event())
+    llamacpp_batch.read_reply(request)
+    assert request.reused == len(first)   # its cells were not given to the other conversations
+
+
+@pytest.mark.slow
+def test_least_recently_used_prompts_are_dropped_when_room_is_short(engines, monkeypatch):
+    _, on = engines[True]
+    decoder = on.model.decoder
+    prompts = [_ids(on, f"Describe the number {n} in a few words.") for n in (11, 22, 33)]
+    # Room for two prompts with their replies, not three.
+    monkeypatch.setattr(decoder, "kv_cells", 2 * (len(prompts[0]) + 30) + 10)
+    replies = [_reply(decoder, ids, 12) for ids in prompts]
+    held = [s for s in decoder.slots if s.tokens]
+    assert sum(len(s.tokens) for s in held) <= decoder.kv_cells
+    assert all(replies)
+    request = decoder.submit(prompts[0], SamplingParams(do_sample=False, max_new_tokens=12), threading.Event())
+    assert llamacpp_batch.read_reply(request)
+    # the oldest prompt's own cells were dropped to make room: only the start all three share was found
+    assert request.reused < len(prompts[0]) - 4
+
+
+@pytest.mark.slow
+def test_two_prompts_with_one_prefix_arriving_together(engines):
+    (_, on), (_, off) = engines[True], engines[False]
+    shared = "Here are the rules of the house, read them with care: " + "be kind, be brief, be right. " * 12
+    texts = [shared + "Question one: what is the first rule?", shared + "Question two: what is the last rule?"]
+    expected = [_reply(off.model.decoder, _ids(off, t), 10) for t in texts]
+    decoder = on.model.decoder
+    before = decoder.shared_tokens
+    requests = [decoder.submit(_ids(on, t), SamplingParams(do_sample=False, max_new_tokens=10), threading.Event())
+                for t in texts]
+    assert [llamacpp_batch.read_reply(r) for r in requests] == expected
+    # The second either shares the first's cells or reads its prompt in the same steps: never garbage.
+    assert decoder.shared_tokens >= before
