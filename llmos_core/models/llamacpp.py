@@ -39,10 +39,8 @@ SHARED_CONTEXTS = 2
 # Compute buffers and the logits rows (PARALLEL x n_vocab floats), measured at 35-45 MB on the
 # embedded models with n_batch 512.
 COMPUTE_FIXED = 48 * 1024**2
-# The logits rows prompt-lookup drafts may add (MAX_OUTPUTS - PARALLEL), per word of the vocabulary.
-DRAFT_ROW_BYTES = 4 * (MAX_OUTPUTS - PARALLEL)
-# The prefix cache never makes the shared cache larger than this many cells (bounded attention masks).
-MAX_KV_CELLS = 65536
+DRAFT_ROW_BYTES = 4 * (MAX_OUTPUTS - PARALLEL)   # logits rows prompt-lookup drafts add, per vocabulary word
+MAX_KV_CELLS = 65536   # the prefix cache never makes the shared cache larger (bounded attention masks)
 # llama.cpp's names for general.file_type, for the Models page ("Q4_K_M" says more than "15").
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
               11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
@@ -129,9 +127,8 @@ class LlamaCppModel:
                                     reuse=reuse, lookup=lookup, cell_bytes=kv_cache_bytes(self.metadata, 1),
                                     max_outputs=MAX_OUTPUTS)
 
-    def prefix_cache_stats(self) -> dict:
+    def prefix_cache_stats(self) -> dict:   # the manager's status reads it (Monitor, /metrics)
         return self.decoder.cache_stats()
-
     def warm_up(self) -> None:
         """One token through the network maps every weight page in, so the RSS measured after is the real
         footprint (mmapped weights count once touched) and the first reply does not pay for it."""
@@ -320,11 +317,9 @@ class LlamaCppBackend:
 
     def cache_cells(self, metadata: dict) -> int:
         """Cells added to the shared KV cache for the prefix cache (LLMOS_PREFIX_CACHE_MB of them)."""
-        if not self.settings.prefix_cache:
-            return 0
-        base = context_length(metadata) * SHARED_CONTEXTS
         wanted = int(self.settings.prefix_cache_mb * 1024**2) // max(kv_cache_bytes(metadata, 1), 1)
-        return max(0, min(wanted, MAX_KV_CELLS - base))
+        base = context_length(metadata) * SHARED_CONTEXTS
+        return max(0, min(wanted, MAX_KV_CELLS - base)) if self.settings.prefix_cache else 0
 
     def estimate(self, spec: ModelSpec) -> int:
         """Served GGUF's size (the weights are read as stored) + the shared KV cache, the prefix cache's cells

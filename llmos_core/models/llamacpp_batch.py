@@ -10,14 +10,14 @@ How (one thread per loaded model runs `_loop`):
     id) and the KV cache the slots share can hold its prompt plus max_new_tokens. Those cells are reserved
     at admission, so a running request never finds the cache full; requests are admitted round-robin
     across users (the user with the fewest rows running first: `next_in_line`), in order within one user.
-  - Each slot remembers which tokens its KV cells hold. A request takes the free slot whose tokens share the
-    longest prefix with its prompt (the conversation so far) and evaluates only the rest; when another
-    slot, even a busy one, holds a longer prefix, its cells are shared in (llama_memory_seq_cp), so rows
-    with one prompt prefix (a translation's few-shot examples) evaluate it once. Cells of idle
-    slots are given up, least recently used first, when a new request needs the room.
-  - One step is one llama_decode of one batch: the last sampled token of every sequence that is writing,
-    then pieces of prompts being read (up to n_batch tokens in all). Logits are asked only where a next
-    token is due: at the end of a prompt and after each sampled token.
+  - Each slot remembers which tokens its KV cells hold, and idle slots beyond PARALLEL keep finished
+    prompts (the prefix cache, prefix_cache.py): a request evaluates only what no slot holds of its
+    prompt (a conversation's next turn, a translation's few-shot examples shared with llama_memory_seq_cp).
+    Cells of idle slots are given up, least recently used first, when a new request needs the room.
+  - One step is one llama_decode of one batch: the last sampled token of every sequence that is writing
+    (with prompt-lookup drafts for greedy rows: prompt_lookup.py), then pieces of prompts being read (up to
+    n_batch tokens in all). Logits are asked only where a next token is due: at the end of a prompt, after
+    each sampled token and after each draft.
   - A request that must answer in a shape (JSON schema, tool call) has its own grammar: its row is masked
     to the tokens the grammar allows before it is sampled (generation/constraints.py), so rows with
     different schemas, or none, still share each step.
@@ -33,12 +33,11 @@ import codecs
 import ctypes
 import queue
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..errors import InvalidInput, ModelLoadError
 from ..sampling import RequestSampler
+from .prefix_cache import PrefixCache, Slot
 from .prompt_lookup import Lookup, eligible
 
 # Sequences decoded together; also llama.cpp's n_seq_max for the context.
@@ -50,20 +49,8 @@ N_BATCH = 512
 CACHE_SEQUENCES = 24
 # Logits rows one decode may return: one per row, plus prompt-lookup drafts (1 MB each on Gemma's vocab).
 MAX_OUTPUTS = PARALLEL + 24
-# A slot is taken over by a prompt that starts with all its tokens but at most this many (else they are shared).
-TAIL_TOKENS = 16
-# A prompt that finds at least this many of its tokens cached counts as a prefix-cache hit.
-HIT_TOKENS = 16
 
 _END = object()   # put on a request's queue when it is finished
-
-
-@dataclass
-class _Slot:
-    seq_id: int
-    tokens: list[int] = field(default_factory=list)   # what this sequence's KV cells hold, by position
-    request: "_Request | None" = None
-    last_used: float = 0.0
 
 
 class _Request:
@@ -77,7 +64,7 @@ class _Request:
         self.reused = 0                    # prompt tokens found in the slot's cache, not evaluated again
         self.next_token: int | None = None  # sampled, to be fed in the next step
         self.generated = 0
-        self.slot: _Slot | None = None
+        self.slot: Slot | None = None
         self.finished = False
         self.lookup: Lookup | None = None   # set at admission when the decoder drafts for it
         self._text = codecs.getincrementaldecoder("utf-8")("replace")   # half a character waits for its rest
@@ -110,14 +97,6 @@ def next_in_line(waiting: list, running: list) -> int:
     return min(range(len(waiting)), key=lambda i: (rows.get(waiting[i].user, 0), i))
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 class BatchDecoder:
     """Serves every request on one llama.cpp context (see the module docstring). `submit` from any thread;
     the tokens come back on the request's queue."""
@@ -130,15 +109,12 @@ class BatchDecoder:
         self.ctx, self.vocab, self.n_vocab = ctx, vocab, n_vocab
         self.kv_cells, self.n_batch = kv_cells, n_batch
         self.memory = llama_cpp.llama_get_memory(ctx)
-        self.parallel = slots             # rows running at once; the other sequences only keep cells
-        self.slots = [_Slot(i) for i in range(slots + cache_slots)]
-        self.reuse, self.lookup, self.cell_bytes = reuse, lookup, cell_bytes
-        self.max_outputs = max(max_outputs, slots)
-        self.prompts = self.hits = self.reused_tokens = 0   # prefix cache: admitted, found cached, tokens saved
-        self.drafted = self.accepted = 0                    # prompt lookup: tokens guessed, guesses kept
+        self.cache = PrefixCache(self.memory, slots, cache_slots, reuse, cell_bytes)
+        self.slots = self.cache.slots
+        self.lookup, self.max_outputs = lookup, max(max_outputs, slots)
+        self.drafted = self.accepted = 0  # prompt lookup: tokens guessed, guesses kept
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.steps = 0                    # llama_decode calls so far (tests and figures)
-        self.shared_tokens = 0            # prompt tokens shared from another slot's cells, not evaluated
         self._waiting: list[_Request] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -173,31 +149,21 @@ class BatchDecoder:
             return {"running": sum(s.request is not None for s in self.slots), "waiting": len(self._waiting),
                     "cached_tokens": sum(len(s.tokens) for s in self.slots), "steps": self.steps}
 
+    @property
+    def shared_tokens(self) -> int:
+        """Prompt tokens shared from another slot's cells, not evaluated (tests and figures)."""
+        return self.cache.shared_tokens
+
     def cache_stats(self) -> dict:
-        """The prefix cache as Monitor and /metrics show it: entries are idle sequences holding a prompt's
-        cells; bytes count each one's cells (cells shared by two entries are counted twice: an upper bound,
-        inside the KV cache allocated at load)."""
+        """The prefix cache and prompt lookup as Monitor and /metrics show them."""
         with self._cond:
-            idle = [s for s in self.slots if s.request is None and s.tokens]
-            cells = min(sum(len(s.tokens) for s in idle), self.kv_cells)
-            return {"enabled": self.reuse, "entries": len(idle), "bytes": cells * self.cell_bytes,
-                    "capacity_bytes": self.kv_cells * self.cell_bytes, "prompts": self.prompts, "hits": self.hits,
-                    "hit_rate": round(self.hits / self.prompts, 3) if self.prompts else 0.0,
-                    "tokens_saved": self.reused_tokens, "lookup": self.lookup, "drafted": self.drafted,
+            return {**self.cache.stats(self.kv_cells), "lookup": self.lookup, "drafted": self.drafted,
                     "accepted": self.accepted}
 
     def drop_cached(self) -> int:
         """Give up every idle sequence's cells (the prefix cache's entries); returns the cells dropped."""
-        import llama_cpp
-
         with self._cond:
-            idle = [s for s in self.slots if s.request is None and s.tokens]
-            for slot in idle:
-                llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
-            dropped = sum(len(s.tokens) for s in idle)
-            for slot in idle:
-                slot.tokens = []
-            return dropped
+            return self.cache.drop_idle()
 
     def close(self) -> None:
         """End every request (the model is being unloaded) and stop the thread; the caller frees the context."""
@@ -248,7 +214,7 @@ class BatchDecoder:
     def _release(self, request: _Request, outcome: object = _END) -> None:
         slot = request.slot
         if slot is not None and slot.request is request:
-            slot.request, slot.last_used = None, time.monotonic()
+            self.cache.release(slot)
         request.finish(outcome)
 
     def _drop_cancelled(self) -> None:
@@ -261,75 +227,23 @@ class BatchDecoder:
 
     def _admit(self) -> None:
         """Move waiting requests into free slots, round-robin across users, while the shared cache can hold them."""
-        import llama_cpp
-
         while self._waiting:
             chosen = next_in_line(self._waiting, self._running())
             request = self._waiting[chosen]
-            free = [s for s in self.slots if s.request is None]
+            free = self.cache.free()
             reserved = sum(r.reserve for r in self._running())
-            if len(free) <= len(self.slots) - self.parallel or reserved + request.reserve > self.kv_cells:
+            if not free or reserved + request.reserve > self.kv_cells:
                 return   # the next in line waits, and so does everyone behind it
             self._waiting.pop(chosen)
             params = request.params
             # A seed promises a repeatable reply: read the whole prompt, as the first time (a prefix read in
             # another batch can differ in the last bits of its logits).
-            fresh = not self.reuse or (params.seed is not None and params.do_sample and params.temperature > 0)
-            slot, keep = self._choose_slot(free, request.prompt, fresh)
-            if keep < len(slot.tokens):
-                if not llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1):
-                    llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
-                    keep = 0
-                slot.tokens = slot.tokens[:keep]
-            if not fresh:
-                keep = self._share_prefix(slot, keep, request.prompt)
-            # Room for this request: give up idle slots' cells, least recently used first.
-            idle = sorted((s for s in free if s is not slot and s.tokens), key=lambda s: s.last_used)
-            held = sum(len(s.tokens) for s in idle)
-            while idle and reserved + request.reserve + held > self.kv_cells:
-                victim = idle.pop(0)
-                llama_cpp.llama_memory_seq_rm(self.memory, victim.seq_id, -1, -1)
-                held -= len(victim.tokens)
-                victim.tokens = []
+            fresh = params.seed is not None and params.do_sample and params.temperature > 0
+            slot, keep = self.cache.place(free, request.prompt, fresh, reserved + request.reserve, self.kv_cells)
             request.slot, slot.request = slot, request
             request.todo, request.reused = request.prompt[keep:], keep
-            self.prompts += 1
-            self.hits += keep >= min(HIT_TOKENS, len(request.prompt) - 1) and keep > 1
-            self.reused_tokens += keep
             if self.lookup and eligible(params, request.grammar):
                 request.lookup = Lookup(request.prompt, True)
-
-    def _choose_slot(self, free: list[_Slot], prompt: list[int], fresh: bool) -> tuple[_Slot, int]:
-        """The free slot `prompt` goes to, and how many of its tokens it keeps. A slot whose cells start the
-        prompt (all but a few: a conversation's next turn, whose last reply may read back in other tokens)
-        is taken; otherwise an empty slot, or the least recently used one, so a prompt that shares only its
-        start with another conversation never throws that conversation's cells away (it shares them
-        instead: _share_prefix)."""
-        if not fresh:
-            scored = [(_common_prefix(s.tokens, prompt), s) for s in free if s.tokens]
-            scored = [(n, s) for n, s in scored if n > 1 and len(s.tokens) - n <= TAIL_TOKENS]
-            if scored:
-                n, slot = max(scored, key=lambda pair: (pair[0], pair[1].last_used))
-                return slot, min(n, len(prompt) - 1)
-        return min(free, key=lambda s: (bool(s.tokens), s.last_used)), 0
-
-    def _share_prefix(self, slot: _Slot, keep: int, prompt: list[int]) -> int:
-        """When another slot (running or idle) holds a longer start of `prompt` than `slot` does, its cells
-        are shared into `slot` (llama_memory_seq_cp: in the unified cache the cells get a second sequence id,
-        nothing is copied or evaluated). This is how rows that share a prompt prefix (a translation's
-        few-shot examples) read it once. Returns the prompt tokens `slot` now holds."""
-        import llama_cpp
-
-        source = max((s for s in self.slots if s is not slot), default=None,
-                     key=lambda s: _common_prefix(s.tokens, prompt))
-        shared = 0 if source is None else min(_common_prefix(source.tokens, prompt), len(prompt) - 1)
-        if shared <= keep:
-            return keep
-        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
-        llama_cpp.llama_memory_seq_cp(self.memory, source.seq_id, slot.seq_id, 0, shared)
-        slot.tokens = prompt[:shared]
-        self.shared_tokens += shared
-        return shared
 
     def _step(self) -> None:
         """One llama_decode over every running request, then the sampled tokens of each that asked."""

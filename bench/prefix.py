@@ -1,0 +1,146 @@
+"""The prefix cache and prompt lookup (issue 30), in-process through the engine's chat service on the embedded
+Gemma 3 270M served by llama.cpp, greedy. One run measures, with the cache on and off:
+  - conversations taking turns, each over its own ~2,000-token document: time to first token of turns 2..T
+    against turn 1 (target: at most 10%);
+  - free chat: tokens/s with prompt lookup on against off (target: at least 0.95x), and on a reply that
+    copies its prompt (a list to repeat), with the output compared token for token;
+  - a document of --segments distinct segments translated (English to German) with the prefix cache and
+    prompt lookup against neither: total time and identical output;
+  - the prefix cache's memory at each point.
+Not measured here (not built): Ask follow-ups over the same passages.
+
+    python bench/prefix.py [--conversations 4] [--turns 4] [--off-turns 2] [--segments 40] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llmos_core.engine import Engine  # noqa: E402
+from llmos_core.generation import SamplingParams  # noqa: E402
+from llmos_core.settings import Settings  # noqa: E402
+from llmos_core.translation import open_engine  # noqa: E402
+from llmos_core.translation.translator import Translator  # noqa: E402
+
+MODEL = "gemma-3-270m"
+WORDS = "river stone lantern harbour copper meadow signal orchard falcon ledger winter canal tower ember".split()
+QUESTIONS = ["Which section mentions the falcon?", "How many times was the lantern counted?", "Summarise it in one line."]
+FREE = "Write a short story about a lighthouse keeper who finds a letter in a bottle."
+COPY = ("Repeat this inventory line by line: crate 17 of copper wire, crate 42 of lantern glass, crate 99 of "
+        "harbour rope, crate 3 of orchard seed, crate 55 of tower bolts, crate 61 of canal paint.")
+
+
+def document(k: int) -> str:
+    return " ".join(f"Section {k}.{i}: the {WORDS[(i * 7 + k) % len(WORDS)]} near the {WORDS[(i * 3 + k) % len(WORDS)]}"
+                    f" was counted {i * 13 + k} times." for i in range(98))
+
+
+def run(engine: Engine, messages: list[dict], tokens: int) -> tuple[float, float, int, str]:
+    """(seconds to first token, seconds in all, tokens written, text) of one greedy reply."""
+    started, first, text, count = time.perf_counter(), None, "", 0
+    for event in engine.chat.stream(MODEL, messages, SamplingParams(max_new_tokens=tokens, do_sample=False),
+                                    "llamacpp"):
+        if first is None and event.tokens >= 1:
+            first = time.perf_counter() - started
+        text += event.text or ""
+        count = max(count, event.tokens)
+    return first or 0.0, time.perf_counter() - started, count, text
+
+
+def segments(n: int) -> list[str]:
+    """Distinct sentences with the names and numbers a translation copies."""
+    return [f"Order {1000 + 37 * i} for {WORDS[i % len(WORDS)].title()} Ltd. ships {i + 2} crates of "
+            f"{WORDS[(i * 5) % len(WORDS)]} parts on 2024-0{1 + i % 9}-1{i % 10}." for i in range(n)]
+
+
+def translate(engine: Engine, n: int) -> tuple[float, list[str]]:
+    with open_engine(engine, MODEL, backend="llamacpp") as model:
+        translator = Translator(model, "de", "en", batch_size=8)
+        started = time.perf_counter()
+        out = translator.translate(segments(n))
+        return time.perf_counter() - started, out
+
+
+def cache_mb(engine: Engine) -> str:
+    stats = engine.models.resident()[0]["prefix_cache"]
+    return f"{stats['bytes'] / 1024**2:.0f} MB in {stats['entries']} entries"
+
+
+def conversations(engine: Engine, n: int, turns: int, label: str) -> list[list[float]]:
+    chats = [[{"role": "user", "content": document(k) + "\n\nWhat is this document about?"}] for k in range(n)]
+    ttft = [[] for _ in range(turns)]
+    for turn in range(turns):
+        for k in range(n):
+            first, _, _, text = run(engine, chats[k], 16)
+            ttft[turn].append(first)
+            chats[k] += [{"role": "assistant", "content": text}, {"role": "user", "content": QUESTIONS[turn % 3]}]
+        print(f"  {label} turn {turn + 1}: TTFT {', '.join(f'{t:.2f}' for t in ttft[turn])} s; cache {cache_mb(engine)}",
+              flush=True)
+    return ttft
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--conversations", type=int, default=4)
+    parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--off-turns", type=int, default=2, help="turns measured with the cache off")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--segments", type=int, default=40, help="segments translated (0: skip)")
+    parser.add_argument("--tokens", type=int, default=96, help="tokens of each free-chat reply")
+    args = parser.parse_args()
+    home = Path(os.environ.get("LLMOS_BENCH_HOME") or tempfile.mkdtemp(prefix="llmos-prefix-"))
+    results = {}
+    for on in (True, False):
+        engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on, prompt_lookup=on),
+                        primary=False, start_threads=False)
+        try:
+            resident = engine.models.load(MODEL, "llamacpp")
+            print(f"cache {'on' if on else 'off'}: model measured {resident.measured_bytes / 1024**2:.0f} MB "
+                  f"(prefix cache room included: {resident.prefix_cache()['capacity_bytes'] / 1024**2:.0f} MB of KV)")
+            if args.segments:
+                results[on, "translate"] = translate(engine, args.segments)
+                print(f"  translation of {args.segments} segments: {results[on, 'translate'][0]:.1f} s; "
+                      f"cache {cache_mb(engine)}; {resident.prefix_cache()}", flush=True)
+                resident.model.decoder.drop_cached()
+            results[on] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
+                                        "on " if on else "off") if args.turns else []
+            resident.model.decoder.drop_cached()
+            if not args.tokens:
+                continue
+            free = [run(engine, [{"role": "user", "content": FREE}], args.tokens) for _ in range(2)]
+            copy = [run(engine, [{"role": "user", "content": COPY}], args.tokens) for _ in range(2)]
+            results[on, "free"] = statistics.median((c - 1) / (t - f) for f, t, c, _ in free)
+            results[on, "copy"] = statistics.median((c - 1) / (t - f) for f, t, c, _ in copy)
+            results[on, "texts"] = [free[0][3], copy[0][3]]
+            print(f"  free chat {results[on, 'free']:.1f} tokens/s, copying reply {results[on, 'copy']:.1f} tokens/s; "
+                  f"cache {cache_mb(engine)}; {resident.prefix_cache()}", flush=True)
+        finally:
+            engine.close()
+    if args.tokens:
+        print(f"free chat, lookup on/off: {results[True, 'free'] / results[False, 'free']:.2f}x (target >= 0.95x); "
+              f"copying reply: {results[True, 'copy'] / results[False, 'copy']:.2f}x; "
+              f"same text: {results[True, 'texts'] == results[False, 'texts']}")
+    if args.segments:
+        (fast, text_on), (slow, text_off) = results[True, "translate"], results[False, "translate"]
+        print(f"translation, cache and lookup on/off: {slow / fast:.2f}x faster (target >= 1.5x); "
+              f"identical output: {text_on == text_off}")
+    if not args.turns:
+        return
+    on, off = results[True], results[False]
+    first_on = statistics.mean(on[0])
+    later_on = statistics.mean(t for turn in on[1:] for t in turn)
+    later_off = statistics.mean(t for turn in off[1:] for t in turn)
+    print(f"\nconversations: turns 2-{args.turns} TTFT {later_on:.2f} s = {later_on / first_on:.1%} of turn 1 "
+          f"({first_on:.2f} s) with the cache (target <= 10%); without it turns 2-{args.off_turns} "
+          f"{later_off:.2f} s = {later_off / statistics.mean(off[0]):.0%} of turn 1")
+
+
+if __name__ == "__main__":
+    main()
