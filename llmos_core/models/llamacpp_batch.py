@@ -17,7 +17,9 @@ How (one thread per loaded model runs `_loop`):
     slots are given up, least recently used first, when a new request needs the room.
   - One step is one llama_decode of one batch: the last sampled token of every sequence that is writing,
     then pieces of prompts being read (up to n_batch tokens in all). Logits are asked only where a next
-    token is due: at the end of a prompt and after each sampled token.
+    token is due: at the end of a prompt and after each sampled token. A short prompt arriving beside writers
+    is read in a step of its own (never two such steps in a row), so a newcomer's first token does not wait for
+    eight other rows (bench/fairness.py).
   - A request that must answer in a shape (JSON schema, tool call) has its own grammar: its row is masked
     to the tokens the grammar allows before it is sampled (generation/constraints.py), so rows with
     different schemas, or none, still share each step.
@@ -121,6 +123,8 @@ class BatchDecoder:
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.steps = 0                    # llama_decode calls so far (tests and figures)
         self.shared_tokens = 0            # prompt tokens shared from another slot's cells, not evaluated
+        self.readers_only_steps = 0       # steps that left the writers out for a newcomer's prompt (tests, figures)
+        self._last_readers_only = False   # the last step left the writers out (a short prompt went first)
         self._waiting: list[_Request] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -297,9 +301,16 @@ class BatchDecoder:
                 wants_token.append((request, n - 1))
 
         running = self._running()
-        for request in running:               # writers first: one token each
-            if not request.todo and request.next_token is not None:
-                add(request, [request.next_token], True)
+        writers = [r for r in running if not r.todo and r.next_token is not None]
+        # A reader whose whole remaining prompt fits this step gets a step of its own: its first token then
+        # waits for its prompt alone, not for every writer's row too (a second user's question beside eight
+        # streams). Writers lose one step for it, never two in a row, so a stream of arrivals cannot stall them.
+        readers_only = bool(writers) and not self._last_readers_only and any(
+            request.todo for request in running) and sum(len(r.todo) for r in running) <= self.n_batch
+        self._last_readers_only = readers_only
+        self.readers_only_steps += readers_only
+        for request in ([] if readers_only else writers):   # writers first: one token each
+            add(request, [request.next_token], True)
         for request in running:               # then readers, as much of their prompt as fits
             if request.todo and n < self.n_batch:
                 piece = request.todo[:self.n_batch - n]
