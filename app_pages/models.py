@@ -8,7 +8,8 @@ import streamlit as st
 from llmos_core.api.snippets import api_access, curl_snippet, openai_snippet
 from llmos_core import access
 from llmos_core.present import format_bytes
-from llmos_core.usecases.models import export_in_progress, list_catalog, pull_and_register, submit_export
+from llmos_core.usecases.models import (export_in_progress, list_catalog, publish_model, pull_and_register,
+                                        submit_export)
 from app_pages._model_browser import measured_caption, search_section
 from app_pages._shared import acting_user, engine, error_boundary
 
@@ -61,7 +62,7 @@ else:
 st.subheader("Catalog")
 entries = list_catalog(eng, user)
 rows = [{"name": e.name, "source": e.source, "task": e.task, "chat template": e.chat, "ready on disk": e.ready,
-         "loaded": eng.models.is_resident(e.name), "description": e.description} for e in entries]
+         "loaded": eng.models.is_resident(e.name), "whose": e.sharing, "description": e.description} for e in entries]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 choice = st.selectbox("Model", [e.name for e in entries], key="models_choice")
@@ -78,6 +79,17 @@ if col_unload.button("Unload", key="models_unload", icon=":material/eject:"):
         if not eng.models.unload(choice):
             st.info(f"{choice} is not loaded.")
         else:
+            st.rerun()
+
+# ---- an admin shares a registered model with every user ----
+entry = next((e for e in entries if e.name == choice), None)
+if user.is_admin and entry is not None and entry.sharing != "built in":
+    published = entry.sharing == "published"
+    if st.button("Withdraw from every user" if published else "Publish to every user", key="models_publish",
+                 icon=":material/group_off:" if published else ":material/group:",
+                 help="published models are listed, and served, for every user; the others only for their owner"):
+        with error_boundary("Publishing"):
+            publish_model(eng, user, choice, shared=not published)
             st.rerun()
 
 # ---- a fine-tune on llama.cpp ----

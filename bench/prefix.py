@@ -3,7 +3,8 @@ Gemma 3 270M served by llama.cpp, greedy. One run measures, with the cache on an
   - conversations taking turns, each over its own ~2,000-token document: time to first token of turns 2..T
     against turn 1 (target: at most 10%);
   - free chat: tokens/s with prompt lookup on against off (target: at least 0.95x), and on a reply that
-    copies its prompt (a list to repeat), with the output compared token for token;
+    copies its prompt (a list to repeat), with the output compared token for token (one model, the two
+    settings in alternation);
   - a document of --segments distinct segments translated (English to German) with the prefix cache and
     prompt lookup against neither: total time and identical output;
   - the prefix cache's memory at each point.
@@ -68,6 +69,23 @@ def translate(engine: Engine, n: int) -> tuple[float, list[str]]:
         return time.perf_counter() - started, out
 
 
+def lookup_speeds(engine: Engine, decoder, tokens: int, rounds: int) -> None:
+    """Decode tokens/s of a free reply and of one that copies its prompt, prompt lookup off and on in
+    alternation on one loaded model (the machine's load drifts within minutes); medians, same text checked."""
+    for name, prompt in (("free chat", FREE), ("copying reply", COPY)):
+        speeds, texts = {False: [], True: []}, {}
+        for _ in range(rounds):
+            for lookup in (False, True):
+                decoder.lookup = lookup
+                decoder.drop_cached()
+                first, total, count, texts[lookup] = run(engine, [{"role": "user", "content": prompt}], tokens)
+                speeds[lookup].append((count - 1) / (total - first))
+        off, on = statistics.median(speeds[False]), statistics.median(speeds[True])
+        print(f"  {name}: {off:.1f} tokens/s without prompt lookup, {on:.1f} with: {on / off:.2f}x "
+              f"(target >= 0.95x); same text: {texts[False] == texts[True]}; cache {cache_mb(engine)}", flush=True)
+    print(f"  {engine.models.resident()[0]['prefix_cache']}")
+
+
 def cache_mb(engine: Engine) -> str:
     stats = engine.models.resident()[0]["prefix_cache"]
     return f"{stats['bytes'] / 1024**2:.0f} MB in {stats['entries']} entries"
@@ -93,7 +111,8 @@ def main() -> None:
     parser.add_argument("--off-turns", type=int, default=2, help="turns measured with the cache off")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--segments", type=int, default=40, help="segments translated (0: skip)")
-    parser.add_argument("--tokens", type=int, default=96, help="tokens of each free-chat reply")
+    parser.add_argument("--tokens", type=int, default=96, help="tokens of each free-chat reply (0: skip)")
+    parser.add_argument("--rounds", type=int, default=3, help="free-chat replies per setting")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMOS_BENCH_HOME") or tempfile.mkdtemp(prefix="llmos-prefix-"))
     results = {}
@@ -112,21 +131,10 @@ def main() -> None:
             results[on] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
                                         "on " if on else "off") if args.turns else []
             resident.model.decoder.drop_cached()
-            if not args.tokens:
-                continue
-            free = [run(engine, [{"role": "user", "content": FREE}], args.tokens) for _ in range(2)]
-            copy = [run(engine, [{"role": "user", "content": COPY}], args.tokens) for _ in range(2)]
-            results[on, "free"] = statistics.median((c - 1) / (t - f) for f, t, c, _ in free)
-            results[on, "copy"] = statistics.median((c - 1) / (t - f) for f, t, c, _ in copy)
-            results[on, "texts"] = [free[0][3], copy[0][3]]
-            print(f"  free chat {results[on, 'free']:.1f} tokens/s, copying reply {results[on, 'copy']:.1f} tokens/s; "
-                  f"cache {cache_mb(engine)}; {resident.prefix_cache()}", flush=True)
+            if on and args.tokens:
+                lookup_speeds(engine, resident.model.decoder, args.tokens, args.rounds)
         finally:
             engine.close()
-    if args.tokens:
-        print(f"free chat, lookup on/off: {results[True, 'free'] / results[False, 'free']:.2f}x (target >= 0.95x); "
-              f"copying reply: {results[True, 'copy'] / results[False, 'copy']:.2f}x; "
-              f"same text: {results[True, 'texts'] == results[False, 'texts']}")
     if args.segments:
         (fast, text_on), (slow, text_off) = results[True, "translate"], results[False, "translate"]
         print(f"translation, cache and lookup on/off: {slow / fast:.2f}x faster (target >= 1.5x); "

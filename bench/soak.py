@@ -45,7 +45,7 @@ QUESTIONS = ["What can LLM OS do?", "When are idle models unloaded?", "Where do 
 
 # ---------------------------------------------------------------- the server side
 
-def process_figures(pid: int, exclude: set[int]) -> dict:
+def process_figures(pid: int, exclude: set[int], store) -> dict:
     import psutil
 
     engine = psutil.Process(pid)
@@ -58,7 +58,7 @@ def process_figures(pid: int, exclude: set[int]) -> dict:
             pass
     return {"t": time.time(), "engine_rss": engine.memory_info().rss, "workers_rss": worker_rss,
             "workers": len(workers), "fds": engine.num_fds(), "threads": engine.num_threads(),
-            "pool_threads": pool_threads()}
+            "pool_threads": pool_threads(), "connections": store.connection_stats()["open"]}
 
 
 def open_files() -> Counter:
@@ -78,11 +78,10 @@ def open_files() -> Counter:
 POOLS = ("uvloop_", "asyncio_", "AnyIO worker thread", "ThreadPoolExecutor")
 
 
-# SQLite keeps the descriptors of a connection closed while another connection of the process holds a lock
-# on the file, and reuses them for the next connection (its unix VFS: POSIX locks are per process): at most
-# one per connection that was open at once, i.e. per load thread using the store (Soak.fd_slack); psutil may
-# hold a /proc file of a worker gone. A leak grows with the requests (thousands in 20 minutes); this slack
-# cannot hide one, and live SQLite connections are counted apart (their own target).
+# psutil may hold a /proc file of a worker gone; nothing else may stay open. SQLite connections are lent to
+# threads by the store's pool (llmos_core/sqlite_pool.py) and taken back when a thread ends, never closed while
+# the file is in use: each one the load added (bounded by the threads using the store at once) is counted apart,
+# two descriptors each (the file and its WAL; the shared memory is one per process).
 FD_SLACK = 4
 
 
@@ -107,10 +106,10 @@ def db_bytes(home: Path) -> int:
 
 def back(start: dict, end: dict, slack: int = FD_SLACK) -> bool:
     """Descriptors and threads back to their start figure. Bounded pools' idle threads are not counted (they
-    may not pass their bounds), nor the database connection each may hold (one per thread: store.py), at
-    most three descriptors (the file, its WAL and its shared memory), nor `slack` more (FD_SLACK and the note above it)."""
-    grown = max(0, end["pool_threads"] - start["pool_threads"])
-    return (end["fds"] <= start["fds"] + 3 * grown + slack and end["pool_threads"] <= 32 + 40
+    may not pass their bounds), nor the connections the store's pool added (two descriptors each: the note
+    above FD_SLACK), nor `slack` more."""
+    pooled = max(0, end["connections"] - start["connections"])
+    return (end["fds"] <= start["fds"] + 2 * pooled + slack and end["pool_threads"] <= 32 + 40
             and end["threads"] - end["pool_threads"] <= start["threads"] - start["pool_threads"])
 
 
@@ -135,7 +134,7 @@ class Soak:
         self.written: dict[str, dict] = {"memory": {}, "glossary": {}}
         self.samples: list[dict] = []
         self.created = time.time()
-        self.fd_slack = FD_SLACK + args.ask_clients + args.viewers + 3   # + teacher, jobs, sampler threads
+        self.fd_slack = FD_SLACK
 
     def say(self, text: str) -> None:
         print(f"soak +{time.time() - self.created:.0f}s: {text}", file=sys.stderr, flush=True)
@@ -248,13 +247,13 @@ class Soak:
 
     def sample(self, exclude: set[int]) -> None:
         while not self.stop.wait(10.0):
-            self.samples.append(process_figures(os.getpid(), exclude))
+            self.samples.append(process_figures(os.getpid(), exclude, self.engine.store))
 
     def run(self) -> int:
         args = self.args
         self.prepare()
         self.say("warmed up; the load starts")
-        start = process_figures(os.getpid(), set())
+        start = process_figures(os.getpid(), set(), self.engine.store)
         start_db = db_bytes(self.home)
         start_names = Counter(t.name for t in threading.enumerate())
         self.start_files = open_files()
@@ -280,7 +279,7 @@ class Soak:
         self.stop.set()
         for thread in load:
             thread.join(timeout=300)
-        self.samples.append(process_figures(os.getpid(), {client.pid}))
+        self.samples.append(process_figures(os.getpid(), {client.pid}, self.engine.store))
         self.say("the load has stopped; waiting for the last jobs")
         self.finish_jobs()
         self.say("jobs ended; waiting for descriptors and threads to settle")
@@ -311,7 +310,7 @@ class Soak:
         deadline = time.time() + wait_s
         while True:
             gc.collect()   # what only a cycle still holds (a connection in a dead thread's frame) goes now
-            end = process_figures(os.getpid(), set())
+            end = process_figures(os.getpid(), set(), self.engine.store)
             if back(start, end, self.fd_slack) or time.time() > deadline:
                 return end
             time.sleep(2.0)
@@ -369,12 +368,17 @@ class Soak:
         glossary = Glossary.for_home(self.home).entries("en", "de")
         lost = [k for k, v in self.written["memory"].items() if memory.get(k) != v]
         lost += [k for k, v in self.written["glossary"].items() if glossary.get(k) != v]
-        connections = sqlite_connections()
-        if connections > self.start_connections + max(0, end["pool_threads"] - start["pool_threads"]):
-            hard.append(f"{connections} SQLite connections open, {self.start_connections} at the start")
+        connections, pool = sqlite_connections(), self.engine.store.connection_stats()
+        # Every connection alive is the pool's (none leaked outside it), and the pool holds no more than the
+        # threads that used the store at once.
+        if connections - self.start_connections > pool["open"] - start["connections"]:
+            hard.append(f"{connections} SQLite connections open, {self.start_connections} at the start, but the "
+                        f"store's pool went from {start['connections']} to {pool['open']}")
         lines.append(f"threads now: {sorted(t.name for t in threading.enumerate())}; descriptors beyond the start: "
                      f"{dict(open_files() - self.start_files)}; SQLite connections open: {connections} "
-                     f"(at the start: {self.start_connections})")
+                     f"(at the start: {self.start_connections}); the store's pool: {pool['open']} open "
+                     f"({pool['idle']} idle, lent to the next threads), {start['connections']} at the start, "
+                     f"at most {pool['peak']} at once")
         lines.append(f"translation memory: {len(self.written['memory'])} written, {len(memory)} held; glossary: "
                      f"{len(self.written['glossary'])} written, {len(glossary)} held")
         if lost:

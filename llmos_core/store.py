@@ -1,7 +1,8 @@
 """SQLite (WAL) access shared by the server, the CLI and job workers.
 
-One connection per thread (sqlite3 connections must not cross threads); WAL lets readers and one
-writer work at once, and busy_timeout makes a writer wait for a lock instead of failing.
+One connection per thread at a time (lent by sqlite_pool.py, which takes it back when the thread ends and lends
+it to the next one); WAL lets readers and one writer work at once, and busy_timeout makes a writer wait for a
+lock instead of failing.
 Domain modules (conversations, jobs, monitor) keep their own queries; this module owns the schema,
 the connections and the event log.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .paths import secure_database
+from .sqlite_pool import Lease, pool_for
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -144,6 +146,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         secure_database(self.path)   # 0600: conversations and job parameters are the user's own
         self._local = threading.local()
+        self._pool = pool_for(self.path, self)
         self.connection().executescript(SCHEMA)   # idempotent: CREATE ... IF NOT EXISTS
         for table, columns in _ADDED_COLUMNS.items():
             self.add_columns(table, columns)
@@ -160,16 +163,14 @@ class Store:
                         raise
 
     def connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
+        lease = getattr(self._local, "lease", None)
+        if lease is None or lease.conn is None:
+            lease = self._local.lease = Lease(self._pool)
+        return lease.conn
+
+    def connection_stats(self) -> dict:
+        """This process's connections to the file: open, idle (waiting for a thread), the most open at once."""
+        return self._pool.stats()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -191,10 +192,10 @@ class Store:
         return [dict(row) for row in self.connection().execute(sql, params).fetchall()]
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Closes this thread's connection (others go back to the pool when their threads end)."""
+        lease = getattr(self._local, "lease", None)
+        if lease is not None:
+            lease.close()
 
     # ---- events: the log that monitor charts draw as markers ----
     def add_event(self, kind: str, subject: str, message: str, **data: Any) -> None:

@@ -17,7 +17,7 @@ from ..engine import Engine
 from ..errors import LLMOSError
 from ..present import format_bytes
 from ..settings import Settings
-from ..usecases.models import estimate_model, list_catalog, pull_and_register, search_models
+from ..usecases.models import estimate_model, list_catalog, publish_model, pull_and_register, search_models
 from . import acting_user, print_json, progress_printer, table
 
 
@@ -43,6 +43,9 @@ def register(subparsers) -> None:
         p.add_argument("name")
         p.add_argument("--backend", default=None, help="transformers (default) or llamacpp")
         p.add_argument("--json", action="store_true")
+    p = sub.add_parser("publish", help="an admin shares a registered model with every user (--withdraw: takes it back)")
+    p.add_argument("name")
+    p.add_argument("--withdraw", action="store_true", help="make it its owner's alone again")
     p = sub.add_parser("ps", help="models in memory, with estimated and measured bytes")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("estimate", help="memory, tokens/s and time to first token here, before any download")
@@ -61,7 +64,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     settings = Settings.from_env()
-    return {"list": _list, "pull": _pull, "export": _export, "load": _load, "unload": _unload, "ps": _ps,
+    return {"list": _list, "pull": _pull, "export": _export, "load": _load, "unload": _unload, "ps": _ps, "publish": _publish,
             "estimate": _estimate, "search": _search}[args.action](args, settings)
 
 
@@ -78,7 +81,17 @@ def _list(args, settings: Settings) -> int:
     if args.json:
         print_json(rows)
     else:
-        print(table(rows, ["name", "source", "task", "chat", "ready", "location"]))
+        print(table(rows, ["name", "source", "task", "chat", "ready", "sharing", "location"]))
+    return 0
+
+
+def _publish(args, settings: Settings) -> int:
+    engine = Engine(settings, primary=False, start_threads=False)
+    try:
+        publish_model(engine, acting_user(args, engine.store), args.name, shared=not args.withdraw)
+    finally:
+        engine.close()
+    print(f"{args.name}: {'no longer published' if args.withdraw else 'published to every user'}")
     return 0
 
 

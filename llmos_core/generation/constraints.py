@@ -53,9 +53,42 @@ def json_schema_grammar(schema: Any) -> str:
         raise InvalidInput(f"the JSON schema has {len(text):,} characters; at most {MAX_SCHEMA_CHARS:,} are accepted",
                            "send a smaller schema")
     try:
-        return LLMatcher.grammar_from_json_schema(text, defaults=JSON_OPTIONS)
+        return LLMatcher.grammar_from_json_schema(json.dumps(closed_objects(schema)), defaults=JSON_OPTIONS)
     except ValueError as exc:
         raise InvalidInput(f"the JSON schema cannot be read: {exc}"[:300], "send a valid JSON schema") from exc
+
+
+MAX_SCHEMA_DEPTH = 64
+# Where subschemas sit in a schema: keywords holding one, a list of them, or a name -> subschema map.
+_ONE = ("items", "additionalItems", "contains", "not", "if", "then", "else", "propertyNames")
+_MANY = ("anyOf", "oneOf", "allOf", "prefixItems")
+_NAMED = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def closed_objects(schema: Any, depth: int = 0) -> Any:
+    """The schema with every object that names its properties, and says nothing of others, closed to others
+    (additionalProperties: false), as llama.cpp's grammar converter and OpenAI's strict mode do. Why: a client
+    such as LangChain's bind_tools sends a tool's parameters without additionalProperties, and JSON Schema
+    then allows any other property: a small model given that freedom writes invented ones until max_tokens
+    (SmolLM2, langchain-openai, 2026-12-07). An object that says additionalProperties keeps what it says."""
+    if depth > MAX_SCHEMA_DEPTH:
+        raise InvalidInput(f"the JSON schema nests deeper than {MAX_SCHEMA_DEPTH} levels", "send a flatter schema")
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if isinstance(out.get("properties"), dict) and "additionalProperties" not in out \
+            and "patternProperties" not in out and "unevaluatedProperties" not in out:
+        out["additionalProperties"] = False
+    for key in _ONE + ("additionalProperties",):
+        if isinstance(out.get(key), dict):
+            out[key] = closed_objects(out[key], depth + 1)
+    for key in _MANY:
+        if isinstance(out.get(key), list):
+            out[key] = [closed_objects(item, depth + 1) for item in out[key]]
+    for key in _NAMED:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: closed_objects(item, depth + 1) for name, item in out[key].items()}
+    return out
 
 
 def json_object_grammar() -> str:

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInput
-from .constraints import JSON_OPTIONS, MAX_SCHEMA_CHARS, lark_grammar
+from .constraints import JSON_OPTIONS, MAX_SCHEMA_CHARS, closed_objects, lark_grammar
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")     # OpenAI's rule for function names
@@ -74,9 +74,11 @@ def grammar(tools: list[Tool], choice: str, parallel: bool, reply_schema: dict |
         raise InvalidInput(f"tool_choice names {choice!r}, which is not among the tools", "name one of the tools")
     rules = []
     for i, tool in enumerate(offered):
-        schema = {**tool.parameters, "x-guidance": JSON_OPTIONS}
+        schema = {**closed_objects(tool.parameters), "x-guidance": JSON_OPTIONS}
         rules.append(f'tool{i}: "{{\\"name\\":\\"{tool.name}\\",\\"arguments\\":" %json {json.dumps(schema)} "}}"')
-    calls = 'call ("\\n"? call)*' if parallel else "call"
+    # A named tool_choice asks for that call, once: a small model allowed more repeats the same call until
+    # max_tokens (SmolLM2 under LangChain's bind_tools(tool_choice=NAME), 2026-12-07).
+    calls = 'call ("\\n"? call)*' if parallel and choice in ("auto", "required") else "call"
     if choice != "auto":
         start = "start: calls"
     elif reply_schema is None:
@@ -86,7 +88,7 @@ def grammar(tools: list[Tool], choice: str, parallel: bool, reply_schema: dict |
         rules.append(f"TEXT: /(.|\\n)+/ & ~/{re.escape(OPEN)}(.|\\n)*/")
     else:
         start = "start: reply | calls"
-        rules.append(f"reply: %json {json.dumps({**reply_schema, 'x-guidance': JSON_OPTIONS})}")
+        rules.append(f"reply: %json {json.dumps({**closed_objects(reply_schema), 'x-guidance': JSON_OPTIONS})}")
     return lark_grammar("\n".join([
         start,
         f"calls: {calls}",

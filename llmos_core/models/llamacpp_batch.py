@@ -17,7 +17,9 @@ How (one thread per loaded model runs `_loop`):
   - One step is one llama_decode of one batch: the last sampled token of every sequence that is writing
     (with prompt-lookup drafts for greedy rows: prompt_lookup.py), then pieces of prompts being read (up to
     n_batch tokens in all). Logits are asked only where a next token is due: at the end of a prompt, after
-    each sampled token and after each draft.
+    each sampled token and after each draft. A short prompt arriving beside writers is read in a step of
+    its own (never two such steps in a row), so a newcomer's first token does not wait for eight other
+    rows (bench/fairness.py).
   - A request that must answer in a shape (JSON schema, tool call) has its own grammar: its row is masked
     to the tokens the grammar allows before it is sampled (generation/constraints.py), so rows with
     different schemas, or none, still share each step.
@@ -115,6 +117,8 @@ class BatchDecoder:
         self.drafted = self.accepted = 0  # prompt lookup: tokens guessed, guesses kept
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.steps = 0                    # llama_decode calls so far (tests and figures)
+        self.readers_only_steps = 0       # steps that left the writers out for a newcomer's prompt (tests, figures)
+        self._last_readers_only = False   # the last step left the writers out (a short prompt went first)
         self._waiting: list[_Request] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -270,8 +274,15 @@ class BatchDecoder:
 
         running = self._running()
         writers = [r for r in running if not r.todo and r.next_token is not None]
+        # A reader whose whole remaining prompt fits this step gets a step of its own: its first token then
+        # waits for its prompt alone, not for every writer's row too (a second user's question beside eight
+        # streams). Writers lose one step for it, never two in a row, so a stream of arrivals cannot stall them.
+        readers_only = bool(writers) and not self._last_readers_only and any(
+            request.todo for request in running) and sum(len(r.todo) for r in running) <= self.n_batch
+        self._last_readers_only = readers_only
+        self.readers_only_steps += readers_only
         spare = self.max_outputs - len(writers) - sum(1 for r in running if r.todo)
-        for request in writers:               # writers first: their token, and drafts where lookup guesses
+        for request in ([] if readers_only else writers):   # writers first: their token, and lookup's drafts
             drafts = []
             if request.lookup is not None and spare > 0:
                 room = min(spare, request.params.max_new_tokens - request.generated - 1,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import access
 from ..access import LOCAL, WEB
-from ..accounts import User
+from ..accounts import NotAllowed, User
 from ..errors import InvalidInput, LLMOSError, ModelNotFound, OfflineError
 from ..models import browser, fetch
 
@@ -26,12 +26,33 @@ class CatalogEntry:
     ready: bool             # its files are on disk
     location: str
     description: str
+    sharing: str = "built in"   # built in (embedded, packaged), published (an admin shared it), yours, NAME's
 
 
 def list_catalog(engine, actor: User) -> list[CatalogEntry]:
-    """The models `actor` may use (catalog.visible): shared ones and their own."""
+    """The models `actor` may use (catalog.visible): shared ones and their own, each marked which it is."""
+    names = engine.accounts.names() if actor.is_admin else {}
     return [CatalogEntry(s.name, s.source, s.task, s.chat, fetch.is_ready(s, engine.settings), s.location,
-                         s.description) for s in engine.catalog.visible(actor)]
+                         s.description, _sharing(s, actor, names)) for s in engine.catalog.visible(actor)]
+
+
+def _sharing(spec, actor: User, names: dict) -> str:
+    if "owner" not in spec.data:
+        return "built in"
+    if spec.data.get("shared"):
+        return "published"
+    owner = spec.data["owner"]
+    return "yours" if owner == actor.id else f"{names.get(owner, owner)}'s"
+
+
+def publish_model(engine, actor: User, name: str, shared: bool = True) -> None:
+    """An admin shares a registered model with every user (shared=False takes it back: others' chats with it
+    then end at their next message, as for a deleted model)."""
+    if not actor.is_admin:
+        raise NotAllowed("only an admin publishes a model to every user")
+    engine.catalog.publish(name, shared)
+    engine.store.add_event("publish" if shared else "unpublish", name,
+                           f"{name} {'published to every user' if shared else 'no longer published'} by {actor.name}")
 
 
 def model_names(engine, actor: User, task: str | None = None) -> list[str]:

@@ -38,6 +38,21 @@ def test_load_and_unload_from_the_page(app, tiny_causal):
     assert not engine.models.is_resident(name)
 
 
+def test_an_admin_publishes_a_registered_model_from_the_page(app, tiny_causal):
+    engine = get_engine(Settings.from_env())
+    name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
+    app.switch_page("app_pages/models.py").run()
+    frame = app.dataframe[0].value
+    assert dict(zip(frame["name"], frame["whose"]))[name] == "yours"
+    app.selectbox(key="models_choice").set_value(name).run()
+    assert app.button(key="models_publish").label == "Publish to every user"
+    app.button(key="models_publish").click().run()
+    assert not app.exception and not app.error
+    assert engine.catalog.get(name).data["shared"]
+    assert dict(zip(app.dataframe[0].value["name"], app.dataframe[0].value["whose"]))[name] == "published"
+    assert app.button(key="models_publish").label == "Withdraw from every user"
+
+
 def test_a_bad_pull_shows_a_message_not_a_traceback(app):
     app.switch_page("app_pages/models.py").run()
     app.text_input(key="models_ref").set_value("no such model").run()

@@ -1,6 +1,7 @@
 """The issue's acceptance checks, on the two embedded models (llama.cpp, as the API serves them here), with the
 official openai package against the real server on 127.0.0.1: parse() with a Pydantic model, json_object,
-a named tool call and `required` with valid arguments, and a two-step tool loop. Three parse() requests each here
+a named tool call and `required` with valid arguments, and a two-step tool loop; and langchain-openai's
+with_structured_output and bind_tools. Three parse() requests each here
 (the bench, bench/structured.py, runs the issue's twenty: 20/20 on both)."""
 from __future__ import annotations
 
@@ -79,3 +80,24 @@ def test_a_two_step_tool_loop_ends_in_an_answer(binding, client):
                                            seed=3, max_tokens=60)
     answer = final.choices[0].message
     assert answer.tool_calls is None and answer.content and final.choices[0].finish_reason in ("stop", "length")
+
+
+def test_langchain_openai_gets_structured_output_and_tool_calls(binding, client):
+    """A framework no one here wrote, pointed at the server by its base URL: langchain-openai's
+    with_structured_output (a JSON schema) and bind_tools (a forced tool call, arguments parsed by LangChain)."""
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Current weather in a city."""
+        return f"sunny in {city}"
+
+    llm = ChatOpenAI(model="smollm2-135m-instruct", base_url=str(client.base_url), api_key="x", temperature=0,
+                     max_tokens=80, max_retries=0, timeout=300)
+    animal = llm.with_structured_output(Animal).invoke("Describe a cat.")
+    assert isinstance(animal, Animal)
+    message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("What is the weather in Paris?")
+    assert [call["name"] for call in message.tool_calls] == ["get_weather"]
+    assert isinstance(message.tool_calls[0]["args"]["city"], str)
+    assert get_weather.invoke(message.tool_calls[0]["args"]).startswith("sunny in")

@@ -104,6 +104,33 @@ def test_schemas_are_checked_for_shape_and_size():
         constraints.json_schema_grammar({"description": "x" * (constraints.MAX_SCHEMA_CHARS + 1)})
 
 
+def test_an_object_that_names_its_properties_gets_no_others_unless_its_schema_says_so(engine, model):
+    # LangChain's bind_tools sends parameters without additionalProperties: SmolLM2 then wrote invented
+    # properties until max_tokens. Closed as llama.cpp's converter does; an explicit choice is kept.
+    open_person = {key: value for key, value in PERSON.items() if key != "additionalProperties"}
+    nested = {"type": "object", "properties": {"who": open_person, "tags": {"type": "array", "items": open_person}},
+              "$defs": {"p": open_person}, "anyOf": [open_person]}
+    closed = constraints.closed_objects(nested)
+    assert closed["additionalProperties"] is False
+    assert closed["properties"]["who"]["additionalProperties"] is False
+    assert closed["properties"]["tags"]["items"]["additionalProperties"] is False
+    assert closed["$defs"]["p"]["additionalProperties"] is False and closed["anyOf"][0]["additionalProperties"] is False
+    assert "additionalProperties" not in nested and "additionalProperties" not in open_person   # not changed in place
+    kept = {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "integer"}}
+    assert constraints.closed_objects(kept) == kept
+    assert "additionalProperties" not in constraints.closed_objects({"type": "object"})   # json_object: any object
+    for seed in range(2):                                       # a random model under the open schema: no extra keys
+        check_person(engine.chat.generate(model, USER, params(constraints.json_schema_grammar(open_person), seed),
+                                          backend="transformers").text)
+    deep: dict = {"type": "object", "properties": {}}
+    node = deep
+    for _ in range(constraints.MAX_SCHEMA_DEPTH + 2):
+        node["properties"]["x"] = {"type": "object", "properties": {}}
+        node = node["properties"]["x"]
+    with pytest.raises(InvalidInput, match="nests deeper"):
+        constraints.json_schema_grammar(deep)
+
+
 def test_the_grammar_travels_as_data_and_the_compiled_one_does_not():
     p = params(constraints.json_object_grammar())
     values = p.to_dict()

@@ -61,6 +61,20 @@ def test_cli_list_and_errors(home):
     assert result.returncode == 0 and json.loads(result.stdout) == []
     result = cli("models", "export", "gemma-3-270m")   # embedded: a GGUF already, nothing to export
     assert result.returncode == 1 and "not a fine-tuned model" in result.stderr and "Traceback" not in result.stderr
+    result = cli("models", "publish", "gemma-3-270m")  # embedded: shared with everyone already
+    assert result.returncode == 1 and "embedded models are shared already" in result.stderr
+
+
+def test_cli_publish_is_for_admins(home, tiny_causal):
+    engine = Engine(Settings.from_env(), primary=False, start_threads=False)
+    name = engine.catalog.register(engine.catalog.resolve(str(tiny_causal))).name
+    engine.accounts.add_user("bob", "bob password")
+    engine.close()
+    refused = cli("--as", "bob", "models", "publish", name)
+    assert refused.returncode == 1 and "only an admin" in refused.stderr and "Traceback" not in refused.stderr
+    assert cli("models", "publish", name).returncode == 0     # the data folder's owner: the local admin
+    listed = json.loads(cli("--as", "bob", "models", "list", "--json").stdout)
+    assert [m["sharing"] for m in listed if m["name"] == name] == ["published"]
 
 
 def test_cli_load_starts_a_background_engine_that_ps_sees(home, tiny_causal):

@@ -181,6 +181,24 @@ def test_the_next_turn_reads_only_what_the_cache_does_not_hold(chat_model):
 
 
 @pytest.mark.slow
+def test_a_short_prompt_is_read_in_a_step_of_its_own_and_the_writers_reply_is_unchanged(chat_model):
+    _, resident = chat_model
+    decoder = resident.model.decoder
+    story, question = _prompt_ids(resident, "Tell me a story."), _prompt_ids(resident, "Name a colour.")
+    alone = _reply(decoder, story, max_new_tokens=24)
+    before = decoder.readers_only_steps
+    writer = decoder.submit(story, SamplingParams(do_sample=False, max_new_tokens=24), threading.Event())
+    pieces = [writer.out.get(), writer.out.get()]          # the writer is mid-reply ...
+    newcomer = decoder.submit(question, SamplingParams(do_sample=False, max_new_tokens=4), threading.Event())
+    assert llamacpp_batch.read_reply(newcomer)             # ... when the question arrives
+    pieces += iter(writer.out.get, llamacpp_batch._END)
+    # The question's prompt was read in a step without the writer's row (its first token waited for it alone),
+    # and the writer's greedy reply is the one it writes alone.
+    assert decoder.readers_only_steps == before + 1
+    assert "".join(text for text, _ in pieces) == alone
+
+
+@pytest.mark.slow
 def test_requests_wait_for_room_in_the_shared_cache(chat_model, monkeypatch):
     _, resident = chat_model
     decoder = resident.model.decoder

@@ -138,9 +138,23 @@ def test_a_fine_tuned_model_is_its_owners_until_an_admin_publishes_it(world, tmp
         next(engine.chat.stream("alices-tune", [{"role": "user", "content": "hi"}], SamplingParams(), user=b))
     embedded = [s for s in engine.catalog.visible(b) if s.is_embedded]
     assert embedded                           # the embedded models are shared with everyone
-    engine.catalog.publish("alices-tune")
-    assert "alices-tune" in model_names(engine, b)
+    from llmos_core.accounts import NotAllowed
+    from llmos_core.usecases.models import publish_model
+
+    def sharing(actor):
+        return {e.name: e.sharing for e in list_catalog(engine, actor)}
+
+    assert sharing(a)["alices-tune"] == "yours" and sharing(admin)["alices-tune"] == "alice's"
+    assert sharing(b)[embedded[0].name] == "built in"
+    with pytest.raises(NotAllowed):          # only an admin publishes, even the owner
+        publish_model(engine, a, "alices-tune")
+    publish_model(engine, admin, "alices-tune")
+    assert "alices-tune" in model_names(engine, b) and sharing(b)["alices-tune"] == "published"
     assert [s.data["owner"] for s in engine.catalog.visible(admin) if s.name == "alices-tune"] == [a.id]
+    publish_model(engine, admin, "alices-tune", shared=False)   # withdrawn: Bob's again reads as missing
+    assert "alices-tune" not in model_names(engine, b)
+    with pytest.raises(ModelNotFound):
+        publish_model(engine, admin, "no-such-model")
 
 
 def test_training_data_files_are_their_owners_alone(world):
