@@ -281,7 +281,9 @@ class BatchDecoder:
             request.todo for request in running) and sum(len(r.todo) for r in running) <= self.n_batch
         self._last_readers_only = readers_only
         self.readers_only_steps += readers_only
-        spare = self.max_outputs - len(writers) - sum(1 for r in running if r.todo)
+        # Drafts only fill the step up to PARALLEL rows: beside eight writers an extra row costs as much as it may
+        # save (each computes Gemma's 262k-word output layer), beside one it is nearly free.
+        spare = min(self.max_outputs - len(writers) - sum(1 for r in running if r.todo), PARALLEL - len(writers))
         for request in ([] if readers_only else writers):   # writers first: their token, and lookup's drafts
             drafts = []
             if request.lookup is not None and spare > 0:
