@@ -8,9 +8,10 @@ import threading
 import pytest
 from llamacpp_required import binding  # noqa: F401 (a fixture)
 
+from llmos_core.api.metrics import _prefix_cache_gauges
 from llmos_core.engine import Engine
 from llmos_core.generation import SamplingParams
-from llmos_core.models import llamacpp_batch, prompt_lookup
+from llmos_core.models import llamacpp, llamacpp_batch, prompt_lookup
 from llmos_core.settings import Settings
 
 CHAT = "smollm2-135m-instruct"
@@ -140,3 +141,23 @@ def test_two_prompts_with_one_prefix_arriving_together(cached):
     assert together() == first   # the same batch gives the same replies: no row read another's cells
     # both prompts' cells were kept: arriving together again, each reads only its last token
     assert [reused for _, reused in together()] == [len(ids) - 1 for ids in prompts]
+
+
+def test_settings_size_and_turn_off_each_part(home):
+    settings = Settings.from_env({"LLMOS_PREFIX_CACHE_MB": "64", "LLMOS_PROMPT_LOOKUP": "0"}, home=home)
+    assert settings.prefix_cache and settings.prefix_cache_mb == 64 and not settings.prompt_lookup
+    gemma = {"general.architecture": "gemma3", "gemma3.block_count": "18", "gemma3.attention.head_count": "4",
+             "gemma3.attention.head_count_kv": "1", "gemma3.embedding_length": "640",
+             "gemma3.attention.key_length": "256", "gemma3.attention.value_length": "256"}
+    cell = llamacpp.kv_cache_bytes(gemma, 1)
+    assert llamacpp.LlamaCppBackend(settings).cache_cells(gemma) == 64 * 1024**2 // cell
+    off = Settings.from_env({"LLMOS_PREFIX_CACHE": "0"}, home=home)
+    assert llamacpp.LlamaCppBackend(off).cache_cells(gemma) == 0 and off.prompt_lookup
+
+
+def test_metrics_show_each_models_prefix_cache():
+    stats = {"entries": 3, "bytes": 1000, "hit_rate": 0.5, "tokens_saved": 40, "accepted": 7}
+    families = {f.name: f for f in _prefix_cache_gauges([{"name": "m", "backend": "llamacpp", "prefix_cache": stats},
+                                                          {"name": "t", "backend": "transformers", "prefix_cache": None}])}
+    assert [s.value for s in families["llmos_prefix_cache_entries"].samples] == [3]
+    assert families["llmos_prefix_cache_tokens_saved"].samples[0].labels == {"model": "m", "backend": "llamacpp"}
