@@ -160,13 +160,22 @@ def search_models(engine, actor: User, query: str, task: str = "", context: int 
     return SearchResult(models)
 
 
+def _prefix_room(row: dict) -> int:
+    """Bytes of KV cells llama.cpp allocated for the prefix cache beyond the context the prediction is made at
+    (LLMOS_PREFIX_CACHE_MB): left out of the measurement set beside the prediction."""
+    cells, base = row.get("kv_cells") or 0, browser.load_context(row["backend"])
+    if row["backend"] != "llamacpp" or cells <= base or not row.get("kv_bytes"):
+        return 0
+    return row["kv_bytes"] * (cells - base) // cells
+
+
 def prediction_beside_measurement(engine, name: str) -> dict | None:
     """For a model's card after its first run: per runner, the prediction and what was measured here (the
     resident model's memory, the last replies' speeds). None when it has not run yet or cannot be estimated."""
     measured: dict[str, dict] = {}
     for row in engine.models.resident():
         if row["name"] == name:
-            measured.setdefault(row["backend"], {})["memory_bytes"] = row["measured_bytes"]
+            measured.setdefault(row["backend"], {})["memory_bytes"] = row["measured_bytes"] - _prefix_room(row)
     for reply in browser.calibration.measured_replies(engine.store):
         if reply["model"] == name and reply["backend"] in ("llamacpp", "transformers"):
             entry = measured.setdefault(reply["backend"], {})
