@@ -115,7 +115,7 @@ def _records(path: Path, max_bytes: int, fields: tuple[str, ...]):
         raise InvalidInput(f"{path.name}: {suffix or 'no extension'} is not a preference data format",
                            "use .jsonl or .csv with the columns " + ", ".join(fields))
     text = read_text_bounded(path, max_bytes)
-    rows = _jsonl_rows(path.name, text) if suffix == ".jsonl" else _csv_rows(path.name, text, fields)
+    rows = jsonl_rows(path.name, text) if suffix == ".jsonl" else _csv_rows(path.name, text, fields)
     out = []
     for record, where, number in rows:
         if len(out) >= MAX_ROWS:
@@ -131,7 +131,7 @@ def _records(path: Path, max_bytes: int, fields: tuple[str, ...]):
     return out
 
 
-def _jsonl_rows(name: str, text: str):
+def jsonl_rows(name: str, text: str):
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
