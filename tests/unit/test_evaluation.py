@@ -72,6 +72,8 @@ def test_paired_bootstrap_known_numbers():
     assert (constant.difference.low, constant.difference.high) == (0.0, 0.0)
     with pytest.raises(InvalidInput):
         paired_bootstrap([1, 2], [1])
+    with pytest.raises(InvalidInput, match="too many draws"):      # memory bounded before numpy allocates
+        paired_bootstrap([1.0] * 2000, [0.0] * 2000, resamples=100_000)
 
 
 def test_verdict_rule():
