@@ -1,5 +1,5 @@
-"""Benchmark: an evaluation's replies with a few requests in flight per model (evaluation/run.py's PARALLEL,
-so the generation service batches them) against one request at a time, on the embedded models.
+"""Benchmark: an evaluation's replies with 4 requests in flight per model (`parallel=4`, so the generation
+service batches them) against one at a time (the default, evaluation/run.py's PARALLEL), on the embedded models.
 
 Both runs evaluate smollm2-135m-instruct against gemma-3-270m on the same prompts (greedy, `auto` backend:
 llama.cpp where it is built) with the rule metric, so the only difference is how many replies are in
@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT))
 from llmos_core.accounts import LOCAL_ADMIN  # noqa: E402
 from llmos_core.engine import Engine  # noqa: E402
 from llmos_core.evaluation import HeldOutRow, Rule, evaluate_models  # noqa: E402
-from llmos_core.evaluation import run as evaluation_run  # noqa: E402
 from llmos_core.settings import Settings  # noqa: E402
 
 TUNED, BASE = "smollm2-135m-instruct", "gemma-3-270m"
@@ -30,10 +29,9 @@ TOPICS = ["the sea", "a lighthouse", "bread", "winter", "a bicycle", "the moon",
 
 
 def timed(engine, rows, tokens: int, parallel: int):
-    evaluation_run.PARALLEL = parallel
     started = time.perf_counter()
     report = evaluate_models(engine, LOCAL_ADMIN, TUNED, BASE, rows, ["rule"], rule=Rule(regex=r"\."),
-                             max_new_tokens=tokens)
+                             max_new_tokens=tokens, parallel=parallel)
     return time.perf_counter() - started, report
 
 
