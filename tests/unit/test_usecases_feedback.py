@@ -89,7 +89,9 @@ def test_another_users_conversation_comparison_and_records_read_as_missing(eng):
     [record] = feedback.list_feedback(eng, ALICE)
     with pytest.raises(InvalidInput, match="does not exist"):
         feedback.delete_feedback(eng, BOB, record["id"])
-    assert len(feedback.list_feedback(eng, LOCAL_ADMIN)) == 1          # an admin sees all
+    assert feedback.list_feedback(eng, LOCAL_ADMIN) == []              # an admin's own list and export: theirs
+    assert len(feedback.list_feedback(eng, LOCAL_ADMIN, everyone=True)) == 1   # asked for, an admin sees all
+    assert feedback.list_feedback(eng, BOB, everyone=True) == []
     feedback.delete_feedback(eng, ALICE, record["id"])
     assert feedback.list_feedback(eng, ALICE) == []
 
