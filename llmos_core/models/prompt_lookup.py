@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MAX_DRAFT = 5          # tokens guessed per step for one row
+MAX_DRAFT = 5          # tokens guessed per step for one row, at most (Lookup.length adapts)
 NGRAM = (3, 2)         # the lengths of the tail searched for, longest first
 SEARCH_TOKENS = 4096   # how far back the tail is searched (bounded time per step)
 TRIAL = 20             # drafted tokens before the acceptance rate is judged
@@ -55,17 +55,20 @@ class Lookup:
         self.history = list(prompt)
         self.enabled = enabled
         self.drafted = self.accepted = 0
+        self.length = MAX_DRAFT   # drafts per step: one more after a step that kept all, else what was kept + 1
 
     def draft(self, next_token: int, room: int) -> list[int]:
         """Drafts to feed after `next_token` (which is already known), at most `room` of them."""
         if not self.enabled:
             return []
-        return find_draft(self.history + [next_token], min(MAX_DRAFT, room))
+        return find_draft(self.history + [next_token], min(self.length, room))
 
     def record(self, fed: list[int], drafted: int, accepted: int) -> None:
         """`fed`: the tokens now in the cache (next token and accepted drafts)."""
         self.history.extend(fed)
         self.drafted += drafted
         self.accepted += accepted
+        if drafted:
+            self.length = min(MAX_DRAFT, self.length + 1) if accepted == drafted else max(1, accepted + 1)
         if self.drafted >= TRIAL and self.accepted < MIN_ACCEPTANCE * self.drafted:
             self.enabled = False
