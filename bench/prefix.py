@@ -32,7 +32,8 @@ from llmos_core.translation.translator import Translator  # noqa: E402
 
 MODEL = "gemma-3-270m"
 WORDS = "river stone lantern harbour copper meadow signal orchard falcon ledger winter canal tower ember".split()
-QUESTIONS = ["Which section mentions the falcon?", "How many times was the lantern counted?", "Summarise it in one line."]
+QUESTIONS = ["Which section mentions the falcon?", "How many times was the lantern counted?",
+             "Summarise it in one line."]
 FREE = "Write a short story about a lighthouse keeper who finds a letter in a bottle."
 COPY = ("Repeat this inventory line by line: crate 17 of copper wire, crate 42 of lantern glass, crate 99 of "
         "harbour rope, crate 3 of orchard seed, crate 55 of tower bolts, crate 61 of canal paint.")
@@ -99,7 +100,8 @@ def conversations(engine: Engine, n: int, turns: int, label: str) -> list[list[f
             first, _, _, text = run(engine, chats[k], 16)
             ttft[turn].append(first)
             chats[k] += [{"role": "assistant", "content": text}, {"role": "user", "content": QUESTIONS[turn % 3]}]
-        print(f"  {label} turn {turn + 1}: TTFT {', '.join(f'{t:.2f}' for t in ttft[turn])} s; cache {cache_mb(engine)}",
+        times = ", ".join(f"{t:.2f}" for t in ttft[turn])
+        print(f"  {label} turn {turn + 1}: TTFT {times} s; cache {cache_mb(engine)}",
               flush=True)
     return ttft
 

@@ -157,7 +157,8 @@ def test_settings_size_and_turn_off_each_part(home):
 
 def test_metrics_show_each_models_prefix_cache():
     stats = {"entries": 3, "bytes": 1000, "hit_rate": 0.5, "tokens_saved": 40, "accepted": 7}
-    families = {f.name: f for f in _prefix_cache_gauges([{"name": "m", "backend": "llamacpp", "prefix_cache": stats},
-                                                          {"name": "t", "backend": "transformers", "prefix_cache": None}])}
+    resident = [{"name": "m", "backend": "llamacpp", "prefix_cache": stats},
+                {"name": "t", "backend": "transformers", "prefix_cache": None}]
+    families = {f.name: f for f in _prefix_cache_gauges(resident)}
     assert [s.value for s in families["llmos_prefix_cache_entries"].samples] == [3]
     assert families["llmos_prefix_cache_tokens_saved"].samples[0].labels == {"model": "m", "backend": "llamacpp"}
