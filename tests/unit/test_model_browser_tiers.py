@@ -105,3 +105,22 @@ def test_the_gpu_from_device_py_with_partial_offload(home, monkeypatch, calibrat
     finally:
         engine.close()
     assert est.predictions[0].runner == "llamacpp" and est.predictions[0].gpu_layers > 0
+
+
+def test_admission_and_the_browser_give_the_same_memory_figure(home, calibrated):
+    """One formula: the manager's estimate (what admission reserves) is the browser's memory prediction at the
+    context the runner allocates at load, for both runners of an embedded model; a refusal points at it."""
+    from llmos_core.errors import InsufficientMemory
+
+    engine = Engine(Settings(home=home, memory_budget=10 * MB), primary=False, start_threads=False)
+    try:
+        name = "smollm2-135m-instruct"
+        for runner in ("llamacpp", "transformers"):
+            est = browser.estimate(name, engine.settings, engine.catalog, context=browser.load_context(runner))
+            predicted = next(p for p in est.predictions if p.runner == runner)
+            assert predicted.memory_bytes == engine.models.estimate(name, runner)
+        with pytest.raises(InsufficientMemory) as refused:
+            engine.models.load(name, "llamacpp")
+        assert f"models estimate {name}" in str(refused.value.hint)
+    finally:
+        engine.close()
