@@ -111,7 +111,7 @@ def machine(settings: Settings, refresh: bool = False) -> Calibration:
             stored = None
         if stored and "sample_s" in stored and not refresh:   # one stored before op_s/sample_s: measure again
             return Calibration(stored["bandwidth"], stored["flops"], stored.get("measured_at", 0.0),
-                               stored.get("op_s", 0.0), stored["sample_s"])
+                               stored["op_s"], stored["sample_s"])
         calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh), time.time(),
                                   measure_op(), measure_sampler())
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,11 @@ memory   = weights (a GGUF as stored; transformers: parameters x dtype, + RUNTIM
            (the rest stay in RAM); transformers puts the model there whole or not at all.
 decode   = a token at position P reads every weight once (the tied output head reads the whole embedding
            table: 168M of Gemma 3 270M's 268M parameters) AND the KV cache of the P tokens before it (about
-           20% more bytes on SmolLM2 after a 1,000-token prompt: it was missing), at the measured bandwidth
+           16-25% more bytes on SmolLM2 after a 1,000-token prompt: it was missing), at the measured bandwidth
            (the median window, calibration.py); plus what does not scale with bytes: the sampler over the
            vocabulary (measured; a 262k vocabulary pays it at each token) and the per-layer op cost
            (transformers: OPS_PER_LAYER Python-dispatched ops at the measured op_s; llama.cpp: its graph
-           nodes' thread barriers, LAYER_COST_S), times the correction learned from replies measured here.
+           nodes' thread joins, LAYER_COST_S), times the correction learned from replies measured here.
 prompt   = per token, 2 x the parameters multiplied (the embedding is a lookup; the head runs only on the
            last token) + the attention scores and sums over the tokens before it (4 x layers x heads x
            head_dim x position: 16-18% of the FLOPs at 1,000 tokens on the embedded models, and what the
@@ -34,9 +34,13 @@ KV_ELEMENT_BYTES = {LLAMACPP: 2, "transformers": 4}       # llama.cpp keeps K an
 # Of the measured bandwidth, what a matrix-vector product streaming quantized or fp32 weights reaches
 # (the benchmark is a plain sum: no dequantization, no second operand).
 DECODE_EFFICIENCY = {LLAMACPP: 0.9, "transformers": 0.9}
-# llama.cpp: its graph runs ~25 nodes a layer with a thread barrier each, a few microseconds apiece; no
-# Python per op. transformers: the ops of a decoder layer called from Python one by one (norms, q/k/v/o,
-# rotary, cache update, attention, gate/up/down, residuals: about 60 on Llama/Gemma layers), each at op_s.
+# Per layer and token, what does not scale with bytes. llama.cpp: its graph runs about 25 nodes a layer, each
+# ended by a join of its threads, no Python: LAYER_COST_S, fitted on this CPU when quiet (h31). transformers:
+# the ops of a decoder layer called from Python one by one (norms, q/k/v/o, rotary, cache update, attention,
+# gate/up/down, residuals: about 60 on Llama/Gemma layers), each at the measured op_s.
+# Not in the model: what a loaded machine adds to each token beyond its bandwidth share (h31b: a steady
+# ~35 ms a token on all three llama.cpp forms at load 7; the join and GIL hand-off costs measured for it
+# ranged from microseconds to milliseconds between runs, too unstable to predict with).
 LAYER_COST_S = {LLAMACPP: 0.00015, "transformers": 0.0}
 OPS_PER_LAYER = {LLAMACPP: 0, "transformers": 60}
 PROMPT_EFFICIENCY = {LLAMACPP: 0.35, "transformers": 0.5}
