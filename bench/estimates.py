@@ -8,7 +8,7 @@ measurements see the same machine load. Each form runs in a fresh process (clean
 warm-up reply, then a reply to a ~1,000-token prompt (TTFT) and 64 decoded tokens (tokens/s).
 Memory is compared at the context the runner allocates at load (llama.cpp: its KV cells; transformers: none,
 its cache grows per reply). Targets: memory within 15%, decode within 25%, TTFT within 30%.
-Usage: python bench/estimates.py [--home DIR] [--forms smollm2-q4_1 smollm2-q8_0 gemma-q4_k_m gemma-fp32]
+Usage: python bench/estimates.py [--home DIR] [--threads N] [--forms smollm2-q4_1 smollm2-q8_0 gemma-q4_k_m gemma-fp32]
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ TARGETS = {"memory": 0.15, "decode": 0.25, "ttft": 0.30}
 PROMPT = ("Here is a list of facts about rivers, mountains, cities and the weather in many countries. " * 60)
 
 
-def one_form(form: str, home: str) -> dict:
+def one_form(form: str, home: str, threads: int | None = None) -> dict:
     name, backend, shipped = FORMS[form]
     if shipped:
         os.environ["LLMOS_GGUF_AS_SHIPPED"] = "1"
@@ -44,7 +44,7 @@ def one_form(form: str, home: str) -> dict:
     from llmos_core.models.llamacpp import N_CTX, SHARED_CONTEXTS
     from llmos_core.settings import Settings
 
-    settings = Settings(home=Path(home))
+    settings = Settings(home=Path(home), threads=threads)
     engine = Engine(settings, primary=False, start_threads=False)
     try:
         spec = engine.catalog.get(name)
@@ -81,10 +81,12 @@ def main() -> int:
     parser.add_argument("--home", default=str(Path.home() / ".cache" / "llmos-bench-estimates"),
                         help="data folder kept between runs (the fp32 conversion of Gemma is made once)")
     parser.add_argument("--forms", nargs="*", default=list(FORMS), choices=list(FORMS))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="inference threads (default: all cores); the prediction does not depend on it")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_form(args.one, args.home)))
+        print(json.dumps(one_form(args.one, args.home, args.threads)))
         return 0
     from llmos_core.models.browser import calibration
     from llmos_core.settings import Settings
@@ -98,7 +100,8 @@ def main() -> int:
     misses, worst = 0, {k: [] for k in TARGETS}
     for form in args.forms:
         try:   # the first run converts Gemma to fp32: about a minute on a quiet machine, 11 under load 18
-            done = subprocess.run([sys.executable, __file__, "--home", args.home, "--one", form],
+            done = subprocess.run([sys.executable, __file__, "--home", args.home, "--one", form]
+                                  + (["--threads", str(args.threads)] if args.threads else []),
                                   capture_output=True, text=True, timeout=1800)
         except subprocess.TimeoutExpired:
             print(f"{form:<14}timed out after 1800 s")

@@ -6,10 +6,10 @@ messages keep each reply's backend, decoding tokens/s, time to first token and p
 The matmul figure is the training estimate's (training/estimate.matmul_flops, the same benchmark and
 cache). The bandwidth benchmark sums a 256 MB tensor on all threads, the MEDIAN of short windows, not the
 best: decoding runs for seconds at whatever share of the cores the scheduler gives it, so the typical
-window is what it sees (on a quiet machine the two are the same; on a loaded one the best window
-over-promised decoding by 2x, docs/figures/h31.md). Two per-token costs that are not bandwidth are measured
-too: `op_s`, one small torch op called from Python (transformers pays it for each of the ~60 ops of a
-decoder layer at every token), and `sample_s`, the sampler (llmos_core/sampling.py, shared by both runners)
+window is what it sees (on a quiet machine the two are the same; on a loaded one the best window is a
+share of the cores the process does not keep). Two per-token costs that are not bandwidth are measured
+too (the fastest of their runs: their own cost, without what the load adds): `op_s`, one small torch op
+called from Python (transformers pays it for each of the ~60 ops of a decoder layer at every token), and `sample_s`, the sampler (llmos_core/sampling.py, shared by both runners)
 over a SAMPLE_VOCAB-entry logits row (a 262k vocabulary pays it at every token, whatever the model's size).
 """
 from __future__ import annotations
@@ -61,14 +61,14 @@ def _key() -> str:
     return f"{platform.node()} {os.cpu_count()} cores"
 
 
-def _median_seconds(step, runs: int) -> float:
+def _seconds(step, runs: int, pick=statistics.median) -> float:
     step()   # warm-up: thread pool, pages touched
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         step()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return pick(times)
 
 
 def measure_bandwidth() -> float:
@@ -76,7 +76,7 @@ def measure_bandwidth() -> float:
     import torch
 
     data = torch.ones(BENCH_BYTES // 4, dtype=torch.float32)
-    return BENCH_BYTES / _median_seconds(data.sum, BANDWIDTH_WINDOWS)
+    return BENCH_BYTES / _seconds(data.sum, BANDWIDTH_WINDOWS)
 
 
 def measure_op() -> float:
@@ -84,11 +84,13 @@ def measure_op() -> float:
     import torch
 
     a, b = torch.ones(4096), torch.ones(4096)
-    return _median_seconds(lambda: [torch.add(a, b) for _ in range(200)], 9) / 200
+    return _seconds(lambda: [torch.add(a, b) for _ in range(200)], 9, min) / 200
 
 
 def measure_sampler() -> float:
-    """Seconds the chat sampler takes for one token over a SAMPLE_VOCAB logits row (default settings)."""
+    """Seconds the chat sampler takes for one token over a SAMPLE_VOCAB logits row (default settings): the
+    fastest of 15 calls, its own cost. Its softmax splits across the threads, so on a loaded machine the
+    median read 0.8 to 36 ms between runs minutes apart (the thread joins predict.py leaves out)."""
     import torch
 
     from ...generation.request import SamplingParams
@@ -96,7 +98,7 @@ def measure_sampler() -> float:
 
     sampler = RequestSampler([1, 2, 3], SamplingParams(seed=0))
     scores = torch.randn(SAMPLE_VOCAB)
-    return _median_seconds(lambda: sampler.sample(scores), 15)
+    return _seconds(lambda: sampler.sample(scores), 15, min)
 
 
 def machine(settings: Settings, refresh: bool = False) -> Calibration:
