@@ -124,3 +124,13 @@ def test_admission_and_the_browser_give_the_same_memory_figure(home, calibrated)
         assert f"models estimate {name}" in str(refused.value.hint)
     finally:
         engine.close()
+
+
+def test_a_form_llama_cpp_cannot_batch_reads_its_prompt_slower():
+    """Q4_1 has no batched CPU matmul in llama.cpp (batched_form.UNBATCHED): the same FLOPs at a lower rate."""
+    from llmos_core.models.browser.predict import ttft_seconds
+
+    q4_1, q8_0 = (Form("llamacpp", q, 300 * MB, 0) for q in ("Q4_1", "Q8_0"))
+    prompt = ttft_seconds(SHAPE, q4_1, CAL, 1000) - decode_seconds(SHAPE, q4_1, CAL, 1000)
+    assert prompt / (ttft_seconds(SHAPE, q8_0, CAL, 1000) - decode_seconds(SHAPE, q8_0, CAL, 1000)) \
+        == pytest.approx(0.6 / 0.35)
