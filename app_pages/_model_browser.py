@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from llmos_core.present import format_bytes
-from llmos_core.usecases.models import prediction_beside_measurement, recalibrate, search_models
+from llmos_core.usecases.models import model_tiers, prediction_beside_measurement, recalibrate, search_models
 from app_pages._shared import error_boundary
 
 BADGE_ICONS = {"runs well": ":material/check_circle:", "runs slowly": ":material/hourglass_bottom:",
@@ -35,6 +35,28 @@ def measured_caption(eng, name: str, backend: str) -> str | None:
     if m.get("decode_tokens_per_s"):
         measured.append(f"{m['decode_tokens_per_s']:.1f} tok/s")
     return f"{text} · measured {', '.join(measured)}" if measured else text
+
+
+CLASS_NAMES = {"cpu": "CPU only", "mid-gpu": "one mid-size GPU", "big-gpu": "one big GPU"}
+
+
+def tiers_section(eng) -> None:
+    """Well-known models that run well on this machine's class: a next model after the embedded ones."""
+    st.subheader("Next models to try")
+    with error_boundary("Predicting the tiers"):
+        tier = model_tiers(eng)
+        st.caption(f"For this machine ({CLASS_NAMES[tier.machine_class]}): well-known models and the form to take, "
+                   "predicted here before any download. Estimate one below for all its forms.")
+        if tier.none_well:
+            st.info("None of them runs well on this machine right now; these are the smallest that fit.",
+                    icon=":material/hourglass_bottom:")
+        rows = tier.to_dict()["models"]
+        if rows:
+            table = prediction_rows(rows).drop(columns=["download"])
+            table.insert(0, "model", [p["model"] for p in rows])
+            st.dataframe(table, hide_index=True, width="stretch")
+        else:
+            st.info("None of the curated models fits in the memory budget.", icon=":material/block:")
 
 
 def search_section(eng, user) -> None:

@@ -10,7 +10,7 @@ from llmos_core import access
 from llmos_core.present import format_bytes
 from llmos_core.usecases.models import (export_in_progress, list_catalog, publish_model, pull_and_register,
                                         submit_export)
-from app_pages._model_browser import measured_caption, search_section
+from app_pages._model_browser import measured_caption, search_section, tiers_section
 from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
@@ -134,6 +134,7 @@ with st.expander("Use from code", icon=":material/code:"):
         st.caption(api.note)
 
 # ---- find a model on the hub, with predictions ----
+tiers_section(eng)
 search_section(eng, user)
 
 # ---- add a model ----

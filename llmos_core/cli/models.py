@@ -17,7 +17,8 @@ from ..engine import Engine
 from ..errors import LLMOSError
 from ..present import format_bytes
 from ..settings import Settings
-from ..usecases.models import estimate_model, list_catalog, publish_model, pull_and_register, search_models
+from ..usecases.models import (estimate_model, list_catalog, model_tiers, publish_model, pull_and_register,
+                               search_models)
 from . import acting_user, print_json, progress_printer, table
 
 
@@ -53,10 +54,16 @@ def register(subparsers) -> None:
     p.add_argument("--context", type=int, default=4096, help="context length the KV cache is sized for")
     p.add_argument("--quant", default="", help="one form only: a GGUF quantization (Q4_K_M, Q8_0...) or fp32/bf16")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("search", help="search the Hugging Face hub, with a prediction for each form")
-    p.add_argument("query")
+    p = sub.add_parser("search", help="search the Hugging Face hub, with a prediction for each form "
+                                      "(no query: the tiers, well-known models that run well here)")
+    p.add_argument("query", nargs="?", default="")
     p.add_argument("--task", default="", help="a hub pipeline tag, e.g. text-generation")
     p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--context", type=int, default=4096)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("tiers", help="well-known models that run well on this machine's class, predicted here")
+    p.add_argument("--class", dest="machine_class", default="", choices=["", "cpu", "mid-gpu", "big-gpu"],
+                   help="another class than this machine's (its GPU is a representative one)")
     p.add_argument("--context", type=int, default=4096)
     p.add_argument("--json", action="store_true")
     parser.set_defaults(func=run)
@@ -65,7 +72,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     settings = Settings.from_env()
     return {"list": _list, "pull": _pull, "export": _export, "load": _load, "unload": _unload, "ps": _ps, "publish": _publish,
-            "estimate": _estimate, "search": _search}[args.action](args, settings)
+            "estimate": _estimate, "search": _search, "tiers": _tiers}[args.action](args, settings)
 
 
 def _socket(settings: Settings):
@@ -215,7 +222,31 @@ def _estimate(args, settings: Settings) -> int:
     return 0
 
 
+def _tiers(args, settings: Settings) -> int:
+    engine = Engine(settings, primary=False, start_threads=False)
+    try:
+        tier = model_tiers(engine, getattr(args, "machine_class", ""), context=args.context)
+    finally:
+        engine.close()
+    if args.json:
+        print_json(tier.to_dict())
+        return 0
+    where = "a reference GPU of this class, not this machine's" if tier.reference else "this machine"
+    print(f"class {tier.machine_class} ({where}), context {args.context}: predicted here, before any download")
+    if tier.none_well:
+        print("none of the curated models runs well here now: the smallest that fit, and how slowly")
+    rows = [{"model": p["model"], **row} for p, row in zip(tier.to_dict()["models"],
+                                                          _prediction_rows(tier.to_dict()["models"]))]
+    print(table(rows, ["model", "form", "memory", "decode tok/s", "ttft (1k)", "badge"]) if rows
+          else "no curated model runs well here")
+    print("then: python -m llmos_core models estimate HUB_ID for every form, or pull it")
+    return 0
+
+
 def _search(args, settings: Settings) -> int:
+    if not args.query.strip():
+        args.machine_class = ""
+        return _tiers(args, settings)
     engine = Engine(settings, primary=False, start_threads=False)
     try:
         found = search_models(engine, acting_user(args, engine.store), args.query, task=args.task, context=args.context,

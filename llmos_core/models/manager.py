@@ -264,7 +264,9 @@ class ModelManager:
 
     def _refuse(self, name: str, needed: int, free: int, why: str) -> None:
         error = InsufficientMemory(name, needed, free, self.budget,
-                                   f"{why}; unload a model, lower its dtype, or raise LLMOS_MEMORY_BUDGET")
+                                   f"{why}; unload a model, lower its dtype, take a smaller form (python -m "
+                                   f"llmos_core models estimate {name} predicts each form's memory with this same "
+                                   "formula), or raise LLMOS_MEMORY_BUDGET")
         refusal = {"ts": time.time(), "name": name, "needed": needed, "free": free, "budget": self.budget,
                    "reason": str(error)}
         self.refusals.appendleft(refusal)

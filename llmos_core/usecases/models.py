@@ -143,6 +143,7 @@ def search_models(engine, actor: User, query: str, task: str = "", context: int 
         return SearchResult([], f"{exc.args[0]}: showing the models on disk and embedded", local)
     calibration = browser.learned_calibration(engine.settings, engine.store, engine.catalog)
     budget, rate = browser.memory_budget(engine.settings), browser.calibration.download_rate(engine.settings)
+    gpu = browser.this_gpu(engine.settings)
     models = []
     for model in found:
         row = model.to_dict()
@@ -150,7 +151,7 @@ def search_models(engine, actor: User, query: str, task: str = "", context: int 
         if model.shape is not None and model.forms():
             try:
                 est = browser.estimate_forms(model.repo_id, model.shape, model.forms(), calibration, context=context,
-                                             budget_bytes=budget, download_rate=rate, source="hub")
+                                             budget_bytes=budget, gpu=gpu, download_rate=rate, source="hub")
             except LLMOSError:
                 est = None
             if est is not None:
@@ -167,6 +168,14 @@ def _prefix_room(row: dict) -> int:
     if row["backend"] != "llamacpp" or cells <= base or not row.get("kv_bytes"):
         return 0
     return row["kv_bytes"] * (cells - base) // cells
+
+
+def model_tiers(engine, machine_class: str = "", context: int = 4096) -> browser.Tier:
+    """The well-known models this machine's class runs well (or another class's, on a reference GPU), from
+    the browser's predictions on this machine's calibration. Offline: no hub call."""
+    calibration = browser.learned_calibration(engine.settings, engine.store, engine.catalog)
+    return browser.tiers(calibration, browser.memory_budget(engine.settings), browser.this_gpu(engine.settings),
+                         context=context, wanted=machine_class)
 
 
 def prediction_beside_measurement(engine, name: str) -> dict | None:

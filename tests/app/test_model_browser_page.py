@@ -33,9 +33,20 @@ def test_search_shows_predictions_and_badges(monkeypatch, calibrated, app_engine
     text = " ".join(m.value for m in app.markdown)
     assert "acme/qwen-0.5b-instruct" in text and "gated" in text and "runs well" in text
     assert "recommended: llamacpp Q8_0" in text
-    frames = [d.value for d in app.dataframe if "badge" in d.value.columns]
+    frames = [d.value for d in app.dataframe if "badge" in d.value.columns and "model" not in d.value.columns]
     assert frames and set(frames[0]["form"]) == {"llamacpp Q4_K_M", "llamacpp Q8_0", "transformers fp32"}
     assert any("no GGUF file" in c.value for c in app.caption)
+
+
+def test_the_tiers_list_next_models_for_this_machine(calibrated, app_engine, new_app):
+    """Offline (no hub call): well-known models this machine's class runs well, predicted here."""
+    app = new_app()
+    app.switch_page("app_pages/models.py").run()
+    assert not app.exception and not app.error
+    assert any("CPU only" in c.value for c in app.caption)
+    tiers = [d.value for d in app.dataframe if "model" in d.value.columns and "badge" in d.value.columns]
+    assert tiers and "Qwen/Qwen2.5-0.5B-Instruct" in list(tiers[0]["model"])
+    assert set(tiers[0]["badge"]) == {"runs well"}
 
 
 def test_an_unreachable_hub_lists_the_catalog(monkeypatch, calibrated, app_engine, new_app):

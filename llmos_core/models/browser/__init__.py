@@ -12,11 +12,13 @@ from ...errors import InvalidInput, ModelNotFound
 from ..catalog import HUB_ID
 from . import calibration as calibration_module
 from . import hub
+from .tier_list import Tier, this_gpu, tiers
 from .calibration import Calibration
-from .predict import Gpu, Prediction, predict, recommend
+from .predict import TTFT_PROMPT_TOKENS, Gpu, Prediction, decode_seconds, predict, recommend, ttft_seconds
 from .shape import LLAMACPP, Form, Shape, bytes_for, local_forms, local_shape
 
-__all__ = ["Estimate", "estimate", "estimate_forms", "learned_calibration", "hub", "memory_budget"]
+__all__ = ["Estimate", "Tier", "estimate", "estimate_forms", "learned_calibration", "hub", "memory_budget", "this_gpu",
+           "tiers"]
 
 
 @dataclass
@@ -73,12 +75,13 @@ def learned_calibration(settings, store=None, catalog=None, refresh: bool = Fals
         form = forms.get(runner)
         if form is None:
             continue
-        raw = predict(reply["model"], shape, form, calibration, context=0, corrected=False)
+        position = int(reply.get("prompt_tokens") or TTFT_PROMPT_TOKENS)
         if reply.get("tokens_per_s"):
-            pairs.append(("decode", runner, form.quant, reply["tokens_per_s"] / raw.decode_tokens_per_s))
+            raw = 1 / decode_seconds(shape, form, calibration, position)
+            pairs.append(("decode", runner, form.quant, reply["tokens_per_s"] / raw))
         if reply.get("ttft_s") and reply.get("prompt_tokens"):
-            # the raw TTFT for this reply's prompt length: the prompt at the raw prompt speed + one step
-            expected = reply["prompt_tokens"] / raw.prompt_tokens_per_s + 1 / raw.decode_tokens_per_s
+            # the raw TTFT for this reply's prompt length
+            expected = ttft_seconds(shape, form, calibration, reply["prompt_tokens"])
             pairs.append(("ttft", runner, form.quant, reply["ttft_s"] / expected))
     return calibration_module.learn(calibration, pairs)
 
@@ -103,6 +106,7 @@ def estimate(ref: str, settings, catalog, store=None, *, context: int = 4096, qu
     if not 0 <= context <= 1_048_576:
         raise InvalidInput(f"context {context} is out of range", "give 0 to 1048576 tokens")
     calibration = learned_calibration(settings, store, catalog)
+    gpu = gpu if gpu is not None else this_gpu(settings)
     budget = memory_budget(settings)
     rate = calibration_module.download_rate(settings)
     try:

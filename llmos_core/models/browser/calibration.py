@@ -4,7 +4,13 @@ then corrected by what LLM OS has measured here since: the speeds of finished ch
 messages keep each reply's backend, decoding tokens/s, time to first token and prompt length).
 
 The matmul figure is the training estimate's (training/estimate.matmul_flops, the same benchmark and
-cache); the bandwidth benchmark sums a 256 MB tensor on all threads, best of the same short windows.
+cache). The bandwidth benchmark sums a 256 MB tensor on all threads, the MEDIAN of short windows, not the
+best: decoding runs for seconds at whatever share of the cores the scheduler gives it, so the typical
+window is what it sees (on a quiet machine the two are the same; on a loaded one the best window is a
+share of the cores the process does not keep). Two per-token costs that are not bandwidth are measured
+too (the fastest of their runs: their own cost, without what the load adds): `op_s`, one small torch op
+called from Python (transformers pays it for each of the ~60 ops of a decoder layer at every token), and `sample_s`, the sampler (llmos_core/sampling.py, shared by both runners)
+over a SAMPLE_VOCAB-entry logits row (a 262k vocabulary pays it at every token, whatever the model's size).
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from pathlib import Path
 from ...settings import Settings
 
 BENCH_BYTES = 256 * 1024**2
+BANDWIDTH_WINDOWS = 9
+SAMPLE_VOCAB = 262_144    # Gemma 3's vocabulary; the cost is scaled linearly to other vocabularies
 LEARN_FROM = 200          # the last chat replies the correction reads
 _lock = threading.Lock()
 
@@ -29,6 +37,8 @@ class Calibration:
     bandwidth: float                  # bytes/s a full-thread read of a large tensor reaches
     flops: float                      # FLOP/s of an fp32 matmul (training/estimate.py's benchmark)
     measured_at: float = 0.0
+    op_s: float = 0.0                 # seconds of one small torch op called from Python (median)
+    sample_s: float = 0.0             # seconds the sampler takes over a SAMPLE_VOCAB logits row (median)
     # (runner, quant) -> measured / predicted, for decoding and for time to first token; "runner" alone as
     # the fallback for a quantization not run here yet.
     decode_correction: dict[str, float] = field(default_factory=dict)
@@ -51,13 +61,44 @@ def _key() -> str:
     return f"{platform.node()} {os.cpu_count()} cores"
 
 
+def _seconds(step, runs: int, pick=statistics.median) -> float:
+    step()   # warm-up: thread pool, pages touched
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return pick(times)
+
+
 def measure_bandwidth() -> float:
+    """Bytes/s of a full-thread sum of a 256 MB tensor, the median of BANDWIDTH_WINDOWS runs (about 1 s)."""
     import torch
 
-    from ...training.estimate import best_rate
-
     data = torch.ones(BENCH_BYTES // 4, dtype=torch.float32)
-    return best_rate(data.sum, BENCH_BYTES)
+    return BENCH_BYTES / _seconds(data.sum, BANDWIDTH_WINDOWS)
+
+
+def measure_op() -> float:
+    """Seconds of one small torch op called from Python: dispatch, and the wake-up of the intra-op threads."""
+    import torch
+
+    a, b = torch.ones(4096), torch.ones(4096)
+    return _seconds(lambda: [torch.add(a, b) for _ in range(200)], 9, min) / 200
+
+
+def measure_sampler() -> float:
+    """Seconds the chat sampler takes for one token over a SAMPLE_VOCAB logits row (default settings): the
+    fastest of 15 calls, its own cost. Its softmax splits across the threads, so on a loaded machine the
+    median read 0.8 to 36 ms between runs minutes apart (the thread joins predict.py leaves out)."""
+    import torch
+
+    from ...generation.request import SamplingParams
+    from ...sampling import RequestSampler
+
+    sampler = RequestSampler([1, 2, 3], SamplingParams(seed=0))
+    scores = torch.randn(SAMPLE_VOCAB)
+    return _seconds(lambda: sampler.sample(scores), 15, min)
 
 
 def machine(settings: Settings, refresh: bool = False) -> Calibration:
@@ -70,13 +111,16 @@ def machine(settings: Settings, refresh: bool = False) -> Calibration:
             stored = json.loads(path.read_text()).get(_key())
         except (OSError, ValueError):
             stored = None
-        if stored and not refresh:
-            return Calibration(stored["bandwidth"], stored["flops"], stored.get("measured_at", 0.0))
-        calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh), time.time())
+        if stored and "sample_s" in stored and not refresh:   # one stored before op_s/sample_s: measure again
+            return Calibration(stored["bandwidth"], stored["flops"], stored.get("measured_at", 0.0),
+                               stored["op_s"], stored["sample_s"])
+        calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh), time.time(),
+                                  measure_op(), measure_sampler())
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({_key(): {"bandwidth": calibration.bandwidth, "flops": calibration.flops,
-                                            "measured_at": calibration.measured_at}}, indent=1))
+                                            "measured_at": calibration.measured_at, "op_s": calibration.op_s,
+                                            "sample_s": calibration.sample_s}}, indent=1))
         tmp.replace(path)
         return calibration
 

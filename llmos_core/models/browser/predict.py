@@ -2,29 +2,55 @@
 
 memory   = weights (a GGUF as stored; transformers: parameters x dtype, + RUNTIME_OVERHEAD) + the KV cache
            for the context asked for (2 x layers x kv_heads x head_dim x bytes a token) + the runner's fixed
-           buffers. With a GPU, llama.cpp offloads as many whole layers as fit (the rest stay in RAM).
-decode   = one token reads every weight once (the tied output head reads the whole embedding table):
-           time = bytes read / (bandwidth x DECODE_EFFICIENCY) + layers x LAYER_COST_S (kernel calls and,
-           on transformers, Python per layer), times the correction learned from replies measured here.
-prompt   = 2 x the parameters that are multiplied per token (the embedding is a lookup) FLOPs a token, at
-           the matmul benchmark x PROMPT_EFFICIENCY.
-ttft     = prompt tokens / prompt speed + one decoding step.
-The constants were fitted on this 2-core CPU (bench/estimates.py, docs/figures/h31.md); the learned
-corrections replace them as soon as replies of the same runner have been measured.
+           buffers: the same constants the backends' estimate() declares to admission (backends.py,
+           llamacpp.py), imported, not copied. With a GPU, llama.cpp offloads as many whole layers as fit
+           (the rest stay in RAM); transformers puts the model there whole or not at all.
+decode   = a token at position P reads every weight once (the tied output head reads the whole embedding
+           table: 168M of Gemma 3 270M's 268M parameters) AND the KV cache of the P tokens before it (about
+           16-25% more bytes on SmolLM2 after a 1,000-token prompt: it was missing), at the measured bandwidth
+           (the median window, calibration.py); plus what does not scale with bytes: the sampler over the
+           vocabulary (measured; a 262k vocabulary pays it at each token) and the per-layer op cost
+           (transformers: OPS_PER_LAYER Python-dispatched ops at the measured op_s; llama.cpp: its graph
+           nodes' thread joins, LAYER_COST_S), times the correction learned from replies measured here.
+prompt   = per token, 2 x the parameters multiplied (the embedding is a lookup; the head runs only on the
+           last token) + the attention scores and sums over the tokens before it (4 x layers x heads x
+           head_dim x position: 16-18% of the FLOPs at 1,000 tokens on the embedded models, and what the
+           TTFT predictions missed by, 1.18-1.27 measured/predicted), at the matmul benchmark x
+           PROMPT_EFFICIENCY.
+ttft     = prompt seconds for the prompt + one decoding step.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .calibration import Calibration
+from ..backends import RUNTIME_FIXED, RUNTIME_OVERHEAD as TRANSFORMERS_OVERHEAD
+from ..batched_form import UNBATCHED
+from ..llamacpp import COMPUTE_FIXED
+from .calibration import SAMPLE_VOCAB, Calibration
 from .shape import LLAMACPP, Form, Shape
 
-RUNTIME_OVERHEAD = {LLAMACPP: 0.0, "transformers": 0.10}   # allocator slack over the tensors (backends.py)
-FIXED_BYTES = {LLAMACPP: 48 * 1024**2, "transformers": 30 * 1024**2}   # compute buffers, logits (llamacpp.py)
+RUNTIME_OVERHEAD = {LLAMACPP: 0.0, "transformers": TRANSFORMERS_OVERHEAD}   # allocator slack over the tensors
+FIXED_BYTES = {LLAMACPP: COMPUTE_FIXED, "transformers": RUNTIME_FIXED}     # compute buffers, logits rows
 KV_ELEMENT_BYTES = {LLAMACPP: 2, "transformers": 4}       # llama.cpp keeps K and V in f16; fp32 on transformers
+# Of the measured bandwidth, what a matrix-vector product streaming quantized or fp32 weights reaches
+# (the benchmark is a plain sum: no dequantization, no second operand).
 DECODE_EFFICIENCY = {LLAMACPP: 0.9, "transformers": 0.9}
-LAYER_COST_S = {LLAMACPP: 0.00015, "transformers": 0.0006}
-PROMPT_EFFICIENCY = {LLAMACPP: 0.35, "transformers": 0.5}
+# Per layer and token, what does not scale with bytes. llama.cpp: its graph runs about 25 nodes a layer, each
+# ended by a join of its threads, no Python: LAYER_COST_S, fitted on this CPU when quiet (h31). transformers:
+# the ops of a decoder layer called from Python one by one (norms, q/k/v/o, rotary, cache update, attention,
+# gate/up/down, residuals: about 60 on Llama/Gemma layers), each at the measured op_s.
+# Not in the model: what a loaded machine adds to each token beyond its bandwidth share (h31b: a steady
+# ~35 ms a token on all three llama.cpp forms at load 7; the join and GIL hand-off costs measured for it
+# ranged from microseconds to milliseconds between runs, too unstable to predict with).
+LAYER_COST_S = {LLAMACPP: 0.00015, "transformers": 0.0}
+OPS_PER_LAYER = {LLAMACPP: 0, "transformers": 60}
+PROMPT_EFFICIENCY = {LLAMACPP: 0.6, "transformers": 0.5}
+# llama.cpp has no batched CPU matmul for these (models/batched_form.UNBATCHED: why Q4_1 is served as a Q8_0
+# copy, "prompts read twice as fast"): their prompt runs at the old 0.35. Measured here on the same 1,177
+# tokens, Q4_1 as shipped took 1.55x and 1.68x the Q8_0 copy's time (h31b runs 3 and 5), and at 0.35 for
+# all, Q8_0 and Q4_K_M came in at 0.53-0.71 of the predicted TTFT while Q4_1 came in at 0.98-1.10.
+UNBATCHED_PROMPT_EFFICIENCY = 0.35
+GPU_PROMPT_EFFICIENCY = 0.3   # quantized and attention kernels against the bf16 matmul benchmark (not measured here)
 TTFT_PROMPT_TOKENS = 1000
 SLOW_TOKENS_PER_S = 5.0        # below this, reading an answer waits on the model
 SLOW_TTFT_S = 30.0
@@ -35,6 +61,7 @@ BADGES = ("runs well", "runs slowly", "too big")
 class Gpu:
     free_bytes: int
     bandwidth: float           # bytes/s
+    flops: float = 0.0         # FLOP/s of a bf16 matmul (0: unknown, the prompt is priced on the CPU)
 
 
 @dataclass
@@ -70,15 +97,12 @@ def predict(name: str, shape: Shape, form: Form, calibration: Calibration, *, co
     kv = shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * max(context, 0)
     fixed = FIXED_BYTES[runner]
     memory = weights + kv + fixed
-    read = form.weight_bytes * _read_fraction(shape)
-    gpu_bytes, gpu_layers, gpu_read = _offload(shape, form, gpu, kv + fixed, read)
-    seconds = ((read - gpu_read) / (calibration.bandwidth * DECODE_EFFICIENCY[runner])
-               + (gpu_read / gpu.bandwidth if gpu and gpu_read else 0.0) + shape.layers * LAYER_COST_S[runner])
+    gpu_bytes, gpu_layers, share = _offload(shape, form, gpu, kv + fixed)
+    seconds = decode_seconds(shape, form, calibration, TTFT_PROMPT_TOKENS, gpu, share)
     decode_fix, learned_decode = calibration.correction("decode", runner, form.quant) if corrected else (1.0, False)
     decode = decode_fix / seconds
-    prompt = calibration.flops * PROMPT_EFFICIENCY[runner] / (2 * max(shape.compute_parameters, 1))
     ttft_fix, learned_ttft = calibration.correction("ttft", runner, form.quant) if corrected else (1.0, False)
-    ttft = (TTFT_PROMPT_TOKENS / prompt + seconds) * ttft_fix
+    ttft = ttft_seconds(shape, form, calibration, TTFT_PROMPT_TOKENS, gpu, share) * ttft_fix
     prompt = TTFT_PROMPT_TOKENS / max(ttft - 1 / decode, 1e-6)   # the prompt speed the corrected TTFT implies
     download_s = form.download_bytes / download_rate if form.download_bytes and download_rate else (
         0.0 if not form.download_bytes else None)
@@ -87,6 +111,38 @@ def predict(name: str, shape: Shape, form: Form, calibration: Calibration, *, co
                         learned=learned_decode or learned_ttft, budget_bytes=budget_bytes)
     result.badge = badge(result)
     return result
+
+
+def decode_seconds(shape: Shape, form: Form, calibration: Calibration, position: int, gpu: Gpu | None = None,
+                   share: float = 0.0) -> float:
+    """Uncorrected seconds of one decoding step at `position` (tokens already in the KV cache); `share`:
+    the fraction of the layers on the GPU."""
+    runner = form.runner
+    read = form.weight_bytes * _read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * position
+    cpu_rate = calibration.bandwidth * DECODE_EFFICIENCY[runner]
+    seconds = read * (1 - share) / cpu_rate + (read * share / gpu.bandwidth if gpu and share else 0.0)
+    per_layer = LAYER_COST_S[runner] + OPS_PER_LAYER[runner] * calibration.op_s
+    return seconds + shape.layers * per_layer + calibration.sample_s * (shape.vocab or SAMPLE_VOCAB) / SAMPLE_VOCAB
+
+
+def prompt_flops(shape: Shape, tokens: int) -> float:
+    """FLOPs to read a prompt of `tokens`: the weights' 2 x parameters a token, and the attention's
+    QK^T and AV, 2 x 2 x heads x head_dim each layer for every earlier token (causal: tokens^2 / 2 pairs)."""
+    weights = 2.0 * max(shape.compute_parameters, 1) * tokens
+    attention = 4.0 * shape.layers * shape.heads * shape.head_dim * tokens * tokens / 2
+    return weights + attention
+
+
+def ttft_seconds(shape: Shape, form: Form, calibration: Calibration, prompt_tokens: int, gpu: Gpu | None = None,
+                 share: float = 0.0) -> float:
+    """Uncorrected time to the first token of a reply to a `prompt_tokens` prompt: the prompt, then one step."""
+    flops = prompt_flops(shape, prompt_tokens)
+    on_gpu = share if gpu is not None and gpu.flops else 0.0   # offloaded layers read the prompt on the GPU
+    efficiency = (UNBATCHED_PROMPT_EFFICIENCY if form.runner == LLAMACPP and form.quant in UNBATCHED.values()
+                  else PROMPT_EFFICIENCY[form.runner])
+    seconds = (flops * (1 - on_gpu) / (calibration.flops * efficiency)
+               + (flops * on_gpu / (gpu.flops * GPU_PROMPT_EFFICIENCY) if on_gpu else 0.0))
+    return seconds + decode_seconds(shape, form, calibration, prompt_tokens, gpu, share)
 
 
 def badge(prediction: Prediction) -> str:
@@ -115,15 +171,16 @@ def _read_fraction(shape: Shape) -> float:
     return max(0.1, 1 - shape.embedding_parameters / shape.parameters)
 
 
-def _offload(shape: Shape, form: Form, gpu: Gpu | None, extra: int, read: float) -> tuple[int, int, float]:
-    """(GPU bytes, layers on the GPU, bytes a token reads there). llama.cpp offloads whole layers as far as
-    they fit beside the KV cache and buffers; transformers puts the model there whole or not at all."""
+def _offload(shape: Shape, form: Form, gpu: Gpu | None, extra: int) -> tuple[int, int, float]:
+    """(GPU bytes, layers on the GPU, the share of each token's reads done there). llama.cpp offloads whole
+    layers as far as they fit beside the KV cache and buffers; transformers puts the model there whole or
+    not at all."""
     if gpu is None or gpu.free_bytes <= extra or not shape.layers:
         return 0, 0, 0.0
     if form.runner != LLAMACPP:
         total = form.weight_bytes + extra
-        return (total, shape.layers, read) if total <= gpu.free_bytes else (0, 0, 0.0)
+        return (total, shape.layers, 1.0) if total <= gpu.free_bytes else (0, 0, 0.0)
     per_layer = form.weight_bytes / shape.layers
     layers = min(shape.layers, int((gpu.free_bytes - extra) // per_layer))
     share = layers / shape.layers
-    return int(form.weight_bytes * share) + extra, layers, read * share
+    return int(form.weight_bytes * share) + extra, layers, share
