@@ -27,6 +27,7 @@ from . import batched_form, fetch
 from .backends import Loaded
 from .catalog import ModelSpec
 from .llamacpp_batch import CACHE_SEQUENCES, MAX_OUTPUTS, N_BATCH, PARALLEL, BatchDecoder, stream
+from .prefix_cache import prefix_cache_cells
 from .prompt_lookup import MAX_DRAFT
 from .runner import Piece, RunnerBudget, strip_beside_controls
 
@@ -40,7 +41,6 @@ SHARED_CONTEXTS = 2
 # embedded models with n_batch 512.
 COMPUTE_FIXED = 48 * 1024**2
 DRAFT_ROW_BYTES = 4 * (MAX_OUTPUTS - PARALLEL)   # logits rows prompt-lookup drafts add, per vocabulary word
-MAX_KV_CELLS = 65536   # the prefix cache never makes the shared cache larger (bounded attention masks)
 # llama.cpp's names for general.file_type, for the Models page ("Q4_K_M" says more than "15").
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
               11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
@@ -317,9 +317,7 @@ class LlamaCppBackend:
 
     def cache_cells(self, metadata: dict) -> int:
         """Cells added to the shared KV cache for the prefix cache (LLMOS_PREFIX_CACHE_MB of them)."""
-        wanted = int(self.settings.prefix_cache_mb * 1024**2) // max(kv_cache_bytes(metadata, 1), 1)
-        base = context_length(metadata) * SHARED_CONTEXTS
-        return max(0, min(wanted, MAX_KV_CELLS - base)) if self.settings.prefix_cache else 0
+        return prefix_cache_cells(self.settings, kv_cache_bytes(metadata, 1), context_length(metadata) * SHARED_CONTEXTS)
 
     def estimate(self, spec: ModelSpec) -> int:
         """Served GGUF's size (the weights are read as stored) + the shared KV cache, the prefix cache's cells

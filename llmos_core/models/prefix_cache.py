@@ -13,6 +13,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_KV_CELLS = 65536   # the prefix cache never makes the shared cache larger (bounded attention masks)
+
+
+def prefix_cache_cells(settings, kv_bytes_per_cell: int, shared_cells: int) -> int:
+    """Cells the prefix cache adds to a llama.cpp model's shared KV cache (`shared_cells` for the running
+    chats): LLMOS_PREFIX_CACHE_MB of them, within MAX_KV_CELLS in all. The loader allocates them and the
+    model browser predicts them (browser/predict.py), so admission and the prediction agree."""
+    return cells_for(settings.prefix_cache_mb if settings.prefix_cache else 0, kv_bytes_per_cell, shared_cells)
+
+
+def cells_for(cache_mb: float, kv_bytes_per_cell: int, shared_cells: int) -> int:
+    wanted = int(cache_mb * 1024**2) // max(kv_bytes_per_cell, 1)
+    return max(0, min(wanted, MAX_KV_CELLS - shared_cells))
+
+
 # A slot is taken over by a prompt that starts with all its tokens but at most this many (else they are shared).
 TAIL_TOKENS = 16
 # A prompt that finds at least this many of its tokens cached counts as a prefix-cache hit.

@@ -151,7 +151,8 @@ def search_models(engine, actor: User, query: str, task: str = "", context: int 
         if model.shape is not None and model.forms():
             try:
                 est = browser.estimate_forms(model.repo_id, model.shape, model.forms(), calibration, context=context,
-                                             budget_bytes=budget, gpu=gpu, download_rate=rate, source="hub")
+                                             budget_bytes=budget, gpu=gpu, download_rate=rate, source="hub",
+                                             prefix_cache_mb=browser.prefix_cache_mb(engine.settings))
             except LLMOSError:
                 est = None
             if est is not None:
@@ -175,7 +176,8 @@ def model_tiers(engine, machine_class: str = "", context: int = 4096) -> browser
     the browser's predictions on this machine's calibration. Offline: no hub call."""
     calibration = browser.learned_calibration(engine.settings, engine.store, engine.catalog)
     return browser.tiers(calibration, browser.memory_budget(engine.settings), browser.this_gpu(engine.settings),
-                         context=context, wanted=machine_class)
+                         context=context, wanted=machine_class,
+                         prefix_cache_mb=browser.prefix_cache_mb(engine.settings))
 
 
 def prediction_beside_measurement(engine, name: str) -> dict | None:

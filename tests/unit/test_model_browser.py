@@ -15,6 +15,7 @@ from llmos_core.models.browser import calibration as calibration_module
 from llmos_core.models.browser import hub
 from llmos_core.models.browser.calibration import Calibration, learn
 from llmos_core.models.browser.predict import FIXED_BYTES, Gpu, predict, recommend
+from llmos_core.models.llamacpp import DRAFT_ROW_BYTES
 from llmos_core.models.browser.shape import Form, Shape, quant_of_filename
 from llmos_core.settings import Settings
 from llmos_core.usecases.models import search_models
@@ -41,9 +42,14 @@ def test_memory_is_weights_plus_kv_cache_plus_buffers():
     form = Form("llamacpp", "Q4_K_M", 400 * MB, 400 * MB)
     p = predict("m", SHAPE, form, fixed_calibration(), context=4096)
     kv = 2 * 24 * 2 * 64 * 2 * 4096   # K and V, layers, kv heads, head dim, f16, positions
-    assert p.kv_cache_bytes == kv and p.memory_bytes == 400 * MB + kv + FIXED_BYTES["llamacpp"]
+    drafts = DRAFT_ROW_BYTES * SHAPE.vocab    # prompt lookup's logits rows
+    assert p.kv_cache_bytes == kv and p.memory_bytes == 400 * MB + kv + FIXED_BYTES["llamacpp"] + drafts
     longer = predict("m", SHAPE, form, fixed_calibration(), context=8192)
     assert longer.memory_bytes - p.memory_bytes == kv
+    # the prefix cache's cells (LLMOS_PREFIX_CACHE_MB) are allocated at load beside the context's
+    cached = predict("m", SHAPE, form, fixed_calibration(), context=4096, prefix_cache_mb=64)
+    assert cached.prefix_cache_bytes == pytest.approx(64 * MB, abs=kv / 4096)
+    assert cached.memory_bytes - p.memory_bytes == cached.prefix_cache_bytes and cached.kv_cache_bytes == kv
     # decoding reads every weight once: twice the bytes, about half the speed (less the per-layer cost)
     q8 = predict("m", SHAPE, Form("llamacpp", "Q8_0", 800 * MB, 800 * MB), fixed_calibration())
     assert 0.45 < q8.decode_tokens_per_s / p.decode_tokens_per_s < 0.65

@@ -88,11 +88,11 @@ def learned_calibration(settings, store=None, catalog=None, refresh: bool = Fals
 
 def estimate_forms(name: str, shape: Shape, forms: list[Form], calibration: Calibration, *, context: int,
                    quant: str = "", budget_bytes: int = 0, gpu: Gpu | None = None, download_rate=None,
-                   source: str = "catalog") -> Estimate:
+                   source: str = "catalog", prefix_cache_mb: float = 0) -> Estimate:
     if quant:
         forms = _with_quant(forms, shape, quant, download=source == "hub")
     predictions = [predict(name, shape, form, calibration, context=context, budget_bytes=budget_bytes, gpu=gpu,
-                           download_rate=download_rate) for form in forms]
+                           download_rate=download_rate, prefix_cache_mb=prefix_cache_mb) for form in forms]
     return Estimate(name, source, shape, predictions, recommend(predictions),
                     {"bandwidth_bytes_per_s": calibration.bandwidth, "flops_per_s": calibration.flops,
                      "learned_from_replies": calibration.samples,
@@ -116,7 +116,7 @@ def estimate(ref: str, settings, catalog, store=None, *, context: int = 4096, qu
     if spec is not None and (spec.source != "hub" or _on_disk(spec, settings)):
         shape = local_shape(spec, settings)
         return estimate_forms(spec.name, shape, local_forms(spec, settings, shape), calibration, context=context,
-                              quant=quant, budget_bytes=budget, gpu=gpu)
+                              quant=quant, budget_bytes=budget, gpu=gpu, prefix_cache_mb=prefix_cache_mb(settings))
     repo = spec.location if spec is not None else ref
     if not HUB_ID.match(repo):
         raise ModelNotFound(f"{ref!r} is not in the catalog and is not a hub id (owner/name)",
@@ -129,7 +129,12 @@ def estimate(ref: str, settings, catalog, store=None, *, context: int = 4096, qu
     if not forms and not quant:
         raise InvalidInput(f"{repo}: LLM OS cannot run it here ({'; '.join(v for v in model.runners.values() if v)})")
     return estimate_forms(repo, model.shape, forms, calibration, context=context, quant=quant, budget_bytes=budget,
-                          gpu=gpu, download_rate=rate, source="hub")
+                          gpu=gpu, download_rate=rate, source="hub", prefix_cache_mb=prefix_cache_mb(settings))
+
+
+def prefix_cache_mb(settings) -> float:
+    """The prefix cache's size a llama.cpp load allocates (0 when it is off)."""
+    return settings.prefix_cache_mb if settings.prefix_cache else 0
 
 
 def _on_disk(spec, settings) -> bool:

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 
 from ..backends import RUNTIME_FIXED, RUNTIME_OVERHEAD as TRANSFORMERS_OVERHEAD
 from ..batched_form import UNBATCHED
-from ..llamacpp import COMPUTE_FIXED
+from ..llamacpp import COMPUTE_FIXED, DRAFT_ROW_BYTES
+from ..prefix_cache import cells_for
 from .calibration import SAMPLE_VOCAB, Calibration
 from .shape import LLAMACPP, Form, Shape
 
@@ -84,6 +85,7 @@ class Prediction:
     badge: str = ""
     learned: bool = False      # corrected by replies measured here; False: the first estimate
     budget_bytes: int = 0
+    prefix_cache_bytes: int = 0   # llama.cpp: the prefix cache's KV cells, allocated at load beside the context's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,13 +93,19 @@ class Prediction:
 
 def predict(name: str, shape: Shape, form: Form, calibration: Calibration, *, context: int = 4096,
             budget_bytes: int = 0, gpu: Gpu | None = None, download_rate: float | None = None,
-            corrected: bool = True) -> Prediction:
+            corrected: bool = True, prefix_cache_mb: float = 0) -> Prediction:
+    """`prefix_cache_mb`: LLMOS_PREFIX_CACHE_MB where the prefix cache is on (0: off); on llama.cpp its cells and
+    prompt lookup's logits rows are allocated at load beside the context, and counted as the loader counts them."""
     runner = form.runner
     weights = int(form.weight_bytes * (1 + RUNTIME_OVERHEAD[runner]))
-    kv = shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * max(context, 0)
-    fixed = FIXED_BYTES[runner]
-    memory = weights + kv + fixed
-    gpu_bytes, gpu_layers, share = _offload(shape, form, gpu, kv + fixed)
+    per_token = shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner])
+    kv = per_token * max(context, 0)
+    fixed, cache = FIXED_BYTES[runner], 0
+    if runner == LLAMACPP:
+        cache = per_token * cells_for(prefix_cache_mb, per_token, max(context, 0))
+        fixed += DRAFT_ROW_BYTES * shape.vocab
+    memory = weights + kv + cache + fixed
+    gpu_bytes, gpu_layers, share = _offload(shape, form, gpu, kv + cache + fixed)
     seconds = decode_seconds(shape, form, calibration, TTFT_PROMPT_TOKENS, gpu, share)
     decode_fix, learned_decode = calibration.correction("decode", runner, form.quant) if corrected else (1.0, False)
     decode = decode_fix / seconds
@@ -108,7 +116,7 @@ def predict(name: str, shape: Shape, form: Form, calibration: Calibration, *, co
         0.0 if not form.download_bytes else None)
     result = Prediction(name, runner, form.quant, context, memory, weights, kv, fixed, gpu_bytes, gpu_layers,
                         round(decode, 2), round(prompt, 1), round(ttft, 3), form.download_bytes, download_s,
-                        learned=learned_decode or learned_ttft, budget_bytes=budget_bytes)
+                        learned=learned_decode or learned_ttft, budget_bytes=budget_bytes, prefix_cache_bytes=cache)
     result.badge = badge(result)
     return result
 

@@ -76,7 +76,7 @@ def machine_class(gpu: Gpu | None) -> str:
 
 
 def tiers(calibration: Calibration, budget_bytes: int, gpu: Gpu | None, *, context: int = 4096,
-          wanted: str = "") -> Tier:
+          wanted: str = "", prefix_cache_mb: float = 0) -> Tier:
     """The candidates whose recommended form runs well here (or on `wanted`'s reference GPU), the largest
     TIER_SIZE of them, smallest first. A candidate's GGUF forms are predicted from its parameter count."""
     own = machine_class(gpu)
@@ -93,8 +93,8 @@ def tiers(calibration: Calibration, budget_bytes: int, gpu: Gpu | None, *, conte
         shape = curated_shape(repo)
         forms = [Form(LLAMACPP, q, bytes_for(shape.parameters, q), bytes_for(shape.parameters, q), "") for q in QUANTS]
         # the budget is RAM; with a GPU, what is offloaded does not count against it (predict.badge)
-        predictions = [predict(repo, shape, f, calibration, context=context, budget_bytes=budget_bytes, gpu=gpu)
-                       for f in forms]
+        predictions = [predict(repo, shape, f, calibration, context=context, budget_bytes=budget_bytes, gpu=gpu,
+                               prefix_cache_mb=prefix_cache_mb) for f in forms]
         best = recommend(predictions)
         if best is not None and best.badge == "runs well":
             chosen.append(best)
