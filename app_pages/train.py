@@ -85,10 +85,13 @@ name = top[2].text_input("Name of the result", key="train_name", placeholder="de
 with st.expander("Settings", icon=":material/tune:"):
     values = {}
     shown = train_usecase.form_knobs()
-    slots = [c for _ in range(0, len(shown) + 1, 4) for c in st.columns(4)]   # four a row, the price last
-    for slot, knob in zip(slots, shown):
+    slots = iter([c for _ in range(0, len(shown) + 1, 4) for c in st.columns(4)])   # four a row, the price last
+    for knob in shown:
+        if not knob.applies(values):   # only what the method chosen uses: beta for DPO, LoRA rank for LoRA, ...
+            continue
+        slot = next(slots)
         key = f"train_{knob.name}" + (f"_{preset_name}" if knob.in_presets else "")   # a preset keeps its own values
-        common = dict(key=key, help=knob.help, disabled=knob.lora_only and values.get("method") != "lora")
+        common = dict(key=key, help=knob.help)
         default = knob.default(preset_name)
         if knob.choices:
             values[knob.name] = slot.selectbox(knob.label, knob.choices, index=knob.choices.index(default), **common)
@@ -99,7 +102,7 @@ with st.expander("Settings", icon=":material/tune:"):
         else:
             values[knob.name] = slot.number_input(knob.label, float(knob.low), float(knob.high), float(default),
                                                   knob.step, format="%.6f" if knob.step < 0.001 else None, **common)
-    price = slots[len(shown)].number_input("Price per hour (for the cost)", 0.0, 10_000.0, train_job.price_per_hour(),
+    price = next(slots).number_input("Price per hour (for the cost)", 0.0, 10_000.0, train_job.price_per_hour(),
                                            0.1, key="train_price", help="what an hour of this machine costs you; 0 hides the cost")
 
 train_documents.show_formatted(eng, dataset, model)
