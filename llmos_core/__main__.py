@@ -9,7 +9,7 @@ from .errors import LLMOSError
 
 # Each command lives in llmos_core/cli/<name>.py with `register(subparsers)`.
 COMMANDS = ["models", "serve", "chat", "monitor", "jobs", "translate", "train", "collections", "ask", "web",
-            "doctor", "mcp", "users", "keys"]
+            "doctor", "mcp", "users", "keys", "evaluate", "feedback"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from .comparisons import Comparisons
 from .conversations import Conversations
 from .cluster import ClusterMonitor
 from .embeddings import EmbeddingService
+from .feedback.store import FeedbackStore
 from .generation import GenerationService, SamplingParams, TokenEvent
 from .jobs.scheduler import JobScheduler
 from .locks import take_lock
@@ -61,6 +62,7 @@ class Engine:
         self.embeddings = EmbeddingService(self.models)   # /v1/embeddings, under the same memory manager
         self.conversations = Conversations(self.store)
         self.comparisons = Comparisons(self.store)   # side-by-side answers (usecases/compare.py)
+        self.feedback = FeedbackStore(self.store)    # thumbs, edits, Compare choices (usecases/feedback.py)
         # The HTTP API sits on the engine: the process entry that serves it (serve, the app) starts it with
         # llmos_core/api/server.py, which records it here; the engine only stops it on close (no import).
         self.api = None          # the running API server, when this process serves one

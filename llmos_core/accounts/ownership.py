@@ -15,7 +15,7 @@ from ..paths import inside, secure_folder
 from .users import User
 
 # The tables whose rows have an owner (each gains the column through Store's migration of added columns).
-OWNED_TABLES = ("conversations", "comparisons", "jobs", "models", "rag_collections")
+OWNED_TABLES = ("conversations", "comparisons", "jobs", "models", "rag_collections", "feedback", "model_defaults")
 OWNER_COLUMN = "owner INTEGER NOT NULL DEFAULT 0"
 # Per-user files, relative to the user's home: moved to the first admin's home with the rows.
 USER_FILES = ("translate/memory.json", "translate/glossary.json", "datasets")

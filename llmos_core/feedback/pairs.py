@@ -115,7 +115,7 @@ def _records(path: Path, max_bytes: int, fields: tuple[str, ...]):
         raise InvalidInput(f"{path.name}: {suffix or 'no extension'} is not a preference data format",
                            "use .jsonl or .csv with the columns " + ", ".join(fields))
     text = read_text_bounded(path, max_bytes)
-    rows = _jsonl_rows(path.name, text) if suffix == ".jsonl" else _csv_rows(path.name, text, fields)
+    rows = jsonl_rows(path.name, text) if suffix == ".jsonl" else _csv_rows(path.name, text, fields)
     out = []
     for record, where, number in rows:
         if len(out) >= MAX_ROWS:
@@ -131,7 +131,7 @@ def _records(path: Path, max_bytes: int, fields: tuple[str, ...]):
     return out
 
 
-def _jsonl_rows(name: str, text: str):
+def jsonl_rows(name: str, text: str):
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -183,14 +183,14 @@ def _pair(record: dict, where: str) -> PreferencePair:
     if chosen == rejected:
         raise InvalidInput(f"{where}: 'chosen' and 'rejected' are the same text",
                            "a pair needs two different replies; fix or delete the row")
-    _check_size(where, prompt, chosen, rejected)
+    check_size(where, prompt, chosen, rejected)
     return PreferencePair(prompt, chosen, rejected, *_meta(record, where))
 
 
 def _labelled(record: dict, where: str) -> LabelledExample:
     prompt = parse_prompt(record["prompt"], where)
     completion = _reply(record["completion"], where, "completion")
-    _check_size(where, prompt, completion)
+    check_size(where, prompt, completion)
     return LabelledExample(prompt, completion, parse_label(record["label"], where), *_meta(record, where))
 
 
@@ -261,7 +261,7 @@ def _meta(record: dict, where: str) -> tuple[str | None, dict]:
     return (model or None), settings
 
 
-def _check_size(where: str, prompt: list[dict], *replies: str) -> None:
+def check_size(where: str, prompt: list[dict], *replies: str) -> None:
     chars = sum(len(m["content"]) for m in prompt) + sum(map(len, replies))
     if chars > MAX_ROW_CHARS:
         raise InvalidInput(f"{where} holds {chars:,} characters, over {MAX_ROW_CHARS:,}",
