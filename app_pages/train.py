@@ -168,7 +168,9 @@ def curve_figure(metrics: list[dict], best_step: int | None = None) -> go.Figure
     figure = go.Figure()
     if best_step is not None:
         figure.add_vline(x=best_step, line=dict(dash="dash", color="green"), annotation_text=f"kept: step {best_step}")
-    for column, label in (("loss", "training loss"), ("eval_loss", "validation loss")):
+    for column, label in (("loss", "training loss"), ("eval_loss", "validation loss"),
+                          ("reward_margin", "reward margin"), ("reward_accuracy", "reward accuracy"),
+                          ("eval_reward_accuracy", "validation reward accuracy")):   # the last three: DPO, ORPO, KTO
         if column in frame:
             rows = frame.dropna(subset=[column])
             figure.add_scatter(x=rows["step"], y=rows[column], name=label,
@@ -260,7 +262,10 @@ with error_boundary("Showing the run"):
         if before.get("loss") is not None:
             st.dataframe(pd.DataFrame([
                 {"": "validation loss", "before": round(before["loss"], 4), "after": round(after["loss"], 4)},
-                {"": "perplexity", "before": round(before["perplexity"], 2), "after": round(after["perplexity"], 2)}]),
+                *[{"": label, "before": round(before[key], 3), "after": round(after[key], 3)}
+                  for key, label in (("perplexity", "perplexity"), ("reward_accuracy", "chosen reply preferred (share)"),
+                                     ("reward_margin", "reward margin")) if before.get(key) is not None
+                  and after.get(key) is not None]]),
                 hide_index=True, key="train_result_table")
         estimate, actual = result.get("estimate", {}), result.get("actual", {})
         st.dataframe(pd.DataFrame([
