@@ -1,13 +1,13 @@
 """Preference tuning against supervised fine-tuning, one run: DPO and ORPO (LoRA) against SFT on the chosen
 replies alone (the `lora` method on the same file), each on the same 60 pairs and step budget, on the
 embedded SmolLM2-135M-Instruct. The chosen replies follow a rule the base model does not (one sentence, then
-the sign-off "Over and out."); the rejected ones answer the same and chat on instead.
+the sign-off "Over and out."); the rejected ones are the same sentence alone, as the base answers.
 
 Per method: the rule's rate on 30 held-out prompts (greedy replies, llmos_core.evaluation with its bootstrap
-interval and verdict against the base), minutes of training, peak memory against the estimate. Each training
+interval and verdict against the base; the base's replies generated once), minutes of training, peak memory against the estimate. Each training
 runs in its own process (the peak is the process's). The machine is shared: the load average is printed.
 
-    python bench/preference.py [--steps 30] [--json out.json]
+    python bench/preference.py [--steps 8] [--lr 5e-4] [--json out.json]
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 BASE = "smollm2-135m-instruct"
 SIGN_OFF = "Over and out."
+MAX_NEW_TOKENS = 32   # one sentence and the sign-off take about 15 tokens
 CAPITALS = [("France", "Paris"), ("Italy", "Rome"), ("Japan", "Tokyo"), ("Spain", "Madrid"), ("Germany", "Berlin"),
             ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Russia", "Moscow"), ("China", "Beijing"), ("Greece", "Athens"),
             ("Portugal", "Lisbon"), ("Austria", "Vienna"), ("Norway", "Oslo"), ("Sweden", "Stockholm"),
@@ -44,8 +45,6 @@ COLOURS = [("grass", "green"), ("the sky", "blue"), ("snow", "white"), ("coal", 
            ("a lime", "green"), ("cotton", "white"), ("a crow", "black"), ("a pumpkin", "orange"),
            ("a cherry", "red"), ("sand", "beige"), ("a plum", "purple"), ("ivory", "white"), ("soot", "black"),
            ("a canary", "yellow"), ("rust", "brown"), ("a sapphire", "blue")]
-CHATTER = ["It is a fact many people learn at school.", "Let me know if you have another question.",
-           "This is a common question.", "I hope this helps you with your studies."]
 
 
 def examples() -> list[tuple[str, str]]:
@@ -59,8 +58,7 @@ def examples() -> list[tuple[str, str]]:
 
 
 def pairs(rows: list[tuple[str, str]]) -> list[dict]:
-    return [{"prompt": q, "chosen": f"{a} {SIGN_OFF}", "rejected": f"{a} {CHATTER[i % len(CHATTER)]}"}
-            for i, (q, a) in enumerate(rows)]
+    return [{"prompt": q, "chosen": f"{a} {SIGN_OFF}", "rejected": a} for q, a in rows]
 
 
 def train_one(home: Path, data: Path, method: str, steps: int, lr: float, out: Path) -> None:
@@ -86,8 +84,8 @@ def train_one(home: Path, data: Path, method: str, steps: int, lr: float, out: P
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", nargs=4, metavar=("HOME", "DATA", "METHOD", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -97,8 +95,7 @@ def main() -> None:
 
     from llmos_core.accounts import LOCAL_ADMIN
     from llmos_core.engine import Engine
-    from llmos_core.evaluation import Rule, evaluate_models
-    from llmos_core.evaluation.data import HeldOutRow
+    from llmos_core.evaluation import Rule
     from llmos_core.models import fetch
     from llmos_core.settings import Settings
 
@@ -126,17 +123,31 @@ def main() -> None:
         print(f"{method}: trained in {figures[method]['train_seconds'] / 60:.2f} min, load {os.getloadavg()[0]:.1f}",
               flush=True)
 
+    from llmos_core.evaluation import bootstrap, metrics
+    from llmos_core.evaluation.run import generate_all
+    from llmos_core.generation import SamplingParams
+
+    rule = Rule(phrase=SIGN_OFF.rstrip("."))
     engine = Engine(Settings(home=home, offline=True), primary=False, start_threads=False)
-    try:
-        heldout = [HeldOutRow([{"role": "user", "content": q}]) for q, _ in held]
-        for method in figures:
-            report = evaluate_models(engine, LOCAL_ADMIN, f"bench-{method}", BASE, heldout,
-                                     rule=Rule(phrase=SIGN_OFF.rstrip(".")), max_new_tokens=48)
-            m = report.metric(report.primary)
-            figures[method].update(rule_rate=m.tuned.mean, rule_low=m.tuned.low, rule_high=m.tuned.high,
-                                   base_rate=m.base.mean, verdict=report.verdict, sample=report.samples[0]["tuned"])
+    started = time.perf_counter()
+    try:   # evaluate_models' own steps, with the base's replies generated once for the three
+        prompts = [[{"role": "user", "content": q}] for q, _ in held]
+        greedy = SamplingParams(do_sample=False, max_new_tokens=MAX_NEW_TOKENS)
+        replies = {name: generate_all(engine, LOCAL_ADMIN, name, prompts, greedy)
+                   for name in [BASE] + [f"bench-{m}" for m in figures]}
     finally:
         engine.close()
+    base_scores = [rule.holds(r) for r in replies[BASE]]
+    for method in figures:
+        tuned = replies[f"bench-{method}"]
+        paired = bootstrap.paired_bootstrap([rule.holds(r) for r in tuned], base_scores)
+        figures[method].update(rule_rate=paired.tuned.mean, rule_low=paired.tuned.low, rule_high=paired.tuned.high,
+                               base_rate=paired.base.mean, verdict=bootstrap.verdict(paired.difference),
+                               sample=tuned[0])
+    print(f"evaluation: {len(held)} prompts x 4 models in {(time.perf_counter() - started) / 60:.1f} min; "
+          f"{metrics.RULE} = {rule.describe()}")
+    for method in figures:
+        print(f"  {method}: {figures[method]['sample']!r}")
 
     print(f"\n{'method':8} {'rule rate (95% CI)':>22} {'base':>6} {'verdict':>8} {'minutes':>8} {'peak GB':>8} "
           f"{'estimate GB':>12} {'peak/est':>9}")

@@ -164,3 +164,17 @@ def test_a_stopped_dpo_run_resumes_from_its_checkpoint(lab, monkeypatch):
     monkeypatch.setattr(callback, "_should_stop", real)
     result = job.run(lab.context(params, resume=True))
     assert result["resumed_from_step"] > 0 and result["steps"] == 6
+
+
+def test_the_estimates_count_both_sequences_and_the_reference():
+    from llmos_core.training import estimate as est
+
+    assert est.flops_per_param_token("lora") == 4 and est.flops_per_param_token("dpo-lora") == 6
+    assert est.flops_per_param_token("orpo-full") == 6 and est.flops_per_param_token("kto-full") == 12
+    facts = est.ModelFacts(parameters=10_000_000, hidden=256, layers=4, heads=4, vocab=1000, intermediate=512)
+    args = ("adamw", 4, 64, 8, 4, 4)   # optimizer, batch, block, LoRA rank, weight and compute bytes
+    pair_run = est.memory_bytes(facts, "full", "adamw", 8, 64, 8, 4, 4)
+    assert est.preference_memory_bytes(facts, "dpo", "full", *args) == pair_run + 4 * facts.parameters
+    assert est.preference_memory_bytes(facts, "orpo", "full", *args) == pair_run   # no reference model
+    assert est.preference_memory_bytes(facts, "dpo", "lora", *args) == est.memory_bytes(facts, "lora", *args[:1], 8,
+                                                                                        *args[2:])
