@@ -75,7 +75,7 @@ def train_one(home: Path, data: Path, method: str, steps: int, lr: float, out: P
                            "learning_rate": lr, "block_size": 64, "batch_size": 4, "name": f"bench-{method}",
                            "validation_fraction": 0, "save_every": 10_000, "warmup_ratio": 0.1}, settings)
     job_id = store.execute("INSERT INTO jobs (kind, params, created) VALUES ('train', ?, ?)",
-                           (json.dumps(params), time.time()))
+                           (json.dumps(params), time.time())).lastrowid
     ctx = JobContext(job_id=job_id, kind="train", params=params, settings=settings, store=store,
                      work_dir=settings.jobs_dir / str(job_id))
     result = job.train_and_record(ctx, Catalog(store))
