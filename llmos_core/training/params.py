@@ -42,6 +42,10 @@ class TrainParams:
     beta: float = knob(0.1, "preference strength: DPO/KTO: how far from the base model the tuned one may move "
                        "(lower moves further); ORPO: the weight of the preference term beside the chosen reply's "
                        "loss", "Beta", "--beta", low=0.001, high=10.0, step=0.01, methods=PREFERENCE_METHODS)
+    sft_weight: float = knob(0.0, "DPO: weight of a supervised loss on the chosen reply beside the preference loss "
+                             "(RPO); plain DPO can lower the rejected reply without making the chosen one likely, "
+                             "and 1 keeps it likely", "Chosen-reply loss weight", "--sft-weight", low=0.0, high=10.0,
+                             step=0.1, methods=("dpo",))
     mapping: dict = field(default_factory=dict, metadata={
         "help": 'CSV/JSONL field names: {"text": col} or {"prompt": col, "response": col}'})
     max_steps: int = knob(0, "optimizer steps; 0 = run the given epochs", "Max steps (0 = epochs)", "--steps",
@@ -152,6 +156,8 @@ class TrainParams:
             low, high, value = f.metadata.get("low"), f.metadata.get("high"), getattr(self, f.name)
             if str(f.type) == "int" and low is not None and not low <= value <= high:
                 raise bad(f"{f.name.replace('_', ' ')} {value} is out of range", f"use {low} to {high}")
+        if not 0 <= self.sft_weight <= 10:
+            raise bad(f"chosen-reply loss weight {self.sft_weight} is out of range", "use 0 (plain DPO) to 10; 1 is usual")
         if not (0.001 <= self.beta <= 10 and math.isfinite(self.beta)):
             raise bad(f"beta {self.beta} is out of range", "use 0.001 to 10; 0.1 is usual")
         if not 0 <= self.lora_dropout < 1:

@@ -197,8 +197,11 @@ def config_class(method: str):
 def config_options(params) -> dict:
     """What TRL's configs take beyond TrainingArguments. TRL defaults gradient checkpointing on; the memory
     estimate counts a run without it, as for the other methods."""
-    return {"beta": params.beta, "max_length": params.block_size, "gradient_checkpointing": False,
-            "dataset_num_proc": None}
+    options = {"beta": params.beta, "max_length": params.block_size, "gradient_checkpointing": False,
+               "dataset_num_proc": None}
+    if params.method == "dpo" and params.sft_weight > 0:   # RPO: DPO's loss plus the chosen reply's NLL
+        options.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, params.sft_weight])
+    return options
 
 
 def make_trainer(params, model, tokenizer, args, train_rows: list[dict], validation_rows: list[dict], callbacks: list):

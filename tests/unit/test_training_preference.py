@@ -178,3 +178,13 @@ def test_the_estimates_count_both_sequences_and_the_reference():
     assert est.preference_memory_bytes(facts, "orpo", "full", *args) == pair_run   # no reference model
     assert est.preference_memory_bytes(facts, "dpo", "lora", *args) == est.memory_bytes(facts, "lora", *args[:1], 8,
                                                                                         *args[2:])
+
+
+def test_dpo_takes_a_chosen_reply_loss_beside_the_preference_loss():
+    plain = TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo"})
+    assert "loss_type" not in preference.config_options(plain)
+    rpo = TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo", "sft_weight": 1.0})
+    options = preference.config_options(rpo)
+    assert options["loss_type"] == ["sigmoid", "sft"] and options["loss_weights"] == [1.0, 1.0]
+    config = preference.config_class("dpo")(output_dir="/tmp/unused", use_cpu=True, report_to=[], **options)
+    assert config.loss_type == ["sigmoid", "sft"] and not config.gradient_checkpointing

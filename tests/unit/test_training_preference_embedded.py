@@ -1,7 +1,8 @@
 """Slow: a real DPO run on the embedded SmolLM2-135M-Instruct. The chosen replies answer in one sentence and sign
 off with "Over and out." (the base model never does); the rejected ones are the same sentence alone, as the
-base answers. After a few LoRA steps, the evaluation (llmos_core.evaluation, the `evaluate` command's API) on held-out prompts reports
-the rule's rate for the tuned model against the base, with intervals, and the verdict "better"."""
+base answers. After a few LoRA steps of DPO with its chosen-reply loss (RPO: plain DPO, in these few steps,
+lowered the bare sentence's end without making the sign-off the likeliest continuation), the evaluation
+(llmos_core.evaluation, the `evaluate` command's API) on held-out prompts reports the rule's rate for the tuned model against the base, with intervals, and the verdict "better"."""
 from __future__ import annotations
 
 import json
@@ -48,7 +49,7 @@ def test_dpo_on_smollm2_makes_it_follow_the_preferred_rule_on_held_out_prompts(e
     settings = Settings(home=home)
     engine = Engine(settings, primary=False, start_threads=False)
     try:
-        params = job.validate({"model": BASE, "data": str(data), "method": "dpo", "max_steps": 6, "learning_rate": 5e-4,
+        params = job.validate({"model": BASE, "data": str(data), "method": "dpo", "max_steps": 8, "learning_rate": 1e-3, "sft_weight": 1.0,
                                "block_size": 64, "batch_size": 4, "name": "signs-off", "validation_fraction": 0,
                                "warmup_ratio": 0, "save_every": 100}, settings)
         engine.store.execute("INSERT INTO jobs (id, kind, params, created) VALUES (1, 'train', ?, ?)",
@@ -56,7 +57,7 @@ def test_dpo_on_smollm2_makes_it_follow_the_preferred_rule_on_held_out_prompts(e
         ctx = JobContext(job_id=1, kind="train", params=params, settings=settings, store=engine.store,
                          work_dir=settings.jobs_dir / "1")
         result = job.train_and_record(ctx, engine.catalog)   # the job's training, without its GGUF export
-        assert result["steps"] == 6 and result["estimate"]["memory_bytes"] > 0
+        assert result["steps"] == 8 and result["estimate"]["memory_bytes"] > 0
         curve = [json.loads(r["data"]) for r in engine.store.query("SELECT data FROM job_metrics WHERE job_id = 1")]
         assert curve[-1]["reward_margin"] > curve[0]["reward_margin"] and curve[-1]["loss"] < curve[0]["loss"]
 
