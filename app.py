@@ -48,6 +48,7 @@ else:
         st.Page("app_pages/ask.py", title="Ask", icon=":material/quick_reference_all:"),
         st.Page("app_pages/translate.py", title="Translate", icon=":material/translate:"),
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/feedback.py", title="Feedback", icon=":material/thumbs_up_down:"),
         st.Page("app_pages/jobs.py", title="Jobs", icon=":material/work_history:"),
         st.Page("app_pages/models.py", title="Models", icon=":material/deployed_code:"),
         st.Page("app_pages/monitor.py", title="Monitor", icon=":material/monitoring:"),

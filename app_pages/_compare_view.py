@@ -8,6 +8,7 @@ from llmos_core.errors import LLMOSError
 from llmos_core.generation import SamplingParams
 from llmos_core.present import reply_figures
 from llmos_core.usecases import compare
+from app_pages._feedback_buttons import draw_compare_choice
 from app_pages._shared import acting_user, error_boundary
 
 COMPARE = "Compare side by side"
@@ -75,6 +76,7 @@ def show_saved(eng) -> None:
     slots = columns_for([a["model"] for a in saved["answers"]])
     for (text_slot, figures_slot), record in zip(slots, saved["answers"]):
         draw_answer(text_slot, figures_slot, record)
+    draw_compare_choice(eng, acting_user(), saved["id"], saved["answers"], st.columns(len(saved["answers"])))
     cols = st.columns([1.5, 1.5, 5])
     cols[0].download_button("Export JSON", eng.comparisons.export_json(acting_user(), saved["id"]), key="chat_compare_export",
                             file_name=f"comparison-{saved['id']}.json", mime="application/json",

@@ -13,13 +13,16 @@ import streamlit as st
 from llmos_core.conversations import Conflict, group_by_day
 from llmos_core.errors import LLMOSError
 from llmos_core.generation import PLAIN_NOTE, SamplingParams
-from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL
+from llmos_core.models.catalog import CAUSAL_LM
 from llmos_core.present import reply_figures
 from llmos_core.usecases import ask
 from llmos_core.usecases import chat as chat_turns
+from llmos_core.usecases import feedback as chat_feedback
+from llmos_core.usecases.evaluate import default_model
 from llmos_core.usecases.models import model_names
 from llmos_core.usecases import structured
 from app_pages import _compare_view as compare_view
+from app_pages import _feedback_buttons as feedback_buttons
 from app_pages._citations import draw_citations, draw_grounding
 from app_pages._shared import acting_user, engine, error_boundary
 
@@ -103,7 +106,8 @@ for key in ("chat_model", "chat_compare_models"):   # one of them is not drawn i
 state.setdefault("chat_seen_last", None)
 state.setdefault("chat_notice", None)
 if "chat_model" not in state or state["chat_model"] not in models:
-    state["chat_model"] = DEFAULT_CHAT_MODEL if DEFAULT_CHAT_MODEL in models else models[0]
+    promoted = default_model(eng, user, CAUSAL_LM, models)   # "Promote" on the Train page, else the embedded one
+    state["chat_model"] = promoted if promoted in models else models[0]
     apply_model_defaults()
 state.setdefault("chat_system", "You are a helpful assistant.")
 state.setdefault("chat_max_new_tokens", SamplingParams().max_new_tokens)
@@ -224,6 +228,7 @@ if state["chat_notice"]:
 # ---------------------------------------------------------------- the conversation so far
 
 history = conversation["messages"] if conversation else []
+rated = chat_feedback.conversation_feedback(eng, user, conversation["id"]) if conversation else {}
 for message in history:
     with st.chat_message(message["role"]):
         as_json = structured.formatted(message["content"]) if message["role"] == "assistant" else None
@@ -243,6 +248,7 @@ for message in history:
             if dropped:
                 st.caption(f":material/content_cut: The conversation outgrew the context: the {dropped} oldest "
                            "messages were left out of this reply (the system prompt was kept).")
+            feedback_buttons.draw_reply_feedback(eng, user, conversation["id"], message, rated.get(message["id"]))
 if not history:
     st.caption("Ask anything. Replies stream as they are written; Stop keeps what was written so far.")
 

@@ -20,6 +20,7 @@ from llmos_core.usecases import datasets
 from llmos_core.usecases import train as train_usecase
 from llmos_core.usecases.models import model_names
 from app_pages import _train_documents as train_documents
+from app_pages import _train_evaluation as train_evaluation
 from app_pages._shared import acting_user, engine, error_boundary
 
 eng = engine()
@@ -283,3 +284,9 @@ with error_boundary("Showing the run"):
     elif result.get("stopped"):
         st.info(f"Stopped at step {result.get('steps')}; checkpoint {result.get('checkpoint')} is kept. "
                 "Resume continues from it.", icon=":material/pause_circle:")
+
+# ================================================================ 5. evaluation (app_pages/_train_evaluation.py)
+with error_boundary("Showing the evaluation"):
+    finished = sched.get(job_id)
+    if finished["state"] == "succeeded" and (finished.get("result") or {}).get("model"):
+        train_evaluation.render(eng, user, finished)

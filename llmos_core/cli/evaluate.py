@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    p.add_argument("--parallel", type=int, default=1, help="replies in flight per model (default 1: reproducible; "
+                                                           "more is faster, but batching changes greedy replies)")
     p.add_argument("--json", action="store_true", help="print the metrics with their intervals and the verdict")
     p.set_defaults(func=run)
 
@@ -47,7 +49,7 @@ def run(args) -> int:
         report = evaluation.evaluate(engine, acting_user(args, engine.store), args.model, args.against,
                                      data=args.data, split_from=args.split_from, metrics=metrics, rule=rule,
                                      judge=args.judge, max_new_tokens=args.max_new_tokens,
-                                     resamples=args.resamples, seed=args.seed)
+                                     resamples=args.resamples, seed=args.seed, parallel=args.parallel)
     finally:
         engine.close()
     if args.json:

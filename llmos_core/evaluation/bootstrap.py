@@ -18,6 +18,7 @@ from ..errors import InvalidInput
 
 BETTER, SAME, WORSE = "better", "same", "worse"
 RESAMPLES, CONFIDENCE, SEED = 1000, 0.95, 0
+MAX_RESAMPLES, MAX_DRAWS = 100_000, 20_000_000   # 20 M int64 indices: 160 MB at most
 
 
 @dataclass
@@ -43,8 +44,11 @@ def paired_bootstrap(tuned: list[float], base: list[float], resamples: int = RES
     a, b = np.asarray(tuned, dtype=float), np.asarray(base, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
         raise InvalidInput(f"paired scores need two equal, non-empty lists (got {len(a)} and {len(b)})")
-    if not 0 < confidence < 1 or resamples < 1:
-        raise InvalidInput("confidence must be in (0, 1) and resamples at least 1")
+    if not 0 < confidence < 1 or not 1 <= resamples <= MAX_RESAMPLES:
+        raise InvalidInput(f"confidence must be in (0, 1) and resamples from 1 to {MAX_RESAMPLES:,}")
+    if resamples * len(a) > MAX_DRAWS:   # the (resamples, n) index array is held at once
+        raise InvalidInput(f"{resamples:,} resamples of {len(a):,} rows is too many draws",
+                           f"keep resamples x rows under {MAX_DRAWS:,}: 1000 resamples is the usual")
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(a), size=(resamples, len(a)))   # (resamples, n): the same rows for both
     tails = [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2]

@@ -69,29 +69,79 @@ def split_indices(n: int, fraction: float = HELDOUT_FRACTION, seed: int = HELDOU
     return [i for i in range(n) if i not in held], sorted(held)
 
 
-def heldout_from_data(path: Path | str, fraction: float = HELDOUT_FRACTION,
-                      seed: int = HELDOUT_SEED) -> list[HeldOutRow]:
-    """The held-out rows of a training file: preference pairs (reference: the chosen reply), prompt/response
-    pairs or chat examples (reference: the response). Plain text has no prompts to answer: refused."""
+def heldout_from_data(path: Path | str, fraction: float = HELDOUT_FRACTION, seed: int = HELDOUT_SEED,
+                      tokenizer=None, tokenizer_loader=None) -> list[HeldOutRow]:
+    """The held-out rows of a training file, split the way its training run split them:
+    - prompt/response pairs and chat examples (SFT): by row, as training/data.py's tokenize (`split_indices`);
+      the reference is the response;
+    - preference files (prompt/chosen/rejected, or prompt/completion/label): by distinct prompt, as the
+      preference trainer holds them out (every reply to a held-out prompt stays out of training): the
+      distinct prompts as the model reads them (`tokenizer`'s rendering, or `tokenizer_loader()`'s, called
+      only for a preference file; without either, the messages as JSON),
+      sorted, shuffled by Random(seed), the first `validation_count` held out. One row per prompt; the
+      reference is its first chosen (or good) reply, None when it has only bad ones.
+    Plain text has no prompts to answer: refused."""
     from ..training import data as datalib
     path = Path(path)
-    try:
-        pairs = pairlib.read_pairs(path)
-        examples = [HeldOutRow(p.prompt, p.chosen) for p in pairs]
-    except InvalidInput:
-        dataset = datalib.load(path)
-        if dataset.shape == datalib.TEXT:
-            raise InvalidInput(f"{path.name} is plain text: it has no prompts to evaluate on",
-                               "give a held-out JSONL with prompts (and references)") from None
-        examples = []
-        for ex in dataset.examples:
-            if "messages" in ex:
-                last = max(i for i, m in enumerate(ex["messages"]) if m["role"] == "assistant")
-                examples.append(HeldOutRow(ex["messages"][:last], ex["messages"][last]["content"]))
-            else:
-                examples.append(HeldOutRow([{"role": "user", "content": ex["prompt"]}], ex["response"]))
+    preference = _preference_rows(path)
+    if preference is not None:
+        if tokenizer is None and tokenizer_loader is not None:
+            tokenizer = tokenizer_loader()
+        return _held_prompts(preference, fraction, seed, tokenizer, path.name)
+    dataset = datalib.load(path)
+    if dataset.shape == datalib.TEXT:
+        raise InvalidInput(f"{path.name} is plain text: it has no prompts to evaluate on",
+                           "give a held-out JSONL with prompts (and references)")
+    examples = []
+    for ex in dataset.examples:
+        if "messages" in ex:
+            last = max(i for i, m in enumerate(ex["messages"]) if m["role"] == "assistant")
+            examples.append(HeldOutRow(ex["messages"][:last], ex["messages"][last]["content"]))
+        else:
+            examples.append(HeldOutRow([{"role": "user", "content": ex["prompt"]}], ex["response"]))
     _, held = split_indices(len(examples), fraction, seed)
     if not held:
         raise InvalidInput(f"{path.name} has {len(examples)} example(s): too few to hold any out",
                            "give a held-out JSONL, or train on more examples")
     return [examples[i] for i in held]
+
+
+def _preference_rows(path: Path) -> list[tuple[list[dict], str | None]] | None:
+    """(prompt, good reply or None) per row of a preference file; None when the file is not one."""
+    text = pairlib.read_text_bounded(path)
+    if path.suffix.lower() == ".csv":
+        import csv
+        import io
+        keys = {h.strip() for h in next(csv.reader(io.StringIO(text[:65536])), []) if h}
+    else:
+        first = next((line for line in text.splitlines()[:20] if line.strip()), "")
+        try:
+            record = json.loads(first)
+        except (json.JSONDecodeError, RecursionError):
+            return None
+        keys = set(record) if isinstance(record, dict) else set()
+    if {"chosen", "rejected"} <= keys:
+        return [(p.prompt, p.chosen) for p in pairlib.read_pairs(path)]
+    if {"completion", "label"} <= keys:
+        return [(e.prompt, e.completion if e.label else None) for e in pairlib.read_labelled(path)]
+    return None
+
+
+def _held_prompts(rows, fraction: float, seed: int, tokenizer, name: str) -> list[HeldOutRow]:
+    from ..training.data import render_prompt, validation_count
+
+    def key(prompt: list[dict]) -> str:
+        return render_prompt(tokenizer, prompt) if tokenizer is not None else json.dumps(prompt, sort_keys=True)
+
+    by_key: dict[str, HeldOutRow] = {}
+    for prompt, good in rows:
+        row = by_key.setdefault(key(prompt), HeldOutRow(prompt, None))
+        if row.reference is None and good is not None:
+            row.reference = good
+    prompts = sorted(by_key)
+    random.Random(seed).shuffle(prompts)
+    held = prompts[:validation_count(len(prompts), fraction)]
+    if not held:
+        raise InvalidInput(f"{name} has {len(prompts)} distinct prompt(s): too few to hold any out",
+                           "give a held-out JSONL, or train on more examples")
+    return [by_key[k] for k in held]

@@ -24,7 +24,10 @@ from .bootstrap import RESAMPLES, Interval, paired_bootstrap, verdict
 from .data import HeldOutRow
 
 MAX_NEW_TOKENS = 128
-PARALLEL = 4      # requests in flight per model: the service batches them (one lane per model)
+# Requests in flight per model. 1 by default: batched decoding changes greedy replies in places (the logits'
+# last digits differ with the batch's make-up, bench/evaluation.py), and a verdict should not depend on
+# timing. More is faster (4: 1.5-2x on the embedded models here, docs/figures/h32a.md) but not reproducible.
+PARALLEL = 1
 JUDGE_PROMPT = ("Which answer to the question is better: more correct, more helpful and following any "
                 "instruction in it? Reply with the single letter A or B.\n\nQuestion:\n{question}\n\n"
                 "Answer A:\n{a}\n\nAnswer B:\n{b}\n\nThe better answer is")
@@ -77,7 +80,8 @@ class EvaluationReport:
 
 def evaluate_models(engine, actor: User, tuned: str, base: str, rows: list[HeldOutRow], metrics=(M.RULE,), *,
                     rule: M.Rule | None = None, judge: str | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
-                    resamples: int = RESAMPLES, seed: int = 0, progress: Progress | None = None) -> EvaluationReport:
+                    resamples: int = RESAMPLES, seed: int = 0, parallel: int = PARALLEL,
+                    progress: Progress | None = None) -> EvaluationReport:
     """Greedy replies of `tuned` and `base` to every row, scored by `metrics` (the first is primary)."""
     started = time.perf_counter()
     if not rows:
@@ -93,14 +97,14 @@ def evaluate_models(engine, actor: User, tuned: str, base: str, rows: list[HeldO
     replies = {}
     for step, model in enumerate((tuned, base)):
         progress(f"{model} answers {len(rows)} prompts", step / 3)
-        replies[model] = generate_all(engine, actor, model, [r.prompt for r in rows], params)
+        replies[model] = generate_all(engine, actor, model, [r.prompt for r in rows], params, parallel)
     scores: dict[str, tuple[list[float], list[float]]] = {}
     for name in names:
         progress(f"scoring {name}", 2 / 3)
         if name == M.PERPLEXITY:
             scores[name] = (perplexities(engine, tuned, rows), perplexities(engine, base, rows))
         elif name == M.JUDGE:
-            wins = judge_wins(engine, actor, judge, rows, replies[tuned], replies[base])
+            wins = judge_wins(engine, actor, judge, rows, replies[tuned], replies[base], parallel)
             scores[name] = (wins, [1.0 - w for w in wins])
         else:
             scores[name] = ([M.score(name, reply, r.reference, rule) for reply, r in zip(replies[tuned], rows)],
@@ -118,11 +122,14 @@ def evaluate_models(engine, actor: User, tuned: str, base: str, rows: list[HeldO
                             rule.describe() if rule else None, judge, time.perf_counter() - started, samples)
 
 
-def generate_all(engine, actor: User, model: str, prompts: list[list[dict]], params: SamplingParams) -> list[str]:
-    """Replies in prompt order; a few in flight at once so the service can batch them."""
+def generate_all(engine, actor: User, model: str, prompts: list[list[dict]], params: SamplingParams,
+                 parallel: int = PARALLEL) -> list[str]:
+    """Replies in prompt order, `parallel` in flight at once (the service batches them)."""
     def one(messages: list[dict]) -> str:
         return engine.chat.generate(model, messages, params, user=actor).text.strip()
-    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+    if not 1 <= parallel <= 16:
+        raise InvalidInput(f"parallel must be from 1 to 16, got {parallel}")
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(one, prompts))
 
 
@@ -151,15 +158,16 @@ def perplexities(engine, model: str, rows: list[HeldOutRow]) -> list[float]:
     return out
 
 
-def judge_wins(engine, actor: User, judge: str, rows: list[HeldOutRow], tuned: list[str], base: list[str]) -> list[float]:
+def judge_wins(engine, actor: User, judge: str, rows: list[HeldOutRow], tuned: list[str], base: list[str],
+               parallel: int = PARALLEL) -> list[float]:
     """Per row, the tuned reply's share of two verdicts by the judge, asked with the answers in both orders
     (a judge that favours the first position cancels out): 1, 0.5 or 0; an unreadable verdict counts 0.5."""
     params = SamplingParams(do_sample=False, max_new_tokens=4)
     questions = [r.prompt[-1]["content"] for r in rows]
     first = [[{"role": "user", "content": JUDGE_PROMPT.format(question=q, a=t, b=b)}] for q, t, b in zip(questions, tuned, base)]
     second = [[{"role": "user", "content": JUDGE_PROMPT.format(question=q, a=b, b=t)}] for q, t, b in zip(questions, tuned, base)]
-    a_first = generate_all(engine, actor, judge, first, params)
-    a_second = generate_all(engine, actor, judge, second, params)
+    a_first = generate_all(engine, actor, judge, first, params, parallel)
+    a_second = generate_all(engine, actor, judge, second, params, parallel)
     return [(_letter_score(x, "A") + _letter_score(y, "B")) / 2 for x, y in zip(a_first, a_second)]
 
 

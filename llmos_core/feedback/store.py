@@ -72,9 +72,11 @@ class FeedbackStore:
                 "owner, ref, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, actor.id, ref, now))
             return int(cursor.lastrowid)
 
-    def list(self, actor: User, model: str | None = None, kind: str | None = None, limit: int = LIST_LIMIT) -> list[dict]:
-        """The actor's records (an admin's: everyone's), newest first; `kind` PAIR or LABELLED."""
-        where, params = owner_filter(actor)
+    def list(self, actor: User, model: str | None = None, kind: str | None = None, limit: int = LIST_LIMIT,
+             mine: bool = True) -> list[dict]:
+        """The actor's own records, newest first (an admin's with `mine=False`: everyone's); `kind` PAIR or
+        LABELLED. Own by default, as Chat lists only one's own conversations: an export trains on it."""
+        where, params = ("owner = ?", (actor.id,)) if mine else owner_filter(actor)
         if model:
             where, params = where + " AND model = ?", (*params, model)
         if kind == PAIR:
@@ -92,9 +94,10 @@ class FeedbackStore:
             (actor.id, prefix, len(prefix) + 1, prefix + ":")))}
 
     def models(self, actor: User) -> list[str]:
-        where, params = owner_filter(actor)
+        """The models the actor's own records name."""
+        owner_filter(actor)   # an actor is required
         return [r["model"] for r in self.store.query(
-            f"SELECT DISTINCT model FROM feedback WHERE {where} AND model != '' ORDER BY model", params)]
+            "SELECT DISTINCT model FROM feedback WHERE owner = ? AND model != '' ORDER BY model", (actor.id,))]
 
     def delete(self, actor: User, feedback_id: int) -> None:
         where, params = owner_filter(actor)

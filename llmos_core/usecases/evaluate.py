@@ -29,14 +29,24 @@ def make_rule(regex: str | None = None, phrase: str | None = None) -> Rule | Non
 def evaluate(engine, actor: User, tuned: str, base: str, *, data: str | Path | None = None,
              split_from: str | Path | None = None, metrics=("rule",), rule: Rule | None = None,
              judge: str | None = None, max_new_tokens: int = MAX_NEW_TOKENS, resamples: int = 1000, seed: int = 0,
-             fraction: float = HELDOUT_FRACTION, split_seed: int = HELDOUT_SEED,
+             fraction: float = HELDOUT_FRACTION, split_seed: int = HELDOUT_SEED, parallel: int = 1,
              progress: Progress | None = None) -> EvaluationReport:
     """Held-out rows from `data` (a JSONL of prompt/reference) or split off `split_from` (training data)."""
     if (data is None) == (split_from is None):
         raise InvalidInput("give the held-out prompts or the training data to split them from", "--data HELD_OUT.jsonl")
-    rows = read_heldout(data) if data is not None else heldout_from_data(split_from, fraction, split_seed)
+    rows = read_heldout(data) if data is not None else \
+        heldout_from_data(split_from, fraction, split_seed, tokenizer_loader=lambda: _tokenizer_of(engine, actor, base))
     return evaluate_models(engine, actor, tuned, base, rows, metrics, rule=rule, judge=judge,
-                           max_new_tokens=max_new_tokens, resamples=resamples, seed=seed, progress=progress)
+                           max_new_tokens=max_new_tokens, resamples=resamples, seed=seed, parallel=parallel,
+                           progress=progress)
+
+
+def _tokenizer_of(engine, actor: User, model: str):
+    """The tokenizer a run from `model` renders prompts with (a preference run holds out prompts by their
+    rendered text, so the split is made the same way); its folder exists once a run has started from it."""
+    from ..training.model import base_folder, load_tokenizer
+    engine.catalog.check_visible(actor, model)
+    return load_tokenizer(base_folder(engine.catalog.get(model), engine.settings, engine.catalog))
 
 
 # ---------------------------------------------------------------- after a training run

@@ -112,11 +112,13 @@ def comparison_choice(engine, actor: User, comparison_id: int) -> int | None:
 
 # ---------------------------------------------------------------- the Feedback page and the CLI
 
-def list_feedback(engine, actor: User, model: str | None = None, kind: str | None = None) -> list[dict]:
-    """The actor's records, newest first, with `kind` "pair" or "labelled"."""
+def list_feedback(engine, actor: User, model: str | None = None, kind: str | None = None,
+                  everyone: bool = False) -> list[dict]:
+    """The actor's own records, newest first, with `kind` "pair" or "labelled" (`everyone`: an admin's view
+    of all users' records; for anyone else it is their own still)."""
     if kind not in (None, PAIR, LABELLED):
         raise InvalidInput(f"unknown kind {kind!r}", f"{PAIR} or {LABELLED}")
-    return engine.feedback.list(actor, model=model or None, kind=kind)
+    return engine.feedback.list(actor, model=model or None, kind=kind, mine=not everyone)
 
 
 def export_jsonl(engine, actor: User, model: str | None = None, kind: str = PAIR) -> str:

@@ -3,6 +3,7 @@ split, evaluate_models with scripted replies, and the CLI on two tiny models."""
 from __future__ import annotations
 
 import json
+import random
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,6 +73,8 @@ def test_paired_bootstrap_known_numbers():
     assert (constant.difference.low, constant.difference.high) == (0.0, 0.0)
     with pytest.raises(InvalidInput):
         paired_bootstrap([1, 2], [1])
+    with pytest.raises(InvalidInput, match="too many draws"):      # memory bounded before numpy allocates
+        paired_bootstrap([1.0] * 2000, [0.0] * 2000, resamples=100_000)
 
 
 def test_verdict_rule():
@@ -99,17 +102,26 @@ def test_heldout_file_and_the_split_training_uses(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"a{i}"}) + "\n" for i in range(30)))
     dataset = datalib.load(pairs)
-    import random
     order = list(range(30))
     random.Random(7).shuffle(order)
     validation = sorted(order[:datalib.validation_count(30, 0.2)])
     assert split_indices(30, 0.2, 7)[1] == validation
     held = heldout_from_data(pairs, 0.2, 7)
     assert [r.reference for r in held] == [dataset.examples[i]["response"] for i in validation]
+    # preference files: held out by distinct prompt (two pairs of one prompt stay together), as the
+    # preference trainer splits them: sorted rendered prompts, shuffled by Random(seed), the first n
     prefs = tmp_path / "prefs.jsonl"
-    prefs.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"good{i}", "rejected": "bad"}) + "\n"
-                             for i in range(10)))
-    assert [r.reference for r in heldout_from_data(prefs)] == [f"good{split_indices(10)[1][0]}"]
+    prefs.write_text("".join(json.dumps({"prompt": f"q{i % 10}", "chosen": f"good{i}", "rejected": "bad"}) + "\n"
+                             for i in range(20)))
+    render = SimpleNamespace(chat_template=None)           # Chat's plain format: "User: q3\nAssistant:"
+    keys = sorted(f"User: q{i}\nAssistant:" for i in range(10))
+    random.Random(3).shuffle(keys)
+    held = heldout_from_data(prefs, 0.2, 3, tokenizer=render)
+    assert [f"User: {r.prompt[-1]['content']}\nAssistant:" for r in held] == keys[:2]
+    assert all(r.reference == "good" + r.prompt[-1]["content"][1:] for r in held)   # the first chosen reply
+    kto = tmp_path / "kto.csv"
+    kto.write_text("prompt,completion,label\nq1,bad,false\nq2,good,true\n")
+    assert {r.prompt[-1]["content"]: r.reference for r in heldout_from_data(kto, 0.5)} in ({"q1": None}, {"q2": "good"})
     text = tmp_path / "plain.txt"
     text.write_text("just text\n\nmore text\n")
     with pytest.raises(InvalidInput, match="no prompts"):
@@ -175,3 +187,9 @@ def test_cli_evaluate_on_tiny_models(home, tiny_causal, tiny_base, tmp_path, cap
     assert "rule" in text and "verdict (rule, 95% paired bootstrap): same" in text
     assert main(args + ["--metric", "judge"]) == 1     # no judge named: a clear error, no traceback
     assert "--judge" in capsys.readouterr().err
+    prefs = tmp_path / "prefs.jsonl"                    # held out as the preference run holds them out
+    prefs.write_text("".join(json.dumps({"prompt": f"Say {w}", "chosen": f"{w}. Cheers!", "rejected": w}) + "\n"
+                             for w in ("hi", "yes", "no", "fox", "dog", "cat", "sun", "sea", "tea", "red")))
+    assert main(["evaluate", "--model", names[0], "--against", names[1], "--split-from", str(prefs),
+                 "--rule-phrase", "Cheers", "--max-new-tokens", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 1

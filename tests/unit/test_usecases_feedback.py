@@ -89,7 +89,9 @@ def test_another_users_conversation_comparison_and_records_read_as_missing(eng):
     [record] = feedback.list_feedback(eng, ALICE)
     with pytest.raises(InvalidInput, match="does not exist"):
         feedback.delete_feedback(eng, BOB, record["id"])
-    assert len(feedback.list_feedback(eng, LOCAL_ADMIN)) == 1          # an admin sees all
+    assert feedback.list_feedback(eng, LOCAL_ADMIN) == []              # an admin's own list and export: theirs
+    assert len(feedback.list_feedback(eng, LOCAL_ADMIN, everyone=True)) == 1   # asked for, an admin sees all
+    assert feedback.list_feedback(eng, BOB, everyone=True) == []
     feedback.delete_feedback(eng, ALICE, record["id"])
     assert feedback.list_feedback(eng, ALICE) == []
 
@@ -122,3 +124,19 @@ def test_upload_checks_every_row_before_storing_any(eng):
     assert feedback.import_file(eng, ALICE, "k.csv", csv_text.encode(), kind="labelled") == 2
     with pytest.raises(InvalidInput, match="not a preference data format"):
         feedback.import_file(eng, ALICE, "x.exe", b"MZ")
+
+
+def test_promote_makes_a_users_default_until_the_model_goes(eng):
+    from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_CHAT_MODEL, Catalog, ModelSpec
+    from llmos_core.usecases import evaluate
+    eng.catalog = Catalog(eng.store)
+    eng.catalog.register(ModelSpec(name="alices-tune", source="local", location="/nowhere"), owner=ALICE.id)
+    assert evaluate.default_model(eng, ALICE) == DEFAULT_CHAT_MODEL
+    assert evaluate.promote(eng, ALICE, "alices-tune") == CAUSAL_LM
+    assert evaluate.default_model(eng, ALICE) == "alices-tune"
+    assert evaluate.default_model(eng, ALICE, choices=["other"]) == DEFAULT_CHAT_MODEL
+    assert evaluate.default_model(eng, BOB) == DEFAULT_CHAT_MODEL            # a default is per user
+    with pytest.raises(Exception, match="no model named"):
+        evaluate.promote(eng, BOB, "alices-tune")                           # someone else's model: missing
+    eng.catalog.remove("alices-tune")
+    assert evaluate.default_model(eng, ALICE) == DEFAULT_CHAT_MODEL
