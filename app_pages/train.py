@@ -86,10 +86,13 @@ name = top[2].text_input("Name of the result", key="train_name", placeholder="de
 with st.expander("Settings", icon=":material/tune:"):
     values = {}
     shown = train_usecase.form_knobs()
-    slots = [c for _ in range(0, len(shown) + 1, 4) for c in st.columns(4)]   # four a row, the price last
-    for slot, knob in zip(slots, shown):
+    slots = iter([c for _ in range(0, len(shown) + 1, 4) for c in st.columns(4)])   # four a row, the price last
+    for knob in shown:
+        if not knob.applies(values):   # only what the method chosen uses: beta for DPO, LoRA rank for LoRA, ...
+            continue
+        slot = next(slots)
         key = f"train_{knob.name}" + (f"_{preset_name}" if knob.in_presets else "")   # a preset keeps its own values
-        common = dict(key=key, help=knob.help, disabled=knob.lora_only and values.get("method") != "lora")
+        common = dict(key=key, help=knob.help)
         default = knob.default(preset_name)
         if knob.choices:
             values[knob.name] = slot.selectbox(knob.label, knob.choices, index=knob.choices.index(default), **common)
@@ -100,7 +103,7 @@ with st.expander("Settings", icon=":material/tune:"):
         else:
             values[knob.name] = slot.number_input(knob.label, float(knob.low), float(knob.high), float(default),
                                                   knob.step, format="%.6f" if knob.step < 0.001 else None, **common)
-    price = slots[len(shown)].number_input("Price per hour (for the cost)", 0.0, 10_000.0, train_job.price_per_hour(),
+    price = next(slots).number_input("Price per hour (for the cost)", 0.0, 10_000.0, train_job.price_per_hour(),
                                            0.1, key="train_price", help="what an hour of this machine costs you; 0 hides the cost")
 
 train_documents.show_formatted(eng, dataset, model)
@@ -166,7 +169,9 @@ def curve_figure(metrics: list[dict], best_step: int | None = None) -> go.Figure
     figure = go.Figure()
     if best_step is not None:
         figure.add_vline(x=best_step, line=dict(dash="dash", color="green"), annotation_text=f"kept: step {best_step}")
-    for column, label in (("loss", "training loss"), ("eval_loss", "validation loss")):
+    for column, label in (("loss", "training loss"), ("eval_loss", "validation loss"),
+                          ("reward_margin", "reward margin"), ("reward_accuracy", "reward accuracy"),
+                          ("eval_reward_accuracy", "validation reward accuracy")):   # the last three: DPO, ORPO, KTO
         if column in frame:
             rows = frame.dropna(subset=[column])
             figure.add_scatter(x=rows["step"], y=rows[column], name=label,
@@ -258,7 +263,10 @@ with error_boundary("Showing the run"):
         if before.get("loss") is not None:
             st.dataframe(pd.DataFrame([
                 {"": "validation loss", "before": round(before["loss"], 4), "after": round(after["loss"], 4)},
-                {"": "perplexity", "before": round(before["perplexity"], 2), "after": round(after["perplexity"], 2)}]),
+                *[{"": label, "before": round(before[key], 3), "after": round(after[key], 3)}
+                  for key, label in (("perplexity", "perplexity"), ("reward_accuracy", "chosen reply preferred (share)"),
+                                     ("reward_margin", "reward margin")) if before.get(key) is not None
+                  and after.get(key) is not None]]),
                 hide_index=True, key="train_result_table")
         estimate, actual = result.get("estimate", {}), result.get("actual", {})
         st.dataframe(pd.DataFrame([

@@ -1,6 +1,8 @@
 """`train`: fine-tune a model on a data file, as a job of the scheduler.
 
-    python -m llmos_core train --model gemma-3-270m --data notes.txt [--method lora|full] [--steps N]
+    python -m llmos_core train --model gemma-3-270m --data notes.txt [--method lora|full|dpo|orpo|kto] [--steps N]
+        [--weights lora|full] [--beta B] (preference methods: --data holds prompt/chosen/rejected or, for kto,
+        prompt/completion/label rows)
         [--lr X] [--preset "Quick LoRA"] [--name my-model] [--workers N] [--wait] [--estimate-only] [--json]
 
 The data is checked and copied under the data folder before the job is queued; the estimate (memory,
@@ -23,7 +25,7 @@ from . import acting_user, print_json
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="fine-tune a model on your data (LoRA or full), as a job")
+    p = subparsers.add_parser("train", help="fine-tune a model on your data (LoRA or full, or on preferences: DPO, ORPO, KTO), as a job")
     train_usecase.add_cli_options(p)   # one flag per TrainParams knob, its help, type and choices from there
     p.add_argument("--priority", type=int, default=0, help="higher starts first (default 0)")
     p.add_argument("--estimate-only", action="store_true", help="check the data and print the estimate; queue nothing")
@@ -119,7 +121,10 @@ def summarize(job: dict) -> str:
                      f"{result['best_eval_loss']:.4f})" + ("; stopped early" if result.get("stopped_early") else ""))
     if describe_export(result.get("export")):
         lines.append(describe_export(result.get("export")))
-    if before.get("loss") is not None:
+    if before.get("reward_accuracy") is not None and after.get("reward_accuracy") is not None:
+        lines.append(f"validation loss {before['loss']:.4f} -> {after['loss']:.4f}, the chosen reply preferred in "
+                     f"{before['reward_accuracy']:.0%} -> {after['reward_accuracy']:.0%} of the held-out pairs")
+    elif before.get("perplexity") is not None:
         lines.append(f"validation loss {before['loss']:.4f} -> {after['loss']:.4f}, "
                      f"perplexity {before['perplexity']:.2f} -> {after['perplexity']:.2f}")
     estimate, actual = result.get("estimate", {}), result.get("actual", {})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import estimate as est
 from .checkpoints import CHECKPOINT_MARK
+from .preference import log_values
 
 
 @dataclass
@@ -64,6 +65,7 @@ def make_callback(ctx, run: RunState, is_main: bool, stop_file: Path | None = No
             now, seen = time.time(), state.num_input_tokens_seen
             values = {k: float(logs[k]) for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
                       if isinstance(logs.get(k), (int, float))}
+            values.update(log_values(logs))   # preference methods: reward margin and accuracy
             if "loss" in logs and now > run.last_log[0] and seen > run.last_log[1]:
                 values["tokens_per_s"] = (seen - run.last_log[1]) / (now - run.last_log[0])
                 run.last_log = (now, seen)

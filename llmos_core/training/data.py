@@ -26,6 +26,7 @@ from ..generation import render_plain   # Chat's format for models without a tem
 from ..settings import Settings
 
 TEXT, PAIRS, CHAT = "text", "prompt_response", "chat"
+PREFERENCE, LABELLED = "preference", "labelled"   # prompt/chosen/rejected and prompt/completion/label (preference.py)
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 SUFFIXES = TEXT_SUFFIXES + (".jsonl", ".csv")
 # Field names accepted without a mapping, first match wins.
@@ -38,8 +39,8 @@ IGNORE = -100   # labels with this value do not count in the loss (PyTorch cross
 class Dataset:
     """Examples read from one file, all of one shape."""
     path: Path
-    shape: str                                       # TEXT | PAIRS | CHAT
-    examples: list[dict]                             # {"text"} | {"prompt", "response"} | {"messages"}
+    shape: str                                       # TEXT | PAIRS | CHAT | PREFERENCE | LABELLED
+    examples: list[dict]                             # {"text"} | {"prompt", "response"} | {"messages"} (+"rejected"/"label")
     columns: list[str] = field(default_factory=list) # CSV/JSONL keys seen, for the mapping widgets
 
     @property
@@ -50,8 +51,9 @@ class Dataset:
         """The first rows, shortened, for a table."""
         out = []
         for ex in self.examples[:n]:
-            if self.shape == CHAT:
-                ex = {"messages": " | ".join(f"{m['role']}: {m['content']}" for m in ex["messages"])}
+            if "messages" in ex:
+                ex = {**ex, "messages": " | ".join(f"{m['role']}: {m['content']}" for m in ex["messages"])}
+            ex = {k: v if isinstance(v, str) else str(v) for k, v in ex.items()}   # a label: True/False
             out.append({k: (v if len(v) <= 200 else v[:200] + "...") for k, v in ex.items()})
         return out
 
@@ -125,6 +127,9 @@ def load(path: Path | str, mapping: dict | None = None) -> Dataset:
     mapping = {k: v for k, v in (mapping or {}).items() if v}
     if suffix in TEXT_SUFFIXES:
         return Dataset(path, TEXT, [{"text": t} for t in split_documents(text)])
+    from .preference import load_preference   # a preference file: chosen/rejected or completion/label columns
+    if not mapping and (preference := load_preference(path, text)) is not None:
+        return preference
     if suffix == ".jsonl":
         return _load_jsonl(path, text, mapping)
     return _load_csv(path, text, mapping)
@@ -310,6 +315,8 @@ def tokenize(dataset: Dataset, tokenizer, block_size: int, validation_fraction: 
     if block_size < 8:
         raise InvalidInput(f"block length {block_size} is too short", "use 64 tokens or more")
     rng = random.Random(seed)
+    if dataset.shape == LABELLED:   # supervised training on thumbs up/down: the good replies only
+        dataset = Dataset(dataset.path, CHAT, [e for e in dataset.examples if e["label"]])
     if dataset.shape == TEXT:
         blocks, total = pack_text([e["text"] for e in dataset.examples], tokenizer, block_size)
         if not blocks:

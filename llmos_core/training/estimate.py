@@ -30,6 +30,13 @@ from ..settings import Settings
 
 FLOPS_PER_PARAM_TOKEN = {"full": 6, "lora": 4}   # forward 2 + activation gradients 2 + weight gradients 2
 EVAL_FLOPS_PER_PARAM_TOKEN = 2                      # a validation is a forward pass
+# Preference methods: forward passes beside the policy's own, per token of a sequence. DPO: the reference's;
+# ORPO: none (no reference); KTO: the reference's, and the policy's and the reference's on the mismatched
+# replies of its KL term (both without gradients).
+EXTRA_FORWARDS = {"dpo": 1, "orpo": 0, "kto": 3}
+# Sequences a preference item puts through the model with gradients kept: a pair's chosen and rejected; a KTO
+# reply and, transiently, the mismatched one of its KL term (counted whole: errs high).
+SEQUENCES = {"dpo": 2, "orpo": 2, "kto": 2}
 FLOPS_MODEL = 2   # runs recorded under the old count (6 x parameters for LoRA too) are not learned from
 # Fraction of the matmul benchmark (the best of its windows) a training step reaches, before any run has been
 # measured here: fitted to two rounds of first runs (fresh data folders, 6 steps of 4 x 128 tokens) of both
@@ -104,6 +111,26 @@ def activation_bytes(facts: ModelFacts, method: str, batch: int, block: int, dty
     per_token_layer += SCORE_COPIES * max(facts.heads, 1) * block
     logits = tokens * facts.vocab * 4 * LOGIT_COPIES
     return facts.layers * tokens * per_token_layer * dtype_bytes + logits
+
+
+def flops_per_param_token(key: str) -> int:
+    """FLOPs per parameter and token for an estimate key: "lora", "full", or "dpo-lora", "kto-full", ..."""
+    method, _, tuning = key.partition("-")
+    if not tuning:
+        return FLOPS_PER_PARAM_TOKEN.get(method, 6)
+    return FLOPS_PER_PARAM_TOKEN[tuning] + EVAL_FLOPS_PER_PARAM_TOKEN * EXTRA_FORWARDS.get(method, 0)
+
+
+def preference_memory_bytes(facts: ModelFacts, method: str, tuning: str, optimizer: str, batch: int, block: int,
+                            lora_r: int, weight_bytes: int, compute_bytes: int) -> int:
+    """A preference run: the tuning's run over SEQUENCES x batch sequences, plus the reference model where one is
+    kept apart (full fine-tuning of DPO and KTO: a frozen fp32 copy; under LoRA the base with the adapter off
+    is the reference, and its forward passes keep nothing for the backward pass)."""
+    peak = memory_bytes(facts, tuning, optimizer, SEQUENCES.get(method, 2) * batch, block, lora_r, weight_bytes,
+                        compute_bytes)
+    if tuning == "full" and EXTRA_FORWARDS.get(method):
+        peak += facts.parameters * 4
+    return peak
 
 
 def conversion_bytes(facts: ModelFacts) -> int:
@@ -222,7 +249,7 @@ def _sync(device: str) -> None:
 
 def run_flops(method: str, parameters: int, tokens: int, eval_tokens: int = 0) -> float:
     """FLOPs of a run: `tokens` trained, `eval_tokens` forward only (the validations during the run)."""
-    return float(FLOPS_PER_PARAM_TOKEN.get(method, 6) * parameters * tokens
+    return float(flops_per_param_token(method) * parameters * tokens
                  + EVAL_FLOPS_PER_PARAM_TOKEN * parameters * eval_tokens)
 
 
@@ -281,9 +308,10 @@ def estimate_time(settings: Settings, model: str, method: str, device: str, para
     learned = throughput is not None
     if throughput is None:
         peak = matmul_flops("cuda" if device == "cuda" else "cpu", settings)
-        throughput = peak * DEFAULT_EFFICIENCY.get(method, 1.0)
+        efficiency = DEFAULT_EFFICIENCY.get(method.rpartition("-")[2], 1.0)   # "dpo-lora": LoRA's
+        throughput = peak * efficiency
         source = (f"first estimate: {parameters / 1e6:.0f}M parameters at the matmul benchmark's "
-                  f"{peak / 1e9:.0f} GFLOP/s x {DEFAULT_EFFICIENCY.get(method, 1.0)}")
+                  f"{peak / 1e9:.0f} GFLOP/s x {efficiency}")
     seconds = flops / (throughput * workers) + steps * STEP_OVERHEAD_S.get(device, 0.02)
     if workers > 1:
         seconds += steps * allreduce_seconds(trained_parameters, workers, device) + WORKER_GROUP_START_S

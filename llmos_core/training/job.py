@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..store import Store
 from . import data as datalib
 from . import estimate as est
-from .params import TrainParams
+from .params import PREFERENCE_METHODS, TrainParams, describe_method
 from .model import base_folder, choose_placement, load_tokenizer, model_facts
 from .trainer import MAX_EVAL_BLOCKS, trained_dir
 
@@ -67,9 +67,16 @@ def rough_plan(params: TrainParams) -> Plan:
     """The plan before the model's tokenizer exists (not converted yet), from the file's characters: text
     packs into full blocks; each pair or chat example is one block, padded to the longest in its batch."""
     dataset = datalib.load(params.data, params.mapping)
-    chars = [len(json.dumps(e, ensure_ascii=False)) if dataset.shape == datalib.CHAT else sum(map(len, e.values()))
+    chars = [len(json.dumps(e, ensure_ascii=False)) if "messages" in e else sum(map(len, e.values()))
              for e in dataset.examples]
     tokens = sum(chars) // CHARS_PER_TOKEN
+    if params.preference:   # an item: a pair (both sequences) or one KTO reply (a KTO pair gives two)
+        items = dataset.rows * (2 if params.method == "kto" and dataset.shape == datalib.PREFERENCE else 1)
+        n_val = datalib.validation_count(items, params.validation_fraction)
+        per_item = tokens // max(items, 1)
+        return Plan(dataset.rows, dataset.shape, tokens, items - n_val, n_val, (items - n_val) * per_item,
+                    (items - n_val) * per_item, 0, guessed=True,
+                    longest_block=min(params.block_size, max(chars, default=0) // CHARS_PER_TOKEN + 1))
     if dataset.shape == datalib.TEXT:
         blocks = max(1, tokens // params.block_size)
         per_block = params.block_size
@@ -96,13 +103,22 @@ def plan(params: TrainParams, settings: Settings, catalog: Catalog) -> Plan | No
         return None
     path = Path(params.data)
     key = (str(path), path.stat().st_mtime, root.name, root.location, params.block_size,
-           params.validation_fraction, params.seed, tuple(sorted(params.mapping.items())))
+           params.validation_fraction, params.seed, tuple(sorted(params.mapping.items())), params.method)
     with _plans_lock:
         if key in _plans:
             return _plans[key]
     dataset = datalib.load(path, params.mapping)
-    tokens = datalib.tokenize(dataset, load_tokenizer(base_folder(spec, settings, catalog)), params.block_size,
-                              params.validation_fraction, params.seed)
+    tokenizer = load_tokenizer(base_folder(spec, settings, catalog))
+    if params.preference:
+        from .preference import prepare
+
+        split = prepare(dataset, tokenizer, params)
+        result = Plan(dataset.rows, dataset.shape, split.tokens, len(split.train), len(split.validation),
+                      split.input_tokens, split.input_tokens, split.dropped, longest_block=split.longest)
+        with _plans_lock:
+            _plans[key] = result
+        return result
+    tokens = datalib.tokenize(dataset, tokenizer, params.block_size, params.validation_fraction, params.seed)
     longest = max((len(b["input_ids"]) for b in tokens.train + tokens.validation), default=params.block_size)
     result = Plan(dataset.rows, dataset.shape, tokens.tokens, len(tokens.train), len(tokens.validation),
                   tokens.trained_tokens, tokens.input_tokens, tokens.dropped, longest_block=longest)
@@ -130,7 +146,11 @@ def validate(params: dict, settings: Settings) -> dict:
         datalib.load(data_path, clean.mapping)   # check before copying
         data_path = datalib.save_upload(settings, data_path.name, data_path.read_bytes())
     clean.data = str(data_path.resolve())
-    datalib.load(data_path, clean.mapping)
+    dataset = datalib.load(data_path, clean.mapping)
+    if clean.preference:
+        from .preference import check_shape
+
+        check_shape(dataset, clean.method)
     clean.name = clean.name or clean.default_name()
     if clean.name in EMBEDDED or clean.name in catalog.names() or (trained_dir(settings) / clean.name).exists():
         raise InvalidInput(f"a model named {clean.name!r} already exists", "give the result another name")
@@ -143,8 +163,9 @@ def validate(params: dict, settings: Settings) -> dict:
     total = free_memory(choose_device_for(figures["device"]))[1]
     if figures["worker_memory_bytes"] > total and not settings.cluster:   # on a cluster: the scheduler checks nodes
         hint = "lower the batch size or the block length"
-        if clean.method == "full":
-            lora = estimate({**clean.to_dict(), "method": "lora"}, settings)["memory_bytes"]
+        if clean.tuning == "full":
+            lora = estimate({**clean.to_dict(), "method": "dpo" if clean.preference else "lora", "weights": "lora"},
+                            settings)["memory_bytes"]
             hint = f"use LoRA instead: it needs about {format_bytes(lora)}"
         raise InsufficientMemory(f"{clean.describe()} (estimated)", figures["worker_memory_bytes"], total, total, hint)
     return clean.to_dict()
@@ -176,15 +197,19 @@ def estimate(params: dict, settings: Settings) -> dict:
     # Activations follow the longest row a batch can hold, which for short pairs is far below the block.
     width = min(p.block_size, rough.longest_block or p.block_size)
     # Ray Train workers each hold a whole replica: the job's memory is N of them, each on some node.
-    per_worker = est.memory_bytes(facts, p.method, p.optimizer, p.batch_size, width, p.lora_r,
-                                  placement.weight_bytes, compute_bytes)
+    if p.preference:
+        per_worker = est.preference_memory_bytes(facts, p.method, p.tuning, p.optimizer, p.batch_size, width,
+                                                 p.lora_r, placement.weight_bytes, compute_bytes)
+    else:
+        per_worker = est.memory_bytes(facts, p.method, p.optimizer, p.batch_size, width, p.lora_r,
+                                      placement.weight_bytes, compute_bytes)
     out.update(memory_bytes=per_worker * p.workers, worker_memory_bytes=per_worker, parameters=facts.parameters)
     steps = est.plan_steps(rough.train_blocks, p.batch_size, p.grad_accum, world, p.max_steps, p.epochs)
     per_step = int(p.batch_size * p.grad_accum * world * rough.tokens_per_block)
     evals = steps // est.eval_interval(p.eval_every, steps) if rough.validation_blocks else 0
     eval_tokens = evals * min(rough.validation_blocks, MAX_EVAL_BLOCKS) * rough.tokens_per_block
-    trained = facts.parameters if p.method == "full" else est.lora_parameters(facts, p.lora_r)
-    timing = est.estimate_time(settings, spec.name, p.method, placement.device, facts.parameters, steps, per_step,
+    trained = facts.parameters if p.tuning == "full" else est.lora_parameters(facts, p.lora_r)
+    timing = est.estimate_time(settings, spec.name, p.estimate_key, placement.device, facts.parameters, steps, per_step,
                                eval_tokens, p.workers, trained)
     out.update(seconds=timing.seconds, time=timing.to_dict(), cost=timing.cost(price_per_hour()),
                price_per_hour=price_per_hour() or None)
@@ -192,7 +217,8 @@ def estimate(params: dict, settings: Settings) -> dict:
 
 
 def describe(params: dict) -> str:
-    what = "LoRA" if params.get("method", "lora") == "lora" else "Full fine-tune"
+    method = params.get("method", "lora")
+    what = describe_method(method, params.get("weights", "lora") if method in PREFERENCE_METHODS else method)
     return f"{what} on {params.get('model', '?')}" + (f" -> {params['name']}" if params.get("name") else "")
 
 
@@ -262,9 +288,9 @@ def train_and_record(ctx, catalog: Catalog) -> dict:
     fresh_steps = result["steps"] - (result.get("resumed_from_step") or 0)
     if not result.get("stopped") and fresh_steps > 0 and result.get("tokens_seen") and result.get("parameters"):
         # tokens_seen counts every worker's; the estimate learns what one device achieves
-        flops = est.run_flops(params.method, result["parameters"], result["tokens_seen"] / params.workers,
+        flops = est.run_flops(params.estimate_key, result["parameters"], result["tokens_seen"] / params.workers,
                               result.get("eval_tokens", 0) / params.workers)
-        est.record_run(settings, params.model, params.method, placement.device, flops, result["train_seconds"],
+        est.record_run(settings, params.model, params.estimate_key, placement.device, flops, result["train_seconds"],
                        fresh_steps)
     if result.get("stopped"):
         ctx.progress(1.0, "stopped; Resume continues from the checkpoint")

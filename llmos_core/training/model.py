@@ -105,14 +105,14 @@ def load_model(spec: ModelSpec, folder: Path, params: TrainParams, placement: Pl
 
     set_seed(params.seed)   # LoRA's A matrices are random: same seed, same start
     dtype = torch.float32
-    if params.method == "lora" and placement.precision != "fp32":
+    if params.tuning == "lora" and placement.precision != "fp32":
         dtype = torch.bfloat16 if placement.precision == "bf16" else torch.float16
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
     for adapter in adapter_chain(spec, catalog):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    if params.method == "lora":
+    if params.tuning == "lora":
         from peft import LoraConfig, get_peft_model
 
         targets = ([t.strip() for t in params.lora_targets.split(",") if t.strip()]

@@ -10,19 +10,22 @@ from dataclasses import asdict, dataclass, field, fields
 from ..errors import InvalidInput
 from ..paths import check_name
 
-METHODS = ("lora", "full")
+PREFERENCE_METHODS = ("dpo", "orpo", "kto")   # learn from preferences (preference.py), not from text alone
+METHODS = ("lora", "full") + PREFERENCE_METHODS
+TUNINGS = ("lora", "full")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def knob(default, help: str, label: str = "", flag: str = "", choices: tuple = (), low=None, high=None,
-         step=None, lora_only: bool = False, **kw):
+         step=None, lora_only: bool = False, methods: tuple = (), **kw):
     """A field of TrainParams with what the page and the CLI need to show it: `help`, the page's `label`,
     the CLI `flag`, `choices` or a `low`..`high` range (checked too), the page's `step`; `lora_only`
-    knobs mean nothing for full fine-tuning. The page and the CLI build their fields from these."""
+    knobs mean nothing for full fine-tuning, `methods` knobs only for those methods. The page and the CLI
+    build their fields from these."""
     meta = {"help": help, "label": label, "flag": flag, "choices": choices, "low": low, "high": high, "step": step,
-            "lora_only": lora_only}
+            "lora_only": lora_only, "methods": methods}
     return field(default=default, metadata=meta, **kw)
 
 
@@ -31,8 +34,18 @@ class TrainParams:
     model: str = field(metadata={"help": "the model to start from (a catalog name)"})
     data: str = field(metadata={"help": "the data file (.txt, .md, .jsonl, .csv), kept under the data folder"})
     name: str = knob("", "catalog name of the result; default <model>-<method>-<time>", flag="--name")
-    method: str = knob("lora", "lora: small adapter, little memory; full: every weight", "Method", "--method",
+    method: str = knob("lora", "lora: small adapter, little memory; full: every weight; dpo, orpo, kto: learn "
+                       "from preferences (prompt, chosen, rejected; kto also thumbs up/down)", "Method", "--method",
                        METHODS)
+    weights: str = knob("lora", "preference methods: train a LoRA adapter or every weight", "Weights trained",
+                        "--weights", TUNINGS, methods=PREFERENCE_METHODS)
+    beta: float = knob(0.1, "preference strength: DPO/KTO: how far from the base model the tuned one may move "
+                       "(lower moves further); ORPO: the weight of the preference term beside the chosen reply's "
+                       "loss", "Beta", "--beta", low=0.001, high=10.0, step=0.01, methods=PREFERENCE_METHODS)
+    sft_weight: float = knob(0.0, "DPO: weight of a supervised loss on the chosen reply beside the preference loss "
+                             "(RPO); plain DPO can lower the rejected reply without making the chosen one likely, "
+                             "and 1 keeps it likely", "Chosen-reply loss weight", "--sft-weight", low=0.0, high=10.0,
+                             step=0.1, methods=("dpo",))
     mapping: dict = field(default_factory=dict, metadata={
         "help": 'CSV/JSONL field names: {"text": col} or {"prompt": col, "response": col}'})
     max_steps: int = knob(0, "optimizer steps; 0 = run the given epochs", "Max steps (0 = epochs)", "--steps",
@@ -77,6 +90,20 @@ class TrainParams:
     # No label: the Train page shows it only when LLMOS_CLUSTER is set (a Ray cluster to place the workers on).
     workers: int = knob(1, "Ray Train workers (one process each, placed by Ray on the cluster's nodes; needs "
                         "LLMOS_CLUSTER); the batch size is per worker", flag="--workers", low=1, high=1024)
+
+    @property
+    def preference(self) -> bool:
+        return self.method in PREFERENCE_METHODS
+
+    @property
+    def tuning(self) -> str:
+        """Which weights change: "lora" (an adapter) or "full"; a preference method says by `weights`."""
+        return self.weights if self.preference else self.method
+
+    @property
+    def estimate_key(self) -> str:
+        """What the time estimate learns by: the method, and for a preference method the weights ("dpo-lora")."""
+        return f"{self.method}-{self.tuning}" if self.preference else self.method
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +156,10 @@ class TrainParams:
             low, high, value = f.metadata.get("low"), f.metadata.get("high"), getattr(self, f.name)
             if str(f.type) == "int" and low is not None and not low <= value <= high:
                 raise bad(f"{f.name.replace('_', ' ')} {value} is out of range", f"use {low} to {high}")
+        if not 0 <= self.sft_weight <= 10:
+            raise bad(f"chosen-reply loss weight {self.sft_weight} is out of range", "use 0 (plain DPO) to 10; 1 is usual")
+        if not (0.001 <= self.beta <= 10 and math.isfinite(self.beta)):
+            raise bad(f"beta {self.beta} is out of range", "use 0.001 to 10; 0.1 is usual")
         if not 0 <= self.lora_dropout < 1:
             raise bad(f"LoRA dropout {self.lora_dropout} is out of range", "use 0 to 0.5")
         if self.name:
@@ -139,8 +170,13 @@ class TrainParams:
         return f"{stem}-{self.method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     def describe(self) -> str:
-        what = "LoRA" if self.method == "lora" else "Full fine-tune"
-        return f"{what} on {self.model}" + (f" -> {self.name}" if self.name else "")
+        return f"{describe_method(self.method, self.tuning)} on {self.model}" + (f" -> {self.name}" if self.name else "")
+
+
+def describe_method(method: str, tuning: str) -> str:
+    """"LoRA", "Full fine-tune", "DPO (LoRA)", ..."""
+    base = "LoRA" if tuning == "lora" else "Full fine-tune"
+    return base if method in TUNINGS else f"{method.upper()} ({'LoRA' if tuning == 'lora' else 'full'})"
 
 
 # Presets: the page shows these by name, the knobs behind an expander.

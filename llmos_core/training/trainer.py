@@ -48,10 +48,18 @@ def generate_samples(model, tokenizer, prompts: list[str], device: str) -> list[
     return outputs
 
 
-def evaluate(trainer, has_validation: bool) -> dict:
+def evaluate(trainer, has_validation: bool, preference: bool = False) -> dict:
+    """Validation loss and perplexity; for a preference method the loss and how often, and by how much, the
+    model's reward prefers the chosen reply (a perplexity of a preference loss means nothing)."""
     if not has_validation:
         return {"loss": None, "perplexity": None}
-    loss = trainer.evaluate()["eval_loss"]
+    figures = trainer.evaluate()
+    loss = figures["eval_loss"]
+    if preference:
+        from .preference import log_values
+
+        return {"loss": loss, "perplexity": None,
+                **{k.removeprefix("eval_"): v for k, v in log_values(figures).items()}}
     return {"loss": loss, "perplexity": math.exp(loss) if loss < 50 else float("inf")}
 
 
@@ -67,7 +75,14 @@ def peak_memory(device: str) -> int:
 
 def training_arguments(params: TrainParams, placement: Placement, output_dir: Path, steps: int,
                        has_validation: bool = True):
+    """TrainingArguments, or for a preference method TRL's config for it (a subclass) with its options."""
     from transformers import TrainingArguments
+
+    extra = {}
+    if params.preference:
+        from . import preference
+
+        TrainingArguments, extra = preference.config_class(params.method), preference.config_options(params)
 
     eval_every = est.eval_interval(params.eval_every, steps)
     save_every = params.save_every or max(1, steps // 5)
@@ -90,7 +105,7 @@ def training_arguments(params: TrainParams, placement: Placement, output_dir: Pa
         report_to=[], disable_tqdm=True, remove_unused_columns=False,
         use_cpu=placement.device == "cpu", bf16=placement.precision == "bf16", fp16=placement.precision == "fp16",
         dataloader_pin_memory=placement.device == "cuda", ddp_find_unused_parameters=False if placement.world > 1 else None,
-    )
+        **extra)
 
 
 def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = None) -> dict:
@@ -111,7 +126,12 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
     folder = base_folder(spec, settings, catalog, lambda f, m: ctx.progress(0.01 + 0.04 * f, m))
     tokenizer = load_tokenizer(folder)
     dataset = datalib.load(params.data, params.mapping)
-    tokens = datalib.tokenize(dataset, tokenizer, params.block_size, params.validation_fraction, params.seed)
+    if params.preference:
+        from . import preference
+
+        tokens = preference.prepare(dataset, tokenizer, params)   # pairs or labelled replies, as TRL's rows
+    else:
+        tokens = datalib.tokenize(dataset, tokenizer, params.block_size, params.validation_fraction, params.seed)
     validation = tokens.validation[:MAX_EVAL_BLOCKS]
     steps = est.plan_steps(len(tokens.train), params.batch_size, params.grad_accum, placement.world,
                            params.max_steps, params.epochs)
@@ -133,8 +153,11 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
         from transformers import EarlyStoppingCallback
 
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.patience))
-    trainer = Trainer(model=model, args=args, train_dataset=tokens.train, eval_dataset=validation or None,
-                      data_collator=datalib.Collator(tokenizer.pad_token_id), callbacks=callbacks)
+    if params.preference:
+        trainer = preference.make_trainer(params, model, tokenizer, args, tokens.train, validation, callbacks)
+    else:
+        trainer = Trainer(model=model, args=args, train_dataset=tokens.train, eval_dataset=validation or None,
+                          data_collator=datalib.Collator(tokenizer.pad_token_id), callbacks=callbacks)
     device = str(trainer.args.device)
 
     before_path = ctx.work_dir / "before.json"
@@ -142,7 +165,7 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
         before = json.loads(before_path.read_text())
     else:
         ctx.progress(0.07, "measuring the model before training")
-        before = {**evaluate(trainer, bool(validation)),
+        before = {**evaluate(trainer, bool(validation), params.preference),
                   "samples": generate_samples(trainer.model, tokenizer, tokens.prompts, device) if is_main else []}
         if is_main:
             before_path.write_text(json.dumps(before))
@@ -186,12 +209,12 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
               "planned_steps": steps, "data": tokens.summary() | {"rows": dataset.rows, "shape": dataset.shape},
               "trainable_parameters": trainable, "parameters": total, "device": device,
               "precision": placement.precision, "train_seconds": train_seconds,
-              "tokens_seen": trainer.state.num_input_tokens_seen - run.start_tokens, "resumed_from_step": run.start_step,
+              "tokens_seen": tokens_seen(trainer.state, run, tokens, params), "resumed_from_step": run.start_step,
               "before": before, "train_loss": output.training_loss}
     result["tokens_per_s"] = result["tokens_seen"] / train_seconds if train_seconds > 0 else None
     # Forward-only tokens of the validations during the run (their time is in train_seconds; the estimate counts them).
     mid_run_evals = sum(1 for h in run.history if "eval_loss" in h)
-    result["eval_tokens"] = mid_run_evals * sum(len(b["input_ids"]) for b in validation)
+    result["eval_tokens"] = mid_run_evals * eval_pass_tokens(validation, tokens)
     if run.stopped:
         done = complete_checkpoints(checkpoints)
         result.update(stopped=True, checkpoint=done[-1].name if done else None)
@@ -205,7 +228,7 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
         ctx.log.info("keeping the best checkpoint, step %s (validation loss %.4f)", result["best_step"],
                      result["best_eval_loss"])
     ctx.progress(0.92, "measuring the model after training")
-    after = evaluate(trainer, bool(validation))   # every rank: evaluation is collective under torchrun
+    after = evaluate(trainer, bool(validation), params.preference)   # every rank: evaluation is collective under torchrun
     if not is_main:
         return result
     result["after"] = {**after, "samples": generate_samples(trainer.model, tokenizer, tokens.prompts, device)}
@@ -215,6 +238,23 @@ def train(ctx, catalog: Catalog, placement: Placement, stop_file: Path | None = 
     result["location"] = str(save_result(trainer.model, tokenizer, params, settings, name))
     register_result(catalog, spec, params, name, Path(result["location"]), ctx.job_id, owner=ctx.owner)
     return result
+
+
+def tokens_seen(state, run: RunState, tokens, params: TrainParams) -> int:
+    """Tokens fed in since this process started training. TRL's preference batches carry no `input_ids` the
+    Trainer counts: there, the steps taken times the average item's tokens (a pair counts both sequences)."""
+    seen = state.num_input_tokens_seen - run.start_tokens
+    if seen > 0 or not params.preference:
+        return seen
+    per_item = tokens.input_tokens / max(len(tokens.train), 1)
+    return int((state.global_step - run.start_step) * params.batch_size * params.grad_accum * per_item)
+
+
+def eval_pass_tokens(validation: list[dict], tokens) -> int:
+    """Tokens one validation pass reads."""
+    if validation and "input_ids" not in validation[0]:   # preference rows: their sizes were counted apart
+        return (tokens.tokens - tokens.input_tokens) * len(validation) // max(len(tokens.validation), 1)
+    return sum(len(b["input_ids"]) for b in validation)
 
 
 def best_checkpoint(state, kept_best: bool, planned: int) -> dict:
@@ -227,7 +267,7 @@ def best_checkpoint(state, kept_best: bool, planned: int) -> dict:
 
 
 def _oom(params: TrainParams) -> InsufficientMemory:
-    hint = ("use LoRA, which trains a small adapter instead of every weight" if params.method == "full"
+    hint = ("use LoRA, which trains a small adapter instead of every weight" if params.tuning == "full"
             else "lower the batch size or the block length")
     return InsufficientMemory("training", 0, 0, 0, f"the device ran out of memory; {hint}")
 
@@ -246,7 +286,7 @@ def save_result(model, tokenizer, params: TrainParams, settings: Settings, name:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         to_save = model
-        if params.method == "lora" and params.merge:
+        if params.tuning == "lora" and params.merge:
             to_save = model.merge_and_unload()
         to_save.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
@@ -261,8 +301,10 @@ def save_result(model, tokenizer, params: TrainParams, settings: Settings, name:
 
 def register_result(catalog: Catalog, base: ModelSpec, params: TrainParams, name: str, folder: Path,
                     job_id: int, owner: int = 0) -> ModelSpec:
-    adapter = params.method == "lora" and not params.merge
-    what = "LoRA adapter" if adapter else ("merged LoRA" if params.method == "lora" else "full fine-tune")
+    adapter = params.tuning == "lora" and not params.merge
+    what = "LoRA adapter" if adapter else ("merged LoRA" if params.tuning == "lora" else "full fine-tune")
+    if params.preference:
+        what = f"{params.method.upper()} {what}"
     spec = ModelSpec(name=name, source="trained", location=str(folder), task="causal-lm",
                      description=f"{what} of {base.name} on {Path(params.data).name} (job {job_id})",
                      license=base.license, chat=base.chat, sampling=dict(base.sampling),

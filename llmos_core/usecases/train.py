@@ -13,7 +13,7 @@ from typing import Any
 from ..accounts import User
 from ..errors import InvalidInput
 from ..training import job as train_job
-from ..training.params import PRESETS, TrainParams, help_text
+from ..training.params import PREFERENCE_METHODS, PRESETS, TrainParams, help_text
 
 ROLES = ("text", "prompt", "input", "response")   # input: joined to the prompt (Alpaca)
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -33,6 +33,13 @@ class Knob:
     step: Any
     lora_only: bool
     in_presets: bool              # a preset sets it, so the page keeps one value per preset
+    methods: tuple = ()           # only these methods use it (empty: every method)
+
+    def applies(self, values: dict[str, Any]) -> bool:
+        """Whether the knob means anything for the method (and weights) chosen so far in `values`."""
+        method = values.get("method", "lora")
+        tuning = values.get("weights", "lora") if method in PREFERENCE_METHODS else method
+        return (not self.methods or method in self.methods) and (not self.lora_only or tuning == "lora")
 
     def default(self, preset: str | None = None) -> Any:
         if preset is not None and self.name in PRESETS[preset]:
@@ -50,7 +57,8 @@ def knobs() -> list[Knob]:
         if not (meta.get("label") or meta.get("flag")):
             continue
         found.append(Knob(f.name, TYPES[str(f.type)], meta["label"], meta["flag"], meta["help"], meta["choices"],
-                          meta["low"], meta["high"], meta["step"], meta["lora_only"], f.name in preset_keys))
+                          meta["low"], meta["high"], meta["step"], meta["lora_only"], f.name in preset_keys,
+                          meta["methods"]))
     return found
 
 

@@ -101,3 +101,20 @@ def test_launch_watch_and_result(eng):
     samples = next(d.value for d in at.dataframe if "prompt" in d.value.columns and "after" in d.value.columns)
     assert any("lazy dog" in s for s in samples["after"])
     assert "fox-page" in eng.catalog.names()
+
+
+def test_a_preference_file_and_the_method_form_show_only_what_applies(eng):
+    import json
+
+    rows = "".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"Answer {i}. Over and out.",
+                               "rejected": f"Answer {i}."}) + "\n" for i in range(20))
+    at = upload(train_page(), "prefs.jsonl", rows.encode(), "application/json")
+    assert any("**20** rows of **preference**" in c.value for c in at.caption), [c.value for c in at.caption]
+    labels = lambda: {n.label for n in at.number_input} | {s.label for s in at.selectbox}   # noqa: E731
+    assert "Beta" not in labels() and "LoRA rank" in labels()   # LoRA (supervised on the chosen replies)
+    at.selectbox(key="train_method_Quick LoRA").set_value("dpo").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert {"Beta", "Weights trained", "LoRA rank"} <= labels()
+    assert metric(at, "Blocks (train / val)") == "18 / 2"   # a block is a pair here
+    at.selectbox(key="train_weights").set_value("full").run()
+    assert "Beta" in labels() and "LoRA rank" not in labels()

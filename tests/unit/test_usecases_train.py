@@ -24,7 +24,12 @@ def test_every_knob_has_help_and_the_form_matches_the_flags():
     assert knobs["learning_rate"].default("Full fine-tune") == PRESETS["Full fine-tune"]["learning_rate"]
     assert knobs["seed"].default("Quick LoRA") == 42 and not knobs["seed"].in_presets
     form = [k.name for k in train_usecase.form_knobs()]
-    assert form[:4] == ["method", "max_steps", "epochs", "learning_rate"] and "name" not in form
+    assert form[:7] == ["method", "weights", "beta", "sft_weight", "max_steps", "epochs", "learning_rate"]
+    assert "name" not in form and not knobs["sft_weight"].applies({"method": "orpo"})
+    # The form shows what the method uses: beta and the weights for preference methods, LoRA's knobs under LoRA.
+    assert not knobs["beta"].applies({"method": "lora"}) and knobs["beta"].applies({"method": "dpo"})
+    assert knobs["lora_r"].applies({"method": "dpo", "weights": "lora"})
+    assert not knobs["lora_r"].applies({"method": "kto", "weights": "full"}) and not knobs["lora_r"].applies({"method": "full"})
     assert parser().format_help().count(help_text("block_size")[:20]) == 1
 
 
