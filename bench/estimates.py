@@ -52,7 +52,8 @@ def one_form(form: str, home: str, threads: int | None = None) -> dict:
         runner_form = {f.runner: f for f in local_forms(spec, settings, shape)}[backend]
         calibration = browser.learned_calibration(settings)   # measured by the parent at the start of the run
         context = min(N_CTX, shape.context or N_CTX) * SHARED_CONTEXTS if backend == "llamacpp" else 0
-        predicted = predict(name, shape, runner_form, calibration, context=context, corrected=False)
+        predicted = predict(name, shape, runner_form, calibration, context=context, corrected=False,
+                            prefix_cache_mb=browser.prefix_cache_mb(settings))   # its cells are allocated at load too
         model = engine.models.load(name, backend)
         measured_bytes = model.measured_bytes
         # greedy: 64 tokens every time (a sampled reply may end after a few, run 2 of h31b: 16). The
