@@ -35,5 +35,5 @@ def test_a_page_url_opened_directly_gets_the_whole_app(app_server, page):
     links = page.locator('[data-testid="stSidebarNavLink"]')
     titles = [links.nth(i).inner_text().strip().splitlines()[-1] for i in range(links.count())]
     # the local admin of a single-user start also has the Admin page (users, keys, limits)
-    assert titles == ["Home", "Chat", "Ask", "Translate", "Train", "Jobs", "Models", "Monitor", "Admin"]
+    assert titles == ["Home", "Chat", "Ask", "Translate", "Train", "Feedback", "Jobs", "Models", "Monitor", "Admin"]
     assert page.get_by_text("CPU (").count() >= 1   # the device caption drawn by app.py's sidebar
