@@ -24,38 +24,15 @@ from pathlib import Path
 from ..errors import InvalidInput
 from ..generation import render_plain   # Chat's format for models without a template: train on what Chat sends
 from ..settings import Settings
+from .dataset import CHAT, LABELLED, PAIRS, PREFERENCE, TEXT, Dataset  # noqa: F401 (data.Dataset, data.TEXT, ...)
+from .preference_files import load_preference
 
-TEXT, PAIRS, CHAT = "text", "prompt_response", "chat"
-PREFERENCE, LABELLED = "preference", "labelled"   # prompt/chosen/rejected and prompt/completion/label (preference.py)
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 SUFFIXES = TEXT_SUFFIXES + (".jsonl", ".csv")
 # Field names accepted without a mapping, first match wins.
 PROMPT_FIELDS = ("prompt", "instruction", "question", "input")
 RESPONSE_FIELDS = ("response", "completion", "output", "answer")
 IGNORE = -100   # labels with this value do not count in the loss (PyTorch cross-entropy's ignore_index)
-
-
-@dataclass
-class Dataset:
-    """Examples read from one file, all of one shape."""
-    path: Path
-    shape: str                                       # TEXT | PAIRS | CHAT | PREFERENCE | LABELLED
-    examples: list[dict]                             # {"text"} | {"prompt", "response"} | {"messages"} (+"rejected"/"label")
-    columns: list[str] = field(default_factory=list) # CSV/JSONL keys seen, for the mapping widgets
-
-    @property
-    def rows(self) -> int:
-        return len(self.examples)
-
-    def preview(self, n: int = 5) -> list[dict]:
-        """The first rows, shortened, for a table."""
-        out = []
-        for ex in self.examples[:n]:
-            if "messages" in ex:
-                ex = {**ex, "messages": " | ".join(f"{m['role']}: {m['content']}" for m in ex["messages"])}
-            ex = {k: v if isinstance(v, str) else str(v) for k, v in ex.items()}   # a label: True/False
-            out.append({k: (v if len(v) <= 200 else v[:200] + "...") for k, v in ex.items()})
-        return out
 
 
 # ---------------------------------------------------------------- uploads
@@ -127,7 +104,7 @@ def load(path: Path | str, mapping: dict | None = None) -> Dataset:
     mapping = {k: v for k, v in (mapping or {}).items() if v}
     if suffix in TEXT_SUFFIXES:
         return Dataset(path, TEXT, [{"text": t} for t in split_documents(text)])
-    from .preference import load_preference   # a preference file: chosen/rejected or completion/label columns
+    # a preference file: chosen/rejected or completion/label columns (preference_files.py)
     if not mapping and (preference := load_preference(path, text)) is not None:
         return preference
     if suffix == ".jsonl":

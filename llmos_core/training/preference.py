@@ -13,57 +13,19 @@ trainers ping it on start unless telemetry is off, so `offline()` turns it off b
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import InvalidInput
 from . import data as datalib
 
-PAIR_FIELDS, LABEL_FIELDS = {"chosen", "rejected"}, {"completion", "label"}
 # What the live curve keeps of TRL's log lines, under our names (eval_ ones from the validations).
 LOGGED = {"rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy",
           "eval_rewards/margins": "eval_reward_margin", "eval_rewards/accuracies": "eval_reward_accuracy"}
 
 
 # ---------------------------------------------------------------- the file
-
-def load_preference(path: Path, text: str) -> datalib.Dataset | None:
-    """A preference file as a Dataset (PREFERENCE or LABELLED shape), or None when the file is not one."""
-    from ..feedback import read_labelled, read_pairs
-
-    keys = _first_keys(path, text)
-    if PAIR_FIELDS <= keys:
-        pairs = read_pairs(path)
-        return datalib.Dataset(path, datalib.PREFERENCE, [
-            {"messages": p.prompt + [{"role": "assistant", "content": p.chosen}], "rejected": p.rejected}
-            for p in pairs], sorted(keys))
-    if LABEL_FIELDS <= keys:
-        examples = read_labelled(path)
-        return datalib.Dataset(path, datalib.LABELLED, [
-            {"messages": e.prompt + [{"role": "assistant", "content": e.completion}], "label": e.label}
-            for e in examples], sorted(keys))
-    return None
-
-
-def _first_keys(path: Path, text: str) -> set[str]:
-    """The CSV header, or the keys of the first JSON object of a JSONL."""
-    if path.suffix.lower() == ".csv":
-        import csv
-        import io
-
-        return {h.strip() for h in next(csv.reader(io.StringIO(text[:65536])), []) if h}
-    for line in text.splitlines()[:20]:
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            return set()
-        if isinstance(record, dict):
-            return set(record)
-    return set()
-
 
 def check_shape(dataset: datalib.Dataset, method: str) -> None:
     """DPO and ORPO need pairs; KTO takes pairs or labelled replies, with good and bad ones both."""
