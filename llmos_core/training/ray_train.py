@@ -43,7 +43,11 @@ def launch(ctx, workers: int, worker_memory: int) -> dict:
     trainer = TorchTrainer(
         train_loop, train_loop_config={"job_id": ctx.job_id, "resume": ctx.resume, "workers": workers,
                                        "use_gpu": use_gpu},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        # trainer_resources: Ray's default gives the trainer actor 1 CPU, packed into the first worker's bundle, so
+        # a cluster of 1-CPU nodes could never place rank 0 and the run waited for ever; the actor only
+        # coordinates (the loop runs in the workers), so it takes no CPU
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker,
+                                     trainer_resources={"CPU": 0}),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(name=f"llmos-job-{ctx.job_id}", storage_path=str(ctx.work_dir / "ray_train")))
     failure: list[BaseException] = []

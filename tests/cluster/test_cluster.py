@@ -30,7 +30,7 @@ def test_cluster_scenarios_run_in_a_loopback_only_namespace():
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("the cluster tests make a network namespace: they need root and iproute2 (CI has both)")
     run = loopback_ray.run_in_namespace([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                                         "-o", "addopts=--import-mode=importlib", *SCENARIOS], timeout=900)
+                                         "-o", "addopts=--import-mode=importlib", "--durations=8", *SCENARIOS], timeout=900)
     print(run.stdout[-6000:], run.stderr[-3000:])
     assert run.returncode == 0, f"the cluster scenarios failed:\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
     assert " passed" in run.stdout and " skipped" not in run.stdout
