@@ -24,7 +24,8 @@ def choose_source() -> str:
 
 def render(eng) -> None:
     files = st.file_uploader("Documents: txt, md, docx, pdf or html (read in an isolated process)",
-                             type=list(datasets.DOCUMENT_TYPES), accept_multiple_files=True, key="train_docs_upload")
+                             type=list(datasets.DOCUMENT_TYPES), accept_multiple_files=True, key="train_docs_upload",
+                             max_upload_size=eng.settings.max_upload_mb)
     if not files:
         st.info("Upload documents to make a training set for continued pre-training: their text is cleaned "
                 "(headers, footers and page numbers left out) and cut into chunks of the length you choose, "

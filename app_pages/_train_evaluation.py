@@ -37,7 +37,8 @@ def render(eng, user, job: dict) -> None:
                                   key=f"{key}_judge")
         tokens = cols[2].number_input("Max new tokens", 8, 1024, 128, key=f"{key}_tokens")
         heldout = st.file_uploader("Held-out prompts (optional JSONL: prompt, reference); without one, the prompts "
-                                   "held out of this run's data are used", type=["jsonl"], key=f"{key}_heldout")
+                                   "held out of this run's data are used", type=["jsonl"], key=f"{key}_heldout",
+                                   max_upload_size=evaluation.MAX_UPLOAD_MB)
         go = st.form_submit_button("Evaluate", icon=":material/rule:")
     if go:
         with error_boundary("Evaluating"):

@@ -51,7 +51,7 @@ if choice == NEW:
     cols[1].selectbox("Embedding model", embed_models, key="ask_embed_model")
 
 uploads = st.file_uploader("Add documents", type=ask.FILE_TYPES, accept_multiple_files=True, key="ask_upload",
-                           help=f"up to {eng.settings.max_upload_mb} MB each")
+                           help=f"up to {eng.settings.max_upload_mb} MB each", max_upload_size=eng.settings.max_upload_mb)
 if uploads and st.button("Add to collection", key="ask_add", icon=":material/upload_file:", type="primary"):
     with error_boundary("Adding documents"):
         files = [(u.name, u.getvalue()) for u in uploads]

@@ -65,7 +65,8 @@ st.subheader("Upload")
 st.caption("JSONL or CSV. Pairs: columns `prompt`, `chosen`, `rejected`; thumbs: `prompt`, `completion`, "
            "`label` (true/false). A prompt is text, or a JSON list of {role, content} messages ending with the "
            "user's turn. Every row is checked before any is added; the kind chosen above says which columns are read.")
-upload = st.file_uploader("Preference file", type=["jsonl", "csv"], key="feedback_upload")
+upload = st.file_uploader("Preference file", type=["jsonl", "csv"], key="feedback_upload",
+                          max_upload_size=feedback.MAX_UPLOAD_MB)
 if upload is not None and st.button("Add to my feedback", key="feedback_import", icon=":material/upload:"):
     with error_boundary("Uploading"):
         count = feedback.import_file(eng, user, upload.name, upload.getvalue(), kind=kind)

@@ -36,7 +36,8 @@ if train_documents.choose_source() == train_documents.DOCUMENTS:
     train_documents.render(eng)
     st.stop()
 upload = st.file_uploader("Plain text, JSONL (text, prompt/response, or chat messages) or CSV",
-                          type=list(datasets.FILE_TYPES), key="train_upload")
+                          type=list(datasets.FILE_TYPES), key="train_upload",
+                          max_upload_size=eng.settings.max_upload_mb)
 if upload is not None and st.session_state.get("train_uploaded") != (upload.name, upload.size):
     with error_boundary("Saving the upload"):
         kept = datasets.upload_dataset(eng.settings, user, upload.name, upload.getvalue())

@@ -142,7 +142,7 @@ mode = st.radio("Input", ["Upload a document", "Paste text"], horizontal=True, k
                 label_visibility="collapsed")
 data, name = None, None
 if mode == "Upload a document":
-    upload = st.file_uploader("Document", type=list(translation.FILE_TYPES), key="translate_upload",
+    upload = st.file_uploader("Document", type=list(translation.FILE_TYPES), key="translate_upload", max_upload_size=eng.settings.max_upload_mb,
                               help=f"up to {eng.settings.max_upload_mb} MB: "
                                    + " ".join(f".{t}" for t in translation.FILE_TYPES))
     if upload is not None:

@@ -15,8 +15,11 @@ from ..errors import InvalidInput, LLMOSError
 from ..evaluation import EvaluationReport, Rule, evaluate_models, heldout_from_data, read_heldout
 from ..evaluation.data import HELDOUT_FRACTION, HELDOUT_SEED
 from ..evaluation.run import MAX_NEW_TOKENS, Progress
+from ..feedback.pairs import MAX_FILE_BYTES
 from ..models.catalog import CAUSAL_LM
 from ..models.defaults import FALLBACK, ModelDefaults
+
+MAX_UPLOAD_MB = MAX_FILE_BYTES // 1024**2   # a held-out file is read up to this (evaluation/data.py)
 
 
 def make_rule(regex: str | None = None, phrase: str | None = None) -> Rule | None:

@@ -17,6 +17,8 @@ from ..accounts import User
 from ..accounts.ownership import user_home
 from ..errors import InvalidInput
 from ..feedback import pairs as pairlib
+
+MAX_UPLOAD_MB = pairlib.MAX_FILE_BYTES // 1024**2   # the upload widget says and enforces the reader's limit
 from ..feedback.store import LABELLED, PAIR, as_labelled, as_pair
 from ..training import data as datalib
 

@@ -66,6 +66,7 @@ def test_feedback_page_lists_filters_uploads_and_keeps_for_training(new_app, eng
     table = at.dataframe[0].value
     assert list(table["reply"]) == ["Lyon."] and list(table["label"]) == ["down"]
     at.radio(key="feedback_kind").set_value("Pairs (DPO, ORPO)").run()
+    assert at.file_uploader(key="feedback_upload").proto.max_upload_size_mb == 64   # the reader's limit, shown
     rows = "".join(json.dumps({"prompt": f"q{i}", "chosen": "good", "rejected": "bad", "model": "up-m"}) + "\n"
                    for i in range(3))
     at.file_uploader(key="feedback_upload").set_value(("prefs.jsonl", rows.encode(), "application/json")).run()
