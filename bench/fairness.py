@@ -111,21 +111,34 @@ def beside_streams(engine: Engine, first, second, tokens: int) -> tuple[float, f
         background.stop()
 
 
-def measure(engine: Engine, first, second, rounds: int, tokens: int, interrupt, decoders: dict) -> dict:
-    """Per mode (the decoder's `interrupt` on / off, alternating within each round): the medians of alone,
+def settle(decoder) -> None:
+    """Wait until the decoder has let go of the stopped streams' rows (they leave at its next step), so the
+    next request alone is alone."""
+    deadline = time.perf_counter() + 10
+    while decoder.stats()["running"] and time.perf_counter() < deadline:
+        time.sleep(0.01)
+
+
+def measure(engine: Engine, first, second, rounds: int, tokens: int, decoder, decoders: dict) -> dict:
+    """Per mode (the decoder's step stopping on / off, alternating within each round): the medians of alone,
     beside and the first user's tokens/s, and every round's ratio."""
+    interrupt = decoder.interrupt
     runs, was = {mode: {"alone": [], "beside": [], "rate": []} for mode in decoders}, interrupt.enabled
     for _ in range(rounds):
         for mode, enabled in decoders.items():
             interrupt.enabled = enabled and was
             run = runs[mode]
             run["alone"].append(first_token_s(engine, second, tokens))
+            stops, lost = interrupt.stops, interrupt.lost_s
             ttft, rate = beside_streams(engine, first, second, tokens)
+            settle(decoder)
             run["beside"].append(ttft)
             run["rate"].append(rate)
+            run["stops"] = run.get("stops", 0) + interrupt.stops - stops
+            run["lost"] = run.get("lost", 0.0) + interrupt.lost_s - lost
     interrupt.enabled = was
     return {mode: {"alone": statistics.median(run["alone"]), "beside": statistics.median(run["beside"]),
-                   "rate": statistics.median(run["rate"]),
+                   "rate": statistics.median(run["rate"]), "stops": run["stops"], "lost": run["lost"],
                    "ratios": sorted(b / a for a, b in zip(run["alone"], run["beside"]))}
             for mode, run in runs.items()}
 
@@ -142,7 +155,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="llmos-fairness-"))
     engine = Engine(Settings.from_env(home=str(home)), primary=False, start_threads=False)
     try:
-        interrupt = engine.models.load(MODEL, "llamacpp").model.decoder.interrupt
+        decoder = engine.models.load(MODEL, "llamacpp").model.decoder
         decoders = {"stopping on": True, "stopping off": False} if args.compare else {"stopping on": True}
         a = engine.accounts.add_user("first", "bench password")
         b = engine.accounts.add_user("second", "bench password")
@@ -158,10 +171,13 @@ def main() -> None:
                                               args.unfair_rounds)):
             if rounds < 1:
                 continue
-            for mode, m in measure(engine, first, second, rounds, args.tokens, interrupt, decoders).items():
+            for mode, m in measure(engine, first, second, rounds, args.tokens, decoder, decoders).items():
                 results.setdefault(label, m["beside"] / m["alone"])
                 print(f"{label:42} {mode:13} {m['alone']:8.3f} {m['beside']:10.3f} {m['beside'] / m['alone']:5.2f}x "
                       f"{m['rate']:15.1f}  " + ", ".join(f"{r:.2f}x" for r in m["ratios"]))
+                if m["stops"]:   # what stopping cost the eight streams: the stopped steps' time, done again
+                    print(f"{'':56} steps stopped: {m['stops']} in {rounds} rounds, "
+                          f"{1000 * m['lost'] / m['stops']:.0f} ms of decoding lost per stop")
         fair = results["two users (fair admission)"]
         print(f"target: the second user's first token beside 8 streams within 1.5x of alone: {fair:.2f}x "
               f"{'MET' if fair <= 1.5 else 'MISSED'}")

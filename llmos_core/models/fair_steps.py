@@ -67,6 +67,7 @@ class StepInterrupt:
         self.flag = ctypes.create_string_buffer(2)   # b"\x01\x00" while a stop is asked, else b"\x00\x00"
         self.armed = False
         self.stops = 0                               # steps stopped (tests, figures)
+        self.lost_s = 0.0                            # the time those steps ran before they stopped (figures)
         self.callback = _strlen_callback()           # kept: llama.cpp holds only its address
         self.enabled = self.callback is not None
         if self.enabled:
@@ -84,14 +85,16 @@ class StepInterrupt:
         _quiet_log(True)
         return True
 
-    def disarm(self, code: int) -> bool:
-        """After llama_decode answered `code`: True when it was stopped here (its step is to be done again)."""
+    def disarm(self, code: int, seconds: float) -> bool:
+        """After llama_decode answered `code` in `seconds`: True when it was stopped here (its step is to be
+        done again: the time it ran is lost to its rows)."""
         asked = self.flag.raw[0] == 1
         stopped = asked and code == ABORTED
         if asked:
             _quiet_log(False)
         self.flag[0], self.armed = b"\x00", False
         self.stops += stopped
+        self.lost_s += seconds if stopped else 0.0
         return stopped
 
 

@@ -36,6 +36,7 @@ import codecs
 import ctypes
 import queue
 import threading
+import time
 from typing import Any, Iterator
 
 from ..errors import InvalidInput, ModelLoadError
@@ -311,9 +312,10 @@ class BatchDecoder:
         with self._cond:   # a step carrying writers may be stopped, unless the last was readers-only or stopped
             self.interrupt.arm(bool(writers) and not readers_only and not self._last_readers_only
                                and not self._last_stopped)
+        started = time.perf_counter()
         code = llama_cpp.llama_decode(self.ctx, batch)
         with self._cond:
-            self._last_stopped = self.interrupt.disarm(code)
+            self._last_stopped = self.interrupt.disarm(code, time.perf_counter() - started)
         if self._last_stopped:   # llama.cpp removed the step's cells; nothing was sampled: it is done again later
             for request, _ in fed:
                 llama_cpp.llama_memory_seq_rm(self.memory, request.slot.seq_id, len(request.slot.tokens), -1)
