@@ -9,7 +9,8 @@ How (one thread per loaded model runs `_loop`):
   - A request (prompt ids, sampling, cancel event) waits in line until a slot is free (a llama.cpp sequence
     id) and the KV cache the slots share can hold its prompt plus max_new_tokens. Those cells are reserved
     at admission, so a running request never finds the cache full; requests are admitted round-robin
-    across users (the user with the fewest rows running first: fair_steps.py's `next_in_line`), in order within one user.
+    across users (the user with the fewest rows running first: fair_steps.py's `next_in_line`), in order
+    within one user.
   - Each slot remembers which tokens its KV cells hold, and idle slots beyond PARALLEL keep finished
     prompts (the prefix cache, prefix_cache.py): a request evaluates only what no slot holds of its
     prompt (a conversation's next turn, a translation's few-shot examples shared with llama_memory_seq_cp).
