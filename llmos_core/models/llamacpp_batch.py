@@ -9,7 +9,8 @@ How (one thread per loaded model runs `_loop`):
   - A request (prompt ids, sampling, cancel event) waits in line until a slot is free (a llama.cpp sequence
     id) and the KV cache the slots share can hold its prompt plus max_new_tokens. Those cells are reserved
     at admission, so a running request never finds the cache full; requests are admitted round-robin
-    across users (the user with the fewest rows running first: `next_in_line`), in order within one user.
+    across users (the user with the fewest rows running first: fair_steps.py's `next_in_line`), in order
+    within one user.
   - Each slot remembers which tokens its KV cells hold, and idle slots beyond PARALLEL keep finished
     prompts (the prefix cache, prefix_cache.py): a request evaluates only what no slot holds of its
     prompt (a conversation's next turn, a translation's few-shot examples shared with llama_memory_seq_cp).
@@ -19,7 +20,8 @@ How (one thread per loaded model runs `_loop`):
     n_batch tokens in all). Logits are asked only where a next token is due: at the end of a prompt, after
     each sampled token and after each draft. A short prompt arriving beside writers is read in a step of
     its own (never two such steps in a row), so a newcomer's first token does not wait for eight other
-    rows (bench/fairness.py).
+    rows (bench/fairness.py). A newcomer of a user with no row running also stops the step in flight
+    (fair_steps.py): its prompt is read next, and the stopped step is done again after it.
   - A request that must answer in a shape (JSON schema, tool call) has its own grammar: its row is masked
     to the tokens the grammar allows before it is sampled (generation/constraints.py), so rows with
     different schemas, or none, still share each step.
@@ -35,10 +37,12 @@ import codecs
 import ctypes
 import queue
 import threading
+import time
 from typing import Any, Iterator
 
 from ..errors import InvalidInput, ModelLoadError
 from ..sampling import RequestSampler
+from .fair_steps import StepInterrupt, may_interrupt, next_in_line
 from .prefix_cache import PrefixCache, Slot
 from .prompt_lookup import Lookup, eligible
 
@@ -90,15 +94,6 @@ class _Request:
             self.out.put(outcome)
 
 
-def next_in_line(waiting: list, running: list) -> int:
-    """Index of the waiting request to admit next: the one whose user has the fewest rows running (the
-    earliest of that user's), so one user's eight streams cannot keep a second user waiting behind them."""
-    rows: dict[int, int] = {}
-    for request in running:
-        rows[request.user] = rows.get(request.user, 0) + 1
-    return min(range(len(waiting)), key=lambda i: (rows.get(waiting[i].user, 0), i))
-
-
 class BatchDecoder:
     """Serves every request on one llama.cpp context (see the module docstring). `submit` from any thread;
     the tokens come back on the request's queue."""
@@ -119,6 +114,8 @@ class BatchDecoder:
         self.steps = 0                    # llama_decode calls so far (tests and figures)
         self.readers_only_steps = 0       # steps that left the writers out for a newcomer's prompt (tests, figures)
         self._last_readers_only = False   # the last step left the writers out (a short prompt went first)
+        self.interrupt = StepInterrupt(ctx)   # a second user's newcomer stops the step in flight
+        self._last_stopped = False        # the last llama_decode was stopped: the next one may not be
         self._waiting: list[_Request] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -137,11 +134,21 @@ class BatchDecoder:
                 request.finish(ModelLoadError("the model was unloaded", "load it again"))
                 return request
             self._waiting.append(request)
+            if self.interrupt.armed and self._starts_next(request):
+                self.interrupt.stop()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
         return request
+
+    def _starts_next(self, request: _Request) -> bool:
+        """Whether `request` would be admitted at once and may stop the step in flight (fair_steps.py).
+        Called under the lock while the loop is inside llama_decode: the slots do not change meanwhile."""
+        running = self._running()
+        room = bool(self.cache.free()) and sum(r.reserve for r in running) + request.reserve <= self.kv_cells
+        return self._waiting[next_in_line(self._waiting, running)] is request and may_interrupt(
+            request, running, room, self.n_batch)
 
     def wake(self) -> None:
         """A request was cancelled: let the loop see it now, even if it sleeps."""
@@ -303,7 +310,17 @@ class BatchDecoder:
         if n == 0:
             return
         batch.n_tokens = n
+        with self._cond:   # a step carrying writers may be stopped, unless the last was readers-only or stopped
+            self.interrupt.arm(bool(writers) and not readers_only and not self._last_readers_only
+                               and not self._last_stopped)
+        started = time.perf_counter()
         code = llama_cpp.llama_decode(self.ctx, batch)
+        with self._cond:
+            self._last_stopped = self.interrupt.disarm(code, time.perf_counter() - started)
+        if self._last_stopped:   # llama.cpp removed the step's cells; nothing was sampled: it is done again later
+            for request, _ in fed:
+                llama_cpp.llama_memory_seq_rm(self.memory, request.slot.seq_id, len(request.slot.tokens), -1)
+            return
         self.steps += 1
         if code != 0:
             for request, _ in fed:

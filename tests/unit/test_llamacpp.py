@@ -199,6 +199,51 @@ def test_a_short_prompt_is_read_in_a_step_of_its_own_and_the_writers_reply_is_un
 
 
 @pytest.mark.slow
+def test_a_second_users_prompt_stops_the_step_in_flight_and_the_writers_reply_is_unchanged(chat_model, monkeypatch):
+    _, resident = chat_model
+    decoder = resident.model.decoder
+    story, question = _prompt_ids(resident, "Tell me a story."), _prompt_ids(resident, "Name a colour.")
+    alone = _reply(decoder, story, max_new_tokens=12)
+    import llama_cpp
+    real_decode, calls = llama_cpp.llama_decode, []
+
+    def run(newcomer_user):
+        """User 1 writes; a question of `newcomer_user` arrives while its third step is in llama_decode."""
+        arrived = {}
+        writer = decoder.submit(story, SamplingParams(do_sample=False, max_new_tokens=12), threading.Event(), user=1)
+
+        def decode(ctx, batch):   # the question is submitted from inside the step: the same moment every run
+            rows = {batch.seq_id[i][0] for i in range(batch.n_tokens)}
+            if len(calls) == 3 and not arrived:
+                arrived["question"] = decoder.submit(question, SamplingParams(do_sample=False, max_new_tokens=4),
+                                                     threading.Event(), user=newcomer_user)
+            code = real_decode(ctx, batch)
+            calls.append((rows, code))
+            return code
+        calls.clear()
+        monkeypatch.setattr(llama_cpp, "llama_decode", decode)
+        try:
+            replies = llamacpp_batch.read_reply(writer), llamacpp_batch.read_reply(arrived["question"])
+        finally:
+            monkeypatch.undo()
+        return replies, calls[3:6]
+
+    stops = decoder.interrupt.stops
+    (story_reply, question_reply), (in_flight, first, after) = run(newcomer_user=2)
+    # The writer's step in flight was stopped (llama_decode answers 2), the question's prompt was read in the
+    # next call alone, then the writer's step was done again (beside the question's first token): the writer's
+    # greedy reply is the one it writes alone. (The question's may differ in a word from its reply alone, as any
+    # row read beside others may: the last bits of its logits.)
+    assert in_flight[1] == 2 and decoder.interrupt.stops == stops + 1
+    assert first[0] and not first[0] & in_flight[0] and in_flight[0] < after[0]
+    assert story_reply == alone and question_reply
+    # The same user's question never stops that user's own steps (a single-user start loses no step).
+    (story_reply, question_reply), (in_flight, _, _) = run(newcomer_user=1)
+    assert in_flight[1] == 0 and decoder.interrupt.stops == stops + 1
+    assert story_reply == alone and question_reply
+
+
+@pytest.mark.slow
 def test_requests_wait_for_room_in_the_shared_cache(chat_model, monkeypatch):
     _, resident = chat_model
     decoder = resident.model.decoder
