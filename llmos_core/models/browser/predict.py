@@ -28,6 +28,7 @@ from ..batched_form import UNBATCHED
 from ..llamacpp import COMPUTE_FIXED, DRAFT_ROW_BYTES
 from ..prefix_cache import cells_for
 from .calibration import SAMPLE_VOCAB, Calibration
+from .runner_probe import BATCHED_PROMPT_SPEEDUP
 from .shape import LLAMACPP, Form, Shape
 
 RUNTIME_OVERHEAD = {LLAMACPP: 0.0, "transformers": TRANSFORMERS_OVERHEAD}   # allocator slack over the tensors
@@ -126,10 +127,13 @@ def decode_seconds(shape: Shape, form: Form, calibration: Calibration, position:
     """Uncorrected seconds of one decoding step at `position` (tokens already in the KV cache); `share`:
     the fraction of the layers on the GPU."""
     runner = form.runner
-    read = form.weight_bytes * _read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * position
-    cpu_rate = calibration.bandwidth * DECODE_EFFICIENCY[runner]
+    read = form.weight_bytes * read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * position
+    probed = runner == LLAMACPP and calibration.layer_s is not None   # this machine's llama.cpp probe
+    bandwidth = calibration.llamacpp_bandwidth if probed and calibration.llamacpp_bandwidth else calibration.bandwidth
+    cpu_rate = bandwidth * DECODE_EFFICIENCY[runner]
     seconds = read * (1 - share) / cpu_rate + (read * share / gpu.bandwidth if gpu and share else 0.0)
-    per_layer = LAYER_COST_S[runner] + OPS_PER_LAYER[runner] * calibration.op_s
+    layer_s = calibration.layer_s if probed else LAYER_COST_S[runner]
+    per_layer = layer_s * (1 - share) + OPS_PER_LAYER[runner] * calibration.op_s
     return seconds + shape.layers * per_layer + calibration.sample_s * (shape.vocab or SAMPLE_VOCAB) / SAMPLE_VOCAB
 
 
@@ -146,11 +150,19 @@ def ttft_seconds(shape: Shape, form: Form, calibration: Calibration, prompt_toke
     """Uncorrected time to the first token of a reply to a `prompt_tokens` prompt: the prompt, then one step."""
     flops = prompt_flops(shape, prompt_tokens)
     on_gpu = share if gpu is not None and gpu.flops else 0.0   # offloaded layers read the prompt on the GPU
-    efficiency = (UNBATCHED_PROMPT_EFFICIENCY if form.runner == LLAMACPP and form.quant in UNBATCHED.values()
-                  else PROMPT_EFFICIENCY[form.runner])
-    seconds = (flops * (1 - on_gpu) / (calibration.flops * efficiency)
+    seconds = (flops * (1 - on_gpu) / cpu_prompt_flops(form, calibration)
                + (flops * on_gpu / (gpu.flops * GPU_PROMPT_EFFICIENCY) if on_gpu else 0.0))
     return seconds + decode_seconds(shape, form, calibration, prompt_tokens, gpu, share)
+
+
+def cpu_prompt_flops(form: Form, calibration: Calibration) -> float:
+    """FLOP/s a prompt is read at on the CPU: llama.cpp's own rate where the calibration probed it (an
+    unbatched quantization's; the batched ones BATCHED_PROMPT_SPEEDUP times that), else the matmul benchmark
+    times the runner's efficiency."""
+    unbatched = form.runner == LLAMACPP and form.quant in UNBATCHED.values()
+    if form.runner == LLAMACPP and calibration.llamacpp_prompt_flops:
+        return calibration.llamacpp_prompt_flops * (1.0 if unbatched else BATCHED_PROMPT_SPEEDUP)
+    return calibration.flops * (UNBATCHED_PROMPT_EFFICIENCY if unbatched else PROMPT_EFFICIENCY[form.runner])
 
 
 def badge(prediction: Prediction) -> str:
@@ -171,7 +183,7 @@ def recommend(predictions: list[Prediction]) -> Prediction | None:
     return max(fitting, key=lambda p: p.decode_tokens_per_s) if fitting else None
 
 
-def _read_fraction(shape: Shape) -> float:
+def read_fraction(shape: Shape) -> float:
     """Share of the weights one decoding step reads: all of them when the head is tied to the embedding;
     an untied embedding table is only looked up (one row)."""
     if shape.tied_embeddings or not shape.parameters:
