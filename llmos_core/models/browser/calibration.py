@@ -23,6 +23,7 @@ import platform
 import statistics
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,14 +123,29 @@ def machine(settings: Settings, refresh: bool = False) -> Calibration:
             stored = None
         if stored and "probe" in stored and not refresh:   # one stored before the probe: measure again
             return Calibration(**{k: stored[k] for k in _STORED})
-        calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh), time.time(),
-                                  measure_op(), measure_sampler())
-        probe_runner(calibration, settings.threads or os.cpu_count() or 1)
+        threads = settings.threads or os.cpu_count() or 1   # the runners' thread count (LLMOS_THREADS)
+        with _torch_threads(threads):
+            calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh),
+                                      time.time(), measure_op(), measure_sampler())
+        probe_runner(calibration, threads)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({_key(): {k: getattr(calibration, k) for k in _STORED}}, indent=1))
         tmp.replace(path)
         return calibration
+
+
+@contextmanager
+def _torch_threads(threads: int):
+    """Measure at the thread count the runners use, and leave torch's setting as it was."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 _STORED = ("bandwidth", "flops", "measured_at", "op_s", "sample_s", "layer_s", "llamacpp_bandwidth",

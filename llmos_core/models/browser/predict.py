@@ -11,12 +11,14 @@ decode   = a token at position P reads every weight once (the tied output head r
            (the median window, calibration.py); plus what does not scale with bytes: the sampler over the
            vocabulary (measured; a 262k vocabulary pays it at each token) and the per-layer op cost
            (transformers: OPS_PER_LAYER Python-dispatched ops at the measured op_s; llama.cpp: its graph
-           nodes' thread joins, LAYER_COST_S), times the correction learned from replies measured here.
+           nodes' thread joins, `layer_s` measured by running llama.cpp itself on the embedded SmolLM2
+           (runner_probe.py), LAYER_COST_S without it), times the correction learned from replies measured here.
 prompt   = per token, 2 x the parameters multiplied (the embedding is a lookup; the head runs only on the
            last token) + the attention scores and sums over the tokens before it (4 x layers x heads x
            head_dim x position: 16-18% of the FLOPs at 1,000 tokens on the embedded models, and what the
-           TTFT predictions missed by, 1.18-1.27 measured/predicted), at the matmul benchmark x
-           PROMPT_EFFICIENCY.
+           TTFT predictions missed by, 1.18-1.27 measured/predicted), at llama.cpp's own prompt rate from
+           the probe (x BATCHED_PROMPT_SPEEDUP for the batched quantizations), or the matmul benchmark x
+           PROMPT_EFFICIENCY (transformers; llama.cpp without the probe).
 ttft     = prompt seconds for the prompt + one decoding step.
 """
 from __future__ import annotations
@@ -38,12 +40,12 @@ KV_ELEMENT_BYTES = {LLAMACPP: 2, "transformers": 4}       # llama.cpp keeps K an
 # (the benchmark is a plain sum: no dequantization, no second operand).
 DECODE_EFFICIENCY = {LLAMACPP: 0.9, "transformers": 0.9}
 # Per layer and token, what does not scale with bytes. llama.cpp: its graph runs about 25 nodes a layer, each
-# ended by a join of its threads, no Python: LAYER_COST_S, fitted on this CPU when quiet (h31). transformers:
+# ended by a join of its threads, no Python: measured here by the calibration's probe (runner_probe.py,
+# Calibration.layer_s); LAYER_COST_S, fitted on this CPU when quiet (h31), only without llama.cpp. transformers:
 # the ops of a decoder layer called from Python one by one (norms, q/k/v/o, rotary, cache update, attention,
 # gate/up/down, residuals: about 60 on Llama/Gemma layers), each at the measured op_s.
-# Not in the model: what a loaded machine adds to each token beyond its bandwidth share (h31b: a steady
-# ~35 ms a token on all three llama.cpp forms at load 7; the join and GIL hand-off costs measured for it
-# ranged from microseconds to milliseconds between runs, too unstable to predict with).
+# The probe's figure includes what a loaded machine adds (h31b: a steady ~35 ms a token on all three
+# llama.cpp forms at load 7) as far as the load holds still between the calibration and the reply.
 LAYER_COST_S = {LLAMACPP: 0.00015, "transformers": 0.0}
 OPS_PER_LAYER = {LLAMACPP: 0, "transformers": 60}
 PROMPT_EFFICIENCY = {LLAMACPP: 0.6, "transformers": 0.5}
