@@ -5,8 +5,7 @@ import pytest
 from llmos_core.models.browser.calibration import Calibration
 from llmos_core.models.browser.predict import (DECODE_EFFICIENCY, LAYER_COST_S, cpu_prompt_flops, decode_seconds,
                                                prompt_flops, ttft_seconds)
-from llmos_core.models.browser.runner_probe import (BATCHED_PROMPT_SPEEDUP, PROBE_PROMPT, PROBE_TOKENS, ProbeRun,
-                                                    fit)
+from llmos_core.models.browser.runner_probe import BATCHED_PROMPT_SPEEDUP, PROBE_PROMPT, ProbeRun, fit
 from llmos_core.models.browser.shape import Form, Shape
 
 MB = 1024**2
@@ -26,7 +25,7 @@ def probed(run: ProbeRun, bandwidth: float = BANDWIDTH) -> Calibration:
 def test_the_probe_model_is_predicted_back_at_its_measured_times():
     run = ProbeRun(decode_s=0.030, prompt_s=0.8, threads=2)
     cal = probed(run)
-    position = PROBE_PROMPT + PROBE_TOKENS // 2
+    position = PROBE_PROMPT + run.tokens // 2
     assert decode_seconds(SMOL, PROBE_FORM, cal, position) == pytest.approx(0.030, rel=1e-6)
     # the prompt: the probe's own FLOPs at the probe's rate (Q4_1 is unbatched: no speed-up)
     assert prompt_flops(SMOL, PROBE_PROMPT) / cpu_prompt_flops(PROBE_FORM, cal) == pytest.approx(0.8, rel=1e-6)
@@ -35,7 +34,7 @@ def test_the_probe_model_is_predicted_back_at_its_measured_times():
 def test_what_is_beyond_the_bytes_is_paid_per_layer():
     slow, quick = probed(ProbeRun(0.060, 1.0, 2)), probed(ProbeRun(0.010, 1.0, 2))
     assert slow.layer_s > quick.layer_s > 0
-    bytes_s = (98 * MB + SMOL.kv_bytes_per_token(2) * (PROBE_PROMPT + PROBE_TOKENS // 2)) / (
+    bytes_s = (98 * MB + SMOL.kv_bytes_per_token(2) * (PROBE_PROMPT + 8)) / (
         BANDWIDTH * DECODE_EFFICIENCY["llamacpp"])
     assert slow.layer_s == pytest.approx((0.060 - bytes_s) / 30)
     # another model: its own bytes at the bandwidth, ITS layers at the probe's per-layer cost
@@ -49,9 +48,9 @@ def test_what_is_beyond_the_bytes_is_paid_per_layer():
 
 
 def test_a_probe_faster_than_the_benchmark_raises_llamacpps_bandwidth():
-    cal = probed(ProbeRun(0.002, 1.0, 2))   # 104 MB in 2 ms: faster than 20 GB/s x 0.9
+    cal = probed(ProbeRun(0.002, 1.0, 2, tokens=48))   # 104 MB in 2 ms: faster than 20 GB/s x 0.9
     assert cal.layer_s == 0 and cal.llamacpp_bandwidth > BANDWIDTH
-    position = PROBE_PROMPT + PROBE_TOKENS // 2
+    position = PROBE_PROMPT + 24
     assert decode_seconds(SMOL, PROBE_FORM, cal, position) == pytest.approx(0.002, rel=1e-6)
 
 
@@ -107,5 +106,5 @@ def test_the_probe_runs_llamacpp_on_the_embedded_model(monkeypatch):
     if measured is None:
         pytest.skip("llama.cpp or the embedded SmolLM2 is not installed")
     run, fitted = measured
-    assert run.decode_s > 0 and run.prompt_s > 0 and run.threads == 1
+    assert run.decode_s > 0 and run.prompt_s > 0 and run.threads == 1 and run.tokens == 4
     assert fitted.layer_s >= 0 and fitted.prompt_flops > 0 and fitted.bandwidth >= BANDWIDTH

@@ -166,7 +166,8 @@ def probe_runner(calibration: Calibration, threads: int) -> None:
     calibration.layer_s = fitted.layer_s
     calibration.llamacpp_bandwidth = fitted.bandwidth if fitted.bandwidth > calibration.bandwidth else 0.0
     calibration.llamacpp_prompt_flops = fitted.prompt_flops
-    calibration.probe = {"decode_s": run.decode_s, "prompt_s": run.prompt_s, "threads": run.threads}
+    calibration.probe = {"decode_s": run.decode_s, "prompt_s": run.prompt_s, "threads": run.threads,
+                         "tokens": run.tokens}
 
 
 def measured_replies(store, limit: int = LEARN_FROM) -> list[dict]:

@@ -1,6 +1,6 @@
 """A seconds-long run of llama.cpp itself, part of this machine's calibration: the embedded SmolLM2-135M GGUF
 as it ships (Q4_1, always on disk with the package), reads a PROBE_PROMPT-token prompt in one batch, then
-PROBE_TOKENS tokens decoded one at a time, on the engine's thread count.
+up to PROBE_TOKENS tokens decoded one at a time (PROBE_DECODE_S at most), on the engine's thread count.
 
 Why: the bandwidth benchmark (a torch sum) prices the bytes a token reads, but a llama.cpp token also pays
 a cost per layer that is not bytes (about 25 graph nodes a layer, each ended by a join of the threads; on a
@@ -22,16 +22,19 @@ from dataclasses import dataclass
 
 PROBE_PROMPT = 256      # tokens read in one batch (~1.5 s quiet; a 128-token batch read at half the per-token
                         # rate of a 512-token one on Q4_1 under load, h31c, so not shorter)
-PROBE_TOKENS = 16       # tokens decoded one at a time; their median: on a loaded machine one token of 16 can
-                        # wait a second for its core, and the mean of so few tokens is that wait (h31c)
+PROBE_TOKENS = 48       # tokens decoded one at a time, at most, and their median: on a loaded machine one
+                        # token in 16 can wait a second for its core, and a mean of so few is that wait (h31c);
+PROBE_DECODE_S = 3.0    # ... but no longer than this once MIN_TOKENS are in (0.5 s quiet; bounded under load)
+MIN_TOKENS = 8
 BATCHED_PROMPT_SPEEDUP = 1.6
 
 
 @dataclass
 class ProbeRun:
-    decode_s: float     # median seconds of one decoded token, at position PROBE_PROMPT + PROBE_TOKENS / 2
+    decode_s: float     # median seconds of one decoded token, at position PROBE_PROMPT + tokens / 2
     prompt_s: float     # seconds to read the PROBE_PROMPT tokens
     threads: int
+    tokens: int = 16    # tokens decoded
 
 
 @dataclass
@@ -72,17 +75,17 @@ def run_probe(path, threads: int) -> ProbeRun:
             started = time.perf_counter()
             _decode(ctx, prompt, 0)
             prompt_s = time.perf_counter() - started
-            times = []
-            for i in range(PROBE_TOKENS):
+            times: list[float] = []
+            while len(times) < PROBE_TOKENS and (len(times) < MIN_TOKENS or sum(times) < PROBE_DECODE_S):
                 started = time.perf_counter()
-                _decode(ctx, [prompt[i]], PROBE_PROMPT + i)
+                _decode(ctx, [prompt[len(times)]], PROBE_PROMPT + len(times))
                 times.append(time.perf_counter() - started)
             decode_s = statistics.median(times)
         finally:
             llama_cpp.llama_free(ctx)
     finally:
         weights.close()
-    return ProbeRun(decode_s, prompt_s, threads)
+    return ProbeRun(decode_s, prompt_s, threads, len(times))
 
 
 def _decode(ctx, tokens: list[int], position: int) -> None:
@@ -110,7 +113,7 @@ def fit(run: ProbeRun, shape, weight_bytes: int, bandwidth: float, decode_effici
     from .predict import KV_ELEMENT_BYTES, prompt_flops, read_fraction
     from .shape import LLAMACPP
 
-    position = PROBE_PROMPT + PROBE_TOKENS // 2
+    position = PROBE_PROMPT + run.tokens // 2
     read = weight_bytes * read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[LLAMACPP]) * position
     rate = bandwidth * decode_efficiency
     beyond = run.decode_s - read / rate
