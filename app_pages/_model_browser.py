@@ -97,11 +97,14 @@ def search_section(eng, user) -> None:
                 elif model["predictions"]:
                     st.markdown(f"{BADGE_ICONS['too big']} **too big** for the memory budget at this context")
     with st.popover("Calibration", icon=":material/speed:"):
-        st.caption("Memory bandwidth and matmul speed are measured once and stored; each chat reply measured "
-                   "since corrects the predictions per runner and quantization.")
+        st.caption("Memory bandwidth, matmul speed and a short llama.cpp run on the embedded SmolLM2 (its cost "
+                   "per layer beyond the bytes, its prompt speed) are measured once and stored; each chat reply "
+                   "measured since corrects the predictions per runner and quantization.")
         if st.button("Measure this machine again", key="models_recalibrate"):
             with error_boundary("Measuring"):
                 figures = recalibrate(eng)
+                layer = figures["llamacpp_layer_s"]
                 st.success(f"{figures['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, "
                            f"{figures['flops_per_s'] / 1e9:.0f} GFLOP/s, "
-                           f"{figures['learned_from_replies']} replies learned from")
+                           + (f"llama.cpp {layer * 1e3:.2f} ms a layer, " if layer is not None else "")
+                           + f"{figures['learned_from_replies']} replies learned from")

@@ -206,6 +206,7 @@ def prediction_beside_measurement(engine, name: str) -> dict | None:
 
 
 def recalibrate(engine) -> dict:
-    """Measure this machine's bandwidth and matmul again (the page's button); about two seconds."""
+    """Measure this machine's bandwidth, matmul and llama.cpp's probe again (the page's button); a few seconds."""
     cal = browser.learned_calibration(engine.settings, engine.store, engine.catalog, refresh=True)
-    return {"bandwidth_bytes_per_s": cal.bandwidth, "flops_per_s": cal.flops, "learned_from_replies": cal.samples}
+    return {"bandwidth_bytes_per_s": cal.bandwidth, "flops_per_s": cal.flops, "learned_from_replies": cal.samples,
+            "llamacpp_layer_s": cal.layer_s}

@@ -11,6 +11,15 @@ from llmos_core import engine as engine_module
 APP_FILE = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
+@pytest.fixture(autouse=True)
+def no_llamacpp_probe(monkeypatch):
+    """Every test has a fresh data folder, so a page that predicts (the Models page's tiers) calibrates again;
+    the calibration's llama.cpp run (seconds; tests/unit/test_model_browser_cost.py) is left out here."""
+    from llmos_core.models.browser import runner_probe
+
+    monkeypatch.setattr(runner_probe, "measure", lambda bandwidth, threads: None)
+
+
 @pytest.fixture
 def new_app(home):
     """Factory: a fresh AppTest of app.py against this test's LLMOS_HOME, already run once."""

@@ -11,6 +11,9 @@ share of the cores the process does not keep). Two per-token costs that are not 
 too (the fastest of their runs: their own cost, without what the load adds): `op_s`, one small torch op
 called from Python (transformers pays it for each of the ~60 ops of a decoder layer at every token), and `sample_s`, the sampler (llmos_core/sampling.py, shared by both runners)
 over a SAMPLE_VOCAB-entry logits row (a 262k vocabulary pays it at every token, whatever the model's size).
+Then llama.cpp itself runs for a second or a few on the embedded SmolLM2 (runner_probe.py): its decode's
+time beyond its bytes, per layer (`layer_s`), and its own prompt rate, so the llama.cpp predictions of
+every other model and form come from this machine's runner, not from constants fitted elsewhere.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import platform
 import statistics
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +43,11 @@ class Calibration:
     measured_at: float = 0.0
     op_s: float = 0.0                 # seconds of one small torch op called from Python (median)
     sample_s: float = 0.0             # seconds the sampler takes over a SAMPLE_VOCAB logits row (median)
+    # llama.cpp's own run here (runner_probe.py); None: not probed (no llama.cpp), predict.py's constants apply
+    layer_s: float | None = None      # a decoded token's seconds per layer beyond its bytes
+    llamacpp_bandwidth: float = 0.0   # bytes/s its decode reached, where faster than the benchmark's (else 0)
+    llamacpp_prompt_flops: float = 0.0   # FLOP/s it read the probe's prompt at (an unbatched quantization)
+    probe: dict = field(default_factory=dict)   # the probe's measured times, for the record
     # (runner, quant) -> measured / predicted, for decoding and for time to first token; "runner" alone as
     # the fallback for a quantization not run here yet.
     decode_correction: dict[str, float] = field(default_factory=dict)
@@ -102,7 +111,8 @@ def measure_sampler() -> float:
 
 
 def machine(settings: Settings, refresh: bool = False) -> Calibration:
-    """The measured figures of this machine, from the data folder, or measured now (about two seconds)."""
+    """The measured figures of this machine, from the data folder, or measured now (a few seconds: the
+    benchmarks, then llama.cpp's probe)."""
     from ...training.estimate import matmul_flops
 
     path = _path(settings)
@@ -111,18 +121,53 @@ def machine(settings: Settings, refresh: bool = False) -> Calibration:
             stored = json.loads(path.read_text()).get(_key())
         except (OSError, ValueError):
             stored = None
-        if stored and "sample_s" in stored and not refresh:   # one stored before op_s/sample_s: measure again
-            return Calibration(stored["bandwidth"], stored["flops"], stored.get("measured_at", 0.0),
-                               stored["op_s"], stored["sample_s"])
-        calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh), time.time(),
-                                  measure_op(), measure_sampler())
+        if stored and "probe" in stored and not refresh:   # one stored before the probe: measure again
+            return Calibration(**{k: stored[k] for k in _STORED})
+        threads = settings.threads or os.cpu_count() or 1   # the runners' thread count (LLMOS_THREADS)
+        with _torch_threads(threads):
+            calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh),
+                                      time.time(), measure_op(), measure_sampler())
+        probe_runner(calibration, threads)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({_key(): {"bandwidth": calibration.bandwidth, "flops": calibration.flops,
-                                            "measured_at": calibration.measured_at, "op_s": calibration.op_s,
-                                            "sample_s": calibration.sample_s}}, indent=1))
+        tmp.write_text(json.dumps({_key(): {k: getattr(calibration, k) for k in _STORED}}, indent=1))
         tmp.replace(path)
         return calibration
+
+
+@contextmanager
+def _torch_threads(threads: int):
+    """Measure at the thread count the runners use, and leave torch's setting as it was."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_STORED = ("bandwidth", "flops", "measured_at", "op_s", "sample_s", "layer_s", "llamacpp_bandwidth",
+           "llamacpp_prompt_flops", "probe")
+
+
+def probe_runner(calibration: Calibration, threads: int) -> None:
+    """llama.cpp's figures from a seconds-long run of it (runner_probe.py); left unset where it cannot run."""
+    from .runner_probe import measure
+
+    try:
+        measured = measure(calibration.bandwidth, threads)
+    except Exception:   # a llama.cpp that fails here: the constants apply, as without llama.cpp
+        measured = None
+    if measured is None:
+        return
+    run, fitted = measured
+    calibration.layer_s = fitted.layer_s
+    calibration.llamacpp_bandwidth = fitted.bandwidth if fitted.bandwidth > calibration.bandwidth else 0.0
+    calibration.llamacpp_prompt_flops = fitted.prompt_flops
+    calibration.probe = {"decode_s": run.decode_s, "prompt_s": run.prompt_s, "threads": run.threads,
+                         "tokens": run.tokens}
 
 
 def measured_replies(store, limit: int = LEARN_FROM) -> list[dict]:

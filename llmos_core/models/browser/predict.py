@@ -11,12 +11,14 @@ decode   = a token at position P reads every weight once (the tied output head r
            (the median window, calibration.py); plus what does not scale with bytes: the sampler over the
            vocabulary (measured; a 262k vocabulary pays it at each token) and the per-layer op cost
            (transformers: OPS_PER_LAYER Python-dispatched ops at the measured op_s; llama.cpp: its graph
-           nodes' thread joins, LAYER_COST_S), times the correction learned from replies measured here.
+           nodes' thread joins, `layer_s` measured by running llama.cpp itself on the embedded SmolLM2
+           (runner_probe.py), LAYER_COST_S without it), times the correction learned from replies measured here.
 prompt   = per token, 2 x the parameters multiplied (the embedding is a lookup; the head runs only on the
            last token) + the attention scores and sums over the tokens before it (4 x layers x heads x
            head_dim x position: 16-18% of the FLOPs at 1,000 tokens on the embedded models, and what the
-           TTFT predictions missed by, 1.18-1.27 measured/predicted), at the matmul benchmark x
-           PROMPT_EFFICIENCY.
+           TTFT predictions missed by, 1.18-1.27 measured/predicted), at llama.cpp's own prompt rate from
+           the probe (x BATCHED_PROMPT_SPEEDUP for the batched quantizations), or the matmul benchmark x
+           PROMPT_EFFICIENCY (transformers; llama.cpp without the probe).
 ttft     = prompt seconds for the prompt + one decoding step.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..batched_form import UNBATCHED
 from ..llamacpp import COMPUTE_FIXED, DRAFT_ROW_BYTES
 from ..prefix_cache import cells_for
 from .calibration import SAMPLE_VOCAB, Calibration
+from .runner_probe import BATCHED_PROMPT_SPEEDUP
 from .shape import LLAMACPP, Form, Shape
 
 RUNTIME_OVERHEAD = {LLAMACPP: 0.0, "transformers": TRANSFORMERS_OVERHEAD}   # allocator slack over the tensors
@@ -37,12 +40,12 @@ KV_ELEMENT_BYTES = {LLAMACPP: 2, "transformers": 4}       # llama.cpp keeps K an
 # (the benchmark is a plain sum: no dequantization, no second operand).
 DECODE_EFFICIENCY = {LLAMACPP: 0.9, "transformers": 0.9}
 # Per layer and token, what does not scale with bytes. llama.cpp: its graph runs about 25 nodes a layer, each
-# ended by a join of its threads, no Python: LAYER_COST_S, fitted on this CPU when quiet (h31). transformers:
+# ended by a join of its threads, no Python: measured here by the calibration's probe (runner_probe.py,
+# Calibration.layer_s); LAYER_COST_S, fitted on this CPU when quiet (h31), only without llama.cpp. transformers:
 # the ops of a decoder layer called from Python one by one (norms, q/k/v/o, rotary, cache update, attention,
 # gate/up/down, residuals: about 60 on Llama/Gemma layers), each at the measured op_s.
-# Not in the model: what a loaded machine adds to each token beyond its bandwidth share (h31b: a steady
-# ~35 ms a token on all three llama.cpp forms at load 7; the join and GIL hand-off costs measured for it
-# ranged from microseconds to milliseconds between runs, too unstable to predict with).
+# The probe's figure includes what a loaded machine adds (h31b: a steady ~35 ms a token on all three
+# llama.cpp forms at load 7) as far as the load holds still between the calibration and the reply.
 LAYER_COST_S = {LLAMACPP: 0.00015, "transformers": 0.0}
 OPS_PER_LAYER = {LLAMACPP: 0, "transformers": 60}
 PROMPT_EFFICIENCY = {LLAMACPP: 0.6, "transformers": 0.5}
@@ -126,10 +129,13 @@ def decode_seconds(shape: Shape, form: Form, calibration: Calibration, position:
     """Uncorrected seconds of one decoding step at `position` (tokens already in the KV cache); `share`:
     the fraction of the layers on the GPU."""
     runner = form.runner
-    read = form.weight_bytes * _read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * position
-    cpu_rate = calibration.bandwidth * DECODE_EFFICIENCY[runner]
+    read = form.weight_bytes * read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * position
+    probed = runner == LLAMACPP and calibration.layer_s is not None   # this machine's llama.cpp probe
+    bandwidth = calibration.llamacpp_bandwidth if probed and calibration.llamacpp_bandwidth else calibration.bandwidth
+    cpu_rate = bandwidth * DECODE_EFFICIENCY[runner]
     seconds = read * (1 - share) / cpu_rate + (read * share / gpu.bandwidth if gpu and share else 0.0)
-    per_layer = LAYER_COST_S[runner] + OPS_PER_LAYER[runner] * calibration.op_s
+    layer_s = calibration.layer_s if probed else LAYER_COST_S[runner]
+    per_layer = layer_s * (1 - share) + OPS_PER_LAYER[runner] * calibration.op_s
     return seconds + shape.layers * per_layer + calibration.sample_s * (shape.vocab or SAMPLE_VOCAB) / SAMPLE_VOCAB
 
 
@@ -146,11 +152,19 @@ def ttft_seconds(shape: Shape, form: Form, calibration: Calibration, prompt_toke
     """Uncorrected time to the first token of a reply to a `prompt_tokens` prompt: the prompt, then one step."""
     flops = prompt_flops(shape, prompt_tokens)
     on_gpu = share if gpu is not None and gpu.flops else 0.0   # offloaded layers read the prompt on the GPU
-    efficiency = (UNBATCHED_PROMPT_EFFICIENCY if form.runner == LLAMACPP and form.quant in UNBATCHED.values()
-                  else PROMPT_EFFICIENCY[form.runner])
-    seconds = (flops * (1 - on_gpu) / (calibration.flops * efficiency)
+    seconds = (flops * (1 - on_gpu) / cpu_prompt_flops(form, calibration)
                + (flops * on_gpu / (gpu.flops * GPU_PROMPT_EFFICIENCY) if on_gpu else 0.0))
     return seconds + decode_seconds(shape, form, calibration, prompt_tokens, gpu, share)
+
+
+def cpu_prompt_flops(form: Form, calibration: Calibration) -> float:
+    """FLOP/s a prompt is read at on the CPU: llama.cpp's own rate where the calibration probed it (an
+    unbatched quantization's; the batched ones BATCHED_PROMPT_SPEEDUP times that), else the matmul benchmark
+    times the runner's efficiency."""
+    unbatched = form.runner == LLAMACPP and form.quant in UNBATCHED.values()
+    if form.runner == LLAMACPP and calibration.llamacpp_prompt_flops:
+        return calibration.llamacpp_prompt_flops * (1.0 if unbatched else BATCHED_PROMPT_SPEEDUP)
+    return calibration.flops * (UNBATCHED_PROMPT_EFFICIENCY if unbatched else PROMPT_EFFICIENCY[form.runner])
 
 
 def badge(prediction: Prediction) -> str:
@@ -171,7 +185,7 @@ def recommend(predictions: list[Prediction]) -> Prediction | None:
     return max(fitting, key=lambda p: p.decode_tokens_per_s) if fitting else None
 
 
-def _read_fraction(shape: Shape) -> float:
+def read_fraction(shape: Shape) -> float:
     """Share of the weights one decoding step reads: all of them when the head is tied to the embedding;
     an untied embedding table is only looked up (one row)."""
     if shape.tied_embeddings or not shape.parameters:
