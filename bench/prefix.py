@@ -8,9 +8,13 @@ Gemma 3 270M served by llama.cpp, greedy. One run measures, with the cache on an
   - a document of --segments distinct segments translated (English to German) with the prefix cache and
     prompt lookup against neither: total time and identical output;
   - the prefix cache's memory at each point.
-Not measured here (not built): Ask follow-ups over the same passages.
+  - with --ask: Chat with documents (Ask's passages) in --conversations conversations taking turns, each over
+    its own collection (one ~2,000-token document, sent whole): time to first token of the follow-ups against
+    the first question (target: at most 25%), the follow-ups repeating the first prompt (rag/answer.py,
+    follow_up) with the cache on and off, and with the cache on but the old layout (passages in the last turn).
 
     python bench/prefix.py [--conversations 4] [--turns 4] [--off-turns 2] [--segments 40] [--threads 2]
+    python bench/prefix.py --ask [--conversations 2] [--turns 3]
 """
 from __future__ import annotations
 
@@ -24,7 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from llmos_core.accounts import LOCAL_ADMIN  # noqa: E402
 from llmos_core.engine import Engine  # noqa: E402
+from llmos_core.usecases import ask as asking, chat  # noqa: E402
 from llmos_core.generation import SamplingParams  # noqa: E402
 from llmos_core.settings import Settings  # noqa: E402
 from llmos_core.translation import open_engine  # noqa: E402
@@ -84,11 +90,11 @@ def lookup_speeds(engine: Engine, decoder, tokens: int, rounds: int) -> None:
         off, on = statistics.median(speeds[False]), statistics.median(speeds[True])
         print(f"  {name}: {off:.1f} tokens/s without prompt lookup, {on:.1f} with: {on / off:.2f}x "
               f"(target >= 0.95x); same text: {texts[False] == texts[True]}; cache {cache_mb(engine)}", flush=True)
-    print(f"  {engine.models.resident()[0]['prefix_cache']}")
+    print(f"  {next(m['prefix_cache'] for m in engine.models.resident() if m['name'] == MODEL)}")
 
 
 def cache_mb(engine: Engine) -> str:
-    stats = engine.models.resident()[0]["prefix_cache"]
+    stats = next(m["prefix_cache"] for m in engine.models.resident() if m["name"] == MODEL)
     return f"{stats['bytes'] / 1024**2:.0f} MB in {stats['entries']} entries"
 
 
@@ -106,6 +112,65 @@ def conversations(engine: Engine, n: int, turns: int, label: str) -> list[list[f
     return ttft
 
 
+ASK = ["Which section mentions the falcon near the orchard?", "How many times was it counted?",
+       "Which sections mention the copper ledger?", "Is the winter canal in it?"]
+
+
+def ask_turns(engine: Engine, n: int, turns: int, label: str) -> list[list[float]]:
+    """Chat with documents: n conversations taking turns, each over its own collection; per turn the seconds
+    from sending the message (retrieval included) to the first token."""
+    params = SamplingParams(max_new_tokens=16, do_sample=False)
+    chats, ttft = [None] * n, [[] for _ in range(turns)]
+    for turn in range(turns):
+        layouts = []
+        for k in range(n):
+            started = time.perf_counter()
+            step = chat.start_turn(engine, LOCAL_ADMIN, chats[k], chat.SEND, model=MODEL, params=params,
+                                   prompt=ASK[turn % len(ASK)], collection=f"bench-prefix-{k}")
+            chats[k] = step.conversation_id
+            if step.needs_loading:
+                step.load_model()
+            with step.replying() as reply:
+                for event in reply.events():
+                    if event.tokens >= 1 and len(ttft[turn]) == k:
+                        ttft[turn].append(time.perf_counter() - started)
+            layouts.append("repeats the first prompt" if step.plan.passages_turn is not None else
+                           ("whole document" if step.plan.context.whole_document else "passages") + " in the last turn")
+        print(f"  {label} turn {turn + 1}: TTFT {', '.join(f'{t:.2f}' for t in ttft[turn])} s "
+              f"({'; '.join(sorted(set(layouts)))}); cache {cache_mb(engine)}", flush=True)
+    return ttft
+
+
+def ask_part(home: Path, args) -> None:
+    engine = Engine(Settings(home=home, threads=args.threads), primary=False, start_threads=False)
+    try:
+        for k in range(args.conversations):
+            asking.add_files(engine, LOCAL_ADMIN, f"bench-prefix-{k}", [(f"ledger-{k}.md", document(k).encode())])
+    finally:
+        engine.close()
+    results, follow_up = {}, asking.follow_up
+    try:
+        for label, on, repeat in (("cache on ", True, True), ("cache off", False, True), ("old order", True, False)):
+            asking.follow_up = follow_up if repeat else (lambda *a: None)
+            engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on, prompt_lookup=on),
+                            primary=False, start_threads=False)
+            try:
+                results[label] = ask_turns(engine, args.conversations, args.turns, label)
+            finally:
+                engine.close()
+    finally:
+        asking.follow_up = follow_up
+        engine = Engine(Settings(home=home), primary=False, start_threads=False)
+        for k in range(args.conversations):
+            asking.remove_collection(engine, LOCAL_ADMIN, f"bench-prefix-{k}")
+        engine.close()
+    print()
+    for label, ttft in results.items():
+        first, later = statistics.mean(ttft[0]), statistics.mean(t for turn in ttft[1:] for t in turn)
+        print(f"ask follow-ups, {label}: turns 2-{args.turns} TTFT {later:.2f} s = {later / first:.1%} of the first "
+              f"question's ({first:.2f} s) (target <= 25% with the cache on)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--conversations", type=int, default=4)
@@ -115,8 +180,12 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=40, help="segments translated (0: skip)")
     parser.add_argument("--tokens", type=int, default=96, help="tokens of each free-chat reply (0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="free-chat replies per setting")
+    parser.add_argument("--ask", action="store_true", help="measure Ask follow-ups only (Chat with documents)")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMOS_BENCH_HOME") or tempfile.mkdtemp(prefix="llmos-prefix-"))
+    if args.ask:
+        ask_part(home, args)
+        return
     results = {}
     for on in (True, False):
         engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on, prompt_lookup=on),
