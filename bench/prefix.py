@@ -15,6 +15,7 @@ Gemma 3 270M served by llama.cpp, greedy. One run measures, with the cache on an
 
     python bench/prefix.py [--conversations 4] [--turns 4] [--off-turns 2] [--segments 40] [--threads 2]
     python bench/prefix.py --ask [--conversations 2] [--turns 3]
+    python bench/prefix.py --transformers [--conversations 2] [--turns 3]   # the conversations, SmolLM2 on transformers
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from llmos_core.translation import open_engine  # noqa: E402
 from llmos_core.translation.translator import Translator  # noqa: E402
 
 MODEL = "gemma-3-270m"
+SMOL = "smollm2-135m-instruct"       # a Llama: transformers shares its blocks (Gemma 3's sliding layers: not)
 WORDS = "river stone lantern harbour copper meadow signal orchard falcon ledger winter canal tower ember".split()
 QUESTIONS = ["Which section mentions the falcon?", "How many times was the lantern counted?",
              "Summarise it in one line."]
@@ -50,11 +52,12 @@ def document(k: int) -> str:
                     f" was counted {i * 13 + k} times." for i in range(98))
 
 
-def run(engine: Engine, messages: list[dict], tokens: int) -> tuple[float, float, int, str]:
+def run(engine: Engine, messages: list[dict], tokens: int, model: str = MODEL,
+        backend: str = "llamacpp") -> tuple[float, float, int, str]:
     """(seconds to first token, seconds in all, tokens written, text) of one greedy reply."""
     started, first, text, count = time.perf_counter(), None, "", 0
-    for event in engine.chat.stream(MODEL, messages, SamplingParams(max_new_tokens=tokens, do_sample=False),
-                                    "llamacpp"):
+    for event in engine.chat.stream(model, messages, SamplingParams(max_new_tokens=tokens, do_sample=False),
+                                    backend):
         if first is None and event.tokens >= 1:
             first = time.perf_counter() - started
         text += event.text or ""
@@ -93,21 +96,22 @@ def lookup_speeds(engine: Engine, decoder, tokens: int, rounds: int) -> None:
     print(f"  {next(m['prefix_cache'] for m in engine.models.resident() if m['name'] == MODEL)}")
 
 
-def cache_mb(engine: Engine) -> str:
-    stats = next(m["prefix_cache"] for m in engine.models.resident() if m["name"] == MODEL)
+def cache_mb(engine: Engine, model: str = MODEL) -> str:
+    stats = next(m["prefix_cache"] for m in engine.models.resident() if m["name"] == model)
     return f"{stats['bytes'] / 1024**2:.0f} MB in {stats['entries']} entries"
 
 
-def conversations(engine: Engine, n: int, turns: int, label: str) -> list[list[float]]:
+def conversations(engine: Engine, n: int, turns: int, label: str, model: str = MODEL,
+                  backend: str = "llamacpp") -> list[list[float]]:
     chats = [[{"role": "user", "content": document(k) + "\n\nWhat is this document about?"}] for k in range(n)]
     ttft = [[] for _ in range(turns)]
     for turn in range(turns):
         for k in range(n):
-            first, _, _, text = run(engine, chats[k], 16)
+            first, _, _, text = run(engine, chats[k], 16, model, backend)
             ttft[turn].append(first)
             chats[k] += [{"role": "assistant", "content": text}, {"role": "user", "content": QUESTIONS[turn % 3]}]
         times = ", ".join(f"{t:.2f}" for t in ttft[turn])
-        print(f"  {label} turn {turn + 1}: TTFT {times} s; cache {cache_mb(engine)}",
+        print(f"  {label} turn {turn + 1}: TTFT {times} s; cache {cache_mb(engine, model)}",
               flush=True)
     return ttft
 
@@ -171,6 +175,33 @@ def ask_part(home: Path, args) -> None:
               f"question's ({first:.2f} s) (target <= 25% with the cache on)")
 
 
+def transformers_part(home: Path, args) -> None:
+    """The conversations on SmolLM2 served by transformers (continuous batching's kept blocks: transformers_prefix.py)."""
+    results = {}
+    for on in (True, False):
+        engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on), primary=False, start_threads=False)
+        try:
+            resident = engine.models.load(SMOL, "transformers")
+            print(f"cache {'on' if on else 'off'}: model {resident.measured_bytes / 1024**2:.0f} MB, batching cache "
+                  f"{resident.working_bytes / 1024**2:.0f} MB (prefix cache room included)", flush=True)
+            results[on] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
+                                        "on " if on else "off", SMOL, "transformers")
+            print(f"  {resident.prefix_cache()}")
+        finally:
+            engine.close()
+    report(results, args)
+
+
+def report(results: dict, args) -> None:
+    on, off = results[True], results[False]
+    first_on = statistics.mean(on[0])
+    later_on = statistics.mean(t for turn in on[1:] for t in turn)
+    later_off = statistics.mean(t for turn in off[1:] for t in turn)
+    print(f"\nconversations: turns 2-{args.turns} TTFT {later_on:.2f} s = {later_on / first_on:.1%} of turn 1 "
+          f"({first_on:.2f} s) with the cache (target <= 10%); without it turns 2-{args.off_turns} "
+          f"{later_off:.2f} s = {later_off / statistics.mean(off[0]):.0%} of turn 1")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--conversations", type=int, default=4)
@@ -181,10 +212,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=96, help="tokens of each free-chat reply (0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="free-chat replies per setting")
     parser.add_argument("--ask", action="store_true", help="measure Ask follow-ups only (Chat with documents)")
+    parser.add_argument("--transformers", action="store_true",
+                        help="measure the conversations only, on SmolLM2 through the transformers runner")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMOS_BENCH_HOME") or tempfile.mkdtemp(prefix="llmos-prefix-"))
     if args.ask:
         ask_part(home, args)
+        return
+    if args.transformers:
+        transformers_part(home, args)
         return
     results = {}
     for on in (True, False):
@@ -212,13 +248,7 @@ def main() -> None:
               f"identical output: {text_on == text_off}")
     if not args.turns:
         return
-    on, off = results[True], results[False]
-    first_on = statistics.mean(on[0])
-    later_on = statistics.mean(t for turn in on[1:] for t in turn)
-    later_off = statistics.mean(t for turn in off[1:] for t in turn)
-    print(f"\nconversations: turns 2-{args.turns} TTFT {later_on:.2f} s = {later_on / first_on:.1%} of turn 1 "
-          f"({first_on:.2f} s) with the cache (target <= 10%); without it turns 2-{args.off_turns} "
-          f"{later_off:.2f} s = {later_off / statistics.mean(off[0]):.0%} of turn 1")
+    report(results, args)
 
 
 if __name__ == "__main__":

@@ -153,8 +153,9 @@ class PrefixCache:
 
 
 def figures(enabled: bool, entries: int, nbytes: int, capacity_bytes: int, prompts: int, hits: int,
-            tokens_saved: int) -> dict:
+            tokens_saved: int, entries_are: str = "prompts") -> dict:
     """A prefix cache's figures as Monitor and /metrics show them (both runners' caches report these)."""
-    return {"enabled": enabled, "entries": entries, "bytes": nbytes, "capacity_bytes": capacity_bytes,
+    return {"enabled": enabled, "entries": entries, "entries_are": entries_are, "bytes": nbytes,
+            "capacity_bytes": capacity_bytes,
             "prompts": prompts, "hits": hits, "hit_rate": round(hits / prompts, 3) if prompts else 0.0,
             "tokens_saved": tokens_saved}

@@ -25,8 +25,8 @@ class BlockCache:
     """Counts and bounds the cached blocks of one continuous-batching cache (`attach` is called from the
     batching thread, as the cache is made; the figures are read from any thread)."""
 
-    def __init__(self, cap_blocks: int):
-        self.cap_blocks = max(0, cap_blocks)
+    def __init__(self, cap_blocks: int, page: int):
+        self.cap_blocks, self.page = max(0, cap_blocks), page
         self.enabled = self.cap_blocks > 0
         self.cache = None
         self.allocators: list = []
@@ -76,4 +76,4 @@ class BlockCache:
         entries = max((len(a.ledger.cached_blocks) for a in self.allocators), default=0)
         held = sum(len(a.ledger.cached_blocks) * a.bytes_per_block for a in self.allocators)
         return figures(self.enabled, entries, held, self.cap_blocks * self.block_bytes, self.prompts, self.hits,
-                       self.tokens_saved)
+                       self.tokens_saved, f"blocks of {self.page} tokens")

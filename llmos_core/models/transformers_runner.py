@@ -96,7 +96,7 @@ class TransformersRunner:
         live_pages = math.ceil(budget.capacity * self.context_tokens / self.page) + 2
         # The prefix cache's room (transformers_prefix.py): LLMOS_PREFIX_CACHE_MB, within the cells llama.cpp allows.
         room = cells_for(budget.prefix_cache_bytes / 1024**2, per_token, live_pages * self.page)
-        self.prefix = BlockCache(room // self.page)
+        self.prefix = BlockCache(room // self.page, self.page)
         self.cache_pages = live_pages + self.prefix.cap_blocks
         page_bytes = self.page * per_token
         try:

@@ -10,6 +10,7 @@ from llmos_core.rag import answer, chunking, retrieve
 from llmos_core.rag.index import DocumentIndex, check_collection_name, fts_query, fts_table
 from llmos_core.store import Store
 from llmos_core.translation import documents
+import tiny_models
 from rag_samples import bag_of_words
 from translation_samples import make_docx, make_pdf
 
@@ -197,6 +198,11 @@ def test_a_follow_up_over_the_same_passages_repeats_the_first_prompt(index):
     prompt_2 = answer.build_messages("And the hotel?", reused, history, turn)
     assert prompt_2[:len(prompt_1)] == prompt_1 and prompt_2[-1] == {"role": "user", "content": "Question: And the hotel?"}
     assert [c["number"] for c in answer.citations("[2]", reused) if c["cited"]] == [2]   # the first turn's numbers
+    tokenizer = tiny_models.make_tokenizer(chat_template=True)          # the model reads the same tokens first
+    first_ids = tokenizer.apply_chat_template(prompt_1, add_generation_prompt=True, tokenize=True)
+    second_ids = tokenizer.apply_chat_template(prompt_2, add_generation_prompt=True, tokenize=True)
+    first_ids, second_ids = (getattr(ids, "input_ids", ids) for ids in (first_ids, second_ids))
+    assert len(second_ids) > len(first_ids) > 50 and second_ids[:len(first_ids)] == first_ids
     # a third question over them again repeats the second prompt (the passages stay in turn 0)
     history_3 = history + [{"role": "user", "content": "And the hotel?"},
                            {"role": "assistant", "content": "180 EUR [2].",
