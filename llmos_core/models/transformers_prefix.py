@@ -21,6 +21,16 @@ from functools import partial
 from .prefix_cache import figures
 
 
+def shares_blocks(config) -> bool:
+    """Whether transformers' continuous batching can share this model's blocks: every layer full attention
+    (a sliding-window layer's blocks are overwritten in place). Asked before the room is allocated."""
+    try:
+        from transformers.generation.continuous_batching.cache import ATTN_TYPE_TO_ALLOCATOR, group_layers_by_attn_type
+        return all(ATTN_TYPE_TO_ALLOCATOR[kind].supports_block_sharing for kind in group_layers_by_attn_type(config))
+    except Exception:     # another transformers version, or a layer type it does not batch: no cache
+        return False
+
+
 class BlockCache:
     """Counts and bounds the cached blocks of one continuous-batching cache (`attach` is called from the
     batching thread, as the cache is made; the figures are read from any thread)."""

@@ -22,7 +22,7 @@ from ..errors import LLMOSError
 from ..sampling import RequestSampler
 from .runner import CONTEXT_CAP, Piece, RunnerBudget, strip_beside_controls
 from .prefix_cache import cells_for
-from .transformers_prefix import BlockCache
+from .transformers_prefix import BlockCache, shares_blocks
 
 if TYPE_CHECKING:
     from .manager import ResidentModel
@@ -95,7 +95,8 @@ class TransformersRunner:
         per_token = kv_bytes_per_token(config, self.model.dtype)
         live_pages = math.ceil(budget.capacity * self.context_tokens / self.page) + 2
         # The prefix cache's room (transformers_prefix.py): LLMOS_PREFIX_CACHE_MB, within the cells llama.cpp allows.
-        room = cells_for(budget.prefix_cache_bytes / 1024**2, per_token, live_pages * self.page)
+        room = cells_for(budget.prefix_cache_bytes / 1024**2, per_token, live_pages * self.page) \
+            if shares_blocks(config) else 0
         self.prefix = BlockCache(room // self.page, self.page)
         self.cache_pages = live_pages + self.prefix.cap_blocks
         page_bytes = self.page * per_token

@@ -153,7 +153,8 @@ def follow_up(context: Context, history: list[dict], whole_texts: dict[str, str]
     meter = context.meter
     earlier.meter = ContextMeter(meter.window, meter.reply, meter.system, meter.history, meter.question,
                                  count(sources_text(earlier)) + len(earlier.sources))
-    return (earlier, turn) if earlier.meter.used + 16 <= meter.window else None
+    asked = 4 * (len(history) - turn)        # "Question: " before each later question
+    return (earlier, turn) if earlier.meter.used + asked + 16 <= meter.window else None
 
 
 def _passage(citation: dict) -> Passage:
