@@ -11,7 +11,9 @@ Gemma 3 270M served by llama.cpp, greedy. One run measures, with the cache on an
   - with --ask: Chat with documents (Ask's passages) in --conversations conversations taking turns, each over
     its own collection (one ~2,000-token document, sent whole): time to first token of the follow-ups against
     the first question (target: at most 25%), the follow-ups repeating the first prompt (rag/answer.py,
-    follow_up) with the cache on and off, and with the cache on but the old layout (passages in the last turn).
+    follow_up) with the cache on and off, and with the cache on but the old layout (passages in the last turn);
+  - with --transformers: the conversations on SmolLM2 served by the transformers runner (its prefix cache:
+    models/transformers_prefix.py), the cache on and off.
 
     python bench/prefix.py [--conversations 4] [--turns 4] [--off-turns 2] [--segments 40] [--threads 2]
     python bench/prefix.py --ask [--conversations 2] [--turns 3]
@@ -182,11 +184,11 @@ def transformers_part(home: Path, args) -> None:
         engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on), primary=False, start_threads=False)
         try:
             resident = engine.models.load(SMOL, "transformers")
-            print(f"cache {'on' if on else 'off'}: model {resident.measured_bytes / 1024**2:.0f} MB, batching cache "
-                  f"{resident.working_bytes / 1024**2:.0f} MB (prefix cache room included)", flush=True)
+            print(f"cache {'on' if on else 'off'}: model {resident.measured_bytes / 1024**2:.0f} MB", flush=True)
             results[on] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
                                         "on " if on else "off", SMOL, "transformers")
-            print(f"  {resident.prefix_cache()}")
+            print(f"  batching cache {resident.working_bytes / 1024**2:.0f} MB (the prefix cache's room included); "
+                  f"{resident.prefix_cache()}")
         finally:
             engine.close()
     report(results, args)
