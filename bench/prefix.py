@@ -49,9 +49,9 @@ COPY = ("Repeat this inventory line by line: crate 17 of copper wire, crate 42 o
         "harbour rope, crate 3 of orchard seed, crate 55 of tower bolts, crate 61 of canal paint.")
 
 
-def document(k: int) -> str:
+def document(k: int, sections: int = 98) -> str:
     return " ".join(f"Section {k}.{i}: the {WORDS[(i * 7 + k) % len(WORDS)]} near the {WORDS[(i * 3 + k) % len(WORDS)]}"
-                    f" was counted {i * 13 + k} times." for i in range(98))
+                    f" was counted {i * 13 + k} times." for i in range(sections))
 
 
 def run(engine: Engine, messages: list[dict], tokens: int, model: str = MODEL,
@@ -104,8 +104,8 @@ def cache_mb(engine: Engine, model: str = MODEL) -> str:
 
 
 def conversations(engine: Engine, n: int, turns: int, label: str, model: str = MODEL,
-                  backend: str = "llamacpp") -> list[list[float]]:
-    chats = [[{"role": "user", "content": document(k) + "\n\nWhat is this document about?"}] for k in range(n)]
+                  backend: str = "llamacpp", sections: int = 98) -> list[list[float]]:
+    chats = [[{"role": "user", "content": document(k, sections) + "\n\nWhat is this document about?"}] for k in range(n)]
     ttft = [[] for _ in range(turns)]
     for turn in range(turns):
         for k in range(n):
@@ -178,15 +178,18 @@ def ask_part(home: Path, args) -> None:
 
 
 def transformers_part(home: Path, args) -> None:
-    """The conversations on SmolLM2 served by transformers (continuous batching's kept blocks: transformers_prefix.py)."""
+    """The conversations on SmolLM2 served by transformers (continuous batching's kept blocks: transformers_prefix.py),
+    over ~1,000-token documents: the transformers runner's window is 2,048 tokens (runner.CONTEXT_CAP), and a
+    ~2,000-token document would be dropped from turn 2 on (the oldest turns go first)."""
     results = {}
     for on in (True, False):
         engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on), primary=False, start_threads=False)
         try:
             resident = engine.models.load(SMOL, "transformers")
             print(f"cache {'on' if on else 'off'}: model {resident.measured_bytes / 1024**2:.0f} MB", flush=True)
+            run(engine, [{"role": "user", "content": FREE}], 4, SMOL, "transformers")   # the batching's first use
             results[on] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
-                                        "on " if on else "off", SMOL, "transformers")
+                                        "on " if on else "off", SMOL, "transformers", sections=45)
             print(f"  batching cache {resident.working_bytes / 1024**2:.0f} MB (the prefix cache's room included); "
                   f"{resident.prefix_cache()}")
         finally:
