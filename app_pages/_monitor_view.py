@@ -79,7 +79,7 @@ def prefix_caches(snap: dict) -> None:
             continue
         lookup = (f" · prompt lookup kept {cache['accepted']} of {cache['drafted']} guessed tokens"
                   if cache.get("lookup") else " · prompt lookup off")
-        state = (f"{cache['entries']} prompts kept, {format_bytes(cache['bytes'])} of "
+        state = (f"{cache['entries']} {cache.get('entries_are', 'prompts')} kept, {format_bytes(cache['bytes'])} of "
                  f"{format_bytes(cache['capacity_bytes'])} · hit rate {cache['hit_rate']:.0%} · "
                  f"{cache['tokens_saved']} prompt tokens not read again" if cache.get("enabled") else "off")
         st.caption(f"Prefix cache of {m['name']} ({m.get('backend')}): {state}{lookup}")

@@ -8,9 +8,16 @@ Gemma 3 270M served by llama.cpp, greedy. One run measures, with the cache on an
   - a document of --segments distinct segments translated (English to German) with the prefix cache and
     prompt lookup against neither: total time and identical output;
   - the prefix cache's memory at each point.
-Not measured here (not built): Ask follow-ups over the same passages.
+  - with --ask: Chat with documents (Ask's passages) in --conversations conversations taking turns, each over
+    its own collection (one ~2,000-token document, sent whole): time to first token of the follow-ups against
+    the first question (target: at most 25%), the follow-ups repeating the first prompt (rag/answer.py,
+    follow_up) with the cache on and off, and with the cache on but the old layout (passages in the last turn);
+  - with --transformers: the conversations on SmolLM2 served by the transformers runner (its prefix cache:
+    models/transformers_prefix.py), the cache on and off.
 
     python bench/prefix.py [--conversations 4] [--turns 4] [--off-turns 2] [--segments 40] [--threads 2]
+    python bench/prefix.py --ask [--conversations 2] [--turns 3]
+    python bench/prefix.py --transformers [--conversations 2] [--turns 3]   # the conversations, SmolLM2 on transformers
 """
 from __future__ import annotations
 
@@ -24,13 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from llmos_core.accounts import LOCAL_ADMIN  # noqa: E402
 from llmos_core.engine import Engine  # noqa: E402
+from llmos_core.usecases import ask as asking, chat  # noqa: E402
 from llmos_core.generation import SamplingParams  # noqa: E402
 from llmos_core.settings import Settings  # noqa: E402
 from llmos_core.translation import open_engine  # noqa: E402
 from llmos_core.translation.translator import Translator  # noqa: E402
 
 MODEL = "gemma-3-270m"
+SMOL = "smollm2-135m-instruct"       # a Llama: transformers shares its blocks (Gemma 3's sliding layers: not)
 WORDS = "river stone lantern harbour copper meadow signal orchard falcon ledger winter canal tower ember".split()
 QUESTIONS = ["Which section mentions the falcon?", "How many times was the lantern counted?",
              "Summarise it in one line."]
@@ -39,16 +49,17 @@ COPY = ("Repeat this inventory line by line: crate 17 of copper wire, crate 42 o
         "harbour rope, crate 3 of orchard seed, crate 55 of tower bolts, crate 61 of canal paint.")
 
 
-def document(k: int) -> str:
+def document(k: int, sections: int = 98) -> str:
     return " ".join(f"Section {k}.{i}: the {WORDS[(i * 7 + k) % len(WORDS)]} near the {WORDS[(i * 3 + k) % len(WORDS)]}"
-                    f" was counted {i * 13 + k} times." for i in range(98))
+                    f" was counted {i * 13 + k} times." for i in range(sections))
 
 
-def run(engine: Engine, messages: list[dict], tokens: int) -> tuple[float, float, int, str]:
+def run(engine: Engine, messages: list[dict], tokens: int, model: str = MODEL,
+        backend: str = "llamacpp") -> tuple[float, float, int, str]:
     """(seconds to first token, seconds in all, tokens written, text) of one greedy reply."""
     started, first, text, count = time.perf_counter(), None, "", 0
-    for event in engine.chat.stream(MODEL, messages, SamplingParams(max_new_tokens=tokens, do_sample=False),
-                                    "llamacpp"):
+    for event in engine.chat.stream(model, messages, SamplingParams(max_new_tokens=tokens, do_sample=False),
+                                    backend):
         if first is None and event.tokens >= 1:
             first = time.perf_counter() - started
         text += event.text or ""
@@ -84,26 +95,116 @@ def lookup_speeds(engine: Engine, decoder, tokens: int, rounds: int) -> None:
         off, on = statistics.median(speeds[False]), statistics.median(speeds[True])
         print(f"  {name}: {off:.1f} tokens/s without prompt lookup, {on:.1f} with: {on / off:.2f}x "
               f"(target >= 0.95x); same text: {texts[False] == texts[True]}; cache {cache_mb(engine)}", flush=True)
-    print(f"  {engine.models.resident()[0]['prefix_cache']}")
+    print(f"  {next(m['prefix_cache'] for m in engine.models.resident() if m['name'] == MODEL)}")
 
 
-def cache_mb(engine: Engine) -> str:
-    stats = engine.models.resident()[0]["prefix_cache"]
+def cache_mb(engine: Engine, model: str = MODEL) -> str:
+    stats = next(m["prefix_cache"] for m in engine.models.resident() if m["name"] == model)
     return f"{stats['bytes'] / 1024**2:.0f} MB in {stats['entries']} entries"
 
 
-def conversations(engine: Engine, n: int, turns: int, label: str) -> list[list[float]]:
-    chats = [[{"role": "user", "content": document(k) + "\n\nWhat is this document about?"}] for k in range(n)]
+def conversations(engine: Engine, n: int, turns: int, label: str, model: str = MODEL,
+                  backend: str = "llamacpp", sections: int = 98) -> list[list[float]]:
+    chats = [[{"role": "user", "content": document(k, sections) + "\n\nWhat is this document about?"}] for k in range(n)]
     ttft = [[] for _ in range(turns)]
     for turn in range(turns):
         for k in range(n):
-            first, _, _, text = run(engine, chats[k], 16)
+            first, _, _, text = run(engine, chats[k], 16, model, backend)
             ttft[turn].append(first)
             chats[k] += [{"role": "assistant", "content": text}, {"role": "user", "content": QUESTIONS[turn % 3]}]
         times = ", ".join(f"{t:.2f}" for t in ttft[turn])
-        print(f"  {label} turn {turn + 1}: TTFT {times} s; cache {cache_mb(engine)}",
+        print(f"  {label} turn {turn + 1}: TTFT {times} s; cache {cache_mb(engine, model)}",
               flush=True)
     return ttft
+
+
+ASK = ["Which section mentions the falcon near the orchard?", "How many times was it counted?",
+       "Which sections mention the copper ledger?", "Is the winter canal in it?"]
+
+
+def ask_turns(engine: Engine, n: int, turns: int, label: str) -> list[list[float]]:
+    """Chat with documents: n conversations taking turns, each over its own collection; per turn the seconds
+    from sending the message (retrieval included) to the first token."""
+    params = SamplingParams(max_new_tokens=16, do_sample=False)
+    chats, ttft = [None] * n, [[] for _ in range(turns)]
+    for turn in range(turns):
+        layouts = []
+        for k in range(n):
+            started = time.perf_counter()
+            step = chat.start_turn(engine, LOCAL_ADMIN, chats[k], chat.SEND, model=MODEL, params=params,
+                                   prompt=ASK[turn % len(ASK)], collection=f"bench-prefix-{k}")
+            chats[k] = step.conversation_id
+            if step.needs_loading:
+                step.load_model()
+            with step.replying() as reply:
+                for event in reply.events():
+                    if event.tokens >= 1 and len(ttft[turn]) == k:
+                        ttft[turn].append(time.perf_counter() - started)
+            layouts.append("repeats the first prompt" if step.plan.passages_turn is not None else
+                           ("whole document" if step.plan.context.whole_document else "passages") + " in the last turn")
+        print(f"  {label} turn {turn + 1}: TTFT {', '.join(f'{t:.2f}' for t in ttft[turn])} s "
+              f"({'; '.join(sorted(set(layouts)))}); cache {cache_mb(engine)}", flush=True)
+    return ttft
+
+
+def ask_part(home: Path, args) -> None:
+    engine = Engine(Settings(home=home, threads=args.threads), primary=False, start_threads=False)
+    try:
+        for k in range(args.conversations):
+            asking.add_files(engine, LOCAL_ADMIN, f"bench-prefix-{k}", [(f"ledger-{k}.md", document(k).encode())])
+    finally:
+        engine.close()
+    results, follow_up = {}, asking.follow_up
+    try:
+        for label, on, repeat in (("cache on ", True, True), ("cache off", False, True), ("old order", True, False)):
+            asking.follow_up = follow_up if repeat else (lambda *a: None)
+            engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on, prompt_lookup=on),
+                            primary=False, start_threads=False)
+            try:
+                results[label] = ask_turns(engine, args.conversations, args.turns, label)
+            finally:
+                engine.close()
+    finally:
+        asking.follow_up = follow_up
+        engine = Engine(Settings(home=home), primary=False, start_threads=False)
+        for k in range(args.conversations):
+            asking.remove_collection(engine, LOCAL_ADMIN, f"bench-prefix-{k}")
+        engine.close()
+    print()
+    for label, ttft in results.items():
+        first, later = statistics.mean(ttft[0]), statistics.mean(t for turn in ttft[1:] for t in turn)
+        print(f"ask follow-ups, {label}: turns 2-{args.turns} TTFT {later:.2f} s = {later / first:.1%} of the first "
+              f"question's ({first:.2f} s) (target <= 25% with the cache on)")
+
+
+def transformers_part(home: Path, args) -> None:
+    """The conversations on SmolLM2 served by transformers (continuous batching's kept blocks: transformers_prefix.py),
+    over ~1,000-token documents: the transformers runner's window is 2,048 tokens (runner.CONTEXT_CAP), and a
+    ~2,000-token document would be dropped from turn 2 on (the oldest turns go first)."""
+    results = {}
+    for on in (True, False):
+        engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on), primary=False, start_threads=False)
+        try:
+            resident = engine.models.load(SMOL, "transformers")
+            print(f"cache {'on' if on else 'off'}: model {resident.measured_bytes / 1024**2:.0f} MB", flush=True)
+            run(engine, [{"role": "user", "content": FREE}], 4, SMOL, "transformers")   # the batching's first use
+            results[on] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
+                                        "on " if on else "off", SMOL, "transformers", sections=45)
+            print(f"  batching cache {resident.working_bytes / 1024**2:.0f} MB (the prefix cache's room included); "
+                  f"{resident.prefix_cache()}")
+        finally:
+            engine.close()
+    report(results, args)
+
+
+def report(results: dict, args) -> None:
+    on, off = results[True], results[False]
+    first_on = statistics.mean(on[0])
+    later_on = statistics.mean(t for turn in on[1:] for t in turn)
+    later_off = statistics.mean(t for turn in off[1:] for t in turn)
+    print(f"\nconversations: turns 2-{args.turns} TTFT {later_on:.2f} s = {later_on / first_on:.1%} of turn 1 "
+          f"({first_on:.2f} s) with the cache (target <= 10%); without it turns 2-{args.off_turns} "
+          f"{later_off:.2f} s = {later_off / statistics.mean(off[0]):.0%} of turn 1")
 
 
 def main() -> None:
@@ -115,8 +216,17 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=40, help="segments translated (0: skip)")
     parser.add_argument("--tokens", type=int, default=96, help="tokens of each free-chat reply (0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="free-chat replies per setting")
+    parser.add_argument("--ask", action="store_true", help="measure Ask follow-ups only (Chat with documents)")
+    parser.add_argument("--transformers", action="store_true",
+                        help="measure the conversations only, on SmolLM2 through the transformers runner")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMOS_BENCH_HOME") or tempfile.mkdtemp(prefix="llmos-prefix-"))
+    if args.ask:
+        ask_part(home, args)
+        return
+    if args.transformers:
+        transformers_part(home, args)
+        return
     results = {}
     for on in (True, False):
         engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on, prompt_lookup=on),
@@ -143,13 +253,7 @@ def main() -> None:
               f"identical output: {text_on == text_off}")
     if not args.turns:
         return
-    on, off = results[True], results[False]
-    first_on = statistics.mean(on[0])
-    later_on = statistics.mean(t for turn in on[1:] for t in turn)
-    later_off = statistics.mean(t for turn in off[1:] for t in turn)
-    print(f"\nconversations: turns 2-{args.turns} TTFT {later_on:.2f} s = {later_on / first_on:.1%} of turn 1 "
-          f"({first_on:.2f} s) with the cache (target <= 10%); without it turns 2-{args.off_turns} "
-          f"{later_off:.2f} s = {later_off / statistics.mean(off[0]):.0%} of turn 1")
+    report(results, args)
 
 
 if __name__ == "__main__":

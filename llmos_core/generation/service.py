@@ -32,6 +32,7 @@ from ..backend_choice import BackendChoice, SpeedBook, choose_backend
 from ..errors import Busy, InvalidInput
 from ..models import llamacpp
 from ..models.catalog import CAUSAL_LM
+from ..models.prefix_cache import room_bytes
 from ..models.runner import Runner, RunnerBudget, RunnerFactory
 from ..models.transformers_runner import TransformersRunner
 from . import constraints
@@ -210,7 +211,8 @@ class GenerationService:
                                        f"use one of: {', '.join(self.runners)}")
                 budget = RunnerBudget(
                     capacity=self._limit(resident.backend),
-                    reserve_memory=lambda nbytes, what: self.models.set_working_memory(resident, nbytes, what))
+                    reserve_memory=lambda nbytes, what: self.models.set_working_memory(resident, nbytes, what),
+                    prefix_cache_bytes=room_bytes(self.models.settings))
                 runner = self._runners[key] = factory(resident, budget)
             return runner
 

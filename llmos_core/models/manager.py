@@ -42,6 +42,7 @@ class ResidentModel:
     # Memory it takes on after loading, counted with it: the KV cache of transformers' continuous batching
     # (llama.cpp's shared cache is allocated at load and already in measured_bytes).
     working_bytes: int = 0
+    runner_cache: Callable[[], dict] | None = None   # the figures of its runner's own prefix cache (transformers)
 
     @property
     def model(self):
@@ -66,7 +67,7 @@ class ResidentModel:
 
     def prefix_cache(self) -> dict | None:
         """The model's prefix cache figures (entries, bytes, hit rate, tokens saved), None without one."""
-        stats = getattr(self.loaded.model, "prefix_cache_stats", None)
+        stats = self.runner_cache or getattr(self.loaded.model, "prefix_cache_stats", None)
         return stats() if callable(stats) else None
 
 

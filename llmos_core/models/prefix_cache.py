@@ -23,6 +23,11 @@ def prefix_cache_cells(settings, kv_bytes_per_cell: int, shared_cells: int) -> i
     return cells_for(settings.prefix_cache_mb if settings.prefix_cache else 0, kv_bytes_per_cell, shared_cells)
 
 
+def room_bytes(settings) -> int:
+    """LLMOS_PREFIX_CACHE_MB in bytes where the prefix cache is on (the transformers runner's room), else 0."""
+    return int(settings.prefix_cache_mb * 1024**2) if settings.prefix_cache else 0
+
+
 def cells_for(cache_mb: float, kv_bytes_per_cell: int, shared_cells: int) -> int:
     wanted = int(cache_mb * 1024**2) // max(kv_bytes_per_cell, 1)
     return max(0, min(wanted, MAX_KV_CELLS - shared_cells))
@@ -143,7 +148,14 @@ class PrefixCache:
         share are counted twice: an upper bound, inside the KV cache allocated at load)."""
         idle = [s for s in self.slots if s.request is None and s.tokens]
         cells = min(sum(len(s.tokens) for s in idle), kv_cells)
-        return {"enabled": self.reuse, "entries": len(idle), "bytes": cells * self.cell_bytes,
-                "capacity_bytes": kv_cells * self.cell_bytes, "prompts": self.prompts, "hits": self.hits,
-                "hit_rate": round(self.hits / self.prompts, 3) if self.prompts else 0.0,
-                "tokens_saved": self.reused_tokens}
+        return figures(self.reuse, len(idle), cells * self.cell_bytes, kv_cells * self.cell_bytes, self.prompts,
+                       self.hits, self.reused_tokens)
+
+
+def figures(enabled: bool, entries: int, nbytes: int, capacity_bytes: int, prompts: int, hits: int,
+            tokens_saved: int, entries_are: str = "prompts") -> dict:
+    """A prefix cache's figures as Monitor and /metrics show them (both runners' caches report these)."""
+    return {"enabled": enabled, "entries": entries, "entries_are": entries_are, "bytes": nbytes,
+            "capacity_bytes": capacity_bytes,
+            "prompts": prompts, "hits": hits, "hit_rate": round(hits / prompts, 3) if prompts else 0.0,
+            "tokens_saved": tokens_saved}

@@ -32,6 +32,7 @@ Piece = tuple[str, bool]   # (text, is one control token written by the template
 class RunnerBudget:
     capacity: int                                   # requests the service sends at once
     reserve_memory: Callable[[int, str], None]      # (bytes, what for): count it with the model, or raise
+    prefix_cache_bytes: int = 0                     # room for a prefix cache of the runner's own (0: none)
 
 
 class Runner(Protocol):

@@ -7,6 +7,8 @@ processor of our own, PerRequestSampler, that does all of the sampling per reque
 greedy or temperature/top-k/top-p, a torch.Generator per seed) and hands the manager a one-hot row that
 its greedy argmax then picks. Every request keeps its own settings inside one shared batch. If the
 manager cannot be built for a model, a generate() runner serves one request at a time instead.
+Its prefix cache (transformers_prefix.py): finished prompts' KV blocks kept in a room of the batching cache, so a
+prompt starting with them computes only the rest (batched rows only: the generate() fallback reads every prompt).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Iterator
 from ..errors import LLMOSError
 from ..sampling import RequestSampler
 from .runner import CONTEXT_CAP, Piece, RunnerBudget, strip_beside_controls
+from .prefix_cache import cells_for
+from .transformers_prefix import BlockCache, shares_blocks
 
 if TYPE_CHECKING:
     from .manager import ResidentModel
@@ -86,16 +90,27 @@ class TransformersRunner:
         self.control_tokens = frozenset(token.content for token in specials)
         self._lstrip = frozenset(token.content for token in specials if token.lstrip)
         self._rstrip = frozenset(token.content for token in specials if token.rstrip)
-        self.cache_pages = math.ceil(budget.capacity * self.context_tokens / CACHE_PAGE) + 2
+        # A page is at most an eighth of the window, so a short-window model still finds its prefixes cached.
+        self.page = CACHE_PAGE if self.context_tokens >= 8 * CACHE_PAGE else max(16, self.context_tokens // 8)
+        per_token = kv_bytes_per_token(config, self.model.dtype)
+        live_pages = math.ceil(budget.capacity * self.context_tokens / self.page) + 2
+        # The prefix cache's room (transformers_prefix.py): LLMOS_PREFIX_CACHE_MB, within the cells llama.cpp allows.
+        room = cells_for(budget.prefix_cache_bytes / 1024**2, per_token, live_pages * self.page) \
+            if shares_blocks(config) else 0
+        self.prefix = BlockCache(room // self.page, self.page)
+        self.cache_pages = live_pages + self.prefix.cap_blocks
+        page_bytes = self.page * per_token
         try:
-            # The batching KV cache is allocated up front: counted with the model, or refused when it
-            # does not fit (the model then serves one request at a time through generate()).
-            budget.reserve_memory(self.cache_pages * CACHE_PAGE * kv_bytes_per_token(
-                config, self.model.dtype), "continuous-batching KV cache")
+            # The batching KV cache (the prefix cache's room included) is allocated up front: counted with the
+            # model, or refused when it does not fit (the model then serves one request at a time through generate()).
+            budget.reserve_memory(self.cache_pages * page_bytes, "continuous-batching KV cache")
             self._manager = self._start_manager(budget.capacity)
         except Exception as exc:   # no room, or an architecture CB cannot serve: say so in the log, use generate()
             log.warning("continuous batching unavailable for %s (%s); using generate() per request",
                         resident.name, exc)
+        if self._manager is None:
+            self.prefix.enabled = False
+        resident.runner_cache = self.prefix.stats
         if self._manager is not None:
             self._dispatcher = threading.Thread(target=self._dispatch, name=f"llmos-chat-{resident.name}",
                                                 daemon=True)
@@ -169,9 +184,16 @@ class TransformersRunner:
 
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos[0]
         gen_config = GenerationConfig(do_sample=False, max_new_tokens=256, eos_token_id=self.eos, pad_token_id=pad)
-        cb_config = ContinuousBatchingConfig(num_blocks=self.cache_pages, page_size=CACHE_PAGE, max_batch_tokens=512,
-                                             use_async_batching=False)
+        cb_config = ContinuousBatchingConfig(num_blocks=self.cache_pages, page_size=self.page, max_batch_tokens=512,
+                                             use_async_batching=False, allow_block_sharing=self.prefix.enabled)
         manager = self.model.init_continuous_batching(generation_config=gen_config, continuous_batching_config=cb_config)
+        create = manager._create_batch_processor
+
+        def create_and_attach():     # on the batching thread, before any request: the cache is made here
+            processor = create()
+            self.prefix.attach(processor.cache)
+            return processor
+        manager._create_batch_processor = create_and_attach
         processors = manager.logit_processor
         processors.logits_processor.append(PerRequestSampler())
         processors.tensors_required += 1
@@ -252,6 +274,7 @@ class TransformersRunner:
             self._counter += 1
             request_id = f"r-{self._counter}"
             request = self._requests[request_id] = _Request(input_ids, params)
+            self.prefix.prompts += 1
         decoder, count, finished = IncrementalDecoder(self.tokenizer), 0, False
         try:
             self._manager.add_request(input_ids, request_id=request_id, max_new_tokens=params.max_new_tokens,

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .index import StoredChunk
 from .retrieve import Passage
 
 SYSTEM_PROMPT = ("You answer questions using only the numbered passages below. After each fact, cite the "
@@ -94,16 +95,71 @@ def choose_context(passages: list[Passage], whole_texts: dict[str, str], count: 
     return Context(chosen, None, "", left_out, meter)
 
 
-def build_messages(question: str, context: Context, history: list[dict]) -> list[dict]:
-    """The passages go in the last user turn, right before the question: a small model follows what is
-    near the end of its prompt far better than a long system prompt."""
+def sources_text(context: Context) -> str:
     if context.whole_document is not None:
-        sources = f"[1] ({context.whole_document}, the whole document)\n{context.whole_text}"
+        return f"[1] ({context.whole_document}, the whole document)\n{context.whole_text}"
+    return "\n\n".join(passage_block(n, p) for n, p in enumerate(context.sources, 1))
+
+
+def build_messages(question: str, context: Context, history: list[dict], passages_turn: int | None = None) -> list[dict]:
+    """The passages go in the last user turn, right before the question: a small model follows what is
+    near the end of its prompt far better than a long system prompt. A follow-up over the same passages
+    (`passages_turn`: the history's user turn that carried them, see follow_up) keeps them there instead and
+    asks the question alone, so its prompt starts with the earlier turn's whole prompt (the prefix cache
+    then reads only the new turns)."""
+    def user(text: str, with_sources: bool) -> dict:
+        return {"role": "user", "content": (f"Passages:\n\n{sources_text(context)}\n\n" if with_sources else "")
+                + f"Question: {text}"}
+    turns = [{"role": m["role"], "content": m["content"]} for m in history]
+    if passages_turn is not None:
+        turns[passages_turn:] = [user(m["content"], i == passages_turn) if m["role"] == "user" else m
+                                 for i, m in enumerate(turns[passages_turn:], passages_turn)]
+    return ([{"role": "system", "content": SYSTEM_PROMPT}] + turns
+            + [user(question, passages_turn is None)])
+
+
+def previous_sources(history: list[dict]) -> tuple[int, list[dict]] | None:
+    """The last reply's sources (its stats' citations, in their numbering) and the history's user turn that
+    carried them (stats' `passages_turn`, else the turn it answered); None when it answered from none."""
+    if len(history) < 2 or history[-1].get("role") != "assistant":
+        return None
+    stats = history[-1].get("stats") or {}
+    cited = stats.get("citations") or []
+    turn = stats.get("passages_turn", len(history) - 2)
+    if not cited or not isinstance(turn, int) or not 0 <= turn < len(history) - 1 or history[turn]["role"] != "user":
+        return None
+    return turn, sorted(cited, key=lambda c: c["number"])
+
+
+def follow_up(context: Context, history: list[dict], whole_texts: dict[str, str],
+              count: CountTokens) -> tuple[Context, int] | None:
+    """When every source chosen for this question was in the last reply's (the same passages, or passages
+    of the document it had whole), the last reply's sources in their numbering and the turn that carried
+    them, so the prompt repeats the earlier one; None when the sources differ or the earlier ones no longer fit."""
+    found = previous_sources(history)
+    if found is None or not context.sources or context.meter is None:
+        return None
+    turn, cited = found
+    if cited[0].get("whole_document"):
+        name = cited[0]["file"]
+        if {p.chunk.document for p in context.sources} != {name} or not whole_texts.get(name):
+            return None
+        earlier = Context([_passage(cited[0])], name, whole_texts[name])
     else:
-        sources = "\n\n".join(passage_block(n, p) for n, p in enumerate(context.sources, 1))
-    return ([{"role": "system", "content": SYSTEM_PROMPT}]
-            + [{"role": m["role"], "content": m["content"]} for m in history]
-            + [{"role": "user", "content": f"Passages:\n\n{sources}\n\nQuestion: {question}"}])
+        key = lambda c: (c.document, c.heading or "", c.page, c.text)     # noqa: E731
+        earlier = Context([_passage(c) for c in cited], None)
+        if not {key(p.chunk) for p in context.sources} <= {key(p.chunk) for p in earlier.sources}:
+            return None
+    meter = context.meter
+    earlier.meter = ContextMeter(meter.window, meter.reply, meter.system, meter.history, meter.question,
+                                 count(sources_text(earlier)) + len(earlier.sources))
+    asked = 4 * (len(history) - turn)        # "Question: " before each later question
+    return (earlier, turn) if earlier.meter.used + asked + 16 <= meter.window else None
+
+
+def _passage(citation: dict) -> Passage:
+    chunk = StoredChunk(0, citation["file"], citation.get("heading") or "", citation.get("page"), citation["passage"], 0)
+    return Passage(chunk, citation.get("score") or 0.0, citation.get("similarity"), None, 0.0, 0)
 
 
 def citations(answer: str, context: Context) -> list[dict]:

@@ -25,7 +25,7 @@ from ..accounts import User
 from ..errors import InvalidInput, LLMOSError
 from ..generation import SamplingParams
 from ..rag import ingest
-from ..rag.answer import NOT_FOUND, Context, build_messages, choose_context, citations
+from ..rag.answer import NOT_FOUND, Context, build_messages, choose_context, citations, follow_up
 from ..rag.grounding import check_claims, new_words, same_polarity
 from ..rag.model_choice import default_ask_model  # noqa: F401  (the page and the CLI choose with it)
 from ..rag.index import DocumentIndex, check_collection_name
@@ -126,6 +126,7 @@ class AskPlan:
     quotes: list[Quote] = field(default_factory=list)     # the sentences that answer (Ask); [] = none does
     verdict: str = ""                # why these sentences, or why none
     user: User | None = None         # who asks: the generation service shares its slots fairly by user
+    passages_turn: int | None = None  # a follow-up over the same passages: the history's turn that carries them
 
     @property
     def found(self) -> bool:
@@ -163,7 +164,8 @@ class Answer:
 def prepare(engine, actor: User, collection: str, question: str, model: str, params: SamplingParams,
             history: list[dict] | None = None, top_k: int = 5) -> AskPlan:
     """Retrieve, choose the sentences that answer, and fit what matched into `model`'s window (counting
-    with its own tokenizer)."""
+    with its own tokenizer). `history`: the earlier turns; an assistant turn's `stats` (as saved by Chat)
+    let a follow-up over the same passages repeat the earlier prompt (rag/answer.py, follow_up)."""
     if not isinstance(question, str) or not question.strip():
         raise InvalidInput("the question is empty", "type a question")
     history = list(history or [])
@@ -183,11 +185,16 @@ def prepare(engine, actor: User, collection: str, question: str, model: str, par
         whole = {d["name"]: index.document_text(d["id"]) for d in index.documents(collection) if d["name"] in documents}
         context = choose_context(retrieval.passages, whole, count, runner.context_tokens, params.max_new_tokens,
                                  question, history)
+        again = follow_up(context, history, whole, count)    # the same passages: the earlier prompt, repeated
+    if again is not None:
+        context, turn = again
+    else:
+        turn = None
     if not context.sources:
         raise LLMOSError(f"no passage fits in {model}'s window of {runner.context_tokens} tokens beside the question "
                          "and history", "shorten the question, start a new conversation, or lower max new tokens")
-    return AskPlan(collection, question, model, retrieval, context, build_messages(question, context, history),
-                   quotes, verdict, actor)
+    return AskPlan(collection, question, model, retrieval, context, build_messages(question, context, history, turn),
+                   quotes, verdict, actor, turn)
 
 
 def remembered(embed: Callable[[list[str]], list[list[float]]]) -> Callable[[list[str]], list[list[float]]]:

@@ -117,6 +117,8 @@ class ChatTurn:
             answered = ask.finish(self.plan, reply.text, stats)
             stats.update(collection=self.plan.collection, citations=answered.citations, context=answered.meter,
                          grounding=answered.grounding)   # each number and name of the reply, looked for in them
+            if self.plan.passages_turn is not None:    # a follow-up: its passages sit in that earlier turn
+                stats["passages_turn"] = self.plan.passages_turn
         complete = last.done and last.finish_reason != "cancelled"
         if not last.done:
             stats["finish_reason"] = "cancelled"
@@ -169,6 +171,6 @@ def start_turn(engine, actor: User, conversation_id: int | None, kind: str, *, m
                                                          **({"collection": collection} if collection else {})})
     plan = None
     if collection and kind != CONTINUE and history and history[-1]["role"] == "user":
-        earlier = [{"role": m["role"], "content": m["content"]} for m in history[:-1]]
+        earlier = [{"role": m["role"], "content": m["content"], "stats": m.get("stats") or {}} for m in history[:-1]]
         plan = ask.prepare(engine, actor, collection, history[-1]["content"], model, params, history=earlier)
     return ChatTurn(engine, actor, conversation_id, kind, history, model, params, system, replacing, continue_from, plan)

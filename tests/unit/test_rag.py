@@ -10,6 +10,7 @@ from llmos_core.rag import answer, chunking, retrieve
 from llmos_core.rag.index import DocumentIndex, check_collection_name, fts_query, fts_table
 from llmos_core.store import Store
 from llmos_core.translation import documents
+import tiny_models
 from rag_samples import bag_of_words
 from translation_samples import make_docx, make_pdf
 
@@ -179,3 +180,41 @@ def test_citations_follow_the_numbers_in_the_answer(index):
                                                             {"role": "assistant", "content": "hello"}])
     assert messages[0]["role"] == "system" and "[1] (" in messages[-1]["content"]
     assert messages[-1]["content"].endswith("Question: How much?")
+
+
+def test_a_follow_up_over_the_same_passages_repeats_the_first_prompt(index):
+    """Issue 30: the follow-up's prompt starts with the first question's whole prompt (passages included),
+    so the prefix cache reads only the new turns; other passages get the usual layout."""
+    count = lambda text: len(text.split())           # noqa: E731
+    passages = _passages(index, "taxi hotel leave days")
+    first = answer.choose_context(passages, {}, count, 4096, 64, "What is the taxi limit?", [])
+    assert len(first.sources) >= 2
+    prompt_1 = answer.build_messages("What is the taxi limit?", first, [])
+    reply = {"role": "assistant", "content": "60 EUR [1].", "stats": {"citations": answer.citations("60 EUR [1].", first)}}
+    history = [{"role": "user", "content": "What is the taxi limit?"}, reply]
+    second = answer.choose_context(first.sources[1:], {}, count, 4096, 64, "And the hotel?", history)
+    reused, turn = answer.follow_up(second, history, {}, count)
+    assert turn == 0 and [p.chunk.text for p in reused.sources] == [p.chunk.text for p in first.sources]
+    prompt_2 = answer.build_messages("And the hotel?", reused, history, turn)
+    assert prompt_2[:len(prompt_1)] == prompt_1 and prompt_2[-1] == {"role": "user", "content": "Question: And the hotel?"}
+    assert [c["number"] for c in answer.citations("[2]", reused) if c["cited"]] == [2]   # the first turn's numbers
+    tokenizer = tiny_models.make_tokenizer(chat_template=True)          # the model reads the same tokens first
+    first_ids = tokenizer.apply_chat_template(prompt_1, add_generation_prompt=True, tokenize=True)
+    second_ids = tokenizer.apply_chat_template(prompt_2, add_generation_prompt=True, tokenize=True)
+    first_ids, second_ids = (getattr(ids, "input_ids", ids) for ids in (first_ids, second_ids))
+    assert len(second_ids) > len(first_ids) > 50 and second_ids[:len(first_ids)] == first_ids
+    # a third question over them again repeats the second prompt (the passages stay in turn 0)
+    history_3 = history + [{"role": "user", "content": "And the hotel?"},
+                           {"role": "assistant", "content": "180 EUR [2].",
+                            "stats": {"citations": answer.citations("[2]", reused), "passages_turn": turn}}]
+    reused_3, turn_3 = answer.follow_up(second, history_3, {}, count)
+    assert turn_3 == 0
+    prompt_3 = answer.build_messages("And the phone?", reused_3, history_3, turn_3)
+    assert prompt_3[:len(prompt_2)] == prompt_2
+    # a passage the first turn did not have: the usual layout (passages in the last turn)
+    other = answer.Context(_passages(index, "password characters"), None, "", [], second.meter)
+    assert answer.follow_up(other, history, {}, count) is None
+    assert "Passages:" in answer.build_messages("Passwords?", other, history)[-1]["content"]
+    # the earlier passages no longer fit beside the grown history: the usual layout
+    tight = answer.choose_context(first.sources[1:], {}, count, second.meter.used + 20, 64, "And the hotel?", history)
+    assert answer.follow_up(tight, history, {}, count) is None
