@@ -204,6 +204,8 @@ PRESETS: dict[str, dict] = {
 # - DPO adds the chosen reply's NLL (sft_weight 1, TRL's RPO: loss_type ["sigmoid", "sft"]): plain DPO
 #   learnt to lower the rejected reply's end and rambled on instead of signing off (h32b, 0 of 30).
 #   ORPO has that term by design; beta stays TRL's 0.1.
+# - ORPO did NOT follow the rule with these (0 of 15 at 1e-3 x 16 and at 2e-3 x 8): its replies lost even the
+#   base's one sentence and rambled; why is open (docs/figures/h32c.md). It keeps DPO's rate and length.
 # - KTO is not measured here: it gets DPO's rate and length (the same reference-model loss family).
 # - These are for a LoRA adapter (the default weights); `weights full` keeps the full fine-tune preset's rate
 #   (a rate of 1e-3 on every weight undoes the model) and was not measured either.
