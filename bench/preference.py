@@ -1,11 +1,13 @@
 """Preference tuning against supervised fine-tuning, one run: DPO and ORPO (LoRA) against SFT on the chosen
 replies alone (the `lora` method on the same file), each on the same 60 pairs and step budget, on the
 embedded SmolLM2-135M-Instruct. The chosen replies follow a rule the base model does not (one sentence, then
-the sign-off "Over and out."); the rejected ones are the same sentence alone, as the base answers.
+the sign-off "Over and out."); the rejected ones are the same sentence alone, as the base answers. DPO and
+ORPO run with the Train page's defaults (params.PREFERENCE_DEFAULTS: what a user who changes nothing gets),
+SFT with the same rate and steps; --steps / --lr change all three.
 
 Per method: the rule's rate on 30 held-out prompts (greedy replies, llmos_core.evaluation with its bootstrap
-interval and verdict against the base; the base's replies generated once), minutes of training, peak memory against the estimate. Each training
-runs in its own process (the peak is the process's). The machine is shared: the load average is printed.
+interval and verdict against the base; the base's replies generated once), minutes of training, peak memory
+against the estimate. Each training runs in its own process (the peak is the process's). The machine is shared: the load average is printed.
 
     python bench/preference.py [--steps N] [--lr X] [--methods lora,dpo,orpo] [--json out.json]
 """
