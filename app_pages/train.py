@@ -15,7 +15,7 @@ from llmos_core.jobs.scheduler import FINISHED, RESUMABLE_STATES, with_eta
 from llmos_core.models.catalog import CAUSAL_LM, DEFAULT_BASE_MODEL
 from llmos_core.training import job as train_job
 from llmos_core.training.export import describe_export
-from llmos_core.training.params import PRESETS, help_text
+from llmos_core.training.params import PREFERENCE_METHODS, PRESETS, help_text
 from llmos_core.usecases import datasets
 from llmos_core.usecases import train as train_usecase
 from llmos_core.usecases.models import model_names
@@ -92,9 +92,11 @@ with st.expander("Settings", icon=":material/tune:"):
         if not knob.applies(values):   # only what the method chosen uses: beta for DPO, LoRA rank for LoRA, ...
             continue
         slot = next(slots)
-        key = f"train_{knob.name}" + (f"_{preset_name}" if knob.in_presets else "")   # a preset keeps its own values
+        method, weights = values.get("method"), values.get("weights", "lora")   # the first knobs: a preference
+        own = knob.by_method and method in PREFERENCE_METHODS                  # method's own defaults and values
+        key = f"train_{knob.name}" + (f"_{method}_{weights}" if own else f"_{preset_name}" if knob.in_presets else "")
         common = dict(key=key, help=knob.help)
-        default = knob.default(preset_name)
+        default = knob.default(preset_name, method, weights)
         if knob.choices:
             values[knob.name] = slot.selectbox(knob.label, knob.choices, index=knob.choices.index(default), **common)
         elif knob.kind is bool:

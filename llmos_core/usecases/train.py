@@ -13,7 +13,8 @@ from typing import Any
 from ..accounts import User
 from ..errors import InvalidInput
 from ..training import job as train_job
-from ..training.params import PREFERENCE_METHODS, PRESETS, TrainParams, help_text
+from ..training.params import (PREFERENCE_DEFAULTS, PREFERENCE_METHODS, PRESETS, TrainParams, help_text,
+                               preference_defaults)
 
 ROLES = ("text", "prompt", "input", "response")   # input: joined to the prompt (Alpaca)
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -33,6 +34,7 @@ class Knob:
     step: Any
     lora_only: bool
     in_presets: bool              # a preset sets it, so the page keeps one value per preset
+    by_method: bool               # a preference method has its own default, so the page keeps one per method
     methods: tuple = ()           # only these methods use it (empty: every method)
 
     def applies(self, values: dict[str, Any]) -> bool:
@@ -41,7 +43,12 @@ class Knob:
         tuning = values.get("weights", "lora") if method in PREFERENCE_METHODS else method
         return (not self.methods or method in self.methods) and (not self.lora_only or tuning == "lora")
 
-    def default(self, preset: str | None = None) -> Any:
+    def default(self, preset: str | None = None, method: str | None = None, weights: str = "lora") -> Any:
+        """A preference method's own default (params.preference_defaults) first: the presets are tuned for
+        `lora` and `full`; then the preset's value; then TrainParams'."""
+        own = preference_defaults(method, weights)
+        if self.name in own:
+            return own[self.name]
         if preset is not None and self.name in PRESETS[preset]:
             return PRESETS[preset][self.name]
         value = next(f for f in fields(TrainParams) if f.name == self.name).default
@@ -58,6 +65,7 @@ def knobs() -> list[Knob]:
             continue
         found.append(Knob(f.name, TYPES[str(f.type)], meta["label"], meta["flag"], meta["help"], meta["choices"],
                           meta["low"], meta["high"], meta["step"], meta["lora_only"], f.name in preset_keys,
+                          any(f.name in d for d in PREFERENCE_DEFAULTS.values()),
                           meta["methods"]))
     return found
 
@@ -100,7 +108,7 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
 def params_from_cli(args: argparse.Namespace) -> dict:
     """A preset (if given), overridden by the flags that were given."""
     params = dict(PRESETS[args.preset]) if args.preset else {}
-    params.update(model=args.model, data=args.data)
+    params.update(preference_defaults(args.method, args.weights or "lora"), model=args.model, data=args.data)
     for k in knobs():
         value = getattr(args, k.name, None) if k.flag else None
         if value is not None:

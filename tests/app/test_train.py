@@ -115,6 +115,9 @@ def test_a_preference_file_and_the_method_form_show_only_what_applies(eng):
     at.selectbox(key="train_method_Quick LoRA").set_value("dpo").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert {"Beta", "Weights trained", "LoRA rank"} <= labels()
+    # The method's measured defaults, not the LoRA preset's (params.PREFERENCE_DEFAULTS)
+    assert at.number_input(key="train_learning_rate_dpo_lora").value == 1e-3
+    assert at.number_input(key="train_sft_weight_dpo_lora").value == 1.0
     assert metric(at, "Blocks (train / val)") == "18 / 2"   # a block is a pair here
     at.selectbox(key="train_weights").set_value("full").run()
     assert "Beta" in labels() and "LoRA rank" not in labels()

@@ -44,7 +44,8 @@ def lab(tmp_path, tiny_base):
         def params(self, **overrides) -> dict:
             base = {"model": "tiny-base", "data": str(pairs), "method": "dpo", "max_steps": 6, "learning_rate": 5e-2,
                     "block_size": 32, "batch_size": 4, "warmup_ratio": 0, "save_every": 3, "eval_every": 3,
-                    "lora_dropout": 0.0, "validation_fraction": 0.2, "name": "prefs"}
+                    "lora_dropout": 0.0, "validation_fraction": 0.2, "name": "prefs",
+                    "sft_weight": 0.0}   # plain DPO: its loss starts at ln 2 (the default adds the chosen reply's)
             return job.validate({**base, **overrides}, settings)
 
         def context(self, params: dict, job_id: int = 1, resume: bool = False) -> JobContext:
@@ -181,10 +182,41 @@ def test_the_estimates_count_both_sequences_and_the_reference():
 
 
 def test_dpo_takes_a_chosen_reply_loss_beside_the_preference_loss():
-    plain = TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo"})
+    plain = TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo", "sft_weight": 0})
     assert "loss_type" not in preference.config_options(plain)
-    rpo = TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo", "sft_weight": 1.0})
+    rpo = TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo"})   # the default (h32c's figures)
     options = preference.config_options(rpo)
     assert options["loss_type"] == ["sigmoid", "sft"] and options["loss_weights"] == [1.0, 1.0]
     config = preference.config_class("dpo")(output_dir="/tmp/unused", use_cpu=True, report_to=[], **options)
     assert config.loss_type == ["sigmoid", "sft"] and not config.gradient_checkpointing
+
+
+def test_preference_methods_get_their_measured_defaults_on_the_page_the_cli_and_the_api():
+    import argparse
+
+    from llmos_core.training.params import PREFERENCE_DEFAULTS, PRESETS
+    from llmos_core.usecases import train as train_usecase
+
+    dpo = PREFERENCE_DEFAULTS["dpo"]
+    api = TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo"})
+    assert (api.learning_rate, api.max_steps, api.sft_weight) == (dpo["learning_rate"], dpo["max_steps"], dpo["sft_weight"])
+    assert TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo", "learning_rate": 1e-5}).learning_rate == 1e-5
+    assert TrainParams.from_dict({"model": "m", "data": "d"}).learning_rate == 2e-4   # lora keeps its own
+    full = TrainParams.from_dict({"model": "m", "data": "d", "method": "orpo", "weights": "full"})
+    assert full.learning_rate == PRESETS["Full fine-tune"]["learning_rate"] and full.max_steps == dpo["max_steps"]
+    knobs = {k.name: k for k in train_usecase.knobs()}
+    # The page: the method's default wins over the LoRA preset's, and the widget keeps one value per method.
+    assert knobs["learning_rate"].default("Quick LoRA", "dpo") == dpo["learning_rate"]
+    assert knobs["learning_rate"].default("Quick LoRA", "lora") == PRESETS["Quick LoRA"]["learning_rate"]
+    assert knobs["learning_rate"].default("Quick LoRA", "kto", "full") == full.learning_rate
+    assert knobs["learning_rate"].by_method and not knobs["seed"].by_method
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    train_usecase.add_cli_options(parser)
+    cli = train_usecase.params_from_cli(parser.parse_args(["--model", "m", "--data", "d", "--method", "dpo",
+                                                           "--preset", "Quick LoRA"]))
+    assert TrainParams.from_dict(cli) == TrainParams.from_dict({"model": "m", "data": "d", "method": "dpo",
+                                                                **{k: v for k, v in PRESETS["Quick LoRA"].items()
+                                                                   if k != "method"}, **dpo})
+    given = train_usecase.params_from_cli(parser.parse_args(["--model", "m", "--data", "d", "--method", "orpo",
+                                                             "--lr", "0.01"]))
+    assert TrainParams.from_dict(given).learning_rate == 0.01

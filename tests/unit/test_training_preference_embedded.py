@@ -1,7 +1,8 @@
 """Slow: a real DPO run on the embedded SmolLM2-135M-Instruct. The chosen replies answer in one sentence and sign
 off with "Over and out." (the base model never does); the rejected ones are the same sentence alone, as the
-base answers. After a few LoRA steps of DPO with its chosen-reply loss (RPO: plain DPO, in these few steps,
-lowered the bare sentence's end without making the sign-off the likeliest continuation), the evaluation
+base answers. After a few LoRA steps of DPO with the page's defaults (its chosen-reply loss among them, RPO:
+plain DPO, in these few steps, lowered the bare sentence's end without making the sign-off the likeliest
+continuation), the evaluation
 (llmos_core.evaluation, the `evaluate` command's API) on held-out prompts reports the rule's rate for the tuned model against the base, with intervals, and the verdict "better"."""
 from __future__ import annotations
 
@@ -49,9 +50,11 @@ def test_dpo_on_smollm2_makes_it_follow_the_preferred_rule_on_held_out_prompts(e
     settings = Settings(home=home)
     engine = Engine(settings, primary=False, start_threads=False)
     try:
-        params = job.validate({"model": BASE, "data": str(data), "method": "dpo", "max_steps": 8, "learning_rate": 1e-3, "sft_weight": 1.0,
-                               "block_size": 64, "batch_size": 4, "name": "signs-off", "validation_fraction": 0,
-                               "warmup_ratio": 0, "save_every": 100}, settings)
+        # The page's defaults for DPO (params.PREFERENCE_DEFAULTS: lr 1e-3, the chosen-reply loss), on half
+        # their steps, without warmup, on 16 pairs: enough for one rule on one kind of prompt.
+        params = job.validate({"model": BASE, "data": str(data), "method": "dpo", "max_steps": 8, "warmup_ratio": 0,
+                               "block_size": 64, "name": "signs-off", "validation_fraction": 0, "save_every": 100},
+                              settings)
         engine.store.execute("INSERT INTO jobs (id, kind, params, created) VALUES (1, 'train', ?, ?)",
                              (json.dumps(params), time.time()))
         ctx = JobContext(job_id=1, kind="train", params=params, settings=settings, store=engine.store,
