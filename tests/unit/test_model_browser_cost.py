@@ -108,3 +108,19 @@ def test_the_probe_runs_llamacpp_on_the_embedded_model(monkeypatch):
     run, fitted = measured
     assert run.decode_s > 0 and run.prompt_s > 0 and run.threads == 1 and run.tokens == 4
     assert fitted.layer_s >= 0 and fitted.prompt_flops > 0 and fitted.bandwidth >= BANDWIDTH
+
+
+def test_a_token_pays_per_earlier_token_as_the_probe_measured_at_two_depths():
+    """Decoded before its prompt (position ~3.5) and after it: the slope is paid per layer per earlier token,
+    so a long prompt's tokens are predicted slower than the probe's, and both depths are predicted back."""
+    run = ProbeRun(decode_s=0.020, prompt_s=0.8, threads=2, tokens=16, early_decode_s=0.012)
+    fitted = fit(run, SMOL, PROBE_FORM.weight_bytes, BANDWIDTH, DECODE_EFFICIENCY["llamacpp"])
+    assert fitted.position_s > 0 and fitted.layer_s > 0
+    cal = probed(run)
+    cal.position_s = fitted.position_s
+    assert decode_seconds(SMOL, PROBE_FORM, cal, run.late_position) == pytest.approx(0.020, rel=1e-6)
+    assert decode_seconds(SMOL, PROBE_FORM, cal, 3.5) == pytest.approx(0.012, rel=1e-6)
+    assert decode_seconds(SMOL, PROBE_FORM, cal, 1200) > 0.030   # the slope goes on past the probe's depth
+    flat = fit(ProbeRun(0.020, 0.8, 2, 16, early_decode_s=0.025), SMOL, PROBE_FORM.weight_bytes, BANDWIDTH,
+               DECODE_EFFICIENCY["llamacpp"])
+    assert flat.position_s == 0   # a noisy early figure above the late one never makes the slope negative

@@ -45,6 +45,7 @@ class Calibration:
     sample_s: float = 0.0             # seconds the sampler takes over a SAMPLE_VOCAB logits row (median)
     # llama.cpp's own run here (runner_probe.py); None: not probed (no llama.cpp), predict.py's constants apply
     layer_s: float | None = None      # a decoded token's seconds per layer beyond its bytes
+    position_s: float = 0.0           # ... and per layer per token before it (llama.cpp's attention)
     llamacpp_bandwidth: float = 0.0   # bytes/s its decode reached, where faster than the benchmark's (else 0)
     llamacpp_prompt_flops: float = 0.0   # FLOP/s it read the probe's prompt at (an unbatched quantization)
     probe: dict = field(default_factory=dict)   # the probe's measured times, for the record
@@ -121,7 +122,7 @@ def machine(settings: Settings, refresh: bool = False) -> Calibration:
             stored = json.loads(path.read_text()).get(_key())
         except (OSError, ValueError):
             stored = None
-        if stored and "probe" in stored and not refresh:   # one stored before the probe: measure again
+        if stored and "position_s" in stored and not refresh:   # one stored before the two-depth probe: again
             return Calibration(**{k: stored[k] for k in _STORED})
         threads = settings.threads or os.cpu_count() or 1   # the runners' thread count (LLMOS_THREADS)
         with _torch_threads(threads):
@@ -148,7 +149,7 @@ def _torch_threads(threads: int):
         torch.set_num_threads(before)
 
 
-_STORED = ("bandwidth", "flops", "measured_at", "op_s", "sample_s", "layer_s", "llamacpp_bandwidth",
+_STORED = ("bandwidth", "flops", "measured_at", "op_s", "sample_s", "layer_s", "position_s", "llamacpp_bandwidth",
            "llamacpp_prompt_flops", "probe")
 
 
@@ -163,10 +164,11 @@ def probe_runner(calibration: Calibration, threads: int) -> None:
     if measured is None:
         return
     run, fitted = measured
-    calibration.layer_s = fitted.layer_s
+    calibration.layer_s, calibration.position_s = fitted.layer_s, fitted.position_s
     calibration.llamacpp_bandwidth = fitted.bandwidth if fitted.bandwidth > calibration.bandwidth else 0.0
     calibration.llamacpp_prompt_flops = fitted.prompt_flops
-    calibration.probe = {"decode_s": run.decode_s, "prompt_s": run.prompt_s, "threads": run.threads,
+    calibration.probe = {"decode_s": run.decode_s, "early_decode_s": run.early_decode_s, "prompt_s": run.prompt_s,
+                         "threads": run.threads,
                          "tokens": run.tokens}
 
 

@@ -135,7 +135,8 @@ def decode_seconds(shape: Shape, form: Form, calibration: Calibration, position:
     cpu_rate = bandwidth * DECODE_EFFICIENCY[runner]
     seconds = read * (1 - share) / cpu_rate + (read * share / gpu.bandwidth if gpu and share else 0.0)
     layer_s = calibration.layer_s if probed else LAYER_COST_S[runner]
-    per_layer = layer_s * (1 - share) + OPS_PER_LAYER[runner] * calibration.op_s
+    position_s = calibration.position_s * position if probed else 0.0   # attention over the earlier tokens
+    per_layer = (layer_s + position_s) * (1 - share) + OPS_PER_LAYER[runner] * calibration.op_s
     return seconds + shape.layers * per_layer + calibration.sample_s * (shape.vocab or SAMPLE_VOCAB) / SAMPLE_VOCAB
 
 

@@ -11,6 +11,11 @@ quantizations without a batched CPU matmul (Q4_1 is one, models/batched_form.UNB
 read BATCHED_PROMPT_SPEEDUP times faster (h31b runs 3 and 5: the Q4_1 file took 1.55x and 1.68x its Q8_0
 copy's time on the same 1,177 tokens).
 
+A decoded token also pays for every token before it, far beyond the KV bytes it reads (llama.cpp's CPU
+attention: SmolLM2 through the engine decoded 52.6 tokens/s after a 40-token prompt and 26.6 after 1,177,
+quiet): so the probe decodes EARLY_TOKENS tokens before its prompt as well as after it, and the difference,
+per earlier token and per layer, is `position_s`.
+
 `fit` is a pure function of the measured times and the predictor's own formulas (predict.py), so predicting
 the probe's model back reproduces the probe's times; every other model and form is predicted from it.
 """
@@ -26,6 +31,7 @@ PROBE_TOKENS = 48       # tokens decoded one at a time, at most, and their media
                         # token in 16 can wait a second for its core, and a mean of so few is that wait (h31c);
 PROBE_DECODE_S = 3.0    # ... but no longer than this once MIN_TOKENS are in (0.5 s quiet; bounded under load)
 MIN_TOKENS = 8
+EARLY_TOKENS = 8        # decoded one at a time before the prompt (positions 0-7): the cost of position ~0
 BATCHED_PROMPT_SPEEDUP = 1.6
 
 
@@ -35,6 +41,12 @@ class ProbeRun:
     prompt_s: float     # seconds to read the PROBE_PROMPT tokens
     threads: int
     tokens: int = 16    # tokens decoded
+    early_decode_s: float | None = None   # median seconds of one token decoded at positions 0..EARLY_TOKENS-1
+                                          # (None: not measured; then the prompt starts at position 0)
+
+    @property
+    def late_position(self) -> int:
+        return (EARLY_TOKENS if self.early_decode_s is not None else 0) + PROBE_PROMPT + self.tokens // 2
 
 
 @dataclass
@@ -42,6 +54,7 @@ class RunnerFit:
     layer_s: float              # seconds a token spends per layer beyond its bytes (joins, graph, dispatch)
     bandwidth: float            # bytes/s llama.cpp's decode reached: the benchmark's, or more if the probe was faster
     prompt_flops: float         # FLOP/s llama.cpp read the probe's prompt at (an unbatched quantization)
+    position_s: float = 0.0     # seconds a token spends per layer per earlier token, beyond those tokens' KV bytes
 
 
 def probe_path():
@@ -65,27 +78,33 @@ def run_probe(path, threads: int) -> ProbeRun:
     set_verbose(False)
     weights = LlamaModel(path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False)
     try:
-        ctx = new_context(weights, n_ctx=PROBE_PROMPT + PROBE_TOKENS + 8, threads=threads, n_batch=PROBE_PROMPT)
+        ctx = new_context(weights, n_ctx=EARLY_TOKENS + PROBE_PROMPT + PROBE_TOKENS + 8, threads=threads,
+                          n_batch=PROBE_PROMPT)
         try:
             memory = llama_cpp.llama_get_memory(ctx)
             _decode(ctx, [weights.token_bos()], 0)   # warm-up: every weight page mapped in
             llama_cpp.llama_memory_clear(memory, True)
             vocab = weights.n_vocab()
             prompt = [(7 + 37 * i) % (vocab - 1) + 1 for i in range(PROBE_PROMPT)]   # any tokens: the cost is the same
+            early: list[float] = []
+            for position in range(EARLY_TOKENS):
+                started = time.perf_counter()
+                _decode(ctx, [prompt[-1 - position]], position)
+                early.append(time.perf_counter() - started)
             started = time.perf_counter()
-            _decode(ctx, prompt, 0)
+            _decode(ctx, prompt, EARLY_TOKENS)
             prompt_s = time.perf_counter() - started
             times: list[float] = []
             while len(times) < PROBE_TOKENS and (len(times) < MIN_TOKENS or sum(times) < PROBE_DECODE_S):
                 started = time.perf_counter()
-                _decode(ctx, [prompt[len(times)]], PROBE_PROMPT + len(times))
+                _decode(ctx, [prompt[len(times)]], EARLY_TOKENS + PROBE_PROMPT + len(times))
                 times.append(time.perf_counter() - started)
             decode_s = statistics.median(times)
         finally:
             llama_cpp.llama_free(ctx)
     finally:
         weights.close()
-    return ProbeRun(decode_s, prompt_s, threads, len(times))
+    return ProbeRun(decode_s, prompt_s, threads, len(times), statistics.median(early))
 
 
 def _decode(ctx, tokens: list[int], position: int) -> None:
@@ -113,15 +132,23 @@ def fit(run: ProbeRun, shape, weight_bytes: int, bandwidth: float, decode_effici
     from .predict import KV_ELEMENT_BYTES, prompt_flops, read_fraction
     from .shape import LLAMACPP
 
-    position = PROBE_PROMPT + run.tokens // 2
-    read = weight_bytes * read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[LLAMACPP]) * position
+    position = run.late_position
+    kv_bytes = shape.kv_bytes_per_token(KV_ELEMENT_BYTES[LLAMACPP])
+    read = weight_bytes * read_fraction(shape) + kv_bytes * position
     rate = bandwidth * decode_efficiency
-    beyond = run.decode_s - read / rate
+    layers = max(shape.layers, 1)
+    position_s = 0.0
+    if run.early_decode_s is not None:   # the slope between the two depths, less the KV bytes' own part
+        early_position = (EARLY_TOKENS - 1) / 2
+        slope = (run.decode_s - run.early_decode_s) / (position - early_position) - kv_bytes / rate
+        position_s = max(slope, 0.0) / layers
+    beyond = run.decode_s - read / rate - layers * position_s * position
     if beyond > 0:
         layer_s = beyond / max(shape.layers, 1)
     else:
-        layer_s, rate = 0.0, read / run.decode_s
-    return RunnerFit(layer_s, rate / decode_efficiency, prompt_flops(shape, PROBE_PROMPT) / max(run.prompt_s, 1e-6))
+        layer_s, rate = 0.0, read / max(run.decode_s - layers * position_s * position, 1e-6)
+    return RunnerFit(layer_s, rate / decode_efficiency, prompt_flops(shape, PROBE_PROMPT) / max(run.prompt_s, 1e-6),
+                     position_s)
 
 
 def measure(bandwidth: float, threads: int) -> tuple[ProbeRun, RunnerFit] | None:
