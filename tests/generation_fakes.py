@@ -58,6 +58,7 @@ class FakeModels:
         self.catalog = SimpleNamespace(get=lambda name: ModelSpec(name=name, source="local", location="/nowhere"),
                                        check_visible=lambda user, name: None)
         self.device = SimpleNamespace(kind="cpu")
+        self.settings = SimpleNamespace(prefix_cache=False, prefix_cache_mb=0)   # the runners' prefix cache room
         self.backends = {"transformers": None}
         self.reserved: list[tuple[str, int, str]] = []
         self.pins = 0

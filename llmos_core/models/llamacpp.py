@@ -23,7 +23,7 @@ import psutil
 
 from ..errors import InvalidInput, LoadCancelled, ModelLoadError, ModelNotFound
 from ..settings import Settings
-from . import batched_form, fetch
+from . import batched_form, fetch, llama_compute
 from .backends import Loaded
 from .catalog import ModelSpec
 from .llamacpp_batch import CACHE_SEQUENCES, MAX_OUTPUTS, N_BATCH, PARALLEL, BatchDecoder, stream
@@ -135,7 +135,7 @@ class LlamaCppModel:
         import llama_cpp
 
         batch = llama_cpp.llama_batch_get_one((llama_cpp.llama_token * 1)(self.token_bos()), 1)
-        if llama_cpp.llama_decode(self.ctx, batch) != 0:
+        if llama_compute.decode(self.ctx, batch) != 0:
             raise ModelLoadError(f"llama.cpp could not evaluate a token of {self.path.name}")
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
 

@@ -2,10 +2,9 @@
 
 Why: a decode step on the CPU reads every weight once, however many sequences it carries, so sequences that
 step together share that cost. Measured on this 2-core machine with the embedded Gemma 3 270M (Q4_K_M), in
-one run: 77 tokens/s for one sequence, 130 in all for 4 together, 183 for 8 (docs/BENCHMARKS.md). Serving
-8 chats one after another gives the first speed; serving them together gives the last.
+one run: 77 tokens/s for one sequence, 130 in all for 4 together, 183 for 8 (docs/BENCHMARKS.md).
 
-How (one thread per loaded model runs `_loop`):
+How (one thread per loaded model runs `_loop`; its llama_decode calls run on llama_compute.py's thread):
   - A request (prompt ids, sampling, cancel event) waits in line until a slot is free (a llama.cpp sequence
     id) and the KV cache the slots share can hold its prompt plus max_new_tokens. Those cells are reserved
     at admission, so a running request never finds the cache full; requests are admitted round-robin
@@ -42,6 +41,7 @@ from typing import Any, Iterator
 
 from ..errors import InvalidInput, ModelLoadError
 from ..sampling import RequestSampler
+from . import llama_compute
 from .fair_steps import StepInterrupt, may_interrupt, next_in_line
 from .prefix_cache import PrefixCache, Slot
 from .prompt_lookup import Lookup, eligible
@@ -314,7 +314,7 @@ class BatchDecoder:
             self.interrupt.arm(bool(writers) and not readers_only and not self._last_readers_only
                                and not self._last_stopped)
         started = time.perf_counter()
-        code = llama_cpp.llama_decode(self.ctx, batch)
+        code = llama_compute.decode(self.ctx, batch)
         with self._cond:
             self._last_stopped = self.interrupt.disarm(code, time.perf_counter() - started)
         if self._last_stopped:   # llama.cpp removed the step's cells; nothing was sampled: it is done again later

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from . import llama_compute
+
 # Tokens per llama.cpp decode: the logits of every position come back, n_vocab floats each
 # (Gemma: 262144 x 4 B = 1 MB a token), so chunks keep that buffer small.
 LLAMACPP_CHUNK = 32
@@ -63,7 +65,7 @@ def perplexity_llamacpp(model, text: str) -> tuple[float, int]:
                 batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, start + i, 1, True
                 batch.seq_id[i][0] = 0
             batch.n_tokens = len(chunk)
-            if llama_cpp.llama_decode(ctx, batch) != 0:
+            if llama_compute.decode(ctx, batch) != 0:
                 raise RuntimeError("llama.cpp could not decode the text")
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx), shape=(len(chunk) * n_vocab,))
             logits = logits.reshape(len(chunk), n_vocab).astype(np.float64)

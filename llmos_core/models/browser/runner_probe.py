@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import statistics
 import time
+
+from .. import llama_compute
 from dataclasses import dataclass
 
 PROBE_PROMPT = 256      # tokens read in one batch (~1.5 s quiet; a 128-token batch read at half the per-token
@@ -118,7 +120,7 @@ def _decode(ctx, tokens: list[int], position: int) -> None:
             batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, position + i, 1
             batch.seq_id[i][0], batch.logits[i] = 0, i == len(tokens) - 1
         batch.n_tokens = len(tokens)
-        if llama_cpp.llama_decode(ctx, batch) != 0:
+        if llama_compute.decode(ctx, batch) != 0:
             raise ModelLoadError("llama.cpp could not evaluate the calibration's tokens")
     finally:
         llama_cpp.llama_batch_free(batch)
