@@ -125,11 +125,12 @@ _PREFIX_CACHE = (("entries", "llmos_prefix_cache_entries", "prompts whose KV sta
 
 
 def _prefix_cache_gauges(resident: list[dict]):
-    """Each resident model's prefix cache and prompt-lookup figures (models without one are left out)."""
+    """Each resident model's prefix cache and prompt-lookup figures (models without one are left out, and a
+    figure its runner has not: the transformers runner's cache has no prompt lookup)."""
     for key, name, text in _PREFIX_CACHE:
         family = GaugeMetricFamily(name, text, labels=["model", "backend"])
         for m in resident:
-            if m.get("prefix_cache"):
+            if m.get("prefix_cache") and m["prefix_cache"].get(key) is not None:
                 family.add_metric([m["name"], m["backend"]], m["prefix_cache"][key])
         yield family
 
