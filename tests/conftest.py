@@ -17,6 +17,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import tiny_models  # noqa: E402
 
+# What a preference run's offline() switches on for its own process (training/preference.py): a test that
+# trains in-process must not leave the whole session offline (the model browser's hub tests then fail).
+_OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+@pytest.fixture(autouse=True)
+def _hub_switches_restored():
+    before = {key: os.environ.get(key) for key in _OFFLINE_SWITCHES}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None and before["HF_HUB_OFFLINE"] is None:
+        hub.HF_HUB_OFFLINE = False
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
