@@ -66,6 +66,14 @@ class _ComputeThread:
 _COMPUTE = _ComputeThread()
 
 
+def run(fn, *args):
+    """fn(*args) on the process's llama.cpp thread. For other OpenMP work that must not start a second pool
+    beside it: torch's wheel ships its own libgomp.so.1, but one soname is loaded once, so torch's parallel
+    regions and llama.cpp's share one libgomp (the calibration's torch benchmarks run here: measured after
+    them on the main thread, the llama.cpp probe read 24 ms a token instead of 12)."""
+    return _COMPUTE.run(fn, *args)
+
+
 def decode(ctx, batch) -> int:
     """llama_decode(ctx, batch) on the process's llama.cpp thread: its return code."""
     import llama_cpp

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...settings import Settings
+from .. import llama_compute
 
 BENCH_BYTES = 256 * 1024**2
 BANDWIDTH_WINDOWS = 9
@@ -114,8 +115,6 @@ def measure_sampler() -> float:
 def machine(settings: Settings, refresh: bool = False) -> Calibration:
     """The measured figures of this machine, from the data folder, or measured now (a few seconds: the
     benchmarks, then llama.cpp's probe)."""
-    from ...training.estimate import matmul_flops
-
     path = _path(settings)
     with _lock:
         try:
@@ -125,15 +124,22 @@ def machine(settings: Settings, refresh: bool = False) -> Calibration:
         if stored and "position_s" in stored and not refresh:   # one stored before the two-depth probe: again
             return Calibration(**{k: stored[k] for k in _STORED})
         threads = settings.threads or os.cpu_count() or 1   # the runners' thread count (LLMOS_THREADS)
-        with _torch_threads(threads):
-            calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh),
-                                      time.time(), measure_op(), measure_sampler())
-        probe_runner(calibration, threads)
+        calibration = llama_compute.run(_measure, settings, refresh, threads)   # one OpenMP pool: llama_compute.py
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({_key(): {k: getattr(calibration, k) for k in _STORED}}, indent=1))
         tmp.replace(path)
         return calibration
+
+
+def _measure(settings: Settings, refresh: bool, threads: int) -> Calibration:
+    from ...training.estimate import matmul_flops
+
+    with _torch_threads(threads):
+        calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh),
+                                  time.time(), measure_op(), measure_sampler())
+    probe_runner(calibration, threads)
+    return calibration
 
 
 @contextmanager
