@@ -134,7 +134,8 @@ class LlamaCppModel:
         footprint (mmapped weights count once touched) and the first reply does not pay for it."""
         import llama_cpp
 
-        batch = llama_cpp.llama_batch_get_one((llama_cpp.llama_token * 1)(self.token_bos()), 1)
+        token = (llama_cpp.llama_token * 1)(self.token_bos())   # kept alive: the batch only points at it
+        batch = llama_cpp.llama_batch_get_one(token, 1)
         if llama_compute.decode(self.ctx, batch) != 0:
             raise ModelLoadError(f"llama.cpp could not evaluate a token of {self.path.name}")
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
