@@ -24,44 +24,16 @@ import statistics
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...settings import Settings
 from .. import llama_compute
+from .machine import SAMPLE_VOCAB, Calibration  # noqa: F401 (Calibration: imported from here too)
 
 BENCH_BYTES = 256 * 1024**2
 BANDWIDTH_WINDOWS = 9
-SAMPLE_VOCAB = 262_144    # Gemma 3's vocabulary; the cost is scaled linearly to other vocabularies
 LEARN_FROM = 200          # the last chat replies the correction reads
 _lock = threading.Lock()
-
-
-@dataclass
-class Calibration:
-    bandwidth: float                  # bytes/s a full-thread read of a large tensor reaches
-    flops: float                      # FLOP/s of an fp32 matmul (training/estimate.py's benchmark)
-    measured_at: float = 0.0
-    op_s: float = 0.0                 # seconds of one small torch op called from Python (median)
-    sample_s: float = 0.0             # seconds the sampler takes over a SAMPLE_VOCAB logits row (median)
-    # llama.cpp's own run here (runner_probe.py); None: not probed (no llama.cpp), predict.py's constants apply
-    layer_s: float | None = None      # a decoded token's seconds per layer beyond its bytes
-    position_s: float = 0.0           # ... and per layer per token before it (llama.cpp's attention)
-    llamacpp_bandwidth: float = 0.0   # bytes/s its decode reached, where faster than the benchmark's (else 0)
-    llamacpp_prompt_flops: float = 0.0   # FLOP/s it read the probe's prompt at (an unbatched quantization)
-    probe: dict = field(default_factory=dict)   # the probe's measured times, for the record
-    # (runner, quant) -> measured / predicted, for decoding and for time to first token; "runner" alone as
-    # the fallback for a quantization not run here yet.
-    decode_correction: dict[str, float] = field(default_factory=dict)
-    ttft_correction: dict[str, float] = field(default_factory=dict)
-    samples: int = 0                  # the replies the corrections came from
-
-    def correction(self, kind: str, runner: str, quant: str) -> tuple[float, bool]:
-        table = self.decode_correction if kind == "decode" else self.ttft_correction
-        for key in (f"{runner} {quant}", runner):
-            if key in table:
-                return table[key], True
-        return 1.0, False
 
 
 def _path(settings: Settings) -> Path:

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 
 from .. import llama_compute
-from dataclasses import dataclass
+from .predict import BATCHED_PROMPT_SPEEDUP  # noqa: F401 (the probe's prompt rate is Q4_1's; see predict.py)
 
 PROBE_PROMPT = 256      # tokens read in one batch (~1.5 s quiet; a 128-token batch read at half the per-token
                         # rate of a 512-token one on Q4_1 under load, h31c, so not shorter)
@@ -34,7 +35,6 @@ PROBE_TOKENS = 48       # tokens decoded one at a time, at most, and their media
 PROBE_DECODE_S = 3.0    # ... but no longer than this once MIN_TOKENS are in (0.5 s quiet; bounded under load)
 MIN_TOKENS = 8
 EARLY_TOKENS = 8        # decoded one at a time before the prompt (positions 0-7): the cost of position ~0
-BATCHED_PROMPT_SPEEDUP = 1.6
 
 
 @dataclass
