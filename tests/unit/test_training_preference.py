@@ -220,3 +220,18 @@ def test_preference_methods_get_their_measured_defaults_on_the_page_the_cli_and_
     given = train_usecase.params_from_cli(parser.parse_args(["--model", "m", "--data", "d", "--method", "orpo",
                                                              "--lr", "0.01"]))
     assert TrainParams.from_dict(given).learning_rate == 0.01
+
+
+def test_orpo_learns_the_reply_not_the_prompt():
+    """ORPO's SFT term is the chosen reply's NLL (the paper's), not TRL's NLL over prompt and reply: with a chat
+    template's system prompt the prompt outweighs the reply three to one, and ORPO lost the reply's form."""
+    import torch
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)                    # the chosen rows' logits, last position dropped
+    labels = torch.tensor([[-100, -100, -100, 4, 5, 2], [-100, -100, 7, 2, -100, -100]])   # prompt and padding -100
+    picked = [(0, 2, 4), (0, 3, 5), (0, 4, 2), (1, 1, 7), (1, 2, 2)]   # (row, position, the token it predicts)
+    expected = -sum(torch.log_softmax(logits[r, t], -1)[y] for r, t, y in picked) / len(picked)
+    assert torch.allclose(preference.reply_nll(logits, labels), expected)
+    assert torch.allclose(preference.reply_nll(logits, labels[:, :4]), -sum(   # labels shorter than the logits
+        torch.log_softmax(logits[r, t], -1)[y] for r, t, y in picked if t < 3) / 3)
