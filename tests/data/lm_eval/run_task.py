@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     keep = {key: out[key] for key in ("results", "n-samples", "configs", "samples")}
     Path(args.output).write_text(json.dumps(keep, indent=1, default=handle_non_serializable))
     for task, scores in out["results"].items():
-        print(task, {name: value for name, value in scores.items() if "," in name})
+        print(task, json.dumps({name: value for name, value in scores.items() if "," in name},
+                               default=handle_non_serializable))
 
 
 if __name__ == "__main__":
