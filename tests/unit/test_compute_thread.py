@@ -31,9 +31,8 @@ def test_errors_reach_the_caller_and_nested_calls_run_inline():
         raise ValueError("boom")
     with pytest.raises(ValueError, match="boom"):
         compute_thread.run(fail)
-    outer = compute_thread.run(lambda: (threading.get_ident(), compute_thread.run(threading.get_ident),
-                                        compute_thread.on_compute_thread()))
-    assert outer[0] == outer[1] and outer[2] and not compute_thread.on_compute_thread()
+    outer = compute_thread.run(lambda: (threading.get_ident(), compute_thread.run(threading.get_ident)))
+    assert outer[0] == outer[1] != threading.get_ident()
 
 
 def test_run_torch_carries_the_callers_modes():
