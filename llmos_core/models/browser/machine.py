@@ -15,9 +15,6 @@ class Calibration:
     measured_at: float = 0.0
     op_s: float = 0.0                 # seconds of one small torch op called from Python (median)
     sample_s: float = 0.0             # seconds the sampler takes over a SAMPLE_VOCAB logits row (median)
-    # bytes/s torch's fp32 matrix-vector product reads a large weight at (transformers decodes with it);
-    # 0: not measured (a calibration stored before it), bandwidth x DECODE_EFFICIENCY applies
-    matvec_bandwidth: float = 0.0
     # llama.cpp's own run here (runner_probe.py); None: not probed (no llama.cpp), predict.py's constants apply
     layer_s: float | None = None      # a decoded token's seconds per layer beyond its bytes
     position_s: float = 0.0           # ... and per layer per token before it (llama.cpp's attention)
@@ -29,6 +26,9 @@ class Calibration:
     decode_correction: dict[str, float] = field(default_factory=dict)
     ttft_correction: dict[str, float] = field(default_factory=dict)
     samples: int = 0                  # the replies the corrections came from
+    # bytes/s torch's fp32 matrix-vector product reads a large weight at (transformers decodes with it);
+    # 0: not measured (a calibration stored before it), bandwidth x DECODE_EFFICIENCY applies
+    matvec_bandwidth: float = 0.0
 
     def correction(self, kind: str, runner: str, quant: str) -> tuple[float, bool]:
         table = self.decode_correction if kind == "decode" else self.ttft_correction
