@@ -100,7 +100,8 @@ def main() -> int:
 
     cal = calibration.machine(Settings(home=Path(args.home), threads=args.threads), refresh=True)
     print(f"calibration: bandwidth {cal.bandwidth / 1e9:.1f} GB/s, matmul {cal.flops / 1e9:.0f} GFLOP/s, "
-          f"torch op {cal.op_s * 1e6:.0f} us, sampler {cal.sample_s * 1e3:.1f} ms/262k vocab; llama.cpp probe "
+          f"torch matvec {cal.matvec_bandwidth / 1e9:.1f} GB/s, torch op {cal.op_s * 1e6:.0f} us, "
+          f"sampler {cal.sample_s * 1e3:.1f} ms/262k vocab; llama.cpp probe "
           f"(SmolLM2 Q4_1, {cal.probe.get('threads')} threads): {cal.probe.get('decode_s', 0) * 1e3:.1f} ms a token, "
           f"{cal.probe.get('prompt_s', 0):.2f} s for {PROBE_PROMPT} prompt tokens -> {(cal.layer_s or 0) * 1e3:.2f} ms "
           f"a layer beyond the bytes, prompt {cal.llamacpp_prompt_flops / 1e9:.1f} GFLOP/s; "

@@ -4,6 +4,7 @@ The model is loaded, counted, pinned while in use and evicted by the same rules 
 (ModelManager.use). Pooling follows the model's sentence-transformers files when it has them
 (1_Pooling/config.json: mean or CLS; modules.json: a Normalize step), else mean pooling and unit
 length, as all-MiniLM-L6-v2 does. Texts are sorted by length before batching, so a batch pads little.
+The forward passes run on the process's compute thread (models/compute_thread.py: one OpenMP pool).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
+from .models import compute_thread
 from .models.catalog import EMBEDDING
 
 if TYPE_CHECKING:
@@ -112,4 +114,4 @@ class EmbeddingService:
         with self._lock:
             lock = self._locks.setdefault(name, threading.Lock())
         with lock, self.models.use(name, "transformers") as resident:
-            return encode(resident, texts, self.batch_size)
+            return compute_thread.run(encode, resident, texts, self.batch_size)

@@ -81,6 +81,7 @@ def test_the_calibration_keeps_the_probe_and_reloads_it(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "measure_bandwidth", lambda: BANDWIDTH)
     monkeypatch.setattr(module, "measure_op", lambda: 3e-6)
     monkeypatch.setattr(module, "measure_sampler", lambda: 1e-3)
+    monkeypatch.setattr(module, "measure_matvec", lambda: BANDWIDTH / 3)
     monkeypatch.setattr(estimate, "matmul_flops", lambda *a, **k: 100e9)
     run = ProbeRun(0.030, 0.8, 2)
     monkeypatch.setattr(runner_probe, "measure", lambda bandwidth, threads: (
@@ -90,6 +91,7 @@ def test_the_calibration_keeps_the_probe_and_reloads_it(tmp_path, monkeypatch):
     assert measured.layer_s == pytest.approx(probed(run).layer_s) and measured.probe["decode_s"] == 0.030
     monkeypatch.setattr(runner_probe, "measure", lambda bandwidth, threads: pytest.fail("measured again"))
     assert module.machine(settings) == measured   # read back from the data folder
+    assert measured.matvec_bandwidth == BANDWIDTH / 3
     # no llama.cpp (or no embedded model): the constants apply, and that is stored too
     monkeypatch.setattr(runner_probe, "measure", lambda bandwidth, threads: None)
     bare = module.machine(settings, refresh=True)

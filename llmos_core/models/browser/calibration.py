@@ -27,11 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ...settings import Settings
-from .. import llama_compute
+from .. import compute_thread
 from .machine import SAMPLE_VOCAB, Calibration  # noqa: F401 (Calibration: imported from here too)
 
 BENCH_BYTES = 256 * 1024**2
 BANDWIDTH_WINDOWS = 9
+MATVEC_INPUTS = 1024      # the matrix-vector benchmark's inputs per row (hidden sizes here: 576 to 2048)
 LEARN_FROM = 200          # the last chat replies the correction reads
 _lock = threading.Lock()
 
@@ -60,6 +61,18 @@ def measure_bandwidth() -> float:
 
     data = torch.ones(BENCH_BYTES // 4, dtype=torch.float32)
     return BENCH_BYTES / _seconds(data.sum, BANDWIDTH_WINDOWS)
+
+
+def measure_matvec() -> float:
+    """Bytes/s torch's fp32 matrix-vector product (nn.functional.linear, one row: a decoded token) reads a
+    BENCH_BYTES weight at, MATVEC_INPUTS wide, the median of BANDWIDTH_WINDOWS runs. A transformers token is
+    such products over every weight, and they do not reach the plain sum's rate: each output is a short dot
+    product, split across the threads (quiet, Gemma 3 270M fp32 decoded at 0.30 of the sum's rate, h31c)."""
+    import torch
+
+    weight = torch.ones(BENCH_BYTES // 4 // MATVEC_INPUTS, MATVEC_INPUTS, dtype=torch.float32)
+    row = torch.ones(1, MATVEC_INPUTS, dtype=torch.float32)
+    return BENCH_BYTES / _seconds(lambda: torch.nn.functional.linear(row, weight), BANDWIDTH_WINDOWS)
 
 
 def measure_op() -> float:
@@ -93,10 +106,10 @@ def machine(settings: Settings, refresh: bool = False) -> Calibration:
             stored = json.loads(path.read_text()).get(_key())
         except (OSError, ValueError):
             stored = None
-        if stored and "position_s" in stored and not refresh:   # one stored before the two-depth probe: again
+        if stored and "matvec_bandwidth" in stored and not refresh:   # one stored before the matvec: again
             return Calibration(**{k: stored[k] for k in _STORED})
         threads = settings.threads or os.cpu_count() or 1   # the runners' thread count (LLMOS_THREADS)
-        calibration = llama_compute.run(_measure, settings, refresh, threads)   # one OpenMP pool: llama_compute.py
+        calibration = compute_thread.run(_measure, settings, refresh, threads)   # one OpenMP pool: compute_thread.py
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({_key(): {k: getattr(calibration, k) for k in _STORED}}, indent=1))
@@ -109,7 +122,7 @@ def _measure(settings: Settings, refresh: bool, threads: int) -> Calibration:
 
     with _torch_threads(threads):
         calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh),
-                                  time.time(), measure_op(), measure_sampler())
+                                  time.time(), measure_op(), measure_sampler(), matvec_bandwidth=measure_matvec())
     probe_runner(calibration, threads)
     return calibration
 
@@ -127,8 +140,8 @@ def _torch_threads(threads: int):
         torch.set_num_threads(before)
 
 
-_STORED = ("bandwidth", "flops", "measured_at", "op_s", "sample_s", "layer_s", "position_s", "llamacpp_bandwidth",
-           "llamacpp_prompt_flops", "probe")
+_STORED = ("bandwidth", "flops", "measured_at", "op_s", "sample_s", "matvec_bandwidth", "layer_s", "position_s",
+           "llamacpp_bandwidth", "llamacpp_prompt_flops", "probe")
 
 
 def probe_runner(calibration: Calibration, threads: int) -> None:

@@ -26,6 +26,9 @@ class Calibration:
     decode_correction: dict[str, float] = field(default_factory=dict)
     ttft_correction: dict[str, float] = field(default_factory=dict)
     samples: int = 0                  # the replies the corrections came from
+    # bytes/s torch's fp32 matrix-vector product reads a large weight at (transformers decodes with it);
+    # 0: not measured (a calibration stored before it), bandwidth x DECODE_EFFICIENCY applies
+    matvec_bandwidth: float = 0.0
 
     def correction(self, kind: str, runner: str, quant: str) -> tuple[float, bool]:
         table = self.decode_correction if kind == "decode" else self.ttft_correction

@@ -8,7 +8,8 @@ memory   = weights (a GGUF as stored; transformers: parameters x dtype, + RUNTIM
 decode   = a token at position P reads every weight once (the tied output head reads the whole embedding
            table: 168M of Gemma 3 270M's 268M parameters) AND the KV cache of the P tokens before it (about
            16-25% more bytes on SmolLM2 after a 1,000-token prompt: it was missing), at the measured bandwidth
-           (the median window, calibration.py); plus what does not scale with bytes: the sampler over the
+           (the median window, calibration.py; transformers: the weights at torch's measured fp32
+           matrix-vector rate, `matvec_bandwidth`, which reached 0.3-0.6 of the sum's); plus what does not scale with bytes: the sampler over the
            vocabulary (measured; a 262k vocabulary pays it at each token) and the per-layer op cost
            (transformers: OPS_PER_LAYER Python-dispatched ops at the measured op_s; llama.cpp: its graph
            nodes' thread joins, `layer_s` measured by running llama.cpp itself on the embedded SmolLM2
@@ -40,7 +41,8 @@ RUNTIME_OVERHEAD = {LLAMACPP: 0.0, "transformers": TRANSFORMERS_OVERHEAD}   # al
 FIXED_BYTES = {LLAMACPP: COMPUTE_FIXED, "transformers": RUNTIME_FIXED}     # compute buffers, logits rows
 KV_ELEMENT_BYTES = {LLAMACPP: 2, "transformers": 4}       # llama.cpp keeps K and V in f16; fp32 on transformers
 # Of the measured bandwidth, what a matrix-vector product streaming quantized or fp32 weights reaches
-# (the benchmark is a plain sum: no dequantization, no second operand).
+# (the benchmark is a plain sum: no dequantization, no second operand). transformers uses the calibration's
+# own measured torch matrix-vector rate (Calibration.matvec_bandwidth) instead, where it has one.
 DECODE_EFFICIENCY = {LLAMACPP: 0.9, "transformers": 0.9}
 # Per layer and token, what does not scale with bytes. llama.cpp: its graph runs about 25 nodes a layer, each
 # ended by a join of its threads, no Python: measured here by the calibration's probe (runner_probe.py,
@@ -135,7 +137,8 @@ def decode_seconds(shape: Shape, form: Form, calibration: Calibration, position:
     read = form.weight_bytes * read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * position
     probed = runner == LLAMACPP and calibration.layer_s is not None   # this machine's llama.cpp probe
     bandwidth = calibration.llamacpp_bandwidth if probed and calibration.llamacpp_bandwidth else calibration.bandwidth
-    cpu_rate = bandwidth * DECODE_EFFICIENCY[runner]
+    matvec = runner != LLAMACPP and calibration.matvec_bandwidth   # torch's own matrix-vector rate, measured
+    cpu_rate = calibration.matvec_bandwidth if matvec else bandwidth * DECODE_EFFICIENCY[runner]
     seconds = read * (1 - share) / cpu_rate + (read * share / gpu.bandwidth if gpu and share else 0.0)
     layer_s = calibration.layer_s if probed else LAYER_COST_S[runner]
     position_s = calibration.position_s * position if probed else 0.0   # attention over the earlier tokens
