@@ -13,11 +13,12 @@ Gemma 3 270M served by llama.cpp, greedy. One run measures, with the cache on an
     the first question (target: at most 25%), the follow-ups repeating the first prompt (rag/answer.py,
     follow_up) with the cache on and off, and with the cache on but the old layout (passages in the last turn);
   - with --transformers: the conversations on SmolLM2 served by the transformers runner (its prefix cache:
-    models/transformers_prefix.py), the cache on and off.
+    models/transformers_prefix.py), the cache on and off, and the decode speed with the pages of each.
 
     python bench/prefix.py [--conversations 4] [--turns 4] [--off-turns 2] [--segments 40] [--threads 2]
     python bench/prefix.py --ask [--conversations 2] [--turns 3]
-    python bench/prefix.py --transformers [--conversations 2] [--turns 3]   # the conversations, SmolLM2 on transformers
+    python bench/prefix.py --transformers [--conversations 2] [--turns 3] [--old-pages] [--tokens 32] [--rounds 3]
+        # the conversations and the decode speed, SmolLM2 on transformers
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from llmos_core.accounts import LOCAL_ADMIN  # noqa: E402
 from llmos_core.engine import Engine  # noqa: E402
 from llmos_core.usecases import ask as asking, chat  # noqa: E402
 from llmos_core.generation import SamplingParams  # noqa: E402
+from llmos_core.models import transformers_prefix, transformers_runner  # noqa: E402
 from llmos_core.settings import Settings  # noqa: E402
 from llmos_core.translation import open_engine  # noqa: E402
 from llmos_core.translation.translator import Translator  # noqa: E402
@@ -180,21 +182,47 @@ def ask_part(home: Path, args) -> None:
 def transformers_part(home: Path, args) -> None:
     """The conversations on SmolLM2 served by transformers (continuous batching's kept blocks: transformers_prefix.py),
     over ~1,000-token documents: the transformers runner's window is 2,048 tokens (runner.CONTEXT_CAP), and a
-    ~2,000-token document would be dropped from turn 2 on (the oldest turns go first)."""
-    results = {}
-    for on in (True, False):
+    ~2,000-token document would be dropped from turn 2 on (the oldest turns go first). Each part also measures the
+    decode speed of a free reply (--tokens, median of --rounds), whose pages differ: PREFIX_PAGE tokens with the
+    cache on, CACHE_PAGE off; --old-pages adds a part with the cache on and CACHE_PAGE-token pages (before h30c)."""
+    parts = [("on ", True, transformers_prefix.PREFIX_PAGE), ("off", False, None)]
+    if args.old_pages:
+        parts.append(("on, old pages", True, transformers_runner.CACHE_PAGE))
+    results, speeds, new_page = {}, {}, transformers_prefix.PREFIX_PAGE
+    for label, on, page in parts:
+        transformers_prefix.PREFIX_PAGE = page or new_page
         engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on), primary=False, start_threads=False)
         try:
             resident = engine.models.load(SMOL, "transformers")
-            print(f"cache {'on' if on else 'off'}: model {resident.measured_bytes / 1024**2:.0f} MB", flush=True)
+            print(f"cache {label.strip()}: model {resident.measured_bytes / 1024**2:.0f} MB, pages of "
+                  f"{engine.chat.runner(resident).page} tokens", flush=True)
             run(engine, [{"role": "user", "content": FREE}], 4, SMOL, "transformers")   # the batching's first use
-            results[on] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
-                                        "on " if on else "off", SMOL, "transformers", sections=45)
+            results[label] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
+                                           label, SMOL, "transformers", sections=45)
+            if args.tokens:
+                speeds[label] = statistics.median(decode_speed(engine, args.tokens) for _ in range(args.rounds))
+                print(f"  decode {speeds[label]:.1f} tokens/s (free reply of {args.tokens} tokens, median of "
+                      f"{args.rounds})", flush=True)
             print(f"  batching cache {resident.working_bytes / 1024**2:.0f} MB (the prefix cache's room included); "
                   f"{resident.prefix_cache()}")
         finally:
             engine.close()
-    report(results, args)
+            transformers_prefix.PREFIX_PAGE = new_page
+    report({True: results["on "], False: results["off"]}, args)
+    if args.old_pages:
+        old = results["on, old pages"]
+        later = statistics.mean(t for turn in old[1:] for t in turn)
+        print(f"with the cache on and {transformers_runner.CACHE_PAGE}-token pages: turns 2-{args.turns} "
+              f"{later:.2f} s = {later / statistics.mean(old[0]):.1%} of turn 1")
+    if len(speeds) > 1:
+        print("decode speed: " + ", ".join(f"{label.strip()} {speed:.1f} tokens/s" for label, speed in speeds.items())
+              + f"; on/off {speeds['on '] / speeds['off']:.2f}x")
+
+
+def decode_speed(engine: Engine, tokens: int) -> float:
+    """Tokens/s of a free reply after its first token, on SmolLM2 through transformers."""
+    first, total, count, _ = run(engine, [{"role": "user", "content": FREE}], tokens, SMOL, "transformers")
+    return (count - 1) / (total - first)
 
 
 def report(results: dict, args) -> None:
@@ -219,6 +247,8 @@ def main() -> None:
     parser.add_argument("--ask", action="store_true", help="measure Ask follow-ups only (Chat with documents)")
     parser.add_argument("--transformers", action="store_true",
                         help="measure the conversations only, on SmolLM2 through the transformers runner")
+    parser.add_argument("--old-pages", action="store_true",
+                        help="with --transformers: also the cache on with transformers' 256-token pages")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMOS_BENCH_HOME") or tempfile.mkdtemp(prefix="llmos-prefix-"))
     if args.ask:
