@@ -13,11 +13,13 @@ Gemma 3 270M served by llama.cpp, greedy. One run measures, with the cache on an
     the first question (target: at most 25%), the follow-ups repeating the first prompt (rag/answer.py,
     follow_up) with the cache on and off, and with the cache on but the old layout (passages in the last turn);
   - with --transformers: the conversations on SmolLM2 served by the transformers runner (its prefix cache:
-    models/transformers_prefix.py), the cache on and off.
+    models/transformers_prefix.py), the cache on and off, and the decode speed with the pages of each.
 
     python bench/prefix.py [--conversations 4] [--turns 4] [--off-turns 2] [--segments 40] [--threads 2]
     python bench/prefix.py --ask [--conversations 2] [--turns 3]
-    python bench/prefix.py --transformers [--conversations 2] [--turns 3]   # the conversations, SmolLM2 on transformers
+    python bench/prefix.py --transformers [--conversations 2] [--turns 3] [--old-pages] [--tokens 32] [--rounds 3]
+        # the conversations and the decode speed, SmolLM2 on transformers
+    python bench/prefix.py --decode-pages [--tokens 40] [--rounds 4]   # decode speed, small pages against 256
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from llmos_core.accounts import LOCAL_ADMIN  # noqa: E402
 from llmos_core.engine import Engine  # noqa: E402
 from llmos_core.usecases import ask as asking, chat  # noqa: E402
 from llmos_core.generation import SamplingParams  # noqa: E402
+from llmos_core.models import transformers_prefix, transformers_runner  # noqa: E402
 from llmos_core.settings import Settings  # noqa: E402
 from llmos_core.translation import open_engine  # noqa: E402
 from llmos_core.translation.translator import Translator  # noqa: E402
@@ -104,7 +107,7 @@ def cache_mb(engine: Engine, model: str = MODEL) -> str:
 
 
 def conversations(engine: Engine, n: int, turns: int, label: str, model: str = MODEL,
-                  backend: str = "llamacpp", sections: int = 98) -> list[list[float]]:
+                  backend: str = "llamacpp", sections: int = 98, replies: list | None = None) -> list[list[float]]:
     chats = [[{"role": "user", "content": document(k, sections) + "\n\nWhat is this document about?"}] for k in range(n)]
     ttft = [[] for _ in range(turns)]
     for turn in range(turns):
@@ -112,6 +115,8 @@ def conversations(engine: Engine, n: int, turns: int, label: str, model: str = M
             first, _, _, text = run(engine, chats[k], 16, model, backend)
             ttft[turn].append(first)
             chats[k] += [{"role": "assistant", "content": text}, {"role": "user", "content": QUESTIONS[turn % 3]}]
+            if replies is not None:
+                replies.append(text)
         times = ", ".join(f"{t:.2f}" for t in ttft[turn])
         print(f"  {label} turn {turn + 1}: TTFT {times} s; cache {cache_mb(engine, model)}",
               flush=True)
@@ -180,21 +185,80 @@ def ask_part(home: Path, args) -> None:
 def transformers_part(home: Path, args) -> None:
     """The conversations on SmolLM2 served by transformers (continuous batching's kept blocks: transformers_prefix.py),
     over ~1,000-token documents: the transformers runner's window is 2,048 tokens (runner.CONTEXT_CAP), and a
-    ~2,000-token document would be dropped from turn 2 on (the oldest turns go first)."""
-    results = {}
-    for on in (True, False):
+    ~2,000-token document would be dropped from turn 2 on (the oldest turns go first). Each part also measures the
+    decode speed of a free reply (--tokens, median of --rounds), whose pages differ: PREFIX_PAGE tokens with the
+    cache on, CACHE_PAGE off; --old-pages adds a part with the cache on and CACHE_PAGE-token pages (before h30c)."""
+    parts = [("on ", True, transformers_prefix.PREFIX_PAGE), ("off", False, None)]
+    if args.old_pages:
+        parts.append(("on, old pages", True, transformers_runner.CACHE_PAGE))
+    results, speeds, replies, new_page = {}, {}, {}, transformers_prefix.PREFIX_PAGE
+    for label, on, page in parts:
+        transformers_prefix.PREFIX_PAGE = page or new_page
         engine = Engine(Settings(home=home, threads=args.threads, prefix_cache=on), primary=False, start_threads=False)
         try:
             resident = engine.models.load(SMOL, "transformers")
-            print(f"cache {'on' if on else 'off'}: model {resident.measured_bytes / 1024**2:.0f} MB", flush=True)
+            print(f"cache {label.strip()}: model {resident.measured_bytes / 1024**2:.0f} MB, pages of "
+                  f"{engine.chat.runner(resident).page} tokens", flush=True)
             run(engine, [{"role": "user", "content": FREE}], 4, SMOL, "transformers")   # the batching's first use
-            results[on] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
-                                        "on " if on else "off", SMOL, "transformers", sections=45)
+            results[label] = conversations(engine, args.conversations, args.turns if on else args.off_turns,
+                                           label, SMOL, "transformers", 45, replies.setdefault(label, []))
+            if args.tokens:
+                speeds[label] = statistics.median(decode_speed(engine, args.tokens) for _ in range(args.rounds))
+                print(f"  decode {speeds[label]:.1f} tokens/s (free reply of {args.tokens} tokens, median of "
+                      f"{args.rounds})", flush=True)
             print(f"  batching cache {resident.working_bytes / 1024**2:.0f} MB (the prefix cache's room included); "
                   f"{resident.prefix_cache()}")
         finally:
             engine.close()
-    report(results, args)
+            transformers_prefix.PREFIX_PAGE = new_page
+    report({True: results["on "], False: results["off"]}, args)
+    if args.old_pages:
+        old = results["on, old pages"]
+        later = statistics.mean(t for turn in old[1:] for t in turn)
+        print(f"with the cache on and {transformers_runner.CACHE_PAGE}-token pages: turns 2-{args.turns} "
+              f"{later:.2f} s = {later / statistics.mean(old[0]):.1%} of turn 1")
+    same = [replies["on "][:len(other)] == other[:len(replies["on "])] for other in replies.values()]
+    print(f"greedy replies the same with the cache on as off{' and with the old pages' if args.old_pages else ''}: "
+          f"{all(same)}")
+    if len(speeds) > 1:
+        print("decode speed: " + ", ".join(f"{label.strip()} {speed:.1f} tokens/s" for label, speed in speeds.items())
+              + f"; on/off {speeds['on '] / speeds['off']:.2f}x")
+
+
+def transformers_decode(home: Path, args) -> None:
+    """Decode speed with the cache on and PREFIX_PAGE-token pages against CACHE_PAGE-token ones: both models loaded,
+    replies in alternation (the machine's load drifts within minutes), a free reply and one over a ~1,000-token
+    document (its attention reads more pages); medians of --rounds."""
+    engines, new_page = {}, transformers_prefix.PREFIX_PAGE
+    try:
+        for page in (new_page, transformers_runner.CACHE_PAGE):
+            transformers_prefix.PREFIX_PAGE = page
+            engines[page] = Engine(Settings(home=home, threads=args.threads), primary=False, start_threads=False)
+            engines[page].models.load(SMOL, "transformers")
+            run(engines[page], [{"role": "user", "content": FREE}], 4, SMOL, "transformers")
+        transformers_prefix.PREFIX_PAGE = new_page
+        prompts = {"free reply": FREE, "reply over a document": document(0, 45) + "\n\nWhat is this document about?"}
+        speeds = {(page, name): [] for page in engines for name in prompts}
+        for _ in range(args.rounds):
+            for page, engine in engines.items():
+                for name, prompt in prompts.items():
+                    first, total, count, _ = run(engine, [{"role": "user", "content": prompt}], args.tokens, SMOL,
+                                                 "transformers")
+                    speeds[page, name].append((count - 1) / (total - first))
+        for name in prompts:
+            new, old = (statistics.median(speeds[page, name]) for page in engines)
+            print(f"decode, {name}: {new:.1f} tokens/s with {new_page}-token pages, {old:.1f} with "
+                  f"{transformers_runner.CACHE_PAGE}: {new / old:.2f}x")
+    finally:
+        transformers_prefix.PREFIX_PAGE = new_page
+        for engine in engines.values():
+            engine.close()
+
+
+def decode_speed(engine: Engine, tokens: int) -> float:
+    """Tokens/s of a free reply after its first token, on SmolLM2 through transformers."""
+    first, total, count, _ = run(engine, [{"role": "user", "content": FREE}], tokens, SMOL, "transformers")
+    return (count - 1) / (total - first)
 
 
 def report(results: dict, args) -> None:
@@ -219,10 +283,17 @@ def main() -> None:
     parser.add_argument("--ask", action="store_true", help="measure Ask follow-ups only (Chat with documents)")
     parser.add_argument("--transformers", action="store_true",
                         help="measure the conversations only, on SmolLM2 through the transformers runner")
+    parser.add_argument("--decode-pages", action="store_true",
+                        help="decode speed on transformers with the cache's small pages against 256-token ones")
+    parser.add_argument("--old-pages", action="store_true",
+                        help="with --transformers: also the cache on with transformers' 256-token pages")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMOS_BENCH_HOME") or tempfile.mkdtemp(prefix="llmos-prefix-"))
     if args.ask:
         ask_part(home, args)
+        return
+    if args.decode_pages:
+        transformers_decode(home, args)
         return
     if args.transformers:
         transformers_part(home, args)

@@ -1,8 +1,8 @@
 """The prefix cache of the transformers runner (transformers_runner.py).
 
 transformers' continuous batching keeps the KV state in blocks (`page` tokens of every layer), and with block
-sharing on, a finished prompt's full blocks stay behind, hashed by their tokens and the blocks before them:
-a new request whose prompt starts with cached blocks takes them and computes only the rest
+sharing on, a finished prompt's full blocks (its reply's included) stay behind, hashed by their tokens and the
+blocks before them: a new request whose prompt starts with cached blocks takes them and computes only the rest
 (PagedAttentionCache.search_prefix_match). On its own that keeps cached blocks in whatever pages happen to be
 free, uncounted and evicted all at once under pressure. Here it gets a room of its own: LLMOS_PREFIX_CACHE_MB
 of pages added to the batching cache (counted with the model like the rest of it), cached blocks kept within
@@ -11,7 +11,9 @@ longest), and figures for Monitor and /metrics in the llama.cpp cache's shape (p
 
 The cache lives inside one runner's batching cache, that is one loaded model (an adapter is merged into its
 own copy at load: backends.py), so a state is never used across models or adapters. Prefixes are matched in
-whole blocks; models with sliding-window layers (Gemma 3) get no block sharing from transformers, so no cache.
+whole blocks, so with the cache on the runner asks for small ones (PREFIX_PAGE tokens, shared_page): a prompt
+recomputes its new text and less than a block before it. Models with sliding-window layers (Gemma 3) get no block
+sharing from transformers, so no cache (and transformers' default pages).
 """
 from __future__ import annotations
 
@@ -19,6 +21,18 @@ import itertools
 from functools import partial
 
 from .prefix_cache import figures
+
+# Tokens of a block when the prefix cache is on. transformers matches whole blocks, so a prompt recomputes the
+# tokens after its last whole cached block: with 256-token blocks (transformers' default, the runner's CACHE_PAGE)
+# a conversation's next turn computed up to 255 tokens of the previous turn again (a fifth of a 1,000-token prompt);
+# with 16, at most 15 besides its new text. Decode speed is the same (docs/figures/h30c.md): the attention reads
+# the same tokens, gathered from more, smaller blocks.
+PREFIX_PAGE = 16
+
+
+def shared_page(page: int) -> int:
+    """The page (tokens a block) of a batching cache whose blocks the prefix cache shares."""
+    return min(page, PREFIX_PAGE)
 
 
 def shares_blocks(config) -> bool:

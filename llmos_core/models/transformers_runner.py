@@ -23,7 +23,7 @@ from ..sampling import RequestSampler
 from . import compute_thread
 from .runner import CONTEXT_CAP, Piece, RunnerBudget, strip_beside_controls
 from .prefix_cache import cells_for
-from .transformers_prefix import BlockCache, shares_blocks
+from .transformers_prefix import BlockCache, shared_page, shares_blocks
 
 if TYPE_CHECKING:
     from .manager import ResidentModel
@@ -93,11 +93,13 @@ class TransformersRunner:
         self._rstrip = frozenset(token.content for token in specials if token.rstrip)
         # A page is at most an eighth of the window, so a short-window model still finds its prefixes cached.
         self.page = CACHE_PAGE if self.context_tokens >= 8 * CACHE_PAGE else max(16, self.context_tokens // 8)
+        sharing = budget.prefix_cache_bytes > 0 and shares_blocks(config)
+        if sharing:        # smaller pages, finer prefix matches (transformers_prefix.py)
+            self.page = shared_page(self.page)
         per_token = kv_bytes_per_token(config, self.model.dtype)
         live_pages = math.ceil(budget.capacity * self.context_tokens / self.page) + 2
         # The prefix cache's room (transformers_prefix.py): LLMOS_PREFIX_CACHE_MB, within the cells llama.cpp allows.
-        room = cells_for(budget.prefix_cache_bytes / 1024**2, per_token, live_pages * self.page) \
-            if shares_blocks(config) else 0
+        room = cells_for(budget.prefix_cache_bytes / 1024**2, per_token, live_pages * self.page) if sharing else 0
         self.prefix = BlockCache(room // self.page, self.page)
         self.cache_pages = live_pages + self.prefix.cap_blocks
         page_bytes = self.page * per_token

@@ -9,7 +9,7 @@ import pytest
 
 from llmos_core.engine import Engine
 from llmos_core.generation import SamplingParams
-from llmos_core.models import transformers_runner
+from llmos_core.models import transformers_prefix, transformers_runner
 from llmos_core.settings import Settings
 
 TEXT = ("The quick brown fox jumps over the lazy dog. LLM OS runs language models on this machine. "
@@ -49,11 +49,18 @@ def test_cached_and_uncached_greedy_replies_are_identical(tmp_path, tiny_causal,
     plain_engine, (plain,) = open_engine(tmp_path / "off", [tiny_causal], prefix_cache=False)
     try:
         assert cached.prefix.enabled and cached.prefix.cap_blocks > 0 and not plain.prefix.enabled
+        # Small pages with the cache on (finer matches), the usual ones without it.
+        assert cached.page == transformers_prefix.PREFIX_PAGE < plain.page
         first = cached.encode([(TEXT, False)])
         assert len(first) > 3 * cached.page
         answer = reply(cached, first, picked)
         follow_up = first + answer + cached.encode([(" And the fox?", False)])     # a conversation's next turn
-        replies = [answer, reply(cached, first, picked), reply(cached, follow_up, picked)]
+        replies = [answer, reply(cached, first, picked)]
+        saved = cached.resident.prefix_cache()["tokens_saved"]
+        replies.append(reply(cached, follow_up, picked))
+        # The next turn reads its earlier prompt and reply (all but the last reply token, never computed) from the
+        # cache, to within one page: it computes its new text and less than a page before it.
+        assert cached.resident.prefix_cache()["tokens_saved"] - saved > len(first) + len(answer) - 1 - cached.page
         stats = cached.resident.prefix_cache()
         assert stats["prompts"] == 3 and stats["hits"] == 2 and stats["tokens_saved"] >= 2 * 3 * cached.page
         assert 0 < stats["bytes"] <= stats["capacity_bytes"] and stats["entries"] >= 3
