@@ -204,8 +204,9 @@ PRESETS: dict[str, dict] = {
 # - DPO adds the chosen reply's NLL (sft_weight 1, TRL's RPO: loss_type ["sigmoid", "sft"]): plain DPO
 #   learnt to lower the rejected reply's end and rambled on instead of signing off (h32b, 0 of 30).
 #   ORPO has that term by design; beta stays TRL's 0.1.
-# - ORPO did NOT follow the rule with these (0 of 15 at 1e-3 x 16 and at 2e-3 x 8): its replies lost even the
-#   base's one sentence and rambled; why is open (docs/figures/h32c.md). It keeps DPO's rate and length.
+# - ORPO keeps DPO's rate and length: with its supervised term on the reply (preference.reply_nll_orpo) it
+#   signed off on 30 of 30 held-out prompts, as SFT and DPO did, in one bench run (docs/figures/h32d.md);
+#   with TRL's term over prompt and reply, 0 of 15 (h32c).
 # - KTO is not measured here: it gets DPO's rate and length (the same reference-model loss family).
 # - These are for a LoRA adapter (the default weights); `weights full` keeps the full fine-tune preset's rate
 #   (a rate of 1e-3 on every weight undoes the model) and was not measured either.
