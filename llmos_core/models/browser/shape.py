@@ -148,10 +148,10 @@ def local_shape(spec: ModelSpec, settings) -> Shape:
 
     from ..backends import safetensors_parameter_bytes
 
-    if spec.data.get("adapter"):
-        raise _not_estimable(spec, "a LoRA adapter: estimate its base model, or its exported GGUF")
-    if spec.has_gguf:
+    if spec.has_gguf:   # a LoRA fine-tune exported to GGUF included: to the browser a plain GGUF
         return shape_from_gguf(fetch.gguf_path(spec, settings))
+    if spec.data.get("adapter"):
+        raise _not_estimable(spec, "a LoRA adapter: estimate its base model, or export it to GGUF")
     folder = Path(spec.location) if spec.source in ("local", "trained") else None
     if spec.source == "hub" and fetch.is_ready(spec, settings):
         folder = fetch.model_folder(spec, settings)
