@@ -3,7 +3,8 @@ reply measure, for every model and form available here.
 
 Forms: SmolLM2-135M on llama.cpp as shipped (Q4_1, LLMOS_GGUF_AS_SHIPPED=1) and as served (its Q8_0 copy),
 Gemma 3 270M on llama.cpp (Q4_K_M) and on transformers (fp32, converted from the GGUF once into the bench's
-data folder). The calibration (bandwidth, matmul) is measured at the start of the run, so predictions and
+data folder; and int8, the transformers-int8 runner's per-row int8 Linear weights, priced by shape.int8_form
+and the calibration's int8_matvec_bandwidth). The calibration (bandwidth, matmul) is measured at the start of the run, so predictions and
 measurements see the same machine load. Each form runs in a fresh process (clean RSS): load, one short
 warm-up reply, then a reply to a ~1,000-token prompt (TTFT) and 64 decoded tokens (tokens/s).
 Memory is compared at the context the runner allocates at load (llama.cpp: its KV cells; transformers: none,
@@ -14,7 +15,8 @@ made in its own process before the rows (about 1-2 minutes here); to the browser
 llama.cpp probe runs SmolLM2 Q4_1 as shipped: that row predicts the probe's own model (circular for its
 decode and prompt rate); the other rows are predicted from it. Targets: memory within 15%, decode within 25%, TTFT within 30%.
 Usage: python bench/estimates.py [--home DIR] [--threads N] [--lora-export]
-                                [--forms smollm2-q4_1 smollm2-q8_0 gemma-q4_k_m gemma-fp32 lora-q8_0]
+                                [--forms smollm2-q4_1 smollm2-q8_0 gemma-q4_k_m gemma-fp32
+                                 gemma-int8 lora-q8_0]
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ FORMS = {   # name -> (catalog model, backend, serve the GGUF as shipped)
     "smollm2-q8_0": ("smollm2-135m-instruct", "llamacpp", False),
     "gemma-q4_k_m": ("gemma-3-270m", "llamacpp", False),
     "gemma-fp32": ("gemma-3-270m", "transformers", False),
+    "gemma-int8": ("gemma-3-270m", "transformers-int8", False),
     "lora-q8_0": ("smollm2-lora-bench", "llamacpp", False),   # made by make_lora_export (--lora-export)
 }
 LORA_FORM = "lora-q8_0"
@@ -48,7 +51,7 @@ def one_form(form: str, home: str, threads: int | None = None) -> dict:
     from llmos_core.generation.request import SamplingParams
     from llmos_core.models import browser
     from llmos_core.models.browser.predict import decode_seconds, predict, ttft_seconds
-    from llmos_core.models.browser.shape import local_forms, local_shape
+    from llmos_core.models.browser.shape import int8_form, local_forms, local_shape
     from llmos_core.models.llamacpp import N_CTX, SHARED_CONTEXTS
     from llmos_core.settings import Settings
 
@@ -60,7 +63,7 @@ def one_form(form: str, home: str, threads: int | None = None) -> dict:
     try:
         spec = engine.catalog.get(name)
         shape = local_shape(spec, settings)
-        runner_form = {f.runner: f for f in local_forms(spec, settings, shape)}[backend]
+        runner_form = {f.runner: f for f in local_forms(spec, settings, shape) + [int8_form(shape)]}[backend]
         calibration = browser.learned_calibration(settings)   # measured by the parent at the start of the run
         context = min(N_CTX, shape.context or N_CTX) * SHARED_CONTEXTS if backend == "llamacpp" else 0
         predicted = predict(name, shape, runner_form, calibration, context=context, corrected=False,
@@ -155,7 +158,7 @@ def main() -> int:
 
     cal = calibration.machine(Settings(home=Path(args.home), threads=args.threads), refresh=True)
     print(f"calibration: bandwidth {cal.bandwidth / 1e9:.1f} GB/s, matmul {cal.flops / 1e9:.0f} GFLOP/s, "
-          f"torch matvec {cal.matvec_bandwidth / 1e9:.1f} GB/s, torch op {cal.op_s * 1e6:.0f} us, "
+          f"torch matvec {cal.matvec_bandwidth / 1e9:.1f} GB/s (int8 kernel {cal.int8_matvec_bandwidth / 1e9:.1f}), torch op {cal.op_s * 1e6:.0f} us, "
           f"sampler {cal.sample_s * 1e3:.1f} ms/262k vocab; llama.cpp probe "
           f"(SmolLM2 Q4_1, {cal.probe.get('threads')} threads): {cal.probe.get('decode_s', 0) * 1e3:.1f} ms a token, "
           f"{cal.probe.get('prompt_s', 0):.2f} s for {PROBE_PROMPT} prompt tokens -> {(cal.layer_s or 0) * 1e3:.2f} ms "
