@@ -222,5 +222,7 @@ def test_replies_measured_here_correct_the_next_prediction(home, calibrated, tin
     finally:
         engine.close()
     learned = {p.runner: p for p in second.predictions}["transformers"]
-    assert learned.learned and second.calibration["learned_from_replies"] == 3   # int8 replies are not its form
+    # the int8 reply is learned for its own form (shape.int8_form), not for fp32's
+    assert learned.learned and second.calibration["learned_from_replies"] == 4
+    assert "transformers-int8 int8" in second.calibration["decode_correction"]
     assert learned.decode_tokens_per_s == pytest.approx(raw.decode_tokens_per_s / 2, rel=0.02)

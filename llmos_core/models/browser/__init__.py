@@ -15,7 +15,7 @@ from . import hub
 from .tier_list import Tier, this_gpu, tiers
 from .calibration import Calibration
 from .predict import TTFT_PROMPT_TOKENS, Gpu, Prediction, decode_seconds, predict, recommend, ttft_seconds
-from .shape import LLAMACPP, Form, Shape, bytes_for, local_forms, local_shape
+from .shape import LLAMACPP, TRANSFORMERS_INT8, Form, Shape, bytes_for, int8_form, local_forms, local_shape
 
 __all__ = ["Estimate", "Tier", "estimate", "estimate_forms", "learned_calibration", "hub", "memory_budget", "this_gpu",
            "tiers"]
@@ -62,13 +62,14 @@ def learned_calibration(settings, store=None, catalog=None, refresh: bool = Fals
     pairs, shapes = [], {}
     for reply in calibration_module.measured_replies(store):
         runner = reply["backend"]
-        if runner not in (LLAMACPP, "transformers"):   # transformers-int8: a form the browser does not predict
+        if runner not in (LLAMACPP, "transformers", TRANSFORMERS_INT8):
             continue
         try:
             if reply["model"] not in shapes:
                 spec = catalog.get(reply["model"])
                 shape = local_shape(spec, settings)
-                shapes[reply["model"]] = (shape, {f.runner: f for f in local_forms(spec, settings, shape)})
+                known = local_forms(spec, settings, shape) + [int8_form(shape)]   # replies on transformers-int8 too
+                shapes[reply["model"]] = (shape, {f.runner: f for f in known})
             shape, forms = shapes[reply["model"]]
         except Exception:   # a model removed since, or not estimable: nothing to learn from it
             continue

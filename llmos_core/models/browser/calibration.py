@@ -75,6 +75,22 @@ def measure_matvec() -> float:
     return BENCH_BYTES / _seconds(lambda: torch.nn.functional.linear(row, weight), BANDWIDTH_WINDOWS)
 
 
+def measure_int8_matvec() -> float:
+    """Bytes/s the transformers-int8 runner's kernel (models/int8.py: torch.ops.aten._weight_int8pack_mm, a
+    bf16 row times per-row-scaled int8 weights) reads a BENCH_BYTES int8 weight at, MATVEC_INPUTS wide, the
+    median of BANDWIDTH_WINDOWS runs; 0.0 where torch has no such kernel."""
+    import torch
+
+    from ..int8 import int8_supported
+
+    if not int8_supported():
+        return 0.0
+    weight = torch.ones(BENCH_BYTES // MATVEC_INPUTS, MATVEC_INPUTS, dtype=torch.int8)
+    scales = torch.ones(weight.shape[0], dtype=torch.bfloat16)
+    row = torch.ones(1, MATVEC_INPUTS, dtype=torch.bfloat16)
+    return BENCH_BYTES / _seconds(lambda: torch.ops.aten._weight_int8pack_mm(row, weight, scales), BANDWIDTH_WINDOWS)
+
+
 def measure_op() -> float:
     """Seconds of one small torch op called from Python: dispatch, and the wake-up of the intra-op threads."""
     import torch
@@ -106,7 +122,7 @@ def machine(settings: Settings, refresh: bool = False) -> Calibration:
             stored = json.loads(path.read_text()).get(_key())
         except (OSError, ValueError):
             stored = None
-        if stored and "matvec_bandwidth" in stored and not refresh:   # one stored before the matvec: again
+        if stored and "int8_matvec_bandwidth" in stored and not refresh:   # one stored before it: again
             return Calibration(**{k: stored[k] for k in _STORED})
         threads = settings.threads or os.cpu_count() or 1   # the runners' thread count (LLMOS_THREADS)
         calibration = compute_thread.run(_measure, settings, refresh, threads)   # one OpenMP pool: compute_thread.py
@@ -122,7 +138,8 @@ def _measure(settings: Settings, refresh: bool, threads: int) -> Calibration:
 
     with _torch_threads(threads):
         calibration = Calibration(measure_bandwidth(), matmul_flops("cpu", settings, refresh=refresh),
-                                  time.time(), measure_op(), measure_sampler(), matvec_bandwidth=measure_matvec())
+                                  time.time(), measure_op(), measure_sampler(), matvec_bandwidth=measure_matvec(),
+                                  int8_matvec_bandwidth=measure_int8_matvec())
     probe_runner(calibration, threads)
     return calibration
 
@@ -141,7 +158,7 @@ def _torch_threads(threads: int):
 
 
 _STORED = ("bandwidth", "flops", "measured_at", "op_s", "sample_s", "matvec_bandwidth", "layer_s", "position_s",
-           "llamacpp_bandwidth", "llamacpp_prompt_flops", "probe")
+           "llamacpp_bandwidth", "llamacpp_prompt_flops", "probe", "int8_matvec_bandwidth")
 
 
 def probe_runner(calibration: Calibration, threads: int) -> None:

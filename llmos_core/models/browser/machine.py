@@ -29,6 +29,9 @@ class Calibration:
     # bytes/s torch's fp32 matrix-vector product reads a large weight at (transformers decodes with it);
     # 0: not measured (a calibration stored before it), bandwidth x DECODE_EFFICIENCY applies
     matvec_bandwidth: float = 0.0
+    # bytes/s torch's int8 weight-only kernel (aten._weight_int8pack_mm, bf16 row: the transformers-int8
+    # runner's, models/int8.py) reads a large int8 weight at; 0: not measured (no such kernel here)
+    int8_matvec_bandwidth: float = 0.0
 
     def correction(self, kind: str, runner: str, quant: str) -> tuple[float, bool]:
         table = self.decode_correction if kind == "decode" else self.ttft_correction

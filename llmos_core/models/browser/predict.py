@@ -31,19 +31,23 @@ from ..batched_form import UNBATCHED
 from ..llamacpp import COMPUTE_FIXED, DRAFT_ROW_BYTES
 from ..prefix_cache import cells_for
 from .machine import SAMPLE_VOCAB, Calibration
-from .shape import LLAMACPP, Form, Shape
+from .shape import LLAMACPP, TRANSFORMERS_INT8, Form, Shape
 
 # The quantizations with a batched CPU matmul read a prompt this many times faster than the probe's Q4_1
 # (h31b runs 3 and 5: the Q4_1 file took 1.55x and 1.68x its Q8_0 copy's time on the same 1,177 tokens).
 BATCHED_PROMPT_SPEEDUP = 1.6
 
-RUNTIME_OVERHEAD = {LLAMACPP: 0.0, "transformers": TRANSFORMERS_OVERHEAD}   # allocator slack over the tensors
-FIXED_BYTES = {LLAMACPP: COMPUTE_FIXED, "transformers": RUNTIME_FIXED}     # compute buffers, logits rows
-KV_ELEMENT_BYTES = {LLAMACPP: 2, "transformers": 4}       # llama.cpp keeps K and V in f16; fp32 on transformers
+# transformers-int8 (models/int8.py) is the transformers runner with int8 Linear weights: the same allocator,
+# buffers and fp32 KV cache; its weights are read by torch's int8 kernel at the measured int8_matvec_bandwidth.
+RUNTIME_OVERHEAD = {LLAMACPP: 0.0, "transformers": TRANSFORMERS_OVERHEAD,   # allocator slack over the tensors
+                    TRANSFORMERS_INT8: TRANSFORMERS_OVERHEAD}
+FIXED_BYTES = {LLAMACPP: COMPUTE_FIXED, "transformers": RUNTIME_FIXED,     # compute buffers, logits rows
+               TRANSFORMERS_INT8: RUNTIME_FIXED}
+KV_ELEMENT_BYTES = {LLAMACPP: 2, "transformers": 4, TRANSFORMERS_INT8: 4}   # llama.cpp: f16 K and V; fp32 else
 # Of the measured bandwidth, what a matrix-vector product streaming quantized or fp32 weights reaches
 # (the benchmark is a plain sum: no dequantization, no second operand). transformers uses the calibration's
 # own measured torch matrix-vector rate (Calibration.matvec_bandwidth) instead, where it has one.
-DECODE_EFFICIENCY = {LLAMACPP: 0.9, "transformers": 0.9}
+DECODE_EFFICIENCY = {LLAMACPP: 0.9, "transformers": 0.9, TRANSFORMERS_INT8: 0.9}
 # Per layer and token, what does not scale with bytes. llama.cpp: its graph runs about 25 nodes a layer, each
 # ended by a join of its threads, no Python: measured here by the calibration's probe (runner_probe.py,
 # Calibration.layer_s); LAYER_COST_S, fitted on this CPU when quiet (h31), only without llama.cpp. transformers:
@@ -51,9 +55,12 @@ DECODE_EFFICIENCY = {LLAMACPP: 0.9, "transformers": 0.9}
 # gate/up/down, residuals: about 60 on Llama/Gemma layers), each at the measured op_s.
 # The probe's figure includes what a loaded machine adds (h31b: a steady ~35 ms a token on all three
 # llama.cpp forms at load 7) as far as the load holds still between the calibration and the reply.
-LAYER_COST_S = {LLAMACPP: 0.00015, "transformers": 0.0}
-OPS_PER_LAYER = {LLAMACPP: 0, "transformers": 60}
-PROMPT_EFFICIENCY = {LLAMACPP: 0.6, "transformers": 0.5}
+LAYER_COST_S = {LLAMACPP: 0.00015, "transformers": 0.0, TRANSFORMERS_INT8: 0.0}
+# An Int8Linear's forward is 5 ops (reshape, cast to bf16, the int8 kernel, cast back, reshape) where
+# nn.Linear's is one: 4 more for each of a decoder layer's 7 linears (q, k, v, o, gate, up, down).
+INT8_EXTRA_OPS = 4 * 7
+OPS_PER_LAYER = {LLAMACPP: 0, "transformers": 60, TRANSFORMERS_INT8: 60 + INT8_EXTRA_OPS}
+PROMPT_EFFICIENCY = {LLAMACPP: 0.6, "transformers": 0.5, TRANSFORMERS_INT8: 0.5}
 # llama.cpp has no batched CPU matmul for these (models/batched_form.UNBATCHED: why Q4_1 is served as a Q8_0
 # copy, "prompts read twice as fast"): their prompt runs at the old 0.35. Measured here on the same 1,177
 # tokens, Q4_1 as shipped took 1.55x and 1.68x the Q8_0 copy's time (h31b runs 3 and 5), and at 0.35 for
@@ -137,8 +144,10 @@ def decode_seconds(shape: Shape, form: Form, calibration: Calibration, position:
     read = form.weight_bytes * read_fraction(shape) + shape.kv_bytes_per_token(KV_ELEMENT_BYTES[runner]) * position
     probed = runner == LLAMACPP and calibration.layer_s is not None   # this machine's llama.cpp probe
     bandwidth = calibration.llamacpp_bandwidth if probed and calibration.llamacpp_bandwidth else calibration.bandwidth
-    matvec = runner != LLAMACPP and calibration.matvec_bandwidth   # torch's own matrix-vector rate, measured
-    cpu_rate = calibration.matvec_bandwidth if matvec else bandwidth * DECODE_EFFICIENCY[runner]
+    # torch's own matrix-vector rate, measured: fp32's, or the int8 kernel's for transformers-int8
+    matvec = (calibration.int8_matvec_bandwidth if runner == TRANSFORMERS_INT8
+              else calibration.matvec_bandwidth if runner != LLAMACPP else 0.0)
+    cpu_rate = matvec or bandwidth * DECODE_EFFICIENCY[runner]
     seconds = read * (1 - share) / cpu_rate + (read * share / gpu.bandwidth if gpu and share else 0.0)
     layer_s = calibration.layer_s if probed else LAYER_COST_S[runner]
     position_s = calibration.position_s * position if probed else 0.0   # attention over the earlier tokens

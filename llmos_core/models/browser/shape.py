@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import fetch
 from ..catalog import ModelSpec
 
-LLAMACPP, TRANSFORMERS = "llamacpp", "transformers"
+LLAMACPP, TRANSFORMERS, TRANSFORMERS_INT8 = "llamacpp", "transformers", "transformers-int8"
 # Bytes per weight of each llama.cpp quantization (ggml block sizes: Q4_K is 144 bytes for 256 weights...);
 # used only where a form's size is not known from a file (a quantization asked for, not on offer).
 QUANT_BYTES = {"F32": 4.0, "F16": 2.0, "BF16": 2.0, "Q8_0": 34 / 32, "Q6_K": 210 / 256, "Q5_K_M": 176 / 256,
@@ -133,6 +133,21 @@ def local_forms(spec: ModelSpec, settings, shape: Shape, dtype: str = "fp32") ->
     return forms
 
 
+def int8_form(shape: Shape) -> Form:
+    """The transformers-int8 runner's weights (models/int8.py): every Linear as int8 with an fp32 and a bf16
+    scale per output row; a tied embedding shares the head's int8 matrix, an untied one stays fp32. The norms
+    (under 0.1% of the parameters) are counted as int8. The rows: the head's (vocab), and per layer q, k, v,
+    o and the MLP's gate, up (its width each) and down, the MLP's width from the parameters left over."""
+    embedding = shape.embedding_parameters
+    untied = 0 if shape.tied_embeddings else embedding
+    attention = 2 * shape.hidden * shape.heads * shape.head_dim + 2 * shape.hidden * shape.kv_heads * shape.head_dim
+    per_layer = (shape.parameters - embedding - untied) / max(shape.layers, 1)
+    mlp_width = max(per_layer - attention, 0) / (3 * max(shape.hidden, 1))
+    rows = shape.vocab + shape.layers * ((shape.heads + 2 * shape.kv_heads) * shape.head_dim + 2 * shape.hidden
+                                         + 2 * mlp_width)
+    return Form(TRANSFORMERS_INT8, "int8", int(shape.parameters + 3 * untied + 6 * rows), 0, "")
+
+
 def _file_type(path: Path) -> int:
     try:
         from ..llamacpp import file_type_of, read_metadata
@@ -148,10 +163,10 @@ def local_shape(spec: ModelSpec, settings) -> Shape:
 
     from ..backends import safetensors_parameter_bytes
 
-    if spec.data.get("adapter"):
-        raise _not_estimable(spec, "a LoRA adapter: estimate its base model, or its exported GGUF")
-    if spec.has_gguf:
+    if spec.has_gguf:   # a LoRA fine-tune exported to GGUF included: to the browser a plain GGUF
         return shape_from_gguf(fetch.gguf_path(spec, settings))
+    if spec.data.get("adapter"):
+        raise _not_estimable(spec, "a LoRA adapter: estimate its base model, or export it to GGUF")
     folder = Path(spec.location) if spec.source in ("local", "trained") else None
     if spec.source == "hub" and fetch.is_ready(spec, settings):
         folder = fetch.model_folder(spec, settings)
