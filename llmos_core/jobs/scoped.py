@@ -6,17 +6,14 @@ job id answers "there is no job N", as a missing one does. An admin sees every j
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..accounts import LimitReached, User, may_see
 from ..errors import JobError
 
-if TYPE_CHECKING:
-    from .scheduler import JobScheduler
-
 
 class UserJobs:
-    def __init__(self, scheduler: "JobScheduler", actor: User):
+    def __init__(self, scheduler, actor: User):
+        """`scheduler`: the JobScheduler (scheduler.py) this view is of; not imported here, since scheduler.py
+        imports this module for `for_user`."""
         if not isinstance(actor, User):
             raise TypeError(f"an acting User is required, got {actor!r}")
         self.scheduler, self.actor = scheduler, actor

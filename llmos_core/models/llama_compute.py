@@ -1,8 +1,7 @@
 """llama_decode on the process's compute thread (compute_thread.py: why one thread runs every model's OpenMP
-work); `run` is compute_thread.run, kept here for the callers that name it so."""
+work)."""
 from __future__ import annotations
 
-from .compute_thread import run  # noqa: F401 (re-exported)
 from . import compute_thread
 
 

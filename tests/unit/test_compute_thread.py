@@ -23,7 +23,15 @@ def test_every_caller_gets_the_same_thread():
         caller.join()
     seen.append(compute_thread.run(threading.get_ident))
     assert len(set(seen)) == 1 and seen[0] != threading.get_ident()
-    assert llama_compute.run is compute_thread.run   # the llama.cpp callers' name for it
+
+
+def test_llama_decode_runs_on_the_same_thread(monkeypatch):
+    import llama_cpp
+
+    decoded_on = []
+    monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: decoded_on.append(threading.get_ident()) or 0)
+    assert llama_compute.decode(None, None) == 0
+    assert decoded_on == [compute_thread.run(threading.get_ident)]
 
 
 def test_errors_reach_the_caller_and_nested_calls_run_inline():

@@ -24,6 +24,7 @@ import statistics
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from ...settings import Settings
@@ -157,8 +158,9 @@ def _torch_threads(threads: int):
         torch.set_num_threads(before)
 
 
-_STORED = ("bandwidth", "flops", "measured_at", "op_s", "sample_s", "matvec_bandwidth", "layer_s", "position_s",
-           "llamacpp_bandwidth", "llamacpp_prompt_flops", "probe", "int8_matvec_bandwidth")
+# What the data folder keeps: every measured field; the corrections are learnt again from the replies.
+LEARNT = ("decode_correction", "ttft_correction", "samples")
+_STORED = tuple(f.name for f in fields(Calibration) if f.name not in LEARNT)
 
 
 def probe_runner(calibration: Calibration, threads: int) -> None:
